@@ -1,0 +1,115 @@
+import { z } from 'zod'
+import { type AssetDefinition, formatIssues, isAssetDefinition } from './definitions.js'
+import { ConfigError } from './errors.js'
+
+/** What an environment block (`--env NAME`) may override. */
+export interface EnvironmentConfig {
+  assets?: AssetDefinition[]
+  /** Run config per asset key, merged over the top-level `config`. */
+  config?: Record<string, Record<string, unknown>>
+  resources?: Record<string, unknown>
+  pools?: Record<string, number>
+  concurrency?: number
+  /** Store file, relative to the config file. */
+  store?: string
+}
+
+/** The shape of `refresh.config.ts`'s default export. */
+export interface RefreshConfig extends EnvironmentConfig {
+  assets: AssetDefinition[]
+  /** Sensors (see `whenMaterialized`, `sensor`). */
+  sensors?: unknown[]
+  /** Cron schedules (see `schedule`). */
+  schedules?: unknown[]
+  /** Named blocks chosen with `--env NAME`; each overrides the top level. */
+  environments?: Record<string, EnvironmentConfig>
+}
+
+/** Gives a config its type; returns it unchanged. */
+export function defineConfig<const C extends RefreshConfig>(config: C): C {
+  return config
+}
+
+const assetSchema = z.custom<AssetDefinition>(isAssetDefinition, {
+  message: 'must be an asset made with asset({...})',
+})
+const poolsSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'pool names are letters, digits, `_`, `-`, `.`'),
+  z.number().int().min(1),
+)
+const runConfigSchema = z.record(z.string(), z.record(z.string(), z.unknown()))
+
+const environmentSchema = z
+  .object({
+    assets: z.array(assetSchema).optional(),
+    config: runConfigSchema.optional(),
+    resources: z.record(z.string(), z.unknown()).optional(),
+    pools: poolsSchema.optional(),
+    concurrency: z.number().int().min(1).optional(),
+    store: z.string().min(1).optional(),
+  })
+  .strict()
+
+const configSchema = environmentSchema
+  .extend({
+    assets: z.array(assetSchema).min(1, 'declare at least one asset'),
+    sensors: z.array(z.unknown()).optional(),
+    schedules: z.array(z.unknown()).optional(),
+    environments: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), environmentSchema).optional(),
+  })
+  .strict()
+
+/** Validates a loaded config; the error names the file and each bad field's path. */
+export function validateConfig(value: unknown, source: string): RefreshConfig {
+  if (typeof value !== 'object' || value === null) {
+    throw new ConfigError(
+      `${source} must export a config as its default export: \`export default defineConfig({ assets: [...] })\`.`,
+    )
+  }
+  const parsed = configSchema.safeParse(value)
+  if (!parsed.success) throw new ConfigError(`${source} is invalid: ${formatIssues(parsed.error)}`)
+  return parsed.data as RefreshConfig
+}
+
+/** The config with one environment's block laid over the top level (config < environment). */
+export interface ResolvedConfig {
+  assets: AssetDefinition[]
+  config: Record<string, Record<string, unknown>>
+  resources: Record<string, unknown>
+  pools: Record<string, number>
+  concurrency: number | undefined
+  store: string | undefined
+  environment: string | undefined
+}
+
+export function resolveEnvironment(
+  config: RefreshConfig,
+  name: string | undefined,
+  source: string,
+): ResolvedConfig {
+  let env: EnvironmentConfig = {}
+  if (name !== undefined) {
+    const envs = config.environments ?? {}
+    const found = envs[name]
+    if (!found) {
+      const known = Object.keys(envs)
+      throw new ConfigError(
+        `${source} has no environment \`${name}\`; ${known.length ? `it has: ${known.join(', ')}` : `add \`environments: { ${name}: {...} }\` to it`}.`,
+      )
+    }
+    env = found
+  }
+  const merged: Record<string, Record<string, unknown>> = {}
+  for (const [key, value] of Object.entries(config.config ?? {})) merged[key] = { ...value }
+  for (const [key, value] of Object.entries(env.config ?? {}))
+    merged[key] = { ...(merged[key] ?? {}), ...value }
+  return {
+    assets: env.assets ?? config.assets,
+    config: merged,
+    resources: { ...(config.resources ?? {}), ...(env.resources ?? {}) },
+    pools: { ...(config.pools ?? {}), ...(env.pools ?? {}) },
+    concurrency: env.concurrency ?? config.concurrency,
+    store: env.store ?? config.store,
+    environment: name,
+  }
+}

@@ -1,0 +1,244 @@
+import { z } from 'zod'
+import { ConfigError } from './errors.js'
+import type { JsonObject } from './json.js'
+
+/**
+ * Resources injected into every asset's context (S3 clients, databases, fakes in tests).
+ * Augment it to type your own: `declare module 'refresh' { interface Resources { s3: S3Client } }`.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: an interface so users can augment it by declaration merging
+export interface Resources {}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+
+/** Metadata returned by `materialize`: stored with the materialization, shown in views. */
+export type Metadata = JsonObject
+
+export interface RetryPolicy {
+  /** Total attempts, the first included (1 = no retry). */
+  maxAttempts: number
+  /** Base delay before a retry. */
+  delayMs: number
+  /** How the delay grows with the attempt number n (1-based, the attempt that failed):
+   * constant = delay, linear = delay * n, exponential = delay * 2^(n-1). */
+  backoff: 'constant' | 'linear' | 'exponential'
+  /** full = uniform in [0, d]; plus-minus = d + uniform in [-delay, +delay], at least 0. */
+  jitter: 'none' | 'full' | 'plus-minus'
+  /** Upper bound of any computed delay. */
+  maxDelayMs: number
+}
+
+/** What an asset's `materialize` function receives. */
+export interface AssetContext<C = unknown> {
+  readonly runId: string
+  readonly key: string
+  /** 1-based attempt number of this execution of the step. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  /** The asset's run config, validated by its schema (defaults applied). */
+  readonly config: C
+  readonly resources: Resources & Record<string, unknown>
+  /** Aborted on cancel and on the attempt's timeout; pass it to every I/O call. */
+  readonly signal: AbortSignal
+  /** Metadata of each dep's materialization this run builds on (undefined if never materialized). */
+  readonly upstream: Readonly<Record<string, Metadata | undefined>>
+  log(message: string, level?: LogLevel): void
+  /** Reports progress; views show a bar and a rate. `total` may be omitted when unknown. */
+  progress(done: number, total?: number): void
+}
+
+type ConfigSchema = z.ZodTypeAny
+
+export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
+  /** Unique; letters, digits, `_`, `-`, `.`, with `/`-separated prefixes (`media/copy`). */
+  key: string
+  deps?: readonly string[]
+  group?: string
+  tags?: Readonly<Record<string, string>>
+  description?: string
+  /** A zod schema for the asset's run config; validated before the run starts. */
+  config?: S
+  retry?: Partial<RetryPolicy>
+  /** Per-attempt timeout: the attempt's signal is aborted and the attempt fails (retriable). */
+  timeoutMs?: number
+  /** A named concurrency limit shared by all runs and processes on the same store. */
+  pool?: string
+  materialize(
+    ctx: AssetContext<S extends ConfigSchema ? z.output<S> : Record<string, never>>,
+  ): MaterializeReturn
+}
+
+// biome-ignore lint/suspicious/noConfusingVoidType: lets `async materialize() {}` (Promise<void>) type-check
+type MaterializeReturn = Promise<Metadata | undefined | void> | Metadata | undefined | void
+
+const ASSET = Symbol.for('refresh.asset')
+
+/** A validated, frozen asset definition, as returned by `asset()`. */
+export interface AssetDefinition {
+  readonly [ASSET]: true
+  readonly key: string
+  readonly deps: readonly string[]
+  readonly group: string
+  readonly tags: Readonly<Record<string, string>>
+  readonly description: string | undefined
+  readonly config: ConfigSchema | undefined
+  readonly retry: Readonly<RetryPolicy>
+  readonly timeoutMs: number | undefined
+  readonly pool: string | undefined
+  readonly materialize: (
+    // biome-ignore lint/suspicious/noExplicitAny: the definition erases the config type; `asset()` checked it
+    ctx: AssetContext<any>,
+  ) => MaterializeReturn
+}
+
+export const DEFAULT_GROUP = 'default'
+
+export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({
+  maxAttempts: 1,
+  delayMs: 1000,
+  backoff: 'constant',
+  jitter: 'none',
+  maxDelayMs: 10 * 60_000,
+})
+
+/** Keys start with a letter or `_` so that selections like `1+key` and `key+2` stay unambiguous. */
+const SEGMENT = '[A-Za-z_][A-Za-z0-9_.-]*'
+export const KEY_PATTERN = new RegExp(`^${SEGMENT}(/${SEGMENT})*$`)
+const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*$/
+
+const retrySchema = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(1000),
+    delayMs: z.number().min(0),
+    backoff: z.enum(['constant', 'linear', 'exponential']),
+    jitter: z.enum(['none', 'full', 'plus-minus']),
+    maxDelayMs: z.number().min(0),
+  })
+  .partial()
+  .strict()
+
+const specSchema = z
+  .object({
+    key: z
+      .string()
+      .regex(
+        KEY_PATTERN,
+        'must be letters, digits, `_`, `-`, `.`, starting with a letter or `_`, with `/` between parts',
+      ),
+    deps: z.array(z.string()).optional(),
+    group: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    description: z.string().optional(),
+    config: z.custom<ConfigSchema>(isZodSchema, 'must be a zod schema (z.object({...}))').optional(),
+    retry: retrySchema.optional(),
+    timeoutMs: z.number().int().positive().optional(),
+    pool: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
+    materialize: z.custom<AssetDefinition['materialize']>(
+      (v) => typeof v === 'function',
+      'must be a function',
+    ),
+  })
+  .strict()
+
+function isZodSchema(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { safeParse?: unknown }).safeParse === 'function' &&
+    typeof (value as { parse?: unknown }).parse === 'function'
+  )
+}
+
+/** Declares an asset. Throws a `ConfigError` naming the field when the definition is invalid. */
+export function asset<S extends ConfigSchema | undefined = undefined>(spec: AssetSpec<S>): AssetDefinition {
+  const parsed = specSchema.safeParse(spec)
+  if (!parsed.success) {
+    const name = typeof spec?.key === 'string' ? `asset \`${spec.key}\`` : 'asset'
+    throw new ConfigError(`${name} is invalid: ${formatIssues(parsed.error)}`)
+  }
+  const s = parsed.data
+  const deps = s.deps ?? []
+  const seen = new Set<string>()
+  for (const dep of deps) {
+    if (dep === s.key) throw new ConfigError(`asset \`${s.key}\` depends on itself; remove it from its deps.`)
+    if (seen.has(dep)) throw new ConfigError(`asset \`${s.key}\` lists dep \`${dep}\` twice; list it once.`)
+    seen.add(dep)
+  }
+  return Object.freeze({
+    [ASSET]: true as const,
+    key: s.key,
+    deps: Object.freeze([...deps]),
+    group: s.group ?? DEFAULT_GROUP,
+    tags: Object.freeze({ ...(s.tags ?? {}) }),
+    description: s.description,
+    config: s.config,
+    retry: Object.freeze({ ...DEFAULT_RETRY, ...stripUndefined(s.retry ?? {}) }),
+    timeoutMs: s.timeoutMs,
+    pool: s.pool,
+    materialize: s.materialize,
+  })
+}
+
+export function isAssetDefinition(value: unknown): value is AssetDefinition {
+  return typeof value === 'object' && value !== null && (value as { [ASSET]?: unknown })[ASSET] === true
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** One line per zod issue: `path.to.field: message`. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.')
+      return path ? `${path.replace(/\.\[/g, '[')}: ${issue.message}` : issue.message
+    })
+    .join('; ')
+}
+
+/**
+ * Validates each planned asset's run config with its schema. Returns the parsed config (defaults
+ * applied) per asset. Config for a key that is not an asset is an error (a typo would be ignored).
+ */
+export function resolveRunConfig(
+  assets: ReadonlyMap<string, AssetDefinition>,
+  keys: Iterable<string>,
+  raw: Readonly<Record<string, unknown>> | undefined,
+  suggestFrom: (key: string) => string,
+): Record<string, unknown> {
+  const given = raw ?? {}
+  for (const key of Object.keys(given)) {
+    if (!assets.has(key)) {
+      throw new ConfigError(`config is given for \`${key}\`, which is not an asset.${suggestFrom(key)}`)
+    }
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of keys) {
+    const def = assets.get(key)!
+    const value = given[key]
+    if (!def.config) {
+      if (value !== undefined && !(isPlainObject(value) && Object.keys(value).length === 0)) {
+        throw new ConfigError(
+          `config is given for \`${key}\`, but the asset declares no config schema; add \`config: z.object({...})\` to it or remove the config.`,
+        )
+      }
+      out[key] = {}
+      continue
+    }
+    const parsed = def.config.safeParse(value ?? {})
+    if (!parsed.success) {
+      throw new ConfigError(
+        `config for asset \`${key}\` is invalid: ${formatIssues(parsed.error as z.ZodError)}`,
+      )
+    }
+    out[key] = parsed.data
+  }
+  return out
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}

@@ -1,0 +1,166 @@
+/**
+ * Errors are few and named. Two families:
+ * - errors thrown by asset code to steer retries (`NonRetriableError`, `RetryAfterError`);
+ * - `RefreshError`s that mean "the input is wrong": a bad config, an unknown asset, a cycle. Their
+ *   message names the problem and the fix; the CLI prints them as one paragraph and exits 2.
+ *
+ * Checks use `name` (and a brand) rather than `instanceof`, because a config file loaded through
+ * a transpiler may hold its own copy of this module.
+ */
+
+const BRAND = Symbol.for('refresh.error')
+
+/** Base class of user-facing errors (bad input). `code` is stable and machine-readable. */
+export class RefreshError extends Error {
+  readonly code: string
+  readonly [BRAND] = true
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'RefreshError'
+    this.code = code
+  }
+}
+
+/** The config (file, asset definition, run config) is invalid. */
+export class ConfigError extends RefreshError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('config', message, options)
+    this.name = 'ConfigError'
+  }
+}
+
+/** The asset graph is invalid: duplicate keys, missing deps, cycles. */
+export class GraphError extends RefreshError {
+  constructor(message: string) {
+    super('graph', message)
+    this.name = 'GraphError'
+  }
+}
+
+/** A selection string is malformed or names assets that do not exist. */
+export class SelectionError extends RefreshError {
+  constructor(message: string) {
+    super('selection', message)
+    this.name = 'SelectionError'
+  }
+}
+
+/** The store file cannot be used (newer schema, not a refresh store, unknown run). */
+export class StoreError extends RefreshError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('store', message, options)
+    this.name = 'StoreError'
+  }
+}
+
+/** Thrown from asset code: the failure is permanent, do not retry. */
+export class NonRetriableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'NonRetriableError'
+  }
+}
+
+/** Thrown from asset code: retry, but not before `seconds` have passed (rate limits, 429s). */
+export class RetryAfterError extends Error {
+  readonly seconds: number
+  constructor(seconds: number, message?: string, options?: { cause?: unknown }) {
+    super(message ?? `retry after ${seconds} s`, options)
+    this.name = 'RetryAfterError'
+    this.seconds = seconds
+  }
+}
+
+/** An attempt ran longer than the asset's `timeoutMs`; its signal was aborted. Retriable. */
+export class StepTimeoutError extends Error {
+  readonly timeoutMs: number
+  constructor(timeoutMs: number) {
+    super(`attempt timed out after ${timeoutMs} ms`)
+    this.name = 'StepTimeoutError'
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** The run was canceled while the step was running or waiting. */
+export class CanceledError extends Error {
+  constructor(message = 'run canceled') {
+    super(message)
+    this.name = 'CanceledError'
+  }
+}
+
+/** True for errors that mean bad input rather than a failure of the work itself. */
+export function isRefreshError(error: unknown): error is RefreshError {
+  return typeof error === 'object' && error !== null && (error as { [BRAND]?: boolean })[BRAND] === true
+}
+
+export function isNonRetriable(error: unknown): boolean {
+  return error instanceof Error && error.name === 'NonRetriableError'
+}
+
+export function retryAfterSeconds(error: unknown): number | undefined {
+  if (error instanceof Error && error.name === 'RetryAfterError') {
+    const seconds = (error as { seconds?: unknown }).seconds
+    if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) return seconds
+  }
+  return undefined
+}
+
+/** A serializable description of an error, as stored in steps, attempts and events. */
+export interface ErrorInfo {
+  name: string
+  message: string
+  stack?: string
+  cause?: ErrorInfo
+}
+
+export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
+  if (error instanceof Error) {
+    const info: ErrorInfo = { name: error.name, message: error.message }
+    if (error.stack) info.stack = error.stack
+    if (error.cause !== undefined && depth < 3) info.cause = toErrorInfo(error.cause, depth + 1)
+    return info
+  }
+  return { name: 'Error', message: typeof error === 'string' ? error : safeString(error) }
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/** "Did you mean" helper: the closest candidates by edit distance, best first. */
+export function suggest(name: string, candidates: Iterable<string>, max = 3): string[] {
+  const scored: Array<[string, number]> = []
+  const limit = Math.max(2, Math.floor(name.length / 3))
+  for (const candidate of candidates) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (d <= limit || candidate.toLowerCase().includes(name.toLowerCase())) scored.push([candidate, d])
+  }
+  scored.sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))
+  return scored.slice(0, max).map(([c]) => c)
+}
+
+/** Formats " Did you mean `a` or `b`?" (empty when there is nothing close). */
+export function didYouMean(name: string, candidates: Iterable<string>): string {
+  const close = suggest(name, candidates)
+  if (close.length === 0) return ''
+  return ` Did you mean ${close.map((c) => `\`${c}\``).join(' or ')}?`
+}
+
+function editDistance(a: string, b: string): number {
+  if (a === b) return 0
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost)
+    }
+    prev = cur
+  }
+  return prev[b.length]!
+}

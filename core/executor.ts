@@ -1,0 +1,609 @@
+import { hostname } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { Clock } from './clock.js'
+import {
+  type AssetContext,
+  type AssetDefinition,
+  isPlainObject,
+  type LogLevel,
+  type Metadata,
+} from './definitions.js'
+import {
+  CanceledError,
+  type ErrorInfo,
+  isNonRetriable,
+  NonRetriableError,
+  retryAfterSeconds,
+  StepTimeoutError,
+  toErrorInfo,
+} from './errors.js'
+import type { RunEvent } from './events.js'
+import type { AssetGraph } from './graph.js'
+import { MinHeap } from './graph.js'
+import type { JsonObject } from './json.js'
+import type { RunRecorder } from './recorder.js'
+import { retryDelay } from './retry.js'
+import { HEARTBEAT_INTERVAL_MS, type SqliteStore } from './store/sqlite.js'
+import type { StepStatus } from './store/types.js'
+
+export interface ExecuteOptions {
+  runId: string
+  graph: AssetGraph
+  /** Step keys in plan order. */
+  plan: readonly string[]
+  /** Metadata of steps reused from the parent run's lineage (re-execution from failure). */
+  reused: ReadonlyMap<string, Metadata>
+  config: Readonly<Record<string, unknown>>
+  resources: Readonly<Record<string, unknown>>
+  concurrency: number
+  pools: Readonly<Record<string, number>>
+  signal: AbortSignal | undefined
+  clock: Clock
+  random: () => number
+  store: SqliteStore
+  recorder: RunRecorder
+  /** How often the owner polls the store for a cancel request from another process. */
+  cancelPollMs: number
+}
+
+export interface StepState {
+  readonly key: string
+  readonly index: number
+  readonly def: AssetDefinition
+  status: StepStatus
+  attempts: number
+  startedAt: number | null
+  endedAt: number | null
+  error: ErrorInfo | null
+  /** For a skipped step: the failed step it was skipped for. */
+  reason: string | null
+  metadata: Metadata | null
+}
+
+export interface ExecutionOutcome {
+  status: 'success' | 'failure' | 'canceled'
+  steps: readonly StepState[]
+  startedAt: number
+  endedAt: number
+}
+
+interface InternalStep extends StepState {
+  remaining: number
+  dependents: number[]
+  /** Aborts whatever the step is doing now: an attempt or the wait before a retry. */
+  abort: AbortController | undefined
+  waitingForPool: boolean
+  progress: {
+    lastEmit: number
+    pending: { done: number; total: number | null } | undefined
+    timer?: NodeJS.Timeout
+  }
+}
+
+const PROGRESS_INTERVAL_MS = 100
+const POOL_POLL_MS = 100
+
+/**
+ * Runs a plan: independent steps concurrently up to `concurrency`, pools limiting steps across
+ * runs and processes, retries by policy, per-attempt timeouts, cancellation. Everything it does
+ * is an event through the recorder; it never prints and never throws for a failing asset.
+ */
+export class Execution {
+  private readonly o: ExecuteOptions
+  private readonly steps: InternalStep[]
+  private readonly byKey: Map<string, InternalStep>
+  private readonly ready = new MinHeap()
+  private readonly blocked: InternalStep[] = []
+  private readonly poolInUse = new Map<string, number>()
+  private readonly owner = { pid: process.pid, host: hostname() }
+  private running = 0
+  private canceling = false
+  private cancelReason = ''
+  private finished = false
+  private startedAt = 0
+  private resolveDone!: (outcome: ExecutionOutcome) => void
+  private poolTimer: NodeJS.Timeout | undefined
+  private watchTimer: NodeJS.Timeout | undefined
+  private lastHeartbeat = 0
+
+  constructor(options: ExecuteOptions) {
+    this.o = options
+    const index = new Map(options.plan.map((key, i) => [key, i]))
+    this.steps = options.plan.map((key, i) => ({
+      key,
+      index: i,
+      def: options.graph.assets.get(key)!,
+      status: 'pending' as StepStatus,
+      attempts: 0,
+      startedAt: null,
+      endedAt: null,
+      error: null,
+      reason: null,
+      metadata: null,
+      remaining: 0,
+      dependents: [],
+      abort: undefined,
+      waitingForPool: false,
+      progress: { lastEmit: Number.NEGATIVE_INFINITY, pending: undefined },
+    }))
+    this.byKey = new Map(this.steps.map((s) => [s.key, s]))
+    for (const step of this.steps) {
+      for (const dep of step.def.deps) {
+        const d = index.get(dep)
+        if (d !== undefined) {
+          step.remaining++
+          this.steps[d]!.dependents.push(step.index)
+        }
+      }
+    }
+  }
+
+  run(): Promise<ExecutionOutcome> {
+    const { signal, recorder } = this.o
+    this.startedAt = this.o.clock.now()
+    this.lastHeartbeat = this.startedAt
+    recorder.onWriteError = (error) =>
+      this.cancel(`the store could not be written: ${(error as Error).message}`)
+    const done = new Promise<ExecutionOutcome>((resolve) => {
+      this.resolveDone = resolve
+    })
+    if (signal) {
+      if (signal.aborted) this.cancel(reasonText(signal.reason))
+      else signal.addEventListener('abort', () => this.cancel(reasonText(signal.reason)), { once: true })
+    }
+    this.watchTimer = setInterval(() => this.watch(), this.o.cancelPollMs)
+    this.watchTimer.unref()
+    for (const step of this.steps) if (step.remaining === 0) this.ready.push(step.index)
+    this.pump()
+    return done
+  }
+
+  /** Stops new steps, aborts running attempts and pending retries; the run ends `canceled`. */
+  cancel(reason: string): void {
+    if (this.canceling || this.finished) return
+    this.canceling = true
+    this.cancelReason = reason
+    this.emit({ type: 'run:canceling', reason })
+    for (const step of this.steps) step.abort?.abort(new CanceledError(reason))
+    this.pump()
+  }
+
+  /** Polls the store for a cancel request and keeps the owner's heartbeat fresh. */
+  private watch(): void {
+    if (this.finished) return
+    try {
+      const now = this.o.clock.now()
+      if (now - this.lastHeartbeat >= HEARTBEAT_INTERVAL_MS) {
+        this.lastHeartbeat = now
+        const state = this.o.store.heartbeat(this.o.runId, this.owner, now)
+        if (state === 'lost') this.cancel('another process marked this run as interrupted')
+        else if (state === 'cancel') this.cancel('cancel requested')
+      } else if (this.o.store.isCancelRequested(this.o.runId)) {
+        this.cancel('cancel requested')
+      }
+    } catch (error) {
+      // a locked store delays the poll; the next tick tries again
+      if (!isBusy(error)) this.cancel(`the store could not be read: ${(error as Error).message}`)
+    }
+  }
+
+  private emit(event: DistributiveOmit<RunEvent, 'runId' | 'ts'>): void {
+    this.o.recorder.emit({ ...event, runId: this.o.runId, ts: this.o.clock.now() } as RunEvent)
+  }
+
+  private record(step: InternalStep): void {
+    this.o.recorder.step({
+      runId: this.o.runId,
+      key: step.key,
+      status: step.status,
+      attempts: step.attempts,
+      startedAt: step.startedAt,
+      endedAt: step.endedAt,
+      error: step.error,
+      reason: step.reason,
+    })
+  }
+
+  private pump(): void {
+    if (this.finished) return
+    if (!this.canceling) {
+      // steps that waited for a pool go first: they were ready earlier
+      for (let i = 0; i < this.blocked.length && this.running < this.o.concurrency; ) {
+        const step = this.blocked[i]!
+        if (this.acquirePool(step)) {
+          this.blocked.splice(i, 1)
+          step.waitingForPool = false
+          this.start(step)
+        } else i++
+      }
+      while (this.running < this.o.concurrency && this.ready.size > 0) {
+        const step = this.steps[this.ready.pop()]!
+        if (step.status !== 'pending') continue
+        if (step.def.pool !== undefined && !this.acquirePool(step)) {
+          step.waitingForPool = true
+          this.blocked.push(step)
+          this.blocked.sort((a, b) => a.index - b.index)
+          this.emit({
+            type: 'step:waiting',
+            step: step.key,
+            pool: step.def.pool,
+            limit: this.o.pools[step.def.pool]!,
+          })
+          continue
+        }
+        this.start(step)
+      }
+      if (this.blocked.length > 0 && this.running < this.o.concurrency && this.poolTimer === undefined) {
+        // a slot held by another process frees without telling us: poll
+        this.poolTimer = setTimeout(() => {
+          this.poolTimer = undefined
+          this.pump()
+        }, POOL_POLL_MS)
+      }
+    }
+    if (this.running === 0 && (this.canceling || (this.ready.size === 0 && this.blocked.length === 0))) {
+      this.finish()
+    }
+  }
+
+  private acquirePool(step: InternalStep): boolean {
+    const pool = step.def.pool
+    if (pool === undefined) return true
+    const limit = this.o.pools[pool]!
+    const local = this.poolInUse.get(pool) ?? 0
+    if (local >= limit) return false
+    let acquired: boolean
+    try {
+      acquired = this.o.store.tryAcquirePoolSlot(pool, limit, this.o.runId, step.key, this.o.clock.now())
+    } catch (error) {
+      if (isBusy(error)) return false
+      throw error
+    }
+    if (acquired) this.poolInUse.set(pool, local + 1)
+    return acquired
+  }
+
+  private releasePool(step: InternalStep): void {
+    const pool = step.def.pool
+    if (pool === undefined) return
+    this.poolInUse.set(pool, (this.poolInUse.get(pool) ?? 1) - 1)
+    try {
+      this.o.store.releasePoolSlot(pool, this.o.runId, step.key)
+    } catch (error) {
+      // the slot is freed with the run at the latest (finishRun, recovery)
+      if (!isBusy(error)) throw error
+    }
+  }
+
+  private start(step: InternalStep): void {
+    this.running++
+    step.status = 'running'
+    step.startedAt = this.o.clock.now()
+    this.runStep(step)
+      .catch((error: unknown) => {
+        // an error of the engine itself (not of the asset): fail the step with it
+        step.status = 'failed'
+        step.error = toErrorInfo(error)
+        step.endedAt = this.o.clock.now()
+        this.record(step)
+      })
+      .finally(() => {
+        this.running--
+        this.releasePool(step)
+        if (step.status === 'succeeded') {
+          for (const d of step.dependents) {
+            const dependent = this.steps[d]!
+            if (--dependent.remaining === 0 && dependent.status === 'pending') this.ready.push(d)
+          }
+        } else if (step.status === 'failed') {
+          this.skipDownstream(step)
+        }
+        this.pump()
+      })
+  }
+
+  private async runStep(step: InternalStep): Promise<void> {
+    const { clock, recorder, runId } = this.o
+    const policy = step.def.retry
+    for (let attempt = 1; ; attempt++) {
+      if (this.canceling) return this.markCanceled(step)
+      step.attempts = attempt
+      step.status = 'running'
+      const attemptStart = clock.now()
+      recorder.attempt({
+        runId,
+        step: step.key,
+        attempt,
+        status: 'running',
+        startedAt: attemptStart,
+        endedAt: null,
+        error: null,
+      })
+      this.record(step)
+      this.emit({ type: 'step:start', step: step.key, attempt, maxAttempts: policy.maxAttempts })
+
+      const controller = new AbortController()
+      step.abort = controller
+      const timeout = step.def.timeoutMs
+      const timeoutWait = timeout === undefined ? undefined : new AbortController()
+      if (timeout !== undefined) {
+        clock.sleep(timeout, timeoutWait!.signal).then(
+          () => controller.abort(new StepTimeoutError(timeout)),
+          () => {},
+        )
+      }
+      let metadata: Metadata | undefined
+      let failure: unknown
+      try {
+        const ctx = this.context(step, attempt, controller.signal)
+        const value = await raceAbort(
+          Promise.resolve().then(() => step.def.materialize(ctx)),
+          controller.signal,
+        )
+        metadata = toMetadata(value)
+      } catch (error) {
+        failure = controller.signal.aborted ? controller.signal.reason : error
+      } finally {
+        timeoutWait?.abort()
+        step.abort = undefined
+      }
+      const now = clock.now()
+      this.flushProgress(step)
+
+      if (metadata !== undefined) {
+        step.status = 'succeeded'
+        step.metadata = metadata
+        step.endedAt = now
+        recorder.attempt({
+          runId,
+          step: step.key,
+          attempt,
+          status: 'succeeded',
+          startedAt: attemptStart,
+          endedAt: now,
+          error: null,
+        })
+        this.record(step)
+        recorder.materialization({ asset: step.key, runId, attempt, ts: now, metadata, partitionKey: null })
+        this.emit({ type: 'asset:materialized', step: step.key, asset: step.key, attempt, metadata })
+        this.emit({
+          type: 'step:success',
+          step: step.key,
+          attempt,
+          durationMs: now - step.startedAt!,
+          metadata,
+        })
+        return
+      }
+
+      const error = toErrorInfo(failure)
+      if (failure instanceof CanceledError && this.canceling) {
+        recorder.attempt({
+          runId,
+          step: step.key,
+          attempt,
+          status: 'canceled',
+          startedAt: attemptStart,
+          endedAt: now,
+          error,
+        })
+        return this.markCanceled(step)
+      }
+      recorder.attempt({
+        runId,
+        step: step.key,
+        attempt,
+        status: 'failed',
+        startedAt: attemptStart,
+        endedAt: now,
+        error,
+      })
+      const retriable = !isNonRetriable(failure)
+      if (retriable && attempt < policy.maxAttempts && !this.canceling) {
+        const after = retryAfterSeconds(failure)
+        const delayMs =
+          after !== undefined ? Math.round(after * 1000) : retryDelay(policy, attempt, this.o.random)
+        step.status = 'retrying'
+        step.error = error
+        this.record(step)
+        this.emit({
+          type: 'step:retry',
+          step: step.key,
+          attempt,
+          nextAttempt: attempt + 1,
+          maxAttempts: policy.maxAttempts,
+          delayMs,
+          error,
+        })
+        const wait = new AbortController()
+        step.abort = wait
+        try {
+          await clock.sleep(delayMs, wait.signal)
+        } catch {
+          // only a cancel aborts the wait
+          return this.markCanceled(step)
+        } finally {
+          step.abort = undefined
+        }
+        continue
+      }
+      step.status = 'failed'
+      step.error = error
+      step.endedAt = now
+      this.record(step)
+      this.emit({
+        type: 'step:failure',
+        step: step.key,
+        attempt,
+        durationMs: now - step.startedAt!,
+        error,
+        retriable,
+      })
+      return
+    }
+  }
+
+  private context(step: InternalStep, attempt: number, signal: AbortSignal): AssetContext {
+    const upstream: Record<string, Metadata | undefined> = {}
+    for (const dep of step.def.deps) upstream[dep] = this.upstreamMetadata(dep)
+    const key = step.key
+    return {
+      runId: this.o.runId,
+      key,
+      attempt,
+      maxAttempts: step.def.retry.maxAttempts,
+      config: this.o.config[key],
+      resources: this.o.resources as AssetContext['resources'],
+      signal,
+      upstream,
+      log: (message: string, level: LogLevel = 'info') => {
+        this.emit({ type: 'log', step: key, level, message: String(message) })
+      },
+      progress: (done: number, total?: number) => this.progress(step, done, total),
+    }
+  }
+
+  private upstreamMetadata(dep: string): Metadata | undefined {
+    const inRun = this.byKey.get(dep)
+    if (inRun !== undefined) return inRun.metadata ?? undefined
+    const reused = this.o.reused.get(dep)
+    if (reused !== undefined) return reused
+    return this.o.store.latestMaterialization(dep)?.metadata
+  }
+
+  /** Progress is throttled per step to one event per 100 ms; the latest value is never lost. */
+  private progress(step: InternalStep, done: number, total: number | undefined): void {
+    if (!Number.isFinite(done) || (total !== undefined && !Number.isFinite(total))) return
+    const p = step.progress
+    p.pending = { done, total: total ?? null }
+    const now = performance.now()
+    if (now - p.lastEmit >= PROGRESS_INTERVAL_MS) {
+      this.flushProgress(step)
+    } else if (p.timer === undefined) {
+      p.timer = setTimeout(() => this.flushProgress(step), PROGRESS_INTERVAL_MS - (now - p.lastEmit))
+      p.timer.unref()
+    }
+  }
+
+  private flushProgress(step: InternalStep): void {
+    const p = step.progress
+    if (p.timer !== undefined) {
+      clearTimeout(p.timer)
+      p.timer = undefined
+    }
+    if (p.pending === undefined || this.finished) return
+    const { done, total } = p.pending
+    p.pending = undefined
+    p.lastEmit = performance.now()
+    this.emit({ type: 'step:progress', step: step.key, done, total })
+  }
+
+  private markCanceled(step: InternalStep): void {
+    step.status = 'canceled'
+    step.endedAt = this.o.clock.now()
+    this.record(step)
+    this.emit({ type: 'step:canceled', step: step.key, attempt: step.attempts })
+  }
+
+  /** A failed step skips everything downstream of it that has not run; siblings go on. */
+  private skipDownstream(failed: InternalStep): void {
+    const queue = [...failed.dependents]
+    while (queue.length > 0) {
+      const step = this.steps[queue.pop()!]!
+      if (step.status !== 'pending') continue
+      step.status = 'skipped'
+      step.reason = failed.key
+      step.endedAt = this.o.clock.now()
+      this.record(step)
+      this.emit({ type: 'step:skipped', step: step.key, upstream: failed.key })
+      queue.push(...step.dependents)
+    }
+  }
+
+  private finish(): void {
+    if (this.finished) return
+    for (const step of this.steps) {
+      if (step.status === 'pending') this.markCanceled(step)
+    }
+    this.finished = true
+    clearInterval(this.watchTimer)
+    clearTimeout(this.poolTimer)
+    const counts = { succeeded: 0, failed: 0, skipped: 0, canceled: 0 }
+    for (const step of this.steps) {
+      if (
+        step.status === 'succeeded' ||
+        step.status === 'failed' ||
+        step.status === 'skipped' ||
+        step.status === 'canceled'
+      ) {
+        counts[step.status]++
+      }
+    }
+    const status = this.canceling ? 'canceled' : counts.failed + counts.skipped > 0 ? 'failure' : 'success'
+    const endedAt = this.o.clock.now()
+    this.o.recorder.emit({
+      type: 'run:end',
+      runId: this.o.runId,
+      ts: endedAt,
+      status,
+      durationMs: endedAt - this.startedAt,
+      ...counts,
+    })
+    this.resolveDone({ status, steps: this.steps, startedAt: this.startedAt, endedAt })
+  }
+
+  get cancelMessage(): string {
+    return this.cancelReason
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+/** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
+
+/** Metadata must be a plain JSON object (or nothing); it is stored and shown as JSON. */
+function toMetadata(value: unknown): Metadata {
+  if (value === undefined || value === null) return {}
+  if (!isPlainObject(value)) {
+    const kind = Array.isArray(value) ? 'an array' : typeof value
+    throw new NonRetriableError(
+      `materialize must return a plain object of metadata (or nothing), not ${kind}`,
+    )
+  }
+  try {
+    return JSON.parse(JSON.stringify(value)) as JsonObject
+  } catch (cause) {
+    throw new NonRetriableError(
+      `the metadata returned cannot be stored as JSON: ${(cause as Error).message}`,
+      { cause },
+    )
+  }
+}
+
+function reasonText(reason: unknown): string {
+  if (reason instanceof Error) return reason.message
+  if (typeof reason === 'string') return reason
+  return 'canceled by the caller'
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED'
+}

@@ -1,0 +1,322 @@
+import { availableParallelism, hostname } from 'node:os'
+import { type Clock, systemClock } from './clock.js'
+import { type AssetDefinition, isAssetDefinition, type Metadata, resolveRunConfig } from './definitions.js'
+import { ConfigError, didYouMean, type ErrorInfo, StoreError, toErrorInfo } from './errors.js'
+import type { RunEventListener } from './events.js'
+import { Execution, type StepState } from './executor.js'
+import { AssetGraph } from './graph.js'
+import { newRunId } from './ids.js'
+import { RunRecorder } from './recorder.js'
+import { resolveSelection } from './selection.js'
+import { openStore, type SqliteStore } from './store/sqlite.js'
+import type { RunRecord } from './store/types.js'
+
+export interface MaterializeOptions {
+  /** A store file path, `:memory:` (the default), or an opened store (left open). */
+  store?: string | SqliteStore
+  /** Which assets to run (see the selection syntax); default every asset. An array is a union. */
+  selection?: string | readonly string[]
+  resources?: Record<string, unknown>
+  /** Run config per asset key, validated by each asset's schema before the run starts. */
+  config?: Record<string, unknown>
+  /** Steps at once within the run (default: the number of CPUs, at least 4). */
+  concurrency?: number
+  /** Limits of the named pools the selected assets use, shared by every run on the store. */
+  pools?: Record<string, number>
+  /** Re-execute a failed or canceled run: its succeeded steps are reused, the rest run again. */
+  fromFailure?: string
+  /** Aborting it cancels the run: no new steps, running attempts aborted, status `canceled`. */
+  signal?: AbortSignal
+  tags?: Record<string, string>
+  /** Called with every event as it happens (views, reporters). */
+  onEvent?: RunEventListener
+  /** Time source for retries, timeouts and timestamps (tests pass a `ManualClock`). */
+  clock?: Clock
+  /** Random source for retry jitter, in [0, 1). */
+  random?: () => number
+  /** How often the run polls the store for a cancel request from another process (default 250 ms). */
+  cancelPollMs?: number
+}
+
+interface StepResultBase {
+  key: string
+  attempts: number
+  startedAt: number | null
+  endedAt: number | null
+  durationMs: number | null
+}
+
+/** A step's outcome. Narrow on `status`; `error` is set only on failed steps. */
+export type StepResult = StepResultBase &
+  (
+    | { status: 'succeeded'; metadata: Metadata; error?: undefined }
+    | { status: 'failed'; error: ErrorInfo }
+    | { status: 'skipped'; upstream: string; error?: undefined }
+    | { status: 'canceled'; error?: undefined }
+    | { status: 'pending' | 'running' | 'retrying'; error?: undefined }
+  )
+
+export interface MaterializationResult {
+  runId: string
+  ts: number
+  attempt: number
+  metadata: Metadata
+}
+
+export interface MaterializeResult {
+  runId: string
+  status: 'success' | 'failure' | 'canceled'
+  parentRunId: string | null
+  selection: string
+  startedAt: number
+  endedAt: number
+  durationMs: number
+  /** Every step this run executed, by asset key. */
+  steps: Record<string, StepResult>
+  /** What this run materialized, by asset key. */
+  materializations: Record<string, MaterializationResult>
+  /** Steps not executed because the parent run's lineage already materialized them. */
+  reused: Record<string, { runId: string; metadata: Metadata }>
+  /** Why the run was canceled, when it was. */
+  cancelReason: string | undefined
+}
+
+interface Plan {
+  selection: string
+  keys: string[]
+  reused: Map<string, { runId: string; metadata: Metadata }>
+  parent: RunRecord | undefined
+}
+
+/**
+ * Materializes assets: validates the graph, the selection and the run config, records a run in
+ * the store, executes it and returns its outcome. Bad input throws a `RefreshError` before any
+ * run is recorded; a failing asset does not throw, it makes `result.status` 'failure'.
+ */
+export async function materialize(
+  assets: readonly AssetDefinition[],
+  options: MaterializeOptions = {},
+): Promise<MaterializeResult> {
+  const graph = buildGraph(assets)
+  const concurrency = options.concurrency ?? Math.max(4, availableParallelism())
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new ConfigError(
+      `concurrency must be a whole number of at least 1, not ${String(options.concurrency)}.`,
+    )
+  }
+  const clock = options.clock ?? systemClock
+  const ownStore = typeof options.store !== 'object'
+  const store = ownStore
+    ? openStore((options.store as string | undefined) ?? ':memory:')
+    : (options.store as SqliteStore)
+  if (!store.isOpen)
+    throw new StoreError('the store passed to materialize() is closed; open it with openStore().')
+  try {
+    const plan = options.fromFailure
+      ? planReexecution(store, graph, options.fromFailure, clock)
+      : planSelection(graph, options.selection)
+    const config = resolveRunConfig(graph.assets, plan.keys, options.config ?? plan.parent?.config, (key) =>
+      didYouMean(key, graph.assets.keys()),
+    )
+    const pools = checkPools(graph, plan.keys, options.pools ?? {})
+
+    const now = clock.now()
+    const runId = newRunId(now)
+    const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
+    store.createRun({
+      id: runId,
+      status: 'started',
+      selection: plan.selection,
+      plan: plan.keys,
+      reused: reusedIds,
+      config,
+      tags: options.tags ?? {},
+      parentRunId: plan.parent?.id,
+      rootRunId: plan.parent ? (plan.parent.rootRunId ?? plan.parent.id) : undefined,
+      now,
+      owner: { pid: process.pid, host: hostname() },
+    })
+    const recorder = new RunRecorder(store, options.onEvent ? [options.onEvent] : [])
+    recorder.emit({
+      type: 'run:start',
+      runId,
+      ts: now,
+      selection: plan.selection,
+      steps: plan.keys,
+      reused: reusedIds,
+      parentRunId: plan.parent?.id ?? null,
+      concurrency,
+    })
+    let execution: Execution
+    let outcome: Awaited<ReturnType<Execution['run']>>
+    try {
+      execution = new Execution({
+        runId,
+        graph,
+        plan: plan.keys,
+        reused: new Map([...plan.reused].map(([key, r]) => [key, r.metadata])),
+        config,
+        resources: options.resources ?? {},
+        concurrency,
+        pools,
+        signal: options.signal,
+        clock,
+        random: options.random ?? Math.random,
+        store,
+        recorder,
+        cancelPollMs: options.cancelPollMs ?? 250,
+      })
+      outcome = await execution.run()
+      recorder.flush()
+    } catch (cause) {
+      // the engine itself failed (not an asset): close the run so that it is not left `started`
+      const error = toErrorInfo(cause)
+      try {
+        recorder.flush()
+      } catch {
+        // the store is what failed; the run row is closed below if it can be
+      }
+      store.finishRun(runId, 'failure', clock.now(), error)
+      throw new StoreError(`run ${runId} failed inside the engine: ${error.message}`, { cause })
+    }
+    store.finishRun(runId, outcome.status, outcome.endedAt)
+    if (recorder.listenerError !== undefined) {
+      throw new Error(`an onEvent listener threw during run ${runId}`, { cause: recorder.listenerError })
+    }
+    return {
+      runId,
+      status: outcome.status,
+      parentRunId: plan.parent?.id ?? null,
+      selection: plan.selection,
+      startedAt: outcome.startedAt,
+      endedAt: outcome.endedAt,
+      durationMs: outcome.endedAt - outcome.startedAt,
+      steps: Object.fromEntries(outcome.steps.map((s) => [s.key, toStepResult(s)])),
+      materializations: Object.fromEntries(
+        outcome.steps
+          .filter((s) => s.status === 'succeeded')
+          .map((s) => [s.key, { runId, ts: s.endedAt!, attempt: s.attempts, metadata: s.metadata! }]),
+      ),
+      reused: Object.fromEntries(plan.reused),
+      cancelReason: outcome.status === 'canceled' ? execution.cancelMessage : undefined,
+    }
+  } finally {
+    if (ownStore) store.close()
+  }
+}
+
+/** Checks the definitions and builds the graph (duplicates, missing deps, cycles). */
+export function buildGraph(assets: readonly AssetDefinition[]): AssetGraph {
+  if (!Array.isArray(assets)) {
+    throw new ConfigError(
+      'materialize() takes an array of assets made with asset({...}) as its first argument.',
+    )
+  }
+  assets.forEach((a, i) => {
+    if (!isAssetDefinition(a)) {
+      throw new ConfigError(`assets[${i}] is not an asset; make each one with asset({ key, materialize }).`)
+    }
+  })
+  return AssetGraph.build(assets)
+}
+
+function planSelection(graph: AssetGraph, selection: string | readonly string[] | undefined): Plan {
+  const text = selection === undefined ? '*' : typeof selection === 'string' ? selection : selection.join(',')
+  return {
+    selection: text,
+    keys: graph.sort(resolveSelection(graph, text)),
+    reused: new Map(),
+    parent: undefined,
+  }
+}
+
+/**
+ * Re-execution from failure: the parent's succeeded steps (and what the parent itself reused) are
+ * not run again; their materializations feed the new run's steps as upstream metadata.
+ */
+function planReexecution(store: SqliteStore, graph: AssetGraph, parentId: string, clock: Clock): Plan {
+  let parent = store.findRun(parentId)
+  if (!parent)
+    throw new StoreError(`no run \`${parentId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  if (parent.status === 'started') {
+    store.recoverInterruptedRuns({ runIds: [parent.id], now: clock.now() })
+    parent = store.getRun(parent.id)!
+  }
+  if (parent.status === 'success') {
+    throw new ConfigError(
+      `run ${parent.id} succeeded; there is nothing to re-execute. Start a new run instead.`,
+    )
+  }
+  if (parent.status !== 'failure' && parent.status !== 'canceled') {
+    throw new ConfigError(
+      `run ${parent.id} is ${parent.status}; only a failed or canceled run can be re-executed from failure.`,
+    )
+  }
+  const reused = new Map<string, { runId: string; metadata: Metadata }>()
+  const candidates: Array<[string, string]> = Object.entries(parent.reused)
+  for (const step of store.getSteps(parent.id))
+    if (step.status === 'succeeded') candidates.push([step.key, parent.id])
+  for (const [key, runId] of candidates) {
+    const m = store.runMaterialization(runId, key)
+    // a materialization pruned since is simply run again
+    if (m) reused.set(key, { runId, metadata: m.metadata })
+  }
+  const all = new Set([...parent.plan, ...Object.keys(parent.reused)])
+  for (const key of all) {
+    if (!graph.has(key)) {
+      throw new ConfigError(
+        `run ${parent.id} included asset \`${key}\`, which is no longer defined; restore it or start a new run.`,
+      )
+    }
+  }
+  const keys = graph.sort([...all].filter((key) => !reused.has(key)))
+  if (keys.length === 0) {
+    throw new ConfigError(`every step of run ${parent.id} already succeeded; there is nothing to re-execute.`)
+  }
+  return { selection: parent.selection, keys, reused, parent }
+}
+
+function checkPools(
+  graph: AssetGraph,
+  keys: readonly string[],
+  pools: Record<string, number>,
+): Record<string, number> {
+  for (const [name, limit] of Object.entries(pools)) {
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new ConfigError(
+        `pool \`${name}\` has limit ${String(limit)}; a pool limit is a whole number of at least 1.`,
+      )
+    }
+  }
+  for (const key of keys) {
+    const pool = graph.assets.get(key)!.pool
+    if (pool !== undefined && pools[pool] === undefined) {
+      throw new ConfigError(
+        `asset \`${key}\` uses pool \`${pool}\`, which has no limit; set one with \`pools: { ${JSON.stringify(pool)}: 1 }\`.`,
+      )
+    }
+  }
+  return pools
+}
+
+function toStepResult(s: StepState): StepResult {
+  const base: StepResultBase = {
+    key: s.key,
+    attempts: s.attempts,
+    startedAt: s.startedAt,
+    endedAt: s.endedAt,
+    durationMs: s.startedAt !== null && s.endedAt !== null ? s.endedAt - s.startedAt : null,
+  }
+  switch (s.status) {
+    case 'succeeded':
+      return { ...base, status: 'succeeded', metadata: s.metadata ?? {} }
+    case 'failed':
+      return { ...base, status: 'failed', error: s.error! }
+    case 'skipped':
+      return { ...base, status: 'skipped', upstream: s.reason ?? '' }
+    case 'canceled':
+      return { ...base, status: 'canceled' }
+    default:
+      return { ...base, status: s.status }
+  }
+}

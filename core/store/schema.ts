@@ -1,0 +1,152 @@
+/**
+ * The store's schema, as forward-only migrations. `PRAGMA user_version` holds the version applied;
+ * `PRAGMA application_id` marks the file as a refresh store so that any other SQLite file is
+ * refused untouched. A migration is never edited once released: add the next one instead.
+ */
+export const APPLICATION_ID = 0x52465348 // "RFSH"
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: runs, steps, attempts, events, materializations; and the tables later parts of refresh
+  // fill (sensors and schedules, ticks, run keys, leases, pool slots, parked requests, settings).
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('queued','started','paused','success','failure','canceled')),
+    selection TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    reused TEXT NOT NULL DEFAULT '{}',
+    config TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '{}',
+    origin TEXT NOT NULL DEFAULT 'manual',
+    run_key TEXT,
+    parent_run_id TEXT REFERENCES runs(id),
+    root_run_id TEXT,
+    partition_key TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    owner_pid INTEGER,
+    owner_host TEXT,
+    heartbeat_at INTEGER,
+    cancel_requested_at INTEGER,
+    error TEXT
+  );
+  CREATE INDEX runs_status_created ON runs (status, created_at);
+  CREATE INDEX runs_created ON runs (created_at);
+  CREATE INDEX runs_parent ON runs (parent_run_id);
+
+  CREATE TABLE steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    plan_index INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending','running','retrying','succeeded','failed','skipped','canceled')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER,
+    ended_at INTEGER,
+    error TEXT,
+    reason TEXT,
+    partition_key TEXT,
+    PRIMARY KEY (run_id, key)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE attempts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running','succeeded','failed','canceled')),
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    error TEXT,
+    PRIMARY KEY (run_id, step_key, attempt)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    ts INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    step_key TEXT,
+    payload TEXT NOT NULL
+  );
+  CREATE INDEX events_run ON events (run_id, id);
+
+  CREATE TABLE materializations (
+    id INTEGER PRIMARY KEY,
+    asset_key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    partition_key TEXT
+  );
+  CREATE INDEX materializations_asset ON materializations (asset_key, id);
+  CREATE INDEX materializations_run ON materializations (run_id);
+
+  CREATE TABLE instigators (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('sensor','schedule')),
+    status TEXT NOT NULL DEFAULT 'default',
+    cursor TEXT,
+    enabled_at INTEGER,
+    updated_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE ticks (
+    id INTEGER PRIMARY KEY,
+    instigator TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    tick_time INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    status TEXT NOT NULL,
+    run_ids TEXT NOT NULL DEFAULT '[]',
+    skip_reason TEXT,
+    error TEXT,
+    cursor TEXT
+  );
+  CREATE INDEX ticks_instigator ON ticks (instigator, id);
+
+  CREATE TABLE run_keys (
+    origin TEXT NOT NULL,
+    run_key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, run_key)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE pool_slots (
+    pool TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    step_key TEXT NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    PRIMARY KEY (pool, run_id, step_key)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE parked_requests (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    selection TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '{}',
+    run_key TEXT,
+    created_at INTEGER NOT NULL,
+    replayed_at INTEGER,
+    replay_run_id TEXT
+  );
+
+  CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
+]
+
+export const SCHEMA_VERSION = MIGRATIONS.length
