@@ -23,3 +23,9 @@ export function processIo(): Io {
     cwd: process.cwd(),
   }
 }
+
+/** What every command's action gets: where to write, and the exit code to set. */
+export interface CliContext {
+  io: Io
+  code: number
+}

@@ -135,7 +135,7 @@ function safeString(value: unknown): string {
 /** "Did you mean" helper: the closest candidates by edit distance, best first. */
 export function suggest(name: string, candidates: Iterable<string>, max = 3): string[] {
   const scored: Array<[string, number]> = []
-  const limit = Math.max(2, Math.floor(name.length / 3))
+  const limit = Math.min(3, Math.max(1, Math.floor(name.length / 3)))
   for (const candidate of candidates) {
     const d = editDistance(name.toLowerCase(), candidate.toLowerCase())
     if (d <= limit || candidate.toLowerCase().includes(name.toLowerCase())) scored.push([candidate, d])
@@ -151,16 +151,20 @@ export function didYouMean(name: string, candidates: Iterable<string>): string {
   return ` Did you mean ${close.map((c) => `\`${c}\``).join(' or ')}?`
 }
 
+/** Optimal string alignment distance: edits, with a swap of neighbours counted as one. */
 function editDistance(a: string, b: string): number {
   if (a === b) return 0
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, j) => j)]
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
+    const row = [i]
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost)
+      let d = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d = Math.min(d, rows[i - 2]![j - 2]! + 1)
+      row[j] = d
     }
-    prev = cur
+    rows.push(row)
   }
-  return prev[b.length]!
+  return rows[a.length]![b.length]!
 }

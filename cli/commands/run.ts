@@ -1,10 +1,11 @@
 import { resolve } from 'node:path'
+import type { Command } from 'commander'
 import { resolveEnvironment } from '../../core/config.js'
 import { CanceledError, ConfigError } from '../../core/errors.js'
 import type { RunEventListener } from '../../core/events.js'
 import { materialize } from '../../core/materialize.js'
 import { openStore } from '../../core/store/sqlite.js'
-import { EXIT, type Io } from '../io.js'
+import { type CliContext, EXIT, type Io } from '../io.js'
 import { findConfig, loadConfig } from '../load-config.js'
 import { jsonReporter, plainReporter } from '../reporters/plain.js'
 
@@ -15,6 +16,26 @@ export interface RunOptions {
   concurrency?: string
   plain?: boolean
   json?: boolean
+}
+
+export function registerRun(program: Command, ctx: CliContext): void {
+  program
+    .command('run')
+    .description('materialize the selected assets (default: all) and report every step')
+    .argument('[selection...]', 'assets to run: key, key+, +key, key+1, 1+key, *, group:name, tag:k=v')
+    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .option('--env <name>', 'a named environment block of the config')
+    .option('--concurrency <n>', 'steps at once within the run')
+    .option('--plain', 'one plain line per event')
+    .option('--json', 'one JSON event per line')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run copy,clean --json',
+    )
+    .action(async (selection: string[], options: RunOptions) => {
+      ctx.code = await runCommand(selection, options, ctx.io)
+    })
 }
 
 /** `refresh run [selection...]`: loads the config, materializes, reports every event. */
