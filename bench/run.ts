@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { machine } from './lib.js'
 
 export interface BenchSection {
   /** Stable id: the file name without `.bench.js`. */
@@ -54,11 +55,6 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwrote ${output}\n`)
 }
 
-export function machine(): string {
-  const cpu = cpus()
-  return `${cpu.length} x ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`
-}
-
 function parseSections(text: string): Map<string, string> {
   const out = new Map<string, string>()
   const parts = text.split(/^(?=## )/m)
@@ -69,13 +65,4 @@ function parseSections(text: string): Map<string, string> {
   return out
 }
 
-/** Median of a list of numbers. */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  await main()
-}
+await main()

@@ -151,8 +151,8 @@ export class Execution {
       if (signal.aborted) this.cancel(reasonText(signal.reason))
       else signal.addEventListener('abort', () => this.cancel(reasonText(signal.reason)), { once: true })
     }
+    // not unref'd: a run in flight keeps its process alive, even while its assets wait on nothing
     this.watchTimer = setInterval(() => this.watch(), this.o.cancelPollMs)
-    this.watchTimer.unref()
     for (const step of this.steps) if (step.remaining === 0) this.ready.push(step.index)
     this.pump()
     return done

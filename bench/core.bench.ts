@@ -1,0 +1,118 @@
+/**
+ * Core engine: materialize() of no-op DAGs with a file-backed store (full persistence), and
+ * planning alone at 100,000 assets. Layers of 10 assets, each depending on two of the layer
+ * before, as in the issue's 200-asset DAG (20 layers x 10).
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import {
+  type AssetDefinition,
+  asset,
+  buildGraph,
+  materialize,
+  openStore,
+  resolveSelection,
+} from '../index.js'
+import { median } from './lib.js'
+
+const WIDTH = 10
+
+function layeredDag(count: number): AssetDefinition[] {
+  const assets: AssetDefinition[] = []
+  for (let i = 0; i < count; i++) {
+    const layer = Math.floor(i / WIDTH)
+    const col = i % WIDTH
+    const deps =
+      layer === 0 ? [] : [`a${(layer - 1) * WIDTH + col}`, `a${(layer - 1) * WIDTH + ((col + 1) % WIDTH)}`]
+    assets.push(asset({ key: `a${i}`, deps, materialize: () => ({ i }) }))
+  }
+  return assets
+}
+
+interface Row {
+  assets: number
+  runs: number
+  ms: number
+  perAsset: number
+  events: number
+  eventsPerSecond: number
+}
+
+async function measure(count: number, repeats: number, dir: string): Promise<Row> {
+  const assets = layeredDag(count)
+  const times: number[] = []
+  let events = 0
+  for (let r = 0; r < repeats; r++) {
+    const file = join(dir, `bench-${count}-${r}.db`)
+    const t0 = performance.now()
+    const result = await materialize(assets, { store: file })
+    const ms = performance.now() - t0
+    if (result.status !== 'success') throw new Error(`bench run failed: ${result.status}`)
+    times.push(ms)
+    const store = openStore(file)
+    events = store.countEvents(result.runId)
+    store.close()
+  }
+  const ms = median(times)
+  return {
+    assets: count,
+    runs: repeats,
+    ms,
+    perAsset: ms / count,
+    events,
+    eventsPerSecond: (events / ms) * 1000,
+  }
+}
+
+function planOnly(count: number): { build: number; plan: number } {
+  const assets = layeredDag(count)
+  const t0 = performance.now()
+  const graph = buildGraph(assets)
+  const t1 = performance.now()
+  const selected = resolveSelection(graph, '*')
+  const plan = graph.sort(selected)
+  const t2 = performance.now()
+  if (plan.length !== count) throw new Error(`plan has ${plan.length} steps, expected ${count}`)
+  return { build: t1 - t0, plan: t2 - t1 }
+}
+
+export default async function bench() {
+  const dir = mkdtempSync(join(tmpdir(), 'refresh-bench-'))
+  try {
+    // warm up the JIT and the SQLite binding once
+    await measure(200, 1, dir)
+    const rows = [await measure(200, 7, dir), await measure(1_000, 5, dir), await measure(10_000, 3, dir)]
+    const planTimes = [1, 2, 3].map(() => planOnly(100_000))
+    const build = median(planTimes.map((p) => p.build))
+    const plan = median(planTimes.map((p) => p.plan))
+    const f = (n: number, d = 1) =>
+      n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
+    const table = [
+      '| assets | runs | wall time (median) | per asset | events written | events per second |',
+      '|---:|---:|---:|---:|---:|---:|',
+      ...rows.map(
+        (r) =>
+          `| ${r.assets.toLocaleString('en-US')} | ${r.runs} | ${f(r.ms)} ms | ${f(r.perAsset, 3)} ms | ${r.events.toLocaleString('en-US')} | ${f(r.eventsPerSecond, 0)} |`,
+      ),
+    ].join('\n')
+    const growth = rows[2]!.perAsset / rows[0]!.perAsset
+    return {
+      title: 'Core engine: materialize() with a file-backed store',
+      body: `No-op assets in layers of ${WIDTH}, each depending on two of the layer before; default concurrency; a new
+store file per run, WAL, every event, step, attempt and materialization persisted (events written in
+one transaction per turn of the event loop).
+
+${table}
+
+- Per-asset cost from 200 to 10,000 assets grows ${f(growth, 2)}x (linear cost would be 1.00x).
+- Planning alone at 100,000 assets: building and checking the graph ${f(build, 0)} ms, selecting
+  \`*\` and ordering the plan ${f(plan, 0)} ms (median of 3).
+- Reference (from the issue): Dagster 1.1.7 on this kind of machine, 138 ms per asset in-process
+  with its SQLite store on the 200-asset DAG; the target here is at most 1 ms per asset at 1,000.`,
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,191 @@
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { describe, expect, it } from 'vitest'
+import { NonRetriableError, StoreError } from '../../core/errors.js'
+import { materialize } from '../../core/materialize.js'
+import { SCHEMA_VERSION } from '../../core/store/schema.js'
+import { openStore } from '../../core/store/sqlite.js'
+import { noop, tempDir } from '../helpers.js'
+
+describe('store', () => {
+  it('creates a versioned WAL store with every table', () => {
+    const file = join(tempDir(), 'nested', 'refresh.db')
+    using store = openStore(file)
+    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+    const db = new Database(file, { readonly: true })
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    const tables = (
+      db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as Array<{
+        name: string
+      }>
+    ).map((r) => r.name)
+    expect(tables).toEqual(
+      expect.arrayContaining([
+        'runs',
+        'steps',
+        'attempts',
+        'events',
+        'materializations',
+        'instigators',
+        'ticks',
+        'run_keys',
+        'leases',
+        'pool_slots',
+        'parked_requests',
+        'settings',
+      ]),
+    )
+    db.close()
+  })
+
+  it('keeps a run across processes: reopen the file and everything is there', async () => {
+    const file = join(tempDir(), 'refresh.db')
+    const result = await materialize(
+      [
+        noop('a', [], {
+          materialize: (ctx) => {
+            ctx.log('copying')
+            return { rows: 3 }
+          },
+        }),
+        noop('b', ['a'], {
+          retry: { maxAttempts: 2, delayMs: 0 },
+          materialize: (ctx) => {
+            if (ctx.attempt === 1) throw new Error('flaky')
+            return { ok: true }
+          },
+        }),
+        noop('c', ['b'], {
+          materialize: () => {
+            throw new NonRetriableError('broken')
+          },
+        }),
+      ],
+      { store: file, tags: { team: 'search' } },
+    )
+    await using store = openStore(file)
+    const run = store.getRun(result.runId)!
+    expect(run).toMatchObject({
+      status: 'failure',
+      selection: '*',
+      plan: ['a', 'b', 'c'],
+      tags: { team: 'search' },
+    })
+    expect(run.endedAt).not.toBeNull()
+    expect(store.getSteps(result.runId).map((s) => [s.key, s.status, s.attempts])).toEqual([
+      ['a', 'succeeded', 1],
+      ['b', 'succeeded', 2],
+      ['c', 'failed', 1],
+    ])
+    expect(store.getSteps(result.runId)[2]?.error?.message).toBe('broken')
+    expect(
+      store.getAttempts(result.runId, 'b').map((a) => [a.attempt, a.status, a.error?.message ?? null]),
+    ).toEqual([
+      [1, 'failed', 'flaky'],
+      [2, 'succeeded', null],
+    ])
+    expect(store.latestMaterialization('a')?.metadata).toEqual({ rows: 3 })
+    expect(store.latestMaterialization('c')).toBeUndefined()
+    expect(
+      store.getEvents(result.runId, { types: ['log'] }).map((e) => e.type === 'log' && e.message),
+    ).toEqual(['copying'])
+    expect(store.getEvents(result.runId, { step: 'b', types: ['step:retry'] })).toHaveLength(1)
+    expect(store.listRuns({ status: 'failure' }).map((r) => r.id)).toEqual([result.runId])
+    expect(store.listRuns({ status: 'success' })).toEqual([])
+  })
+
+  it('lists runs newest first, filtered by status, paginated', async () => {
+    using store = openStore(':memory:')
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const fail = i % 2 === 1
+      const r = await materialize(
+        [
+          noop('a', [], {
+            materialize: () => {
+              if (fail) throw new NonRetriableError('x')
+            },
+          }),
+        ],
+        { store },
+      )
+      ids.push(r.runId)
+      await new Promise((r) => setTimeout(r, 2))
+    }
+    expect(store.listRuns().map((r) => r.id)).toEqual([...ids].reverse())
+    expect(store.listRuns({ status: 'failure' }).map((r) => r.id)).toEqual([ids[3], ids[1]])
+    expect(store.listRuns({ limit: 2 }).map((r) => r.id)).toEqual([ids[4], ids[3]])
+    expect(store.listRuns({ before: ids[2], limit: 5 }).map((r) => r.id)).toEqual([ids[1], ids[0]])
+    expect(store.countRuns()).toMatchObject({ success: 3, failure: 2 })
+    expect(store.findRun(ids[0]!.slice(0, 16))?.id).toBe(ids[0])
+  })
+
+  it('refuses a store written by a newer schema, untouched', () => {
+    const file = join(tempDir(), 'refresh.db')
+    openStore(file).close()
+    const db = new Database(file)
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`)
+    db.pragma('journal_mode = DELETE')
+    db.close()
+    const before = readFileSync(file)
+    expect(() => openStore(file)).toThrow(StoreError)
+    expect(() => openStore(file)).toThrow(/written by a newer version of refresh .*left untouched/)
+    expect(readFileSync(file).equals(before)).toBe(true)
+  })
+
+  it('refuses an SQLite file of another application, untouched', () => {
+    const file = join(tempDir(), 'other.db')
+    const db = new Database(file)
+    db.exec('CREATE TABLE customers (id INTEGER PRIMARY KEY)')
+    db.close()
+    const before = readFileSync(file)
+    expect(() => openStore(file)).toThrow(
+      /is an SQLite database but not a refresh store; it was left untouched/,
+    )
+    expect(readFileSync(file).equals(before)).toBe(true)
+  })
+
+  it('refuses a file that is not SQLite, untouched', () => {
+    const file = join(tempDir(), 'notes.txt')
+    writeFileSync(file, 'these are my notes, not a database\n'.repeat(200))
+    const before = readFileSync(file)
+    expect(() => openStore(file)).toThrow(/is not a refresh store/)
+    expect(readFileSync(file).equals(before)).toBe(true)
+  })
+
+  it('migrates an older store forward', () => {
+    // version 0 with the refresh application id = a store created but never migrated
+    const file = join(tempDir(), 'refresh.db')
+    const db = new Database(file)
+    db.pragma('application_id = 0x52465348')
+    db.close()
+    using store = openStore(file)
+    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+  })
+
+  it('refuses to open a missing store read-only, and a directory', () => {
+    const dir = tempDir()
+    expect(() => openStore(join(dir, 'missing.db'), { readonly: true })).toThrow(/no store at/)
+    expect(() => openStore(dir)).toThrow(/is not a file/)
+  })
+
+  it('run keys are unique per origin, checked and claimed atomically with the run', () => {
+    using store = openStore(':memory:')
+    const base = {
+      selection: '*',
+      plan: ['a'],
+      config: {},
+      status: 'queued' as const,
+      now: 1,
+      origin: 'sensor:s',
+    }
+    expect(store.createRun({ ...base, id: 'r1', runKey: 'k' }).created).toBe(true)
+    expect(store.createRun({ ...base, id: 'r2', runKey: 'k' })).toEqual({
+      created: false,
+      existingRunId: 'r1',
+    })
+    expect(store.createRun({ ...base, id: 'r3', runKey: 'k', origin: 'sensor:other' }).created).toBe(true)
+    expect(store.getRun('r2')).toBeUndefined()
+  })
+})
