@@ -439,8 +439,14 @@ describe('executor', () => {
     const writes: unknown[] = []
     const out = process.stdout.write
     const err = process.stderr.write
-    process.stdout.write = ((chunk: unknown) => writes.push(chunk)) as typeof process.stdout.write
-    process.stderr.write = ((chunk: unknown) => writes.push(chunk)) as typeof process.stderr.write
+    process.stdout.write = ((chunk: unknown) => {
+      writes.push(chunk)
+      return true
+    }) as typeof process.stdout.write
+    process.stderr.write = ((chunk: unknown) => {
+      writes.push(chunk)
+      return true
+    }) as typeof process.stderr.write
     try {
       await materialize([
         noop('a', [], {
