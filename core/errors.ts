@@ -53,6 +53,21 @@ export class StoreError extends RefreshError {
   }
 }
 
+/**
+ * Maintenance mode is on: the run was not started but parked, to be replayed (once, in order)
+ * when maintenance ends. Not an error of the input: the CLI exits with its own code (3).
+ */
+export class RunParkedError extends Error {
+  readonly requestId: number
+  constructor(requestId: number, reason: string) {
+    super(
+      `maintenance mode is on${reason ? ` (${reason})` : ''}: the run was parked as request #${requestId} and will start when maintenance ends. Pass --force (or force: true) to run anyway.`,
+    )
+    this.name = 'RunParkedError'
+    this.requestId = requestId
+  }
+}
+
 /** Thrown from asset code: the failure is permanent, do not retry. */
 export class NonRetriableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

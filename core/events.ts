@@ -39,6 +39,12 @@ export interface RunEventMap {
   'asset:materialized': { step: string; asset: string; attempt: number; metadata: Metadata }
   /** Cancellation was requested (by a signal or by another process through the store). */
   'run:canceling': { reason: string }
+  /** A pause was requested: no new step starts; running steps finish. */
+  'run:pausing': { reason: string }
+  /** The run stopped at a pause with `pending` steps left; `refresh resume` continues it. */
+  'run:paused': { pending: number; succeeded: number; failed: number; skipped: number; canceled: number }
+  /** A paused run continues (in this process), with the steps still pending. */
+  'run:resumed': { steps: string[] }
   'run:end': {
     status: Extract<RunStatus, 'success' | 'failure' | 'canceled'>
     durationMs: number
@@ -73,6 +79,9 @@ export const RUN_EVENT_TYPES: readonly RunEventType[] = [
   'step:canceled',
   'asset:materialized',
   'run:canceling',
+  'run:pausing',
+  'run:paused',
+  'run:resumed',
   'run:end',
   'log',
 ]

@@ -44,6 +44,11 @@ export interface ExecuteOptions {
   recorder: RunRecorder
   /** How often the owner polls the store for a cancel request from another process. */
   cancelPollMs: number
+  /** Steps already settled in this run (a paused run being resumed): they are not run again. */
+  initial?: ReadonlyMap<
+    string,
+    Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
+  >
 }
 
 export interface StepState {
@@ -61,7 +66,8 @@ export interface StepState {
 }
 
 export interface ExecutionOutcome {
-  status: 'success' | 'failure' | 'canceled'
+  /** `paused`: stopped at a pause request; pending steps stay pending for a resume. */
+  status: 'success' | 'failure' | 'canceled' | 'paused'
   steps: readonly StepState[]
   startedAt: number
   endedAt: number
@@ -98,6 +104,7 @@ export class Execution {
   private readonly owner = { pid: process.pid, host: hostname() }
   private running = 0
   private canceling = false
+  private pausing = false
   private cancelReason = ''
   private finished = false
   private startedAt = 0
@@ -128,10 +135,15 @@ export class Execution {
     }))
     this.byKey = new Map(this.steps.map((s) => [s.key, s]))
     for (const step of this.steps) {
+      const settled = options.initial?.get(step.key)
+      if (settled && settled.status !== 'pending') Object.assign(step, settled)
+    }
+    for (const step of this.steps) {
       for (const dep of step.def.deps) {
         const d = index.get(dep)
         if (d !== undefined) {
-          step.remaining++
+          // a dep that already succeeded (before a pause) does not hold its dependents back
+          if (this.steps[d]!.status !== 'succeeded') step.remaining++
           this.steps[d]!.dependents.push(step.index)
         }
       }
@@ -153,9 +165,18 @@ export class Execution {
     }
     // not unref'd: a run in flight keeps its process alive, even while its assets wait on nothing
     this.watchTimer = setInterval(() => this.watch(), this.o.cancelPollMs)
-    for (const step of this.steps) if (step.remaining === 0) this.ready.push(step.index)
+    for (const step of this.steps)
+      if (step.remaining === 0 && step.status === 'pending') this.ready.push(step.index)
     this.pump()
     return done
+  }
+
+  /** Stops starting steps; running ones finish; then the run is `paused`, its pending steps kept. */
+  pause(reason: string): void {
+    if (this.pausing || this.canceling || this.finished) return
+    this.pausing = true
+    this.emit({ type: 'run:pausing', reason })
+    this.pump()
   }
 
   /** Stops new steps, aborts running attempts and pending retries; the run ends `canceled`. */
@@ -178,8 +199,11 @@ export class Execution {
         const state = this.o.store.heartbeat(this.o.runId, this.owner, now)
         if (state === 'lost') this.cancel('another process marked this run as interrupted')
         else if (state === 'cancel') this.cancel('cancel requested')
-      } else if (this.o.store.isCancelRequested(this.o.runId)) {
-        this.cancel('cancel requested')
+        else if (state === 'pause') this.pause('pause requested')
+      } else {
+        const requested = this.o.store.pendingRequests(this.o.runId)
+        if (requested.cancel) this.cancel('cancel requested')
+        else if (requested.pause) this.pause('pause requested')
       }
     } catch (error) {
       // a locked store delays the poll; the next tick tries again
@@ -206,7 +230,7 @@ export class Execution {
 
   private pump(): void {
     if (this.finished) return
-    if (!this.canceling) {
+    if (!this.canceling && !this.pausing) {
       // steps that waited for a pool go first: they were ready earlier
       for (let i = 0; i < this.blocked.length && this.running < this.o.concurrency; ) {
         const step = this.blocked[i]!
@@ -241,7 +265,10 @@ export class Execution {
         }, POOL_POLL_MS)
       }
     }
-    if (this.running === 0 && (this.canceling || (this.ready.size === 0 && this.blocked.length === 0))) {
+    if (
+      this.running === 0 &&
+      (this.canceling || this.pausing || (this.ready.size === 0 && this.blocked.length === 0))
+    ) {
       this.finish()
     }
   }
@@ -522,15 +549,20 @@ export class Execution {
 
   private finish(): void {
     if (this.finished) return
-    for (const step of this.steps) {
-      if (step.status === 'pending') this.markCanceled(step)
+    const paused = this.pausing && !this.canceling
+    if (!paused) {
+      for (const step of this.steps) {
+        if (step.status === 'pending') this.markCanceled(step)
+      }
     }
     this.finished = true
     clearInterval(this.watchTimer)
     clearTimeout(this.poolTimer)
     const counts = { succeeded: 0, failed: 0, skipped: 0, canceled: 0 }
+    let pending = 0
     for (const step of this.steps) {
-      if (
+      if (step.status === 'pending') pending++
+      else if (
         step.status === 'succeeded' ||
         step.status === 'failed' ||
         step.status === 'skipped' ||
@@ -539,8 +571,13 @@ export class Execution {
         counts[step.status]++
       }
     }
-    const status = this.canceling ? 'canceled' : counts.failed + counts.skipped > 0 ? 'failure' : 'success'
     const endedAt = this.o.clock.now()
+    if (paused && pending > 0) {
+      this.o.recorder.emit({ type: 'run:paused', runId: this.o.runId, ts: endedAt, pending, ...counts })
+      this.resolveDone({ status: 'paused', steps: this.steps, startedAt: this.startedAt, endedAt })
+      return
+    }
+    const status = this.canceling ? 'canceled' : counts.failed + counts.skipped > 0 ? 'failure' : 'success'
     this.o.recorder.emit({
       type: 'run:end',
       runId: this.o.runId,

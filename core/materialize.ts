@@ -1,7 +1,7 @@
 import { availableParallelism, hostname } from 'node:os'
 import { type Clock, systemClock } from './clock.js'
 import { type AssetDefinition, isAssetDefinition, type Metadata, resolveRunConfig } from './definitions.js'
-import { ConfigError, didYouMean, type ErrorInfo, StoreError, toErrorInfo } from './errors.js'
+import { ConfigError, didYouMean, type ErrorInfo, RunParkedError, StoreError, toErrorInfo } from './errors.js'
 import type { RunEventListener } from './events.js'
 import { Execution, type StepState } from './executor.js'
 import { AssetGraph } from './graph.js'
@@ -36,6 +36,8 @@ export interface MaterializeOptions {
   random?: () => number
   /** How often the run polls the store for a cancel request from another process (default 250 ms). */
   cancelPollMs?: number
+  /** Run even while maintenance mode is on (recorded on the run as a tag). */
+  force?: boolean
 }
 
 interface StepResultBase {
@@ -65,7 +67,8 @@ export interface MaterializationResult {
 
 export interface MaterializeResult {
   runId: string
-  status: 'success' | 'failure' | 'canceled'
+  /** `paused`: stopped at a pause request (`refresh pause`); `resumeRun` continues it. */
+  status: 'success' | 'failure' | 'canceled' | 'paused'
   parentRunId: string | null
   selection: string
   startedAt: number
@@ -98,12 +101,7 @@ export async function materialize(
   options: MaterializeOptions = {},
 ): Promise<MaterializeResult> {
   const graph = buildGraph(assets)
-  const concurrency = options.concurrency ?? Math.max(4, availableParallelism())
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new ConfigError(
-      `concurrency must be a whole number of at least 1, not ${String(options.concurrency)}.`,
-    )
-  }
+  const concurrency = checkConcurrency(options.concurrency)
   const clock = options.clock ?? systemClock
   const ownStore = typeof options.store !== 'object'
   const store = ownStore
@@ -123,9 +121,10 @@ export async function materialize(
     const now = clock.now()
     const runId = newRunId(now)
     const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
-    store.createRun({
+    const created = store.createRun({
       id: runId,
       status: 'started',
+      force: options.force,
       selection: plan.selection,
       plan: plan.keys,
       reused: reusedIds,
@@ -136,73 +135,213 @@ export async function materialize(
       now,
       owner: { pid: process.pid, host: hostname() },
     })
-    const recorder = new RunRecorder(store, options.onEvent ? [options.onEvent] : [])
-    recorder.emit({
-      type: 'run:start',
-      runId,
-      ts: now,
-      selection: plan.selection,
-      steps: plan.keys,
-      reused: reusedIds,
-      parentRunId: plan.parent?.id ?? null,
-      concurrency,
-    })
-    let execution: Execution
-    let outcome: Awaited<ReturnType<Execution['run']>>
-    try {
-      execution = new Execution({
-        runId,
-        graph,
-        plan: plan.keys,
-        reused: new Map([...plan.reused].map(([key, r]) => [key, r.metadata])),
-        config,
-        resources: options.resources ?? {},
-        concurrency,
-        pools,
-        signal: options.signal,
-        clock,
-        random: options.random ?? Math.random,
-        store,
-        recorder,
-        cancelPollMs: options.cancelPollMs ?? 250,
-      })
-      outcome = await execution.run()
-      recorder.flush()
-    } catch (cause) {
-      // the engine itself failed (not an asset): close the run so that it is not left `started`
-      const error = toErrorInfo(cause)
-      try {
-        recorder.flush()
-      } catch {
-        // the store is what failed; the run row is closed below if it can be
-      }
-      store.finishRun(runId, 'failure', clock.now(), error)
-      throw new StoreError(`run ${runId} failed inside the engine: ${error.message}`, { cause })
+    if (!created.created && 'parkedRequestId' in created) {
+      throw new RunParkedError(created.parkedRequestId, store.getMaintenance()?.reason ?? '')
     }
-    store.finishRun(runId, outcome.status, outcome.endedAt)
-    if (recorder.listenerError !== undefined) {
-      throw new Error(`an onEvent listener threw during run ${runId}`, { cause: recorder.listenerError })
-    }
-    return {
-      runId,
-      status: outcome.status,
-      parentRunId: plan.parent?.id ?? null,
-      selection: plan.selection,
-      startedAt: outcome.startedAt,
-      endedAt: outcome.endedAt,
-      durationMs: outcome.endedAt - outcome.startedAt,
-      steps: Object.fromEntries(outcome.steps.map((s) => [s.key, toStepResult(s)])),
-      materializations: Object.fromEntries(
-        outcome.steps
-          .filter((s) => s.status === 'succeeded')
-          .map((s) => [s.key, { runId, ts: s.endedAt!, attempt: s.attempts, metadata: s.metadata! }]),
-      ),
-      reused: Object.fromEntries(plan.reused),
-      cancelReason: outcome.status === 'canceled' ? execution.cancelMessage : undefined,
-    }
+    return await executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
   } finally {
     if (ownStore) store.close()
   }
+}
+
+interface Started {
+  runId: string
+  now: number
+  config: Record<string, unknown>
+  pools: Record<string, number>
+  concurrency: number
+  clock: Clock
+  /** Steps settled before a pause, when resuming. */
+  initial?: ConstructorParameters<typeof Execution>[0]['initial']
+}
+
+/** Executes a run already recorded as started by this process, and closes (or pauses) it. */
+async function executeRun(
+  store: SqliteStore,
+  graph: AssetGraph,
+  plan: Plan,
+  { runId, now, config, pools, concurrency, clock, initial }: Started,
+  options: Omit<MaterializeOptions, 'store'>,
+): Promise<MaterializeResult> {
+  const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
+  const recorder = new RunRecorder(store, options.onEvent ? [options.onEvent] : [])
+  recorder.emit({
+    type: 'run:start',
+    runId,
+    ts: now,
+    selection: plan.selection,
+    steps: plan.keys,
+    reused: reusedIds,
+    parentRunId: plan.parent?.id ?? null,
+    concurrency,
+  })
+  if (initial) {
+    const pending = plan.keys.filter((key) => (initial.get(key)?.status ?? 'pending') === 'pending')
+    recorder.emit({ type: 'run:resumed', runId, ts: now, steps: pending })
+  }
+  let execution: Execution
+  let outcome: Awaited<ReturnType<Execution['run']>>
+  try {
+    execution = new Execution({
+      runId,
+      graph,
+      plan: plan.keys,
+      reused: new Map([...plan.reused].map(([key, r]) => [key, r.metadata])),
+      config,
+      resources: options.resources ?? {},
+      concurrency,
+      pools,
+      signal: options.signal,
+      clock,
+      random: options.random ?? Math.random,
+      store,
+      recorder,
+      cancelPollMs: options.cancelPollMs ?? 250,
+      initial,
+    })
+    outcome = await execution.run()
+    recorder.flush()
+  } catch (cause) {
+    // the engine itself failed (not an asset): close the run so that it is not left `started`
+    const error = toErrorInfo(cause)
+    try {
+      recorder.flush()
+    } catch {
+      // the store is what failed; the run row is closed below if it can be
+    }
+    store.finishRun(runId, 'failure', clock.now(), error)
+    throw new StoreError(`run ${runId} failed inside the engine: ${error.message}`, { cause })
+  }
+  if (outcome.status === 'paused') store.markPaused(runId, outcome.endedAt)
+  else store.finishRun(runId, outcome.status, outcome.endedAt)
+  if (recorder.listenerError !== undefined) {
+    throw new Error(`an onEvent listener threw during run ${runId}`, { cause: recorder.listenerError })
+  }
+  return {
+    runId,
+    status: outcome.status,
+    parentRunId: plan.parent?.id ?? null,
+    selection: plan.selection,
+    startedAt: outcome.startedAt,
+    endedAt: outcome.endedAt,
+    durationMs: outcome.endedAt - outcome.startedAt,
+    steps: Object.fromEntries(outcome.steps.map((s) => [s.key, toStepResult(s)])),
+    materializations: Object.fromEntries(
+      outcome.steps
+        .filter((s) => s.status === 'succeeded')
+        .map((s) => [s.key, { runId, ts: s.endedAt!, attempt: s.attempts, metadata: s.metadata! }]),
+    ),
+    reused: Object.fromEntries(plan.reused),
+    cancelReason: outcome.status === 'canceled' ? execution.cancelMessage : undefined,
+  }
+}
+
+export interface LaunchOptions
+  extends Omit<MaterializeOptions, 'store' | 'selection' | 'config' | 'fromFailure' | 'tags'> {
+  store: SqliteStore
+}
+
+/**
+ * Claims a queued run (requested by a sensor, a schedule or a command) for this process and
+ * executes it with the plan and config it was requested with. Returns `undefined` when the run
+ * cannot be claimed now: another process launched it, it was canceled, or its guard is full.
+ */
+export async function launchRun(
+  assets: readonly AssetDefinition[],
+  runId: string,
+  options: LaunchOptions,
+): Promise<MaterializeResult | undefined> {
+  const graph = buildGraph(assets)
+  const { store } = options
+  const clock = options.clock ?? systemClock
+  const run = store.getRun(runId)
+  if (!run) throw new StoreError(`no run \`${runId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  for (const key of run.plan) {
+    if (!graph.has(key)) {
+      throw new ConfigError(
+        `run ${runId} includes asset \`${key}\`, which is no longer defined in the config.`,
+      )
+    }
+  }
+  const config = resolveRunConfig(graph.assets, run.plan, run.config, (key) =>
+    didYouMean(key, graph.assets.keys()),
+  )
+  const pools = checkPools(graph, run.plan, options.pools ?? {})
+  const concurrency = checkConcurrency(options.concurrency)
+  const now = clock.now()
+  if (!store.claimQueuedRun(runId, { pid: process.pid, host: hostname() }, now)) return undefined
+  const plan = storedPlan(store, run)
+  return executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
+}
+
+/**
+ * Continues a paused run in this process: steps that settled before the pause keep their outcome
+ * (their materializations feed their dependents), the pending ones run. Throws when the run is
+ * not paused; returns `undefined` when maintenance mode holds it.
+ */
+export async function resumeRun(
+  assets: readonly AssetDefinition[],
+  runId: string,
+  options: LaunchOptions,
+): Promise<MaterializeResult | undefined> {
+  const graph = buildGraph(assets)
+  const { store } = options
+  const clock = options.clock ?? systemClock
+  const run = store.findRun(runId)
+  if (!run) throw new StoreError(`no run \`${runId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  if (run.status !== 'paused') {
+    throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
+  }
+  for (const key of run.plan) {
+    if (!graph.has(key)) {
+      throw new ConfigError(
+        `run ${run.id} includes asset \`${key}\`, which is no longer defined in the config.`,
+      )
+    }
+  }
+  const config = resolveRunConfig(graph.assets, run.plan, run.config, (key) =>
+    didYouMean(key, graph.assets.keys()),
+  )
+  const pools = checkPools(graph, run.plan, options.pools ?? {})
+  const concurrency = checkConcurrency(options.concurrency)
+  const initial = new Map<
+    string,
+    Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
+  >()
+  for (const step of store.getSteps(run.id)) {
+    const metadata =
+      step.status === 'succeeded' ? (store.runMaterialization(run.id, step.key)?.metadata ?? {}) : null
+    initial.set(step.key, { ...step, metadata })
+  }
+  const now = clock.now()
+  if (!store.claimPausedRun(run.id, { pid: process.pid, host: hostname() }, now)) return undefined
+  const plan = storedPlan(store, run)
+  return executeRun(
+    store,
+    graph,
+    plan,
+    { runId: run.id, now, config, pools, concurrency, clock, initial },
+    options,
+  )
+}
+
+/** The plan of a recorded run: its steps, what it reuses from its lineage, its parent. */
+function storedPlan(store: SqliteStore, run: RunRecord): Plan {
+  const reused = new Map<string, { runId: string; metadata: Metadata }>()
+  for (const [key, from] of Object.entries(run.reused)) {
+    const m = store.runMaterialization(from, key)
+    if (m) reused.set(key, { runId: from, metadata: m.metadata })
+  }
+  const parent = run.parentRunId === null ? undefined : store.getRun(run.parentRunId)
+  return { selection: run.selection, keys: run.plan, reused, parent }
+}
+
+function checkConcurrency(value: number | undefined): number {
+  const concurrency = value ?? Math.max(4, availableParallelism())
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new ConfigError(`concurrency must be a whole number of at least 1, not ${String(value)}.`)
+  }
+  return concurrency
 }
 
 /** Checks the definitions and builds the graph (duplicates, missing deps, cycles). */
@@ -234,6 +373,25 @@ function planSelection(graph: AssetGraph, selection: string | readonly string[] 
  * Re-execution from failure: the parent's succeeded steps (and what the parent itself reused) are
  * not run again; their materializations feed the new run's steps as upstream metadata.
  */
+/**
+ * The plan to re-execute a run from failure: its selection, the steps to run again, and the
+ * materializations reused from its lineage (for requests replayed after maintenance).
+ */
+export function planFromFailure(
+  store: SqliteStore,
+  graph: AssetGraph,
+  parentId: string,
+  clock: Clock = systemClock,
+): { selection: string; keys: string[]; reused: Record<string, string>; parentRunId: string } {
+  const plan = planReexecution(store, graph, parentId, clock)
+  return {
+    selection: plan.selection,
+    keys: plan.keys,
+    reused: Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId])),
+    parentRunId: plan.parent!.id,
+  }
+}
+
 function planReexecution(store: SqliteStore, graph: AssetGraph, parentId: string, clock: Clock): Plan {
   let parent = store.findRun(parentId)
   if (!parent)

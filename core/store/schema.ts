@@ -147,6 +147,22 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // 2: run guards (a concurrency rule shared by the runs that carry the same guard key), the
+  // instigators' evaluation times, repeated identical skipped ticks folded into one row, pause
+  // requests, and what a parked request needs to be replayed on its own.
+  `
+  ALTER TABLE runs ADD COLUMN guard TEXT;
+  ALTER TABLE runs ADD COLUMN guard_limit INTEGER;
+  CREATE INDEX runs_guard ON runs (guard, status);
+  ALTER TABLE instigators ADD COLUMN last_tick_at INTEGER;
+  ALTER TABLE instigators ADD COLUMN last_tick_id INTEGER;
+  ALTER TABLE ticks ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE runs ADD COLUMN pause_requested_at INTEGER;
+  ALTER TABLE parked_requests ADD COLUMN guard TEXT;
+  ALTER TABLE parked_requests ADD COLUMN parent_run_id TEXT;
+  ALTER TABLE parked_requests ADD COLUMN replay_outcome TEXT;
+  CREATE INDEX parked_pending ON parked_requests (replayed_at, id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -8,15 +8,28 @@ import { type JsonObject, parseJson } from '../json.js'
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from './schema.js'
 import type {
   AttemptRecord,
+  BackupRecord,
+  CommittedTick,
   CreateRunResult,
   EventFilter,
+  InstigatorKind,
+  InstigatorState,
+  InstigatorStatus,
+  Lease,
+  MaintenanceState,
   MaterializationRecord,
   NewRun,
+  NewTick,
+  ParkedRequest,
+  RequestOutcome,
   RunFilter,
+  RunGuard,
   RunRecord,
+  RunRequest,
   RunStatus,
   StepRecord,
   StoredEvent,
+  TickRecord,
   WriteBatch,
 } from './types.js'
 
@@ -140,41 +153,64 @@ export class SqliteStore implements Disposable, AsyncDisposable {
    * claimed in the same IMMEDIATE transaction: two processes asking for the same (origin, key) at
    * once still create one run; the other gets the existing run's id.
    */
-  createRun(input: NewRun): CreateRunResult {
+  createRun(runInput: NewRun): CreateRunResult {
+    let input = runInput
     const origin = input.origin ?? 'manual'
     return this.db
       .transaction((): CreateRunResult => {
         if (input.runKey !== undefined) {
           const existing = this.stmts.getRunKey.get(origin, input.runKey) as { run_id: string } | undefined
           if (existing) return { created: false, existingRunId: existing.run_id }
-          this.stmts.insertRunKey.run(origin, input.runKey, input.id, input.now)
         }
-        const started = input.status === 'started'
-        this.stmts.insertRun.run({
-          id: input.id,
-          status: input.status,
-          selection: input.selection,
-          plan: JSON.stringify(input.plan),
-          reused: JSON.stringify(input.reused ?? {}),
-          config: JSON.stringify(input.config),
-          tags: JSON.stringify(input.tags ?? {}),
-          origin,
-          run_key: input.runKey ?? null,
-          parent_run_id: input.parentRunId ?? null,
-          root_run_id: input.rootRunId ?? input.parentRunId ?? null,
-          partition_key: input.partitionKey ?? null,
-          created_at: input.now,
-          started_at: started ? input.now : null,
-          owner_pid: input.owner?.pid ?? null,
-          owner_host: input.owner?.host ?? null,
-          heartbeat_at: started ? input.now : null,
-        })
-        input.plan.forEach((key, index) => {
-          this.stmts.insertStep.run(input.id, key, index, input.partitionKey ?? null)
-        })
+        // the gate is read here, in the transaction that would create the run: never a cached flag
+        if (!input.force && this.getMaintenance()) {
+          const requestId = this.park({
+            origin,
+            selection: input.selection,
+            config: input.config,
+            tags: input.tags,
+            runKey: input.runKey,
+            parentRunId: input.parentRunId,
+            now: input.now,
+          })
+          return { created: false, parkedRequestId: requestId }
+        }
+        if (input.runKey !== undefined) this.stmts.insertRunKey.run(origin, input.runKey, input.id, input.now)
+        if (input.force && this.getMaintenance())
+          input = { ...input, tags: { ...input.tags, 'refresh/forced': 'maintenance' } }
+        this.insertRunRow(input)
         return { created: true, run: this.getRun(input.id)! }
       })
       .immediate()
+  }
+
+  /** Inserts a run row and its pending steps (inside the caller's transaction). */
+  private insertRunRow(input: NewRun & { guard?: string; guardLimit?: number }): void {
+    const started = input.status === 'started'
+    this.stmts.insertRun.run({
+      id: input.id,
+      status: input.status,
+      selection: input.selection,
+      plan: JSON.stringify(input.plan),
+      reused: JSON.stringify(input.reused ?? {}),
+      config: JSON.stringify(input.config),
+      tags: JSON.stringify(input.tags ?? {}),
+      origin: input.origin ?? 'manual',
+      run_key: input.runKey ?? null,
+      parent_run_id: input.parentRunId ?? null,
+      root_run_id: input.rootRunId ?? input.parentRunId ?? null,
+      partition_key: input.partitionKey ?? null,
+      created_at: input.now,
+      started_at: started ? input.now : null,
+      owner_pid: input.owner?.pid ?? null,
+      owner_host: input.owner?.host ?? null,
+      heartbeat_at: started ? input.now : null,
+      guard: input.guard ?? null,
+      guard_limit: input.guardLimit ?? null,
+    })
+    input.plan.forEach((key, index) => {
+      this.stmts.insertStep.run(input.id, key, index, input.partitionKey ?? null)
+    })
   }
 
   getRun(id: string): RunRecord | undefined {
@@ -205,6 +241,18 @@ export class SqliteStore implements Disposable, AsyncDisposable {
       limit: filter.limit ?? -1,
     }) as Row[]
     return rows.map(toRun)
+  }
+
+  /**
+   * The first failed step (in plan order) of each given run that has one, in one query: list
+   * views show it beside each run without a query per row.
+   */
+  failedSteps(runIds: readonly string[]): Map<string, string> {
+    const rows = this.stmts.failedSteps.all(JSON.stringify(runIds)) as Array<{
+      run_id: string
+      failed: string
+    }>
+    return new Map(rows.map((r) => [r.run_id, r.failed]))
   }
 
   countRuns(): Record<RunStatus, number> {
@@ -251,12 +299,17 @@ export class SqliteStore implements Disposable, AsyncDisposable {
    * Writes the owner's heartbeat and reads back whether cancellation was requested. Returns
    * `lost` when the run is no longer started by this owner (recovery took it).
    */
-  heartbeat(runId: string, owner: { pid: number; host: string }, now: number): 'ok' | 'cancel' | 'lost' {
+  heartbeat(
+    runId: string,
+    owner: { pid: number; host: string },
+    now: number,
+  ): 'ok' | 'cancel' | 'pause' | 'lost' {
     const row = this.stmts.heartbeat.get(now, runId, owner.pid, owner.host) as
-      | { cancel_requested_at: number | null }
+      | { cancel_requested_at: number | null; pause_requested_at: number | null }
       | undefined
     if (!row) return 'lost'
-    return row.cancel_requested_at === null ? 'ok' : 'cancel'
+    if (row.cancel_requested_at !== null) return 'cancel'
+    return row.pause_requested_at === null ? 'ok' : 'pause'
   }
 
   /** Reads whether cancellation of a run was requested (cheap; polled by the owner). */
@@ -390,6 +443,447 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     }))
   }
 
+  // ---- run requests, guards and launching ----------------------------------------------------
+
+  /**
+   * Records a run request as a queued run, or says why not, in one IMMEDIATE transaction: the run
+   * key is checked and claimed and the guard is counted in the same transaction that inserts the
+   * run, so processes requesting at once still get exactly one run per key and one follow-up per
+   * coalescing guard.
+   */
+  requestRun(request: RunRequest): RequestOutcome {
+    return this.db.transaction(() => this.requestRunInTx(request)).immediate()
+  }
+
+  private requestRunInTx(r: RunRequest): RequestOutcome {
+    if (r.runKey !== undefined) {
+      const existing = this.stmts.getRunKey.get(r.origin, r.runKey) as { run_id: string } | undefined
+      if (existing) return { outcome: 'duplicate', runId: existing.run_id }
+    }
+    if (this.getMaintenance()) {
+      if (r.runKey !== undefined) {
+        // the same key parked twice (a sensor re-evaluating) is one request
+        const parked = this.stmts.findParkedKey.get(r.origin, r.runKey) as { id: number } | undefined
+        if (parked) return { outcome: 'parked', requestId: parked.id }
+      }
+      const requestId = this.park(r)
+      if (r.parkKeep !== undefined) this.stmts.trimParked.run(r.origin, r.origin, r.parkKeep)
+      return { outcome: 'parked', requestId }
+    }
+    const guard = r.guard
+    if (guard) {
+      const inFlight = this.stmts.guardInFlight.all(guard.key) as Array<{ id: string }>
+      const queued = this.stmts.guardQueued.all(guard.key) as Array<{ id: string }>
+      if (guard.onConflict === 'coalesce' && queued.length > 0) {
+        // the pending follow-up has not started: it will see whatever this request was for
+        const followUp = queued[0]!.id
+        if (r.runKey !== undefined) this.stmts.insertRunKey.run(r.origin, r.runKey, followUp, r.now)
+        return { outcome: 'coalesced', runId: followUp }
+      }
+      if (guard.onConflict === 'skip' && inFlight.length + queued.length >= guard.concurrency) {
+        const blocking = inFlight[0]?.id ?? queued[0]?.id ?? null
+        return {
+          outcome: 'skipped',
+          reason: `guard \`${guard.key}\` is full (${guard.concurrency} at a time; run ${blocking} is in flight)`,
+          blockingRunId: blocking,
+        }
+      }
+    }
+    if (r.runKey !== undefined) this.stmts.insertRunKey.run(r.origin, r.runKey, r.id, r.now)
+    const parent = r.parentRunId === undefined ? undefined : this.getRun(r.parentRunId)
+    this.insertRunRow({
+      id: r.id,
+      status: 'queued',
+      parentRunId: parent?.id,
+      rootRunId: parent ? (parent.rootRunId ?? parent.id) : undefined,
+      reused: r.reused,
+      selection: r.selection,
+      plan: r.plan,
+      config: r.config,
+      tags: r.tags,
+      origin: r.origin,
+      runKey: r.runKey,
+      now: r.now,
+      guard: guard?.key,
+      guardLimit: guard?.concurrency,
+    })
+    return { outcome: 'created', runId: r.id }
+  }
+
+  /**
+   * Moves a queued run to started, owned by the calling process, if its guard has a free slot
+   * (started and paused runs count). Returns false when it is not queued any more or must wait.
+   */
+  claimQueuedRun(runId: string, owner: { pid: number; host: string }, now: number): boolean {
+    return this.db
+      .transaction(() => {
+        const run = this.getRun(runId)
+        if (run?.status !== 'queued') return false
+        // queued before maintenance went on: held until it goes off
+        if (this.getMaintenance()) return false
+        if (run.guard !== null && run.guardLimit !== null) {
+          const inFlight = (this.stmts.guardInFlight.all(run.guard) as unknown[]).length
+          if (inFlight >= run.guardLimit) return false
+          // launch in request order: an older queued run of the same guard goes first
+          const first = (this.stmts.guardQueued.all(run.guard) as Array<{ id: string }>)[0]
+          if (first && first.id !== runId) return false
+        }
+        this.stmts.startRun.run(now, owner.pid, owner.host, now, runId)
+        return true
+      })
+      .immediate()
+  }
+
+  /** Queued runs, oldest first, with whether their guard has a free slot now. */
+  queuedRuns(): Array<RunRecord & { launchable: boolean }> {
+    const rows = (this.stmts.queuedRuns.all() as Row[]).map(toRun)
+    // maintenance mode holds every queued run until it goes off
+    if (this.getMaintenance()) return rows.map((run) => ({ ...run, launchable: false }))
+    const inFlight = new Map<string, number>()
+    const seenQueued = new Set<string>()
+    return rows.map((run) => {
+      if (run.guard === null || run.guardLimit === null) return { ...run, launchable: true }
+      if (!inFlight.has(run.guard))
+        inFlight.set(run.guard, (this.stmts.guardInFlight.all(run.guard) as unknown[]).length)
+      const first = !seenQueued.has(run.guard)
+      seenQueued.add(run.guard)
+      return { ...run, launchable: first && inFlight.get(run.guard)! < run.guardLimit }
+    })
+  }
+
+  // ---- sensors and schedules: state, ticks, cursors -----------------------------------------
+
+  getInstigator(name: string): InstigatorState | undefined {
+    const row = this.stmts.getInstigator.get(name) as Row | undefined
+    return row ? toInstigator(row) : undefined
+  }
+
+  listInstigators(): InstigatorState[] {
+    return (this.stmts.listInstigators.all() as Row[]).map(toInstigator)
+  }
+
+  /**
+   * Turns a sensor or schedule on or off (persisted). Turning one on records when, so that a
+   * schedule never fires for times before it was on, however long it was off.
+   */
+  setInstigatorStatus(
+    name: string,
+    kind: InstigatorKind,
+    status: InstigatorStatus,
+    now: number,
+  ): InstigatorState {
+    return this.db
+      .transaction(() => {
+        this.stmts.upsertInstigator.run({ name, kind, now })
+        const current = this.getInstigator(name)!
+        const turningOn = status === 'on' && current.status !== 'on'
+        this.stmts.setInstigatorStatus.run(status, turningOn ? now : current.enabledAt, now, name)
+        return this.getInstigator(name)!
+      })
+      .immediate()
+  }
+
+  /** Makes sure a row exists for an instigator (first sight by a daemon: enabled from now). */
+  ensureInstigator(name: string, kind: InstigatorKind, now: number): InstigatorState {
+    return this.db
+      .transaction(() => {
+        this.stmts.upsertInstigator.run({ name, kind, now })
+        return this.getInstigator(name)!
+      })
+      .immediate()
+  }
+
+  /**
+   * Records a tick with its run requests and its new cursor in one transaction: either all of
+   * it is stored or none, so a crash mid-tick never loses a request nor advances a cursor past it.
+   */
+  commitTick(tick: NewTick): CommittedTick {
+    return this.commitTicks([tick])[0]!
+  }
+
+  /** Several ticks (a daemon iteration's worth) in one transaction, each as `commitTick` would. */
+  commitTicks(ticks: readonly NewTick[]): CommittedTick[] {
+    return this.db.transaction(() => ticks.map((t) => this.commitTickInTx(t))).immediate()
+  }
+
+  private commitTickInTx(tick: NewTick): CommittedTick {
+    this.stmts.upsertInstigator.run({ name: tick.instigator, kind: tick.kind, now: tick.startedAt })
+    const outcomes = (tick.requests ?? []).map((r) => this.requestRunInTx(r))
+    const runIds = [...new Set(outcomes.flatMap((o) => ('runId' in o ? [o.runId] : [])))]
+    // a tick whose every request was a repeated key or refused by a guard launched nothing
+    let status = tick.status
+    let skipReason = tick.skipReason ?? null
+    if (outcomes.length > 0 && outcomes.every((o) => o.outcome === 'duplicate' || o.outcome === 'skipped')) {
+      status = 'skipped'
+      skipReason = outcomes
+        .map((o, i) =>
+          o.outcome === 'duplicate'
+            ? `run key ${tick.requests![i]!.runKey} already used by run ${o.runId}`
+            : o.reason,
+        )
+        .join('; ')
+    }
+    const current = this.getInstigator(tick.instigator)!
+    const cursor = tick.cursor === undefined ? current.cursor : tick.cursor
+    const previous = current.lastTickId === null ? undefined : this.getTick(current.lastTickId)
+    let id: number
+    if (
+      status === 'skipped' &&
+      previous?.status === 'skipped' &&
+      previous.skipReason === skipReason &&
+      previous.cursor === cursor &&
+      previous.runIds.length === 0 &&
+      runIds.length === 0
+    ) {
+      // the same skip again: fold it into the previous row instead of a row a second forever
+      this.stmts.foldTick.run(tick.endedAt, previous.id)
+      id = previous.id
+    } else {
+      const info = this.stmts.insertTick.run({
+        instigator: tick.instigator,
+        kind: tick.kind,
+        tick_time: tick.tickTime,
+        started_at: tick.startedAt,
+        ended_at: tick.endedAt,
+        status,
+        run_ids: JSON.stringify(runIds),
+        skip_reason: skipReason,
+        error: tick.error ? JSON.stringify(tick.error) : null,
+        cursor,
+      })
+      id = Number(info.lastInsertRowid)
+    }
+    this.stmts.updateInstigatorTick.run(cursor, tick.tickTime, id, tick.endedAt, tick.instigator)
+    return { tick: this.getTick(id)!, outcomes }
+  }
+
+  getTick(id: number): TickRecord | undefined {
+    const row = this.stmts.getTick.get(id) as Row | undefined
+    return row ? toTick(row) : undefined
+  }
+
+  /** An instigator's ticks, newest first. */
+  listTicks(instigator: string, limit = 50): TickRecord[] {
+    return (this.stmts.listTicks.all(instigator, limit) as Row[]).map(toTick)
+  }
+
+  /** Finished runs in the given statuses that ended at or after `endedAt`, in the order they ended. */
+  runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit = 1000): RunRecord[] {
+    return (this.stmts.runsEndedAfter.all(JSON.stringify(statuses), endedAt, limit) as Row[]).map(toRun)
+  }
+
+  /** Materializations of an asset with an id above `afterId`, oldest first (sensors read these). */
+  materializationsAfter(asset: string, afterId: number, limit = 1000): MaterializationRecord[] {
+    return (this.stmts.materializationsAfter.all(asset, afterId, limit) as Row[]).map(toMaterialization)
+  }
+
+  // ---- leases ----------------------------------------------------------------------------------
+
+  /**
+   * Takes or renews a named lease. It is granted when free, expired, or already ours; the check
+   * and the write are one IMMEDIATE transaction, so two daemons never both hold it.
+   */
+  acquireLease(
+    name: string,
+    holder: string,
+    ttlMs: number,
+    now: number,
+  ): { acquired: boolean; lease: Lease } {
+    return this.db
+      .transaction(() => {
+        const current = this.stmts.getLease.get(name) as Row | undefined
+        if (current && current.holder !== holder && (current.expires_at as number) > now) {
+          return { acquired: false, lease: toLease(current) }
+        }
+        const acquiredAt = current && current.holder === holder ? (current.acquired_at as number) : now
+        this.stmts.upsertLease.run(name, holder, acquiredAt, now + ttlMs)
+        return { acquired: true, lease: toLease(this.stmts.getLease.get(name) as Row) }
+      })
+      .immediate()
+  }
+
+  releaseLease(name: string, holder: string): void {
+    this.stmts.releaseLease.run(name, holder)
+  }
+
+  getLease(name: string): Lease | undefined {
+    const row = this.stmts.getLease.get(name) as Row | undefined
+    return row ? toLease(row) : undefined
+  }
+
+  // ---- maintenance mode and parked requests --------------------------------------------------
+
+  /** The maintenance gate, or null when it is off. Read inside every run-creating transaction. */
+  getMaintenance(): MaintenanceState | null {
+    const row = this.stmts.getSetting.get('maintenance') as { value: string } | undefined
+    return row ? (JSON.parse(row.value) as MaintenanceState) : null
+  }
+
+  /** Turns the gate on; returns false (and changes nothing) when it already is. */
+  setMaintenanceOn(state: MaintenanceState): boolean {
+    return this.db
+      .transaction(() => {
+        if (this.getMaintenance()) return false
+        this.stmts.putSetting.run('maintenance', JSON.stringify(state), state.since)
+        return true
+      })
+      .immediate()
+  }
+
+  /** Turns the gate off; returns the state it had, or null when it was not on. */
+  setMaintenanceOff(): MaintenanceState | null {
+    return this.db
+      .transaction(() => {
+        const state = this.getMaintenance()
+        if (state) this.stmts.deleteSetting.run('maintenance')
+        return state
+      })
+      .immediate()
+  }
+
+  /** An online backup of the whole store to `file` (consistent even while others write). */
+  async backupTo(file: string): Promise<void> {
+    await this.db.backup(file)
+  }
+
+  recordBackup(record: BackupRecord): void {
+    this.stmts.putSetting.run('last_backup', JSON.stringify(record), record.at)
+  }
+
+  lastBackup(): BackupRecord | null {
+    const row = this.stmts.getSetting.get('last_backup') as { value: string } | undefined
+    return row ? (JSON.parse(row.value) as BackupRecord) : null
+  }
+
+  /** Parked requests in arrival order; `pending` only those not replayed yet. */
+  listParked(options: { pending?: boolean; limit?: number } = {}): ParkedRequest[] {
+    const rows = (options.pending ? this.stmts.pendingParked : this.stmts.allParked).all(
+      options.limit ?? -1,
+    ) as Row[]
+    return rows.map(toParked)
+  }
+
+  /**
+   * Replays the oldest pending parked request: `build` turns it into a run request (against the
+   * config in force now), and the run is requested and the parked row marked replayed in one
+   * transaction, so a crash in the middle of a replay never replays a request twice nor drops it.
+   * Returns undefined when nothing is pending (or the gate is on again).
+   */
+  replayNextParked(
+    build: (parked: ParkedRequest) => RunRequest,
+    now: number,
+  ): { parked: ParkedRequest; outcome: RequestOutcome | { outcome: 'failed'; reason: string } } | undefined {
+    return this.db
+      .transaction(() => {
+        if (this.getMaintenance()) return undefined
+        const row = (this.stmts.pendingParked.all(1) as Row[])[0]
+        if (!row) return undefined
+        const parked = toParked(row)
+        let outcome: RequestOutcome | { outcome: 'failed'; reason: string }
+        try {
+          outcome = this.requestRunInTx(build(parked))
+        } catch (error) {
+          // a request that no longer resolves (its asset was removed) is reported, not retried forever
+          outcome = { outcome: 'failed', reason: (error as Error).message }
+        }
+        const runId = 'runId' in outcome ? outcome.runId : null
+        const text =
+          outcome.outcome === 'failed' || outcome.outcome === 'skipped'
+            ? `${outcome.outcome}: ${outcome.reason}`
+            : outcome.outcome
+        this.stmts.markReplayed.run(now, runId, text, parked.id)
+        return { parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text }, outcome }
+      })
+      .immediate()
+  }
+
+  private park(r: {
+    origin: string
+    selection: string
+    config: Record<string, unknown>
+    tags?: Record<string, string>
+    runKey?: string
+    guard?: RunGuard
+    parentRunId?: string
+    now: number
+  }): number {
+    const info = this.stmts.insertParked.run({
+      origin: r.origin,
+      selection: r.selection,
+      config: JSON.stringify(r.config),
+      tags: JSON.stringify(r.tags ?? {}),
+      run_key: r.runKey ?? null,
+      guard: r.guard ? JSON.stringify(r.guard) : null,
+      parent_run_id: r.parentRunId ?? null,
+      created_at: r.now,
+    })
+    return Number(info.lastInsertRowid)
+  }
+
+  /** Parks a started run that maintenance drained (canceled): replayed as a re-execution from failure. */
+  parkForResume(run: RunRecord, now: number): number {
+    return this.park({
+      origin: run.origin,
+      selection: run.selection,
+      config: run.config,
+      tags: run.tags,
+      parentRunId: run.id,
+      guard:
+        run.guard !== null && run.guardLimit !== null
+          ? { key: run.guard, concurrency: run.guardLimit, onConflict: 'queue' }
+          : undefined,
+      now,
+    })
+  }
+
+  // ---- pause and resume ----------------------------------------------------------------------
+
+  /** Asks the owner of a started run to pause it: running steps finish, no new step starts. */
+  requestPause(runId: string, now: number): RunStatus {
+    return this.db
+      .transaction(() => {
+        const run = this.getRun(runId)
+        if (!run) throw new StoreError(`no run \`${runId}\` in ${this.path}; \`refresh runs\` lists them.`)
+        if (run.status !== 'started') {
+          throw new StoreError(`run ${runId} is ${run.status}; only a started run can be paused.`)
+        }
+        this.stmts.requestPause.run(now, runId)
+        return run.status
+      })
+      .immediate()
+  }
+
+  /** What the owner of a run is asked to do, in one read (polled a few times a second). */
+  pendingRequests(runId: string): { cancel: boolean; pause: boolean } {
+    const row = this.stmts.pendingRequests.get(runId) as
+      | { cancel_requested_at: number | null; pause_requested_at: number | null }
+      | undefined
+    return { cancel: row?.cancel_requested_at != null, pause: row?.pause_requested_at != null }
+  }
+
+  isPauseRequested(runId: string): boolean {
+    const row = this.stmts.pauseRequested.get(runId) as { pause_requested_at: number | null } | undefined
+    return row?.pause_requested_at != null
+  }
+
+  /** The executor stopped a run at a pause: it keeps its pending steps and its guard slot. */
+  markPaused(runId: string, now: number): boolean {
+    return this.stmts.markPaused.run(now, runId).changes > 0
+  }
+
+  /** Takes a paused run back (for `refresh resume`): paused -> started, owned by the caller. */
+  claimPausedRun(runId: string, owner: { pid: number; host: string }, now: number): boolean {
+    return this.db
+      .transaction(() => {
+        const run = this.getRun(runId)
+        if (run?.status !== 'paused') return false
+        if (this.getMaintenance()) return false
+        this.stmts.resumeRun.run(now, owner.pid, owner.host, now, runId)
+        return true
+      })
+      .immediate()
+  }
+
   // ---- crash recovery ------------------------------------------------------------------------
 
   /**
@@ -436,9 +930,10 @@ export class SqliteStore implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Closes a started run that its executor will not finish (the owner was told to stop at once):
-   * running steps and attempts end `canceled`, unstarted steps too, slots are freed, and a closing
-   * event is written so that followers of the run's events see its end.
+   * Closes a started (or queued) run that no executor will finish: the owner was told to stop at
+   * once, or the process launched for it died before starting it. Running steps and attempts end
+   * `canceled` (or `failed`), unstarted steps `canceled`, slots are freed, and a closing event is
+   * written so that followers of the run's events see its end.
    */
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): boolean {
     return this.closeRun(
@@ -453,7 +948,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     return this.db
       .transaction(() => {
         const run = this.getRun(runId)
-        if (run?.status !== 'started') return false
+        if (run?.status !== 'started' && run?.status !== 'queued') return false
         const errorJson = JSON.stringify(error)
         const interrupted = error.name === 'InterruptedError'
         // an interrupted run ended when its owner last showed signs of life
@@ -607,6 +1102,64 @@ function toRun(row: Row): RunRecord {
     heartbeatAt: (row.heartbeat_at as number | null) ?? null,
     cancelRequestedAt: (row.cancel_requested_at as number | null) ?? null,
     error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+    guard: (row.guard as string | null) ?? null,
+    guardLimit: (row.guard_limit as number | null) ?? null,
+  }
+}
+
+function toInstigator(row: Row): InstigatorState {
+  return {
+    name: row.name as string,
+    kind: row.kind as InstigatorKind,
+    status: row.status as InstigatorStatus,
+    cursor: (row.cursor as string | null) ?? null,
+    enabledAt: (row.enabled_at as number | null) ?? null,
+    updatedAt: row.updated_at as number,
+    lastTickAt: (row.last_tick_at as number | null) ?? null,
+    lastTickId: (row.last_tick_id as number | null) ?? null,
+  }
+}
+
+function toTick(row: Row): TickRecord {
+  return {
+    id: row.id as number,
+    instigator: row.instigator as string,
+    kind: row.kind as InstigatorKind,
+    tickTime: row.tick_time as number,
+    startedAt: row.started_at as number,
+    endedAt: (row.ended_at as number | null) ?? null,
+    status: row.status as TickRecord['status'],
+    runIds: parseJson<string[]>(row.run_ids as string, []),
+    skipReason: (row.skip_reason as string | null) ?? null,
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+    cursor: (row.cursor as string | null) ?? null,
+    repeats: (row.repeats as number | null) ?? 1,
+  }
+}
+
+function toParked(row: Row): ParkedRequest {
+  return {
+    id: row.id as number,
+    origin: row.origin as string,
+    selection: row.selection as string,
+    config: parseJson<Record<string, unknown>>(row.config as string, {}),
+    tags: parseJson<Record<string, string>>(row.tags as string, {}),
+    runKey: (row.run_key as string | null) ?? null,
+    guard: parseJson<RunGuard | null>(row.guard as string | null, null),
+    parentRunId: (row.parent_run_id as string | null) ?? null,
+    createdAt: row.created_at as number,
+    replayedAt: (row.replayed_at as number | null) ?? null,
+    replayRunId: (row.replay_run_id as string | null) ?? null,
+    replayOutcome: (row.replay_outcome as string | null) ?? null,
+  }
+}
+
+function toLease(row: Row): Lease {
+  return {
+    name: row.name as string,
+    holder: row.holder as string,
+    acquiredAt: row.acquired_at as number,
+    expiresAt: row.expires_at as number,
   }
 }
 
@@ -656,9 +1209,10 @@ function prepare(db: Database.Database) {
     ),
     insertRun: db.prepare(
       `INSERT INTO runs (id, status, selection, plan, reused, config, tags, origin, run_key, parent_run_id,
-         root_run_id, partition_key, created_at, started_at, owner_pid, owner_host, heartbeat_at)
+         root_run_id, partition_key, created_at, started_at, owner_pid, owner_host, heartbeat_at, guard, guard_limit)
        VALUES (@id, @status, @selection, @plan, @reused, @config, @tags, @origin, @run_key, @parent_run_id,
-         @root_run_id, @partition_key, @created_at, @started_at, @owner_pid, @owner_host, @heartbeat_at)`,
+         @root_run_id, @partition_key, @created_at, @started_at, @owner_pid, @owner_host, @heartbeat_at, @guard,
+         @guard_limit)`,
     ),
     insertStep: db.prepare(
       `INSERT INTO steps (run_id, key, plan_index, status, partition_key) VALUES (?, ?, ?, 'pending', ?)`,
@@ -672,6 +1226,14 @@ function prepare(db: Database.Database) {
        ORDER BY id DESC LIMIT @limit`,
     ),
     countRuns: db.prepare('SELECT status, count(*) AS n FROM runs GROUP BY status'),
+    failedSteps: db.prepare(
+      `SELECT run_id, failed FROM (
+         SELECT r.value AS run_id,
+           (SELECT s.key FROM steps s WHERE s.run_id = r.value AND s.status = 'failed'
+            ORDER BY s.plan_index LIMIT 1) AS failed
+         FROM json_each(?) r)
+       WHERE failed IS NOT NULL`,
+    ),
     startRun: db.prepare(
       `UPDATE runs SET status = 'started', started_at = ?, owner_pid = ?, owner_host = ?, heartbeat_at = ?
        WHERE id = ? AND status = 'queued'`,
@@ -681,7 +1243,7 @@ function prepare(db: Database.Database) {
     ),
     heartbeat: db.prepare(
       `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'started' AND owner_pid = ? AND owner_host = ?
-       RETURNING cancel_requested_at`,
+       RETURNING cancel_requested_at, pause_requested_at`,
     ),
     cancelRequested: db.prepare('SELECT cancel_requested_at FROM runs WHERE id = ?'),
     requestCancel: db.prepare(
@@ -748,5 +1310,78 @@ function prepare(db: Database.Database) {
     releaseSlot: db.prepare('DELETE FROM pool_slots WHERE pool = ? AND run_id = ? AND step_key = ?'),
     releaseRunSlots: db.prepare('DELETE FROM pool_slots WHERE run_id = ?'),
     poolUsage: db.prepare('SELECT * FROM pool_slots ORDER BY pool, acquired_at'),
+    guardInFlight: db.prepare(
+      `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY id`,
+    ),
+    guardQueued: db.prepare(`SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY id`),
+    queuedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id`),
+    getInstigator: db.prepare('SELECT * FROM instigators WHERE name = ?'),
+    listInstigators: db.prepare('SELECT * FROM instigators ORDER BY name'),
+    upsertInstigator: db.prepare(
+      `INSERT INTO instigators (name, kind, status, enabled_at, updated_at) VALUES (@name, @kind, 'default', @now, @now)
+       ON CONFLICT (name) DO NOTHING`,
+    ),
+    setInstigatorStatus: db.prepare(
+      'UPDATE instigators SET status = ?, enabled_at = ?, updated_at = ? WHERE name = ?',
+    ),
+    updateInstigatorTick: db.prepare(
+      'UPDATE instigators SET cursor = ?, last_tick_at = ?, last_tick_id = ?, updated_at = ? WHERE name = ?',
+    ),
+    insertTick: db.prepare(
+      `INSERT INTO ticks (instigator, kind, tick_time, started_at, ended_at, status, run_ids, skip_reason, error, cursor)
+       VALUES (@instigator, @kind, @tick_time, @started_at, @ended_at, @status, @run_ids, @skip_reason, @error, @cursor)`,
+    ),
+    getTick: db.prepare('SELECT * FROM ticks WHERE id = ?'),
+    foldTick: db.prepare('UPDATE ticks SET ended_at = ?, repeats = repeats + 1 WHERE id = ?'),
+    runsEndedAfter: db.prepare(
+      `SELECT * FROM runs WHERE status IN (SELECT value FROM json_each(?)) AND ended_at >= ?
+       ORDER BY ended_at, id LIMIT ?`,
+    ),
+    listTicks: db.prepare('SELECT * FROM ticks WHERE instigator = ? ORDER BY id DESC LIMIT ?'),
+    materializationsAfter: db.prepare(
+      'SELECT * FROM materializations WHERE asset_key = ? AND id > ? ORDER BY id LIMIT ?',
+    ),
+    getLease: db.prepare('SELECT * FROM leases WHERE name = ?'),
+    getSetting: db.prepare('SELECT value FROM settings WHERE key = ?'),
+    putSetting: db.prepare(
+      `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    ),
+    deleteSetting: db.prepare('DELETE FROM settings WHERE key = ?'),
+    insertParked: db.prepare(
+      `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at)
+       VALUES (@origin, @selection, @config, @tags, @run_key, @guard, @parent_run_id, @created_at)`,
+    ),
+    findParkedKey: db.prepare(
+      'SELECT id FROM parked_requests WHERE origin = ? AND run_key = ? AND replayed_at IS NULL',
+    ),
+    // a schedule's missed policy while parked: only its N most recent pending requests stay
+    trimParked: db.prepare(
+      `DELETE FROM parked_requests WHERE origin = ? AND replayed_at IS NULL AND id NOT IN (
+         SELECT id FROM parked_requests WHERE origin = ? AND replayed_at IS NULL ORDER BY id DESC LIMIT ?)`,
+    ),
+    pendingParked: db.prepare('SELECT * FROM parked_requests WHERE replayed_at IS NULL ORDER BY id LIMIT ?'),
+    allParked: db.prepare('SELECT * FROM parked_requests ORDER BY id LIMIT ?'),
+    markReplayed: db.prepare(
+      'UPDATE parked_requests SET replayed_at = ?, replay_run_id = ?, replay_outcome = ? WHERE id = ? AND replayed_at IS NULL',
+    ),
+    requestPause: db.prepare(
+      'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
+    ),
+    pauseRequested: db.prepare('SELECT pause_requested_at FROM runs WHERE id = ?'),
+    pendingRequests: db.prepare('SELECT cancel_requested_at, pause_requested_at FROM runs WHERE id = ?'),
+    markPaused: db.prepare(
+      `UPDATE runs SET status = 'paused', heartbeat_at = ? WHERE id = ? AND status = 'started'`,
+    ),
+    resumeRun: db.prepare(
+      `UPDATE runs SET status = 'started', pause_requested_at = NULL, started_at = coalesce(started_at, ?),
+         owner_pid = ?, owner_host = ?, heartbeat_at = ? WHERE id = ? AND status = 'paused'`,
+    ),
+    upsertLease: db.prepare(
+      `INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
+         expires_at = excluded.expires_at`,
+    ),
+    releaseLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
   }
 }

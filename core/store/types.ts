@@ -33,6 +33,9 @@ export interface RunRecord {
   heartbeatAt: number | null
   cancelRequestedAt: number | null
   error: ErrorInfo | null
+  /** The guard this run counts against, and its limit (see `RunGuard`). */
+  guard: string | null
+  guardLimit: number | null
 }
 
 export interface StepRecord {
@@ -86,9 +89,15 @@ export interface NewRun {
   status: 'queued' | 'started'
   now: number
   owner?: { pid: number; host: string }
+  /** Create the run even in maintenance mode (recorded in its tags). */
+  force?: boolean
 }
 
-export type CreateRunResult = { created: true; run: RunRecord } | { created: false; existingRunId: string }
+export type CreateRunResult =
+  | { created: true; run: RunRecord }
+  | { created: false; existingRunId: string }
+  /** Maintenance mode is on: the request was parked instead. */
+  | { created: false; parkedRequestId: number }
 
 /** Writes accumulated by a running executor, committed together in one transaction. */
 export interface WriteBatch {
@@ -112,4 +121,141 @@ export interface EventFilter {
   step?: string
   types?: readonly string[]
   limit?: number
+}
+
+/**
+ * A concurrency rule over runs that carry the same guard key, checked atomically when a run is
+ * requested and when it is launched. `concurrency` counts started and paused runs.
+ * - coalesce: extra requests while runs are in flight become exactly one pending follow-up run;
+ * - skip: extra requests are dropped and recorded with the reason;
+ * - queue: every request is kept and launched in order as slots free.
+ */
+export interface RunGuard {
+  key: string
+  concurrency: number
+  onConflict: 'coalesce' | 'skip' | 'queue'
+}
+
+/** A request for a run from a sensor, a schedule or a command: created queued, launched later. */
+export interface RunRequest {
+  id: string
+  selection: string
+  plan: string[]
+  config: Record<string, unknown>
+  tags?: Record<string, string>
+  /** `sensor:NAME`, `schedule:NAME`, `manual`... run keys are unique per origin. */
+  origin: string
+  runKey?: string
+  guard?: RunGuard
+  /** Re-execute this run from failure (a run drained by maintenance mode, replayed). */
+  parentRunId?: string
+  /** With `parentRunId`: steps not run again, and the run whose materialization each reuses. */
+  reused?: Record<string, string>
+  /** In maintenance mode, keep only this many parked requests of the same origin (a schedule's missed policy). */
+  parkKeep?: number
+  now: number
+}
+
+export type RequestOutcome =
+  | { outcome: 'created'; runId: string }
+  /** The run key was already used; `runId` is the run it created. */
+  | { outcome: 'duplicate'; runId: string }
+  /** Merged into the guard's pending follow-up run. */
+  | { outcome: 'coalesced'; runId: string }
+  | { outcome: 'skipped'; reason: string; blockingRunId: string | null }
+  /** Maintenance mode is on: kept to be replayed when it goes off. */
+  | { outcome: 'parked'; requestId: number }
+
+export type InstigatorKind = 'sensor' | 'schedule'
+/** `default` = never switched at run time: the definition's default status applies. */
+export type InstigatorStatus = 'on' | 'off' | 'default'
+
+export interface InstigatorState {
+  name: string
+  kind: InstigatorKind
+  status: InstigatorStatus
+  cursor: string | null
+  /** When it was last turned on (schedules never fire for times before this). */
+  enabledAt: number | null
+  updatedAt: number
+  lastTickAt: number | null
+  lastTickId: number | null
+}
+
+export type TickStatus = 'success' | 'skipped' | 'failure'
+
+export interface TickRecord {
+  id: number
+  instigator: string
+  kind: InstigatorKind
+  /** The tick's own time: the evaluation time of a sensor, the cron time of a schedule. */
+  tickTime: number
+  startedAt: number
+  endedAt: number | null
+  status: TickStatus
+  runIds: string[]
+  skipReason: string | null
+  error: ErrorInfo | null
+  cursor: string | null
+  /** Identical skipped ticks in a row are kept as one row: how many it stands for. */
+  repeats: number
+}
+
+export interface NewTick {
+  instigator: string
+  kind: InstigatorKind
+  tickTime: number
+  startedAt: number
+  endedAt: number
+  status: TickStatus
+  skipReason?: string
+  error?: ErrorInfo
+  /** The new cursor; `undefined` leaves the stored cursor as it is (a failed tick never moves it). */
+  cursor?: string | null
+  requests?: RunRequest[]
+}
+
+export interface CommittedTick {
+  tick: TickRecord
+  outcomes: RequestOutcome[]
+}
+
+export interface Lease {
+  name: string
+  holder: string
+  acquiredAt: number
+  expiresAt: number
+}
+
+/** The maintenance gate, persisted in the store and read in the transaction that creates a run. */
+export interface MaintenanceState {
+  reason: string
+  /** Who turned it on (user@host). */
+  by: string
+  since: number
+  drainTimeoutMs: number
+}
+
+export interface BackupRecord {
+  at: number
+  ok: boolean
+  /** Where the store backup and the manifest were written. */
+  location: string | null
+  detail: string
+}
+
+/** A run request kept while maintenance mode was on, self-contained so it can be replayed later. */
+export interface ParkedRequest {
+  id: number
+  origin: string
+  selection: string
+  config: Record<string, unknown>
+  tags: Record<string, string>
+  runKey: string | null
+  guard: RunGuard | null
+  parentRunId: string | null
+  createdAt: number
+  replayedAt: number | null
+  replayRunId: string | null
+  replayOutcome: string | null
 }
