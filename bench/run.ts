@@ -5,7 +5,6 @@
  * their previous text in BENCHMARKS.md.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { machine } from './lib.js'
@@ -60,7 +59,7 @@ function parseSections(text: string): Map<string, string> {
   const parts = text.split(/^(?=## )/m)
   for (const part of parts) {
     const id = /<!-- bench:([\w-]+) -->/.exec(part)?.[1]
-    if (id) out.set(id, part.trimEnd() + '\n')
+    if (id) out.set(id, `${part.trimEnd()}\n`)
   }
   return out
 }

@@ -12,6 +12,8 @@ export const EXIT = {
   failed: 1,
   /** Bad input: config, selection, flags. */
   usage: 2,
+  /** Maintenance mode is on: the run was parked, to start when it goes off (`--force` runs anyway). */
+  parked: 3,
   interrupted: 130,
 } as const
 

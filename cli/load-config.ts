@@ -1,15 +1,9 @@
-import { existsSync } from 'node:fs'
-import { dirname, extname, resolve } from 'node:path'
+import { dirname, extname } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { type RefreshConfig, validateConfig } from '../core/config.js'
 import { ConfigError } from '../core/errors.js'
 
-export const CONFIG_NAMES = [
-  'refresh.config.ts',
-  'refresh.config.mts',
-  'refresh.config.js',
-  'refresh.config.mjs',
-]
+export { CONFIG_NAMES, findConfig } from './find-config.js'
 
 export interface LoadedConfig {
   config: RefreshConfig
@@ -17,22 +11,6 @@ export interface LoadedConfig {
   file: string
   /** The directory relative paths in the config (store, data) are resolved against. */
   dir: string
-}
-
-/** Finds the config: `--config FILE`, else the first refresh.config.* in `cwd`. */
-export function findConfig(explicit: string | undefined, cwd: string): string {
-  if (explicit !== undefined) {
-    const file = resolve(cwd, explicit)
-    if (!existsSync(file)) throw new ConfigError(`--config ${explicit}: no such file (looked for ${file}).`)
-    return file
-  }
-  for (const name of CONFIG_NAMES) {
-    const file = resolve(cwd, name)
-    if (existsSync(file)) return file
-  }
-  throw new ConfigError(
-    `no refresh.config.ts in ${cwd}; create one (\`export default defineConfig({ assets: [...] })\`) or pass --config FILE.`,
-  )
 }
 
 /**

@@ -1,108 +1,85 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { resolveEnvironment } from '../../core/config.js'
-import { CanceledError, ConfigError } from '../../core/errors.js'
-import type { RunEventListener } from '../../core/events.js'
-import { materialize } from '../../core/materialize.js'
-import { openStore } from '../../core/store/sqlite.js'
-import { type CliContext, EXIT, type Io } from '../io.js'
-import { findConfig, loadConfig } from '../load-config.js'
-import { jsonReporter, plainReporter } from '../reporters/plain.js'
+import { ConfigError } from '../../core/errors.js'
+import { DEFAULT_STORE, findConfig } from '../find-config.js'
+import type { CliContext, Io } from '../io.js'
 
 export interface RunOptions {
   config?: string
   store?: string
   env?: string
+  set?: string[]
   concurrency?: string
   plain?: boolean
   json?: boolean
+  dryRun?: boolean
+  force?: boolean
 }
 
 export function registerRun(program: Command, ctx: CliContext): void {
   program
     .command('run')
+    .summary('materialize assets (default: all)')
     .description('materialize the selected assets (default: all) and report every step')
     .argument('[selection...]', 'assets to run: key, key+, +key, key+1, 1+key, *, group:name, tag:k=v')
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
     .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
     .option('--env <name>', 'a named environment block of the config')
+    .option(
+      '--set <asset.field=value>',
+      'run config override, typed by the asset schema (repeatable)',
+      collect,
+    )
     .option('--concurrency <n>', 'steps at once within the run')
-    .option('--plain', 'one plain line per event')
+    .option('--plain', 'one plain line per event (the default when stdout is not a terminal)')
     .option('--json', 'one JSON event per line')
+    .option('--dry-run', 'print the plan and the run config, run nothing')
+    .option('--force', 'run even while maintenance mode is on (recorded on the run)')
     .addHelpText(
       'after',
-      '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run copy,clean --json',
+      '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run catalog --set catalog.rows=500 --dry-run\n  refresh run copy,clean --json\n',
     )
     .action(async (selection: string[], options: RunOptions) => {
       ctx.code = await runCommand(selection, options, ctx.io)
     })
 }
 
+/** Commander collector for repeatable flags. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value]
+}
+
 /** `refresh run [selection...]`: loads the config, materializes, reports every event. */
 export async function runCommand(selection: string[], options: RunOptions, io: Io): Promise<number> {
   const concurrency = parseConcurrency(options.concurrency)
   const file = findConfig(options.config, io.cwd)
+  const [{ loadConfig }, { resolveEnvironment }, { applyOverrides, parseOverrides }] = await Promise.all([
+    import('../load-config.js'),
+    import('../../core/config.js'),
+    import('../overrides.js'),
+  ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  const config = applyOverrides(resolved.config, parseOverrides(options.set ?? [], resolved.assets))
+  const { checkPlan, printPlan } = await import('../plan.js')
+  if (options.dryRun) {
+    printPlan(resolved, selection, config, io, options.json === true)
+    return 0
+  }
+  checkPlan(resolved, selection, config)
   const storePath = options.store
     ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? '.refresh/refresh.db')
-
-  const store = openStore(storePath)
-  try {
-    for (const r of store.recoverInterruptedRuns()) {
-      io.err(`note: run ${r.runId} was left running and is now marked failed (${r.reason}).`)
-    }
-    const listener: RunEventListener = options.json
-      ? jsonReporter(io.out)
-      : plainReporter(io.out, { timestamps: !io.isTTY })
-
-    const controller = new AbortController()
-    let runId: string | undefined
-    let interrupts = 0
-    const onSignal = (signal: NodeJS.Signals) => {
-      interrupts++
-      if (interrupts === 1) {
-        if (!options.json) io.err(`canceling... (${signal}; press Ctrl-C again to stop at once)`)
-        controller.abort(
-          new CanceledError(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `received ${signal}`),
-        )
-        return
-      }
-      // second interrupt: close the run as canceled right now, so nothing is left `started`
-      if (runId !== undefined)
-        store.abandonRun(runId, 'canceled', `stopped at once (${signal} twice)`, Date.now())
-      store.close()
-      process.exit(EXIT.interrupted)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    try {
-      const result = await materialize(resolved.assets, {
-        store,
-        selection: selection.length > 0 ? selection : undefined,
-        config: resolved.config,
-        resources: resolved.resources,
-        pools: resolved.pools,
-        concurrency: concurrency ?? resolved.concurrency,
-        signal: controller.signal,
-        onEvent: (event) => {
-          if (event.type === 'run:start') runId = event.runId
-          listener(event)
-        },
-      })
-      if (interrupts > 0) return EXIT.interrupted
-      return result.status === 'success' ? EXIT.ok : EXIT.failed
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
-  } finally {
-    store.close()
-  }
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const { executeRun, outputMode } = await import('../execute.js')
+  return executeRun(
+    resolved,
+    storePath,
+    { selection, config, concurrency, output: outputMode(options, io), force: options.force === true },
+    io,
+  )
 }
 
-function parseConcurrency(text: string | undefined): number | undefined {
+export function parseConcurrency(text: string | undefined): number | undefined {
   if (text === undefined) return undefined
   const n = Number(text)
   if (!Number.isInteger(n) || n < 1) {

@@ -84,6 +84,21 @@ export function plainReporter(
       case 'run:canceling':
         line(event, `canceling run ${event.runId}: ${event.reason}`)
         break
+      case 'run:pausing':
+        line(event, `pausing run ${event.runId} (${event.reason}): running steps finish, no new step starts`)
+        break
+      case 'run:paused':
+        line(
+          event,
+          `run ${event.runId} paused with ${event.pending} step(s) pending; continue with: refresh resume ${event.runId}`,
+        )
+        break
+      case 'run:resumed':
+        line(
+          event,
+          `run ${event.runId} resumed: ${event.steps.length} step(s) to run (${event.steps.join(', ')})`,
+        )
+        break
       case 'log':
         line(
           event,

@@ -1,0 +1,75 @@
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import type { MaterializationRecord } from '../../core/store/types.js'
+import { formatDateTime, table } from '../common.js'
+import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
+import { DEFAULT_STORE } from '../find-config.js'
+import { formatDuration, formatMetadata } from '../format.js'
+import type { CliContext, Io } from '../io.js'
+
+interface AssetsOptions extends ConfigOptions {
+  store?: string
+  json?: boolean
+}
+
+export function registerAssets(program: Command, ctx: CliContext): void {
+  addConfigOptions(
+    program
+      .command('assets')
+      .summary('assets and their latest materializations')
+      .description('every asset with its group, deps and latest materialization (when, run, metadata)'),
+  )
+    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .option('--json', 'one JSON object per asset')
+    .addHelpText('after', '\nExamples:\n  refresh assets\n  refresh assets --json\n')
+    .action(async (options: AssetsOptions) => {
+      ctx.code = await assetsCommand(options, ctx.io)
+    })
+}
+
+async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
+  const { loaded, resolved } = await loadResolved(options, io.cwd)
+  const { buildGraph } = await import('../../core/materialize.js')
+  const graph = buildGraph(resolved.assets)
+  const storePath = options.store
+    ? resolve(io.cwd, options.store)
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  let latest = new Map<string, MaterializationRecord>()
+  if (existsSync(storePath)) {
+    const { openStore } = await import('../../core/store/sqlite.js')
+    using store = openStore(storePath)
+    latest = store.latestMaterializations()
+  }
+  const now = Date.now()
+  if (options.json) {
+    for (const key of graph.order) {
+      const def = graph.assets.get(key)!
+      const m = latest.get(key)
+      io.out(
+        JSON.stringify({
+          key,
+          group: def.group,
+          deps: def.deps,
+          description: def.description ?? null,
+          latest: m ? { runId: m.runId, ts: m.ts, metadata: m.metadata } : null,
+        }),
+      )
+    }
+    return 0
+  }
+  const rows = graph.order.map((key) => {
+    const def = graph.assets.get(key)!
+    const m = latest.get(key)
+    return [
+      key,
+      def.group,
+      def.deps.join(', ') || '-',
+      m ? `${formatDateTime(m.ts)} (${formatDuration(now - m.ts)} ago)` : 'never',
+      m?.runId ?? '',
+      m ? formatMetadata(m.metadata, 4) : '',
+    ]
+  })
+  for (const line of table(['ASSET', 'GROUP', 'DEPS', 'MATERIALIZED', 'RUN', 'METADATA'], rows)) io.out(line)
+  return 0
+}

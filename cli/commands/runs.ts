@@ -1,0 +1,106 @@
+import type { Command } from 'commander'
+import { ConfigError, didYouMean } from '../../core/errors.js'
+import type { RunStatus } from '../../core/store/types.js'
+import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { locateStore, type StoreLocationOptions } from '../find-config.js'
+import { formatDuration } from '../format.js'
+import type { CliContext, Io } from '../io.js'
+
+interface RunsOptions extends StoreLocationOptions {
+  status?: string
+  limit: string
+  json?: boolean
+}
+
+const STATUSES: readonly RunStatus[] = ['queued', 'started', 'paused', 'success', 'failure', 'canceled']
+/** Words people type for a status (the step words, British spelling). */
+const ALIASES: Record<string, RunStatus> = {
+  failed: 'failure',
+  succeeded: 'success',
+  running: 'started',
+  cancelled: 'canceled',
+}
+
+export function registerRuns(program: Command, ctx: CliContext): void {
+  addStoreOptions(
+    program
+      .command('runs')
+      .summary('list runs')
+      .description('list runs, newest first: id, status, selection, started, duration, failed step'),
+  )
+    .option('--status <status>', `only runs with this status (comma-separated: ${STATUSES.join(', ')})`)
+    .option('--limit <n>', 'how many runs', '20')
+    .option('--json', 'one JSON object per run')
+    .addHelpText('after', '\nExamples:\n  refresh runs\n  refresh runs --status failure,canceled --limit 5\n')
+    .action(async (options: RunsOptions) => {
+      ctx.code = await runsCommand(options, ctx.io)
+    })
+}
+
+async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
+  const status = parseStatuses(options.status)
+  const limit = Number(options.limit)
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new ConfigError(
+      `--limit ${options.limit}: expected a whole number of at least 1 (for example --limit 50).`,
+    )
+  }
+  using store = await openExistingStore(await locateStore(options, io.cwd))
+  const runs = store.listRuns({ status, limit })
+  const failed = store.failedSteps(runs.map((r) => r.id))
+  const now = Date.now()
+  if (options.json) {
+    for (const r of runs) {
+      io.out(
+        JSON.stringify({
+          id: r.id,
+          status: r.status,
+          selection: r.selection,
+          startedAt: r.startedAt,
+          endedAt: r.endedAt,
+          durationMs: r.startedAt !== null && r.endedAt !== null ? r.endedAt - r.startedAt : null,
+          failedStep: failed.get(r.id) ?? null,
+          parentRunId: r.parentRunId,
+        }),
+      )
+    }
+    return 0
+  }
+  if (runs.length === 0) {
+    io.out(status ? `no ${status.join(' or ')} runs in ${store.path}.` : `no runs yet in ${store.path}.`)
+    return 0
+  }
+  const rows = runs.map((r) => {
+    const started = r.startedAt ?? r.createdAt
+    const duration =
+      r.endedAt !== null
+        ? formatDuration(r.endedAt - started)
+        : r.status === 'started'
+          ? `running ${formatDuration(now - started)}`
+          : ''
+    return [
+      r.id,
+      r.status,
+      truncate(r.parentRunId ? `${r.selection} (retry)` : r.selection, 32),
+      formatDateTime(started),
+      duration,
+      failed.get(r.id) ?? '',
+    ]
+  })
+  for (const line of table(['ID', 'STATUS', 'SELECTION', 'STARTED', 'DURATION', 'FAILED STEP'], rows))
+    io.out(line)
+  return 0
+}
+
+function parseStatuses(text: string | undefined): RunStatus[] | undefined {
+  if (text === undefined) return undefined
+  return text.split(',').map((s) => {
+    const status = ALIASES[s.trim()] ?? s.trim()
+    if (!(STATUSES as readonly string[]).includes(status)) {
+      throw new ConfigError(
+        `--status ${status}: not a run status.${didYouMean(status, STATUSES)} Statuses: ${STATUSES.join(', ')}.`,
+      )
+    }
+    return status as RunStatus
+  })
+}

@@ -1,0 +1,105 @@
+import type { Command } from 'commander'
+import { addStoreOptions, formatDateTime, openExistingStore, requireRun, table } from '../common.js'
+import { locateStore, type StoreLocationOptions } from '../find-config.js'
+import { firstLine, formatDuration, formatMetadata } from '../format.js'
+import type { CliContext, Io } from '../io.js'
+
+interface ShowOptions extends StoreLocationOptions {
+  json?: boolean
+}
+
+export function registerShow(program: Command, ctx: CliContext): void {
+  addStoreOptions(
+    program
+      .command('show')
+      .summary("a run's steps as a timeline")
+      .description("a run's steps as a timeline: start offset, duration, attempts, status, error, metadata")
+      .argument('<run-id>', 'the run (a unique prefix of its id works)'),
+  )
+    .option('--json', 'the run, its steps, attempts and materializations as one JSON object')
+    .addHelpText('after', '\nExamples:\n  refresh show 01m83v10zz4pxmqvqy\n  refresh show 01m83v --json\n')
+    .action(async (runId: string, options: ShowOptions) => {
+      ctx.code = await showCommand(runId, options, ctx.io)
+    })
+}
+
+const BAR = 20
+
+async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Promise<number> {
+  using store = await openExistingStore(await locateStore(options, io.cwd))
+  const run = requireRun(store, idOrPrefix)
+  const steps = store.getSteps(run.id)
+  const attempts = store.getAttempts(run.id)
+  const produced = new Map(store.materializationsForRun(run.id).map((m) => [m.asset, m]))
+  if (options.json) {
+    io.out(JSON.stringify({ run, steps, attempts, materializations: [...produced.values()] }))
+    return 0
+  }
+  const start = run.startedAt ?? run.createdAt
+  const end = run.endedAt ?? Date.now()
+  const span = Math.max(1, end - start)
+  const parent = run.parentRunId ? ` · re-execution of ${run.parentRunId}` : ''
+  io.out(`run ${run.id} · ${run.status} · ${run.selection}${parent}`)
+  io.out(
+    `started ${formatDateTime(start)} · ${run.endedAt !== null ? `took ${formatDuration(end - start)}` : `running for ${formatDuration(end - start)}`}`,
+  )
+  if (run.error) io.out(`${run.error.name}: ${firstLine(run.error.message)}`)
+  io.out('')
+  const rows: string[][] = []
+  for (const [key, from] of Object.entries(run.reused)) {
+    const m = store.runMaterialization(from, key)
+    rows.push([
+      '',
+      '',
+      '',
+      '',
+      'reused',
+      key,
+      `from run ${from}${m ? `  ${formatMetadata(m.metadata, 4)}` : ''}`,
+    ])
+  }
+  for (const step of steps) {
+    const offset = step.startedAt !== null ? `+${formatDuration(step.startedAt - start)}` : ''
+    const duration =
+      step.startedAt !== null ? formatDuration((step.endedAt ?? Date.now()) - step.startedAt) : ''
+    const bar =
+      step.startedAt !== null ? timelineBar(step.startedAt - start, (step.endedAt ?? end) - start, span) : ''
+    const own = attempts.filter((a) => a.step === step.key)
+    const tries = step.attempts ? String(step.attempts) : ''
+    let detail = ''
+    const m = produced.get(step.key)
+    if (step.status === 'succeeded') detail = m ? formatMetadata(m.metadata, 4) : ''
+    else if (step.status === 'skipped') detail = step.reason ? `upstream ${step.reason} failed` : ''
+    else if (step.error) detail = `${step.error.name}: ${firstLine(step.error.message)}`
+    rows.push([offset, duration, bar, tries, step.status, step.key, detail])
+    // earlier failed attempts, one line each, under the step
+    for (const a of own.slice(0, -1)) {
+      if (a.error) {
+        rows.push([
+          '',
+          '',
+          '',
+          `#${a.attempt}`,
+          a.status,
+          '',
+          `${a.error.name}: ${firstLine(a.error.message)}`,
+        ])
+      }
+    }
+  }
+  for (const line of table(['START', 'DURATION', 'TIMELINE', 'ATTEMPTS', 'STATUS', 'STEP', 'DETAIL'], rows)) {
+    io.out(line)
+  }
+  if (run.status === 'failure' || run.status === 'canceled') {
+    io.out('')
+    io.out(`re-execute from failure: refresh retry ${run.id}`)
+  }
+  return 0
+}
+
+/** Where a step ran within the run, as a bar of BAR cells. */
+function timelineBar(from: number, to: number, span: number): string {
+  const a = Math.min(BAR - 1, Math.floor((from / span) * BAR))
+  const b = Math.max(a + 1, Math.min(BAR, Math.ceil((to / span) * BAR)))
+  return `${' '.repeat(a)}${'█'.repeat(b - a)}${' '.repeat(BAR - b)}`
+}

@@ -1,0 +1,30 @@
+import type { Command } from 'commander'
+import type { ResolvedConfig } from '../core/config.js'
+import { findConfig } from './find-config.js'
+import type { LoadedConfig } from './load-config.js'
+
+export interface ConfigOptions {
+  config?: string
+  env?: string
+}
+
+/** `--config`, `--env`: for commands that read the config but run nothing. */
+export function addConfigOptions(command: Command): Command {
+  return command
+    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option('--env <name>', 'a named environment block of the config')
+}
+
+/** Finds, loads, validates and resolves the config for one environment. */
+export async function loadResolved(
+  options: ConfigOptions,
+  cwd: string,
+): Promise<{ loaded: LoadedConfig; resolved: ResolvedConfig }> {
+  const file = findConfig(options.config, cwd)
+  const [{ loadConfig }, { resolveEnvironment }] = await Promise.all([
+    import('./load-config.js'),
+    import('../core/config.js'),
+  ])
+  const loaded = await loadConfig(file)
+  return { loaded, resolved: resolveEnvironment(loaded.config, options.env, loaded.file) }
+}

@@ -1,0 +1,159 @@
+import type { ResolvedConfig } from '../core/config.js'
+import { CanceledError } from '../core/errors.js'
+import type { RunEventListener } from '../core/events.js'
+import { materialize } from '../core/materialize.js'
+import { openStore, type SqliteStore } from '../core/store/sqlite.js'
+import { EXIT, type Io } from './io.js'
+import { applyOverrides, type Override } from './overrides.js'
+import { jsonReporter, plainReporter } from './reporters/plain.js'
+import type { TtyView } from './view/tty.js'
+
+export type OutputMode = 'tty' | 'plain' | 'json'
+
+/** `--json` wins, then `--plain`; the live view only on a terminal. */
+export function outputMode(options: { plain?: boolean; json?: boolean }, io: Io): OutputMode {
+  if (options.json) return 'json'
+  if (options.plain || !io.isTTY) return 'plain'
+  return 'tty'
+}
+
+export interface ExecuteRequest {
+  /** Selection terms (a union); none = every asset. */
+  selection?: string[]
+  /** Re-execute this run from failure instead. */
+  fromFailure?: string
+  /** Run config per asset; undefined on a retry = the parent run's config. */
+  config?: Record<string, Record<string, unknown>>
+  /** `--set` flags laid over the parent run's config on a retry. */
+  overrides?: readonly Override[]
+  concurrency?: number
+  output: OutputMode
+  /** Run even while maintenance mode is on. */
+  force?: boolean
+}
+
+/**
+ * Runs (or re-executes) and reports it: the live view on a terminal, else one line or one JSON
+ * object per event. Crashed runs are recovered first. Ctrl-C once cancels gracefully; twice
+ * closes the run as canceled at once and exits 130, so nothing is ever left `started`.
+ */
+export async function executeRun(
+  resolved: ResolvedConfig,
+  storePath: string,
+  request: ExecuteRequest,
+  io: Io,
+): Promise<number> {
+  const store = openStore(storePath)
+  let view: TtyView | undefined
+  try {
+    for (const r of store.recoverInterruptedRuns()) {
+      io.err(`note: run ${r.runId} was left running and is now marked failed (${r.reason}).`)
+    }
+    let listener: RunEventListener
+    if (request.output === 'tty') {
+      // ink and React load here and nowhere else
+      const { mountTtyView } = await import('./view/tty.js')
+      const mounted = mountTtyView()
+      view = mounted
+      listener = (event) => mounted.onEvent(event)
+    } else {
+      listener =
+        request.output === 'json' ? jsonReporter(io.out) : plainReporter(io.out, { timestamps: !io.isTTY })
+    }
+
+    let config = request.config
+    if (request.fromFailure !== undefined && request.overrides?.length) {
+      const parent = store.findRun(request.fromFailure)
+      if (parent)
+        config = applyOverrides(parent.config as Record<string, Record<string, unknown>>, request.overrides)
+    }
+    const controller = new AbortController()
+    let runId: string | undefined
+    const interrupt = interruptHandler({
+      store,
+      controller,
+      runId: () => runId,
+      view: () => view,
+      io,
+      output: request.output,
+    })
+    const onSignal = (signal: NodeJS.Signals) => interrupt.onSignal(signal)
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    try {
+      const result = await materialize(resolved.assets, {
+        store,
+        selection: request.selection && request.selection.length > 0 ? request.selection : undefined,
+        fromFailure: request.fromFailure,
+        config,
+        resources: resolved.resources,
+        pools: resolved.pools,
+        concurrency: request.concurrency ?? resolved.concurrency,
+        signal: controller.signal,
+        force: request.force,
+        onEvent: (event) => {
+          if (event.type === 'run:start') runId = event.runId
+          listener(event)
+        },
+      })
+      await view?.close()
+      // the handlers stay until the process exits (main exits once the command settles): a
+      // second Ctrl-C that arrives while the run winds down still exits at once
+      if (interrupt.count > 0) return EXIT.interrupted
+      // a paused run is not a failure: `refresh resume` continues it
+      return result.status === 'success' || result.status === 'paused' ? EXIT.ok : EXIT.failed
+    } catch (error) {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+      throw error
+    }
+  } finally {
+    await view?.close()
+    store.close()
+  }
+}
+
+export interface InterruptContext {
+  store: SqliteStore
+  controller: AbortController
+  runId(): string | undefined
+  view(): TtyView | undefined
+  io: Io
+  output: OutputMode
+}
+
+/**
+ * Ctrl-C (or SIGTERM) during a run. The first one aborts the run's signal: running steps get
+ * their abort, nothing new starts, the run ends `canceled`. The second one does not wait: the run
+ * is closed as canceled in the store right away (so nothing is left `started`) and the process
+ * exits 130.
+ */
+export function interruptHandler(ctx: InterruptContext): {
+  readonly count: number
+  onSignal(signal: NodeJS.Signals): void
+} {
+  let count = 0
+  return {
+    get count() {
+      return count
+    },
+    onSignal(signal) {
+      count++
+      if (count === 1) {
+        if (ctx.output === 'plain') ctx.io.err(`canceling... (${signal}; press Ctrl-C again to stop at once)`)
+        ctx.controller.abort(
+          new CanceledError(signal === 'SIGINT' ? 'interrupted (Ctrl-C)' : `received ${signal}`),
+        )
+        return
+      }
+      const runId = ctx.runId()
+      if (runId !== undefined && ctx.store.isOpen)
+        ctx.store.abandonRun(runId, 'canceled', `stopped at once (${signal} twice)`, Date.now())
+      ctx.store.close()
+      void ctx.view()?.close()
+      if (ctx.output !== 'json')
+        ctx.io.err(`stopped at once${runId ? `; run ${runId} is marked canceled` : ''}.`)
+      process.exit(EXIT.interrupted)
+    },
+  }
+}

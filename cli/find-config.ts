@@ -1,0 +1,57 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { ConfigError } from '../core/errors.js'
+
+/** The file names `refresh` looks for, in order, in the current directory. */
+export const CONFIG_NAMES = [
+  'refresh.config.ts',
+  'refresh.config.mts',
+  'refresh.config.js',
+  'refresh.config.mjs',
+]
+
+export const DEFAULT_STORE = '.refresh/refresh.db'
+
+/** Finds the config: `--config FILE`, else the first refresh.config.* in `cwd`. */
+export function findConfig(explicit: string | undefined, cwd: string): string {
+  if (explicit !== undefined) {
+    const file = resolve(cwd, explicit)
+    if (!existsSync(file)) throw new ConfigError(`--config ${explicit}: no such file (looked for ${file}).`)
+    return file
+  }
+  for (const name of CONFIG_NAMES) {
+    const file = resolve(cwd, name)
+    if (existsSync(file)) return file
+  }
+  throw new ConfigError(
+    `no refresh.config.ts in ${cwd}; create one (\`export default defineConfig({ assets: [...] })\`) or pass --config FILE.`,
+  )
+}
+
+export interface StoreLocationOptions {
+  store?: string
+  config?: string
+  env?: string
+}
+
+/**
+ * The store a command reads: `--store FILE`, else the config's `store` (per environment), else
+ * `.refresh/refresh.db` beside the config. Loading a config costs more than the commands that
+ * only read the store (`runs`, `show`, `logs`, `cancel`) take in all, so the config is loaded
+ * only when its text can set a store or an environment is chosen; otherwise the default path
+ * is the answer. (A config that takes its `store` from a spread object should pass --store.)
+ */
+export async function locateStore(options: StoreLocationOptions, cwd: string): Promise<string> {
+  if (options.store !== undefined) return resolve(cwd, options.store)
+  const file = findConfig(options.config, cwd)
+  if (options.env === undefined && !/\bstore\b/.test(readFileSync(file, 'utf8'))) {
+    return resolve(dirname(file), DEFAULT_STORE)
+  }
+  const [{ loadConfig }, { resolveEnvironment }] = await Promise.all([
+    import('./load-config.js'),
+    import('../core/config.js'),
+  ])
+  const loaded = await loadConfig(file)
+  const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  return resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+}
