@@ -1,107 +1,55 @@
 /**
- * The default refresh: a small catalog is generated, copied into a working table, cleaned and
- * summarized, each step a real SQLite job under `.refresh/data`. Run it with `npx refresh run`.
- * (The full chain - reindex, snapshot, replicas, promote - replaces this example as the
- * building blocks land.)
+ * The default refresh: the seven building blocks in a chain, on embedded backends (SQLite files,
+ * local worker processes, the file system). `npx refresh run` does a whole refresh; then
+ * `npx refresh query fox` searches the promoted index, and `npx refresh promote --rollback`
+ * goes back to the previous one. Copy this file to compose your own.
  */
-import { mkdirSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import Database from 'better-sqlite3'
-import { asset, defineConfig } from 'refresh'
-import { z } from 'zod'
+import {
+  catalog,
+  clean,
+  copy,
+  defineConfig,
+  localProcessRunner,
+  promote,
+  reindex,
+  replicas,
+  schedule,
+  snapshot,
+  whenMaterialized,
+} from 'refresh'
 
-const dataDir = fileURLToPath(new URL('./.refresh/data/', import.meta.url))
-const LICENSES = ['by', 'by-sa', 'cc0', 'pdm', 'by-nc', 'bogus']
-
-/** Deterministic upstream data: N media records, some of them dirty. */
-const catalog = asset({
-  key: 'catalog',
-  group: 'refresh',
-  description: 'the upstream catalog table (generated)',
-  config: z.object({ rows: z.number().int().min(1).default(20_000) }),
-  async materialize(ctx) {
-    mkdirSync(dataDir, { recursive: true })
-    const file = `${dataDir}catalog.db`
-    const db = new Database(file)
-    db.exec(
-      'DROP TABLE IF EXISTS media; CREATE TABLE media (id INTEGER PRIMARY KEY, title TEXT, url TEXT, license TEXT)',
-    )
-    const insert = db.prepare('INSERT INTO media VALUES (?, ?, ?, ?)')
-    const { rows } = ctx.config
-    db.transaction(() => {
-      for (let id = 1; id <= rows; id++) {
-        const url =
-          id % 17 === 0 ? null : id % 5 === 0 ? `example.org/${id}.jpg` : `https://example.org/${id}.jpg`
-        insert.run(id, id % 23 === 0 ? '  ' : `Photo ${id}`, url, LICENSES[id % LICENSES.length])
-        if (id % 5000 === 0) ctx.progress(id, rows)
-      }
-    })()
-    db.close()
-    return { file, rows }
-  },
-})
-
-/** Copies the upstream table into a fresh working database named for the run. */
-const copy = asset({
-  key: 'copy',
-  deps: ['catalog'],
-  group: 'refresh',
-  retry: { maxAttempts: 3, delayMs: 200, backoff: 'exponential' },
-  async materialize(ctx) {
-    const source = String(ctx.upstream.catalog?.file)
-    const file = `${dataDir}work-${ctx.runId}.db`
-    const db = new Database(file)
-    db.prepare('ATTACH DATABASE ? AS upstream').run(source)
-    db.exec('DROP TABLE IF EXISTS main.media; CREATE TABLE main.media AS SELECT * FROM upstream.media')
-    const { n } = db.prepare('SELECT count(*) AS n FROM media').get() as { n: number }
-    db.close()
-    return { file, rows: n }
-  },
-})
-
-/** Fixes URLs, drops rows that cannot be served, normalizes titles; counts per rule. */
-const clean = asset({
-  key: 'clean',
-  deps: ['copy'],
-  group: 'refresh',
-  config: z.object({ licenses: z.array(z.string()).default(['by', 'by-sa', 'cc0', 'pdm', 'by-nc']) }),
-  async materialize(ctx) {
-    const file = String(ctx.upstream.copy?.file)
-    const db = new Database(file)
-    const counts = db.transaction(() => ({
-      fixedUrls: db.prepare(`UPDATE media SET url = 'https://' || url WHERE url NOT LIKE 'http%'`).run()
-        .changes,
-      droppedNoUrl: db.prepare('DELETE FROM media WHERE url IS NULL').run().changes,
-      droppedLicense: db
-        .prepare('DELETE FROM media WHERE license NOT IN (SELECT value FROM json_each(?))')
-        .run(JSON.stringify(ctx.config.licenses)).changes,
-      blankTitles: db.prepare(`UPDATE media SET title = NULL WHERE trim(title) = ''`).run().changes,
-    }))()
-    const { n } = db.prepare('SELECT count(*) AS n FROM media').get() as { n: number }
-    db.close()
-    ctx.log(`kept ${n} rows`)
-    return { file, rows: n, ...counts }
-  },
-})
-
-/** A summary of the cleaned table: rows per license. */
-const summary = asset({
-  key: 'summary',
-  deps: ['clean'],
-  group: 'refresh',
-  async materialize(ctx) {
-    const db = new Database(String(ctx.upstream.clean?.file), { readonly: true })
-    const rows = db
-      .prepare('SELECT license, count(*) AS n FROM media GROUP BY license ORDER BY license')
-      .all() as Array<{
-      license: string
-      n: number
-    }>
-    db.close()
-    return Object.fromEntries(rows.map((r) => [r.license, r.n]))
-  },
-})
+// every file of the refresh (catalog, working databases, indexes, snapshots, replicas, the
+// `current` alias) lives here, beside this config
+const dataDir = new URL('./.refresh/data/', import.meta.url)
 
 export default defineConfig({
-  assets: [catalog, copy, clean, summary],
+  assets: [
+    catalog({ dataDir }), // generated upstream data; `--set catalog.rows=1000000` for more
+    copy({ dataDir, retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' } }),
+    clean({ dataDir }), // rules are config with defaults: licenses, minTagAccuracy, deniedTags...
+    // one worker process per id range; a failed shard is retried alone (reindex.shardAttempts),
+    // so the step itself is not retried: that would rebuild every shard
+    reindex({ dataDir, shards: 4, runner: localProcessRunner(), retry: { maxAttempts: 1 } }),
+    snapshot({ dataDir, retry: { maxAttempts: 2, delayMs: 1000 } }), // verified by sha256; keeps the last 3
+    replicas({ dataDir }), // rolled one at a time, each checked by real queries; rolled back on failure
+    promote({ dataDir, retry: { maxAttempts: 1 } }), // never retried blindly: a failed promote needs a look
+  ],
+  config: {
+    replicas: { replicas: 2 },
+  },
+  // run by `npx refresh daemon`
+  sensors: [
+    // a reindex materialized by a run that did not snapshot it (a partial run, a retry) gets
+    // snapshotted, rolled out and promoted; one snapshot at a time, and a request that arrives
+    // meanwhile becomes one follow-up run, so fresh data is never left unsnapshotted
+    whenMaterialized('reindex', {
+      name: 'snapshot_after_reindex',
+      launch: 'snapshot+',
+      guard: { concurrency: 1, onConflict: 'coalesce' },
+    }),
+  ],
+  schedules: [
+    // the whole refresh every night; off until `npx refresh schedules on nightly`
+    schedule({ name: 'nightly', cron: '0 3 * * *', timezone: 'UTC', selection: '*', defaultStatus: 'off' }),
+  ],
 })

@@ -1,0 +1,253 @@
+import { renameSync, rmSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import { z } from 'zod'
+import { type AssetDefinition, asset } from '../core/definitions.js'
+import {
+  type BlockOptions,
+  blockTags,
+  ensureWritableDir,
+  fileError,
+  layout,
+  resolveDataDir,
+} from './layout.js'
+
+const FORMAT = 1
+
+export const catalogConfig = z.object({
+  /** How many media records to generate. */
+  rows: z.number().int().min(1).max(50_000_000).default(100_000),
+  /** Same rows and seed, same catalog (so a second run reuses the file). */
+  seed: z.number().int().default(1),
+})
+
+/**
+ * `catalog`: the upstream table, generated deterministically: N media records with a realistic
+ * share of dirty ones (URLs without a scheme or missing, blank titles, invalid licenses,
+ * low-accuracy, denied and duplicate tags). An existing catalog with the same rows and seed is reused.
+ */
+export function catalog(options: BlockOptions = {}): AssetDefinition {
+  const dataDir = resolveDataDir(options.dataDir)
+  const paths = layout(dataDir)
+  return asset({
+    key: options.key ?? 'catalog',
+    group: options.group ?? 'refresh',
+    tags: blockTags('catalog', dataDir),
+    description: 'the upstream media catalog (generated, deterministic)',
+    config: catalogConfig,
+    retry: options.retry,
+    timeoutMs: options.timeoutMs,
+    async materialize(ctx) {
+      ensureWritableDir(dataDir)
+      const { rows, seed } = ctx.config
+      const existing = readCatalogMeta(paths.catalog)
+      if (existing && existing.rows === rows && existing.seed === seed && existing.format === FORMAT) {
+        ctx.log(`reusing ${paths.catalog} (${rows} rows, seed ${seed})`)
+        return { file: paths.catalog, table: 'media', rows, seed, generated: false }
+      }
+      const tmp = `${paths.catalog}.${ctx.runId}.tmp`
+      try {
+        generateCatalog(tmp, rows, seed, (done) => ctx.progress(done, rows), ctx.signal)
+        renameSync(tmp, paths.catalog)
+      } catch (cause) {
+        rmSync(tmp, { force: true })
+        if (ctx.signal.aborted) throw cause
+        throw fileError('write the catalog', paths.catalog, cause)
+      }
+      return { file: paths.catalog, table: 'media', rows, seed, generated: true }
+    },
+  })
+}
+
+function readCatalogMeta(file: string): { rows: number; seed: number; format: number } | undefined {
+  let db: Database.Database | undefined
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true })
+    return db.prepare('SELECT rows, seed, format FROM catalog_meta').get() as
+      | { rows: number; seed: number; format: number }
+      | undefined
+  } catch {
+    // no file, or not a catalog we wrote: generate a fresh one
+    return undefined
+  } finally {
+    db?.close()
+  }
+}
+
+const ADJECTIVES = [
+  'red',
+  'quiet',
+  'golden',
+  'misty',
+  'ancient',
+  'bright',
+  'frozen',
+  'wild',
+  'hidden',
+  'silver',
+  'blue',
+  'autumn',
+  'winter',
+  'summer',
+  'little',
+  'great',
+  'broken',
+  'sunlit',
+  'stormy',
+  'green',
+]
+const NOUNS = [
+  'fox',
+  'river',
+  'harbor',
+  'cathedral',
+  'forest',
+  'lighthouse',
+  'mountain',
+  'garden',
+  'bridge',
+  'owl',
+  'market',
+  'train',
+  'meadow',
+  'glacier',
+  'temple',
+  'cat',
+  'horse',
+  'village',
+  'waterfall',
+  'desert',
+  'portrait',
+  'map',
+  'comet',
+  'violin',
+]
+const PLACES = [
+  'Kyoto',
+  'Lisbon',
+  'Oaxaca',
+  'Reykjavik',
+  'Nairobi',
+  'Quebec',
+  'Tasmania',
+  'Patagonia',
+  'Kraków',
+  'Hanoi',
+  'Montréal',
+  'Zürich',
+]
+const FIRST = [
+  'Ada',
+  'Bruno',
+  'Chen',
+  'Dolores',
+  'Emeka',
+  'Freya',
+  'Goran',
+  'Hana',
+  'Ines',
+  'Jonas',
+  'Kiri',
+  'Lena',
+]
+const LAST = ['Okafor', 'Silva', 'Novak', 'Tanaka', 'Müller', 'García', 'Haddad', 'Larsen', 'Mbeki', 'Rossi']
+const PROVIDERS = ['flickr', 'wikimedia', 'smithsonian', 'met', 'nasa', 'europeana']
+const LICENSES = ['by', 'by-sa', 'by-nd', 'by-nc', 'by-nc-sa', 'by-nc-nd', 'cc0', 'pdm']
+const BAD_LICENSES = ['unknown', 'all-rights-reserved', '']
+const TAGS = [
+  ...NOUNS,
+  'sky',
+  'water',
+  'night',
+  'people',
+  'snow',
+  'architecture',
+  'animal',
+  'sea',
+  'tree',
+  'city',
+]
+const DENIED_TAGS = ['watermark', 'no person', 'unknown']
+
+/** mulberry32: a small, fast, seedable PRNG; the catalog must not depend on Math.random. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Writes a catalog database (`media` table) with `rows` records into `file`. */
+export function generateCatalog(
+  file: string,
+  rows: number,
+  seed: number,
+  progress: (done: number) => void,
+  signal?: AbortSignal,
+): void {
+  rmSync(file, { force: true })
+  const db = new Database(file)
+  try {
+    db.pragma('journal_mode = OFF')
+    db.pragma('synchronous = OFF')
+    db.exec(`CREATE TABLE media (
+      id INTEGER PRIMARY KEY, identifier TEXT NOT NULL, title TEXT, creator TEXT, url TEXT,
+      license TEXT, provider TEXT NOT NULL, tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE catalog_meta (rows INTEGER NOT NULL, seed INTEGER NOT NULL, format INTEGER NOT NULL)`)
+    const insert = db.prepare('INSERT INTO media VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    const r = prng(seed)
+    const pick = <T>(list: readonly T[]): T => list[Math.floor(r() * list.length)]!
+    const base = Date.UTC(2015, 0, 1) / 1000
+    const batch = 50_000
+    for (let start = 1; start <= rows; start += batch) {
+      if (signal?.aborted) throw signal.reason
+      db.transaction(() => {
+        for (let id = start; id < start + batch && id <= rows; id++) {
+          const provider = pick(PROVIDERS)
+          const identifier = (Math.floor(r() * 2 ** 32).toString(16) + id.toString(16)).padStart(16, '0')
+          let title: string = `${pick(ADJECTIVES)} ${pick(NOUNS)}${r() < 0.5 ? ` in ${pick(PLACES)}` : ''}`
+          title = title[0]!.toUpperCase() + title.slice(1)
+          const d = r()
+          if (d < 0.02) title = r() < 0.5 ? '' : '   '
+          else if (d < 0.07) title = `  ${title.replace(' ', '  ')} `
+          const u = r()
+          const path = `cdn.${provider}.example/media/${identifier}.jpg`
+          const url = u < 0.02 ? null : u < 0.03 ? '' : u < 0.07 ? path : `https://${path}`
+          const license = r() < 0.03 ? pick(BAD_LICENSES) : pick(LICENSES)
+          const tags: Array<{ name: string; accuracy: number }> = []
+          const n = Math.floor(r() * 5)
+          for (let i = 0; i < n; i++) {
+            const low = r() < 0.15
+            tags.push({
+              name: pick(TAGS),
+              accuracy: Math.round((low ? 0.3 + r() * 0.6 : 0.9 + r() * 0.1) * 100) / 100,
+            })
+          }
+          if (n > 0 && r() < 0.05) tags.push({ ...tags[0]! })
+          if (r() < 0.03) tags.push({ name: pick(DENIED_TAGS), accuracy: 0.99 })
+          const created = base + Math.floor(r() * 3e8)
+          insert.run(
+            id,
+            identifier,
+            title,
+            `${pick(FIRST)} ${pick(LAST)}`,
+            url,
+            license,
+            provider,
+            JSON.stringify(tags),
+            created,
+            created + Math.floor(r() * 1e7),
+          )
+        }
+      })()
+      progress(Math.min(rows, start + batch - 1))
+    }
+    db.prepare('INSERT INTO catalog_meta VALUES (?, ?, ?)').run(rows, seed, FORMAT)
+  } finally {
+    db.close()
+  }
+}

@@ -1,0 +1,164 @@
+import { mkdirSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { type AssetDefinition, asset } from '../core/definitions.js'
+import { NonRetriableError } from '../core/errors.js'
+import type { JsonObject } from '../core/json.js'
+import type { IndexShardInput } from '../runners/index-shard.js'
+import { localProcessRunner } from '../runners/local.js'
+import { splitRange } from '../runners/ranges.js'
+import { runUnits } from '../runners/run-units.js'
+import type { Runner } from '../runners/types.js'
+import {
+  type BlockOptions,
+  blockTags,
+  ensureWritableDir,
+  isNumber,
+  isString,
+  layout,
+  resolveDataDir,
+  upstreamField,
+} from './layout.js'
+
+export interface ReindexOptions extends BlockOptions {
+  /** Shards (id ranges, one worker each) unless the run config says otherwise (default 4). */
+  shards?: number
+  /** Where the shard workers run (default: a pool of local processes, one per CPU). */
+  runner?: Runner
+}
+
+export const reindexConfig = (shards: number) =>
+  z.object({
+    shards: z.number().int().min(1).max(256).default(shards),
+    /** Attempts per shard: a failed shard is retried alone, the others keep going. */
+    shardAttempts: z.number().int().min(1).max(20).default(3),
+    /** Wait before a shard's retry (doubles with each retry). */
+    shardRetryDelayMs: z.number().int().min(0).default(200),
+    /** Fault injection for tests and drills: the shard (0-based) whose worker fails; -1 for none. */
+    failShard: z.number().int().min(-1).default(-1),
+    /** How that worker fails: `exit` (non-zero exit code) or `crash` (killed by SIGKILL). */
+    failMode: z.enum(['exit', 'crash']).default('exit'),
+    /** How many of that shard's attempts fail (the first ones); 0 means all. */
+    failAttempts: z.number().int().min(0).default(1),
+  })
+
+/**
+ * `reindex`: a new full-text index (SQLite FTS5) built as K shards, one worker per id range,
+ * through a runner. A failed shard is retried alone; if one still fails, the others are stopped
+ * and the half-built index is removed. The document count must equal the cleaned row count.
+ */
+export function reindex(options: ReindexOptions = {}): AssetDefinition {
+  const dataDir = resolveDataDir(options.dataDir)
+  const paths = layout(dataDir)
+  const from = options.upstream ?? 'clean'
+  // the runner is made on first use, so declaring the asset starts nothing
+  let defaultRunner: Runner | undefined
+  return asset({
+    key: options.key ?? 'reindex',
+    deps: [from],
+    group: options.group ?? 'refresh',
+    tags: blockTags('reindex', dataDir),
+    description: 'a new FTS5 index built in shards by workers',
+    config: reindexConfig(options.shards ?? 4),
+    // shards are retried one by one inside the step; retrying the whole step would redo them all
+    retry: options.retry ?? { maxAttempts: 1 },
+    timeoutMs: options.timeoutMs,
+    async materialize(ctx) {
+      const source = upstreamField(ctx.upstream, from, 'file', isString)
+      const table = upstreamField(ctx.upstream, from, 'table', isString)
+      const rows = upstreamField(ctx.upstream, from, 'rows', isNumber)
+      const minId = (ctx.upstream[from]?.minId as number | null | undefined) ?? 1
+      const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
+      const { shards, failShard, failMode, failAttempts } = ctx.config
+      defaultRunner ??= options.runner ?? localProcessRunner()
+      const runner = defaultRunner
+      const name = `idx-${ctx.runId}`
+      const dir = paths.index(name)
+      ensureWritableDir(paths.indexes)
+      rmSync(dir, { recursive: true, force: true })
+      mkdirSync(dir)
+
+      const ranges = splitRange(minId, maxId + 1, shards)
+      const done = new Array<number>(shards).fill(0)
+      const reported = new Array<number>(shards).fill(-1)
+      const units = ranges.map(([lo, hi], shard) => ({
+        id: `shard-${shard}`,
+        task: 'index-shard',
+        input: {
+          source,
+          table,
+          lo,
+          hi,
+          output: join(dir, shardFile(shard)),
+          shard,
+        } satisfies IndexShardInput,
+      }))
+      ctx.log(`building ${name}: ${rows} documents in ${shards} shards on ${runner.name}`)
+      try {
+        const outcomes = await runUnits(runner, units, {
+          maxAttempts: ctx.config.shardAttempts,
+          retryDelayMs: ctx.config.shardRetryDelayMs,
+          signal: ctx.signal,
+          inputFor: (unit) => {
+            const shard = unit.input.shard as number
+            const failing = shard === failShard && (failAttempts === 0 || unit.attempt <= failAttempts)
+            return { ...unit.input, fail: failing ? failMode : null }
+          },
+          onProgress: (id, p) => {
+            const shard = Number(id.slice('shard-'.length))
+            done[shard] = p.done
+            ctx.progress(
+              done.reduce((a, b) => a + b, 0),
+              rows,
+            )
+            // per-shard progress as a log line at each quarter
+            const quarter = p.total ? Math.floor((4 * p.done) / p.total) : 0
+            if (quarter > reported[shard]! && quarter < 4) {
+              reported[shard] = quarter
+              if (quarter > 0) ctx.log(`${id}: ${p.done}/${p.total} (${quarter * 25}%)`, 'debug')
+            }
+          },
+          onAttempt: (unit, result) => {
+            if (result.status === 'succeeded') {
+              ctx.log(
+                `${unit.id}: ${String(result.output.documents)} documents in ${Math.round(result.durationMs)} ms`,
+              )
+            } else if (result.status === 'failed') {
+              done[unit.input.shard as number] = 0
+              const retry = unit.attempt < ctx.config.shardAttempts
+              ctx.log(
+                `${unit.id} attempt ${unit.attempt}/${ctx.config.shardAttempts} failed: ${result.error}${retry ? '; retrying this shard alone' : ''}`,
+                'warn',
+              )
+            }
+          },
+        })
+        const perShard = outcomes.map((o, shard) => ({
+          shard,
+          lo: ranges[shard]![0],
+          hi: ranges[shard]![1],
+          documents: o.output.documents as number,
+          ms: Math.round(o.durationMs),
+          attempts: o.attempts,
+          maxRssMb: (o.output.maxRssMb as number | undefined) ?? null,
+        })) satisfies JsonObject[]
+        const documents = perShard.reduce((a, s) => a + s.documents, 0)
+        if (documents !== rows) {
+          throw new NonRetriableError(
+            `index ${name} has ${documents} documents but clean kept ${rows} rows; no document may be lost between workers.`,
+          )
+        }
+        const bytes = perShard.reduce((a, s) => a + statSync(join(dir, shardFile(s.shard))).size, 0)
+        return { index: name, dir, documents, shards, bytes, runner: runner.name, shardTimings: perShard }
+      } catch (error) {
+        // nothing half-built stays behind to be snapshotted or promoted
+        rmSync(dir, { recursive: true, force: true })
+        throw error
+      }
+    },
+  })
+}
+
+export function shardFile(shard: number): string {
+  return `shard-${String(shard).padStart(3, '0')}.db`
+}

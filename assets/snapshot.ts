@@ -1,0 +1,191 @@
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream, existsSync, readdirSync } from 'node:fs'
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import Database from 'better-sqlite3'
+import { z } from 'zod'
+import { type AssetDefinition, asset } from '../core/definitions.js'
+import {
+  type BlockOptions,
+  blockTags,
+  ensureWritableDir,
+  fileError,
+  isNumber,
+  isString,
+  layout,
+  resolveDataDir,
+  upstreamField,
+  writeJsonAtomic,
+} from './layout.js'
+import { type Manifest, snapshotsInUse } from './state.js'
+
+export const snapshotConfig = z.object({
+  /** Snapshots to keep (the newest); older ones go unless a replica or the alias uses them. */
+  keep: z.number().int().min(1).default(3),
+  /** Fault injection for tests and drills: damage a copied file before it is verified. */
+  corrupt: z.boolean().default(false),
+})
+
+/**
+ * `snapshot`: an immutable copy of the new index in `snapshots/<id>/` with a manifest (source
+ * run, time, documents, sha256 of every file). The copy is written under a temporary name,
+ * verified against the checksums taken while copying, and only then renamed into place.
+ */
+export function snapshot(options: BlockOptions = {}): AssetDefinition {
+  const dataDir = resolveDataDir(options.dataDir)
+  const paths = layout(dataDir)
+  const from = options.upstream ?? 'reindex'
+  return asset({
+    key: options.key ?? 'snapshot',
+    deps: [from],
+    group: options.group ?? 'refresh',
+    tags: blockTags('snapshot', dataDir),
+    description: 'an immutable, checksummed copy of the new index; the last K kept',
+    config: snapshotConfig,
+    retry: options.retry ?? { maxAttempts: 2, delayMs: 500 },
+    timeoutMs: options.timeoutMs,
+    async materialize(ctx) {
+      const indexDir = upstreamField(ctx.upstream, from, 'dir', isString)
+      const index = upstreamField(ctx.upstream, from, 'index', isString)
+      const documents = upstreamField(ctx.upstream, from, 'documents', isNumber)
+      const id = `snap-${ctx.runId}`
+      const final = paths.snapshot(id)
+      const partial = join(paths.snapshots, `.partial-${id}`)
+      ensureWritableDir(paths.snapshots)
+      await rm(partial, { recursive: true, force: true })
+      await rm(final, { recursive: true, force: true })
+      let manifest: Manifest
+      try {
+        if (!existsSync(indexDir)) {
+          throw new Error(
+            `the index ${index} is gone from ${indexDir}; run \`refresh run reindex+\` to rebuild it`,
+          )
+        }
+        const names = (await readdir(indexDir)).filter((f) => f.endsWith('.db')).sort()
+        await mkdir(partial, { recursive: true })
+        let copied = 0
+        const sizes = await Promise.all(names.map((n) => stat(join(indexDir, n))))
+        const total = sizes.reduce((sum, st) => sum + st.size, 0)
+        // every file at once: their reads, writes and fsyncs overlap in the I/O thread pool
+        const files: Manifest['files'] = await Promise.all(
+          names.map(async (name) => {
+            const result = await copyHashed(join(indexDir, name), join(partial, name), ctx.signal, (n) => {
+              copied += n
+              ctx.progress(copied, total)
+            })
+            return { name, ...result }
+          }),
+        )
+        if (ctx.config.corrupt && files.length > 0) await flipByte(join(partial, files[0]!.name))
+        const actuals = await Promise.all(files.map((f) => hashFile(join(partial, f.name), ctx.signal)))
+        for (const [i, f] of files.entries()) {
+          const actual = actuals[i]!
+          if (actual !== f.sha256) {
+            throw new Error(
+              `snapshot ${id}: ${f.name} does not match its checksum after writing (sha256 ${actual.slice(0, 12)}..., expected ${f.sha256.slice(0, 12)}...); the copy is corrupt and was discarded`,
+            )
+          }
+        }
+        manifest = {
+          id,
+          index,
+          sourceRun: ctx.runId,
+          createdAt: new Date().toISOString(),
+          documents,
+          shards: names.length,
+          probe: names[0] ? probeTerm(join(partial, names[0])) : null,
+          files,
+        }
+        writeJsonAtomic(join(partial, 'manifest.json'), manifest)
+        await rename(partial, final)
+      } catch (error) {
+        await rm(partial, { recursive: true, force: true })
+        if (error instanceof Error && /ENOSPC|EACCES|EROFS/.test(String((error as { code?: unknown }).code)))
+          throw fileError('write the snapshot', final, error)
+        throw error
+      }
+      const removed = await prune(ctx.config.keep, id)
+      if (removed.length) ctx.log(`removed old snapshot(s): ${removed.join(', ')}`)
+      const bytes = manifest.files.reduce((a, f) => a + f.bytes, 0)
+      return { snapshot: id, dir: final, index, documents, files: manifest.files.length, bytes, removed }
+    },
+  })
+
+  /** Keeps the newest `keep` snapshots and every one in use; removes the others. */
+  async function prune(keep: number, current: string): Promise<string[]> {
+    const ids = readdirSync(paths.snapshots)
+      .filter((n) => n.startsWith('snap-'))
+      .sort()
+    const inUse = snapshotsInUse(paths)
+    inUse.add(current)
+    const old = ids.slice(0, Math.max(0, ids.length - keep)).filter((id) => !inUse.has(id))
+    for (const id of old) await rm(paths.snapshot(id), { recursive: true, force: true })
+    return old
+  }
+}
+
+/** Copies a file, hashing the bytes as they are written, then fsyncs the copy. */
+async function copyHashed(
+  source: string,
+  target: string,
+  signal: AbortSignal,
+  /** Called with the size of each chunk as it is written. */
+  progress: (chunkBytes: number) => void,
+): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256')
+  let bytes = 0
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk)
+      bytes += chunk.length
+      progress(chunk.length)
+      cb(null, chunk)
+    },
+  })
+  await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), tap, createWriteStream(target), {
+    signal,
+  })
+  const fd = await open(target, 'r')
+  try {
+    await fd.sync()
+  } finally {
+    await fd.close()
+  }
+  return { sha256: hash.digest('hex'), bytes }
+}
+
+export async function hashFile(file: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20, signal }))
+    hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+async function flipByte(file: string): Promise<void> {
+  const fd = await open(file, 'r+')
+  try {
+    const { size } = await fd.stat()
+    const at = Math.floor(size / 2)
+    const buf = Buffer.alloc(1)
+    await fd.read(buf, 0, 1, at)
+    buf[0] = buf[0]! ^ 0xff
+    await fd.write(buf, 0, 1, at)
+  } finally {
+    await fd.close()
+  }
+}
+
+/** A word from the first document with a title: readiness checks search for it. */
+function probeTerm(shardFile: string): string | null {
+  const db = new Database(shardFile, { readonly: true, fileMustExist: true })
+  try {
+    const row = db.prepare('SELECT title FROM docs WHERE title IS NOT NULL LIMIT 1').get() as
+      | { title: string }
+      | undefined
+    return row?.title.match(/[\p{L}\p{N}]+/u)?.[0]?.toLowerCase() ?? null
+  } finally {
+    db.close()
+  }
+}

@@ -1,0 +1,79 @@
+import { existsSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Layout, readJson } from './layout.js'
+
+/** One promoted index: the snapshot it is served from and the index it was built as. */
+export interface AliasEntry {
+  snapshot: string
+  index: string
+  runId: string
+  promotedAt: string
+}
+
+/** The `current` alias file: replaced as a whole by rename, so readers never see half of it. */
+export interface Alias {
+  version: 1
+  current: AliasEntry
+  /** Newest first; what `refresh promote --rollback` goes back to. */
+  previous: AliasEntry[]
+}
+
+/** What a replica serves (`replicas/<name>/serving.json`). */
+export interface ReplicaState {
+  snapshot: string
+  /** The snapshot it served before, kept linked for a rollback. */
+  previous: string | null
+  since: string
+}
+
+/** The snapshot manifest (`snapshots/<id>/manifest.json`), written after every file. */
+export interface Manifest {
+  id: string
+  index: string
+  sourceRun: string
+  createdAt: string
+  documents: number
+  shards: number
+  /** A word known to be in the index: readiness checks search for it. */
+  probe: string | null
+  files: Array<{ name: string; bytes: number; sha256: string }>
+}
+
+export function readAlias(paths: Layout): Alias | undefined {
+  return readJson<Alias>(paths.alias)
+}
+
+export function replicaNames(paths: Layout): string[] {
+  if (!existsSync(paths.replicas)) return []
+  return readdirSync(paths.replicas, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
+    .sort(byNumberSuffix)
+}
+
+export function readReplica(paths: Layout, name: string): ReplicaState | undefined {
+  return readJson<ReplicaState>(join(paths.replica(name), 'serving.json'))
+}
+
+export function readManifest(paths: Layout, snapshot: string): Manifest | undefined {
+  return readJson<Manifest>(join(paths.snapshot(snapshot), 'manifest.json'))
+}
+
+/** Snapshots that must not be deleted: promoted (current and previous) or served by a replica. */
+export function snapshotsInUse(paths: Layout): Set<string> {
+  const used = new Set<string>()
+  const alias = readAlias(paths)
+  if (alias) for (const e of [alias.current, ...alias.previous]) used.add(e.snapshot)
+  for (const name of replicaNames(paths)) {
+    const state = readReplica(paths, name)
+    if (state?.snapshot) used.add(state.snapshot)
+    if (state?.previous) used.add(state.previous)
+  }
+  return used
+}
+
+function byNumberSuffix(a: string, b: string): number {
+  const n = (s: string) => Number(/(\d+)$/.exec(s)?.[1] ?? Number.NaN)
+  const d = n(a) - n(b)
+  return Number.isNaN(d) || d === 0 ? a.localeCompare(b) : d
+}

@@ -1,0 +1,61 @@
+import type { Command } from 'commander'
+import { ConfigError } from '../../core/errors.js'
+import { type CliContext, EXIT } from '../io.js'
+
+interface QueryOptions {
+  config?: string
+  env?: string
+  limit: string
+  json?: boolean
+}
+
+export function registerQuery(program: Command, ctx: CliContext): void {
+  program
+    .command('query')
+    .description('search the promoted index (through a replica) and print the hits')
+    .argument('<text>', 'words to search for (all must match)')
+    .option('-n, --limit <n>', 'hits to show', '10')
+    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option('--env <name>', 'a named environment block of the config')
+    .option('--json', 'the result as one JSON object')
+    .addHelpText('after', '\nExamples:\n  refresh query fox\n  refresh query "golden harbor" --limit 3')
+    .action(async (text: string, options: QueryOptions) => {
+      const limit = Number(options.limit)
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        throw new ConfigError(
+          `--limit ${options.limit}: expected a whole number from 1 to 1000 (for example --limit 5).`,
+        )
+      }
+      // the assets (and the config loader) load here, not for every command
+      const [{ findDataDir }, { searchPromoted }] = await Promise.all([
+        import('../data-dir.js'),
+        import('../../assets/search.js'),
+      ])
+      const dataDir = await findDataDir(options, ctx.io.cwd)
+      const started = performance.now()
+      const result = searchPromoted(dataDir, text, limit)
+      const ms = performance.now() - started
+      const { io } = ctx
+      if (options.json) {
+        io.out(JSON.stringify(result))
+      } else {
+        const via = result.replica
+          ? `replica ${result.replica}`
+          : 'the snapshot directly (no replica serves it)'
+        io.out(
+          `index ${result.index} (snapshot ${result.snapshot}, ${result.documents} documents) via ${via}`,
+        )
+        result.hits.forEach((h, i) => {
+          const title = h.title ?? '(untitled)'
+          io.out(
+            `${String(i + 1).padStart(3)}. ${title} - ${h.creator ?? 'unknown'} [${h.license}, ${h.provider}]`,
+          )
+          io.out(`     ${h.url}`)
+        })
+        io.out(
+          `${result.hits.length} hit${result.hits.length === 1 ? '' : 's'} for ${result.query} in ${Math.round(ms)} ms`,
+        )
+      }
+      ctx.code = result.hits.length > 0 ? EXIT.ok : EXIT.failed
+    })
+}

@@ -1,0 +1,21 @@
+import { resolve } from 'node:path'
+import { resolveEnvironment } from '../core/config.js'
+import { ConfigError } from '../core/errors.js'
+import { findConfig, loadConfig } from './load-config.js'
+
+/**
+ * The data directory of the refresh declared in the config: the one the `promote` block (tag
+ * `block=promote`) publishes to. `refresh query` and `refresh promote --rollback` read it.
+ */
+export async function findDataDir(options: { config?: string; env?: string }, cwd: string): Promise<string> {
+  const file = findConfig(options.config, cwd)
+  const loaded = await loadConfig(file)
+  const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  const block = resolved.assets.find((a) => a.tags.block === 'promote' && a.tags.dataDir)
+  if (!block) {
+    throw new ConfigError(
+      `${loaded.file} has no \`promote\` asset, so there is no promoted index to use; add \`promote({ dataDir })\` from 'refresh' to its assets.`,
+    )
+  }
+  return resolve(loaded.dir, block.tags.dataDir!)
+}

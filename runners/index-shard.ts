@@ -1,0 +1,105 @@
+import { rmSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import type { JsonObject } from '../core/json.js'
+
+/**
+ * The full-text index: one SQLite file per shard with an FTS5 table `docs` (rowid = media id).
+ * Titles, creators and tag names are searchable; the rest is stored so hits can be shown.
+ */
+export const FTS_TABLE_SQL = `CREATE VIRTUAL TABLE docs USING fts5(
+  title, creator, tags,
+  url UNINDEXED, license UNINDEXED, provider UNINDEXED, identifier UNINDEXED,
+  tokenize = 'unicode61 remove_diacritics 2'
+)`
+
+/** Fills `docs` from a cleaned media table, for the half-open id range [?, ?). */
+export function fillSql(table: string): string {
+  return `INSERT INTO docs (rowid, title, creator, tags, url, license, provider, identifier)
+  SELECT id, title, creator,
+    (SELECT group_concat(json_extract(t.value, '$.name'), ' ') FROM json_each(m.tags) AS t),
+    url, license, provider, identifier
+  FROM src.${identifier(table)} AS m WHERE id >= ? AND id < ? ORDER BY id`
+}
+
+/** Settings for a scratch file built in one go: no fsync, a larger page cache for FTS merges. */
+export const BUILD_PRAGMAS = ['synchronous = OFF', 'cache_size = -65536', 'temp_store = MEMORY'] as const
+
+export interface IndexShardInput {
+  /** The cleaned database and its table. */
+  source: string
+  table: string
+  /** The half-open id range [lo, hi). */
+  lo: number
+  hi: number
+  /** The shard file to write (replaced if it exists). */
+  output: string
+  shard: number
+  /** Fault injection for tests and drills: make this attempt crash (SIGKILL) or exit non-zero. */
+  fail?: 'crash' | 'exit' | null
+}
+
+export interface TaskReporter {
+  progress(done: number, total: number): void
+}
+
+/** Builds one shard: every row of the range into a fresh FTS5 file. Returns its counts and time. */
+export function indexShard(input: IndexShardInput, report: TaskReporter): JsonObject {
+  const started = performance.now()
+  rmSync(input.output, { force: true })
+  rmSync(`${input.output}-journal`, { force: true })
+  const db = new Database(input.output)
+  try {
+    for (const pragma of BUILD_PRAGMAS) db.pragma(pragma)
+    db.prepare('ATTACH DATABASE ? AS src').run(input.source)
+    const total = (
+      db
+        .prepare(`SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE id >= ? AND id < ?`)
+        .get(input.lo, input.hi) as { n: number }
+    ).n
+    report.progress(0, total)
+    db.exec(FTS_TABLE_SQL)
+    db.exec('CREATE TABLE shard_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID')
+    const fill = db.prepare(fillSql(input.table))
+    const meta = db.prepare('INSERT INTO shard_meta (key, value) VALUES (?, ?)')
+    const step = Math.max(1, Math.ceil((input.hi - input.lo) / 20))
+    let done = 0
+    db.transaction(() => {
+      for (let lo = input.lo; lo < input.hi; lo += step) {
+        done += fill.run(lo, Math.min(input.hi, lo + step)).changes
+        report.progress(done, total)
+        if (input.fail && lo + step >= input.lo + (input.hi - input.lo) / 2) fail(input.fail)
+      }
+      if (input.fail) fail(input.fail)
+      for (const [key, value] of Object.entries({
+        shard: input.shard,
+        lo: input.lo,
+        hi: input.hi,
+        documents: done,
+      }))
+        meta.run(key, value)
+    })()
+    db.exec('DETACH DATABASE src')
+    const ms = Math.round(performance.now() - started)
+    return {
+      shard: input.shard,
+      documents: done,
+      ms,
+      maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+    }
+  } finally {
+    db.close()
+  }
+}
+
+function fail(mode: 'crash' | 'exit'): never {
+  if (mode === 'crash') process.kill(process.pid, 'SIGKILL')
+  process.stderr.write('index-shard: failing on purpose (fault injection)\n')
+  process.exit(3)
+}
+
+/** A table name checked to be a plain identifier (it cannot be a bound parameter). */
+export function identifier(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    throw new Error(`not a plain table name: ${JSON.stringify(name)}`)
+  return `"${name}"`
+}
