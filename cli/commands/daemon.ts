@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { CanceledError, ConfigError } from '../../core/errors.js'
+import { loadResolved } from '../config-options.js'
+import { DEFAULT_STORE } from '../find-config.js'
+import { formatTime } from '../format.js'
+import { type CliContext, EXIT, type Io } from '../io.js'
+import { plainReporter } from '../reporters/plain.js'
+
+interface DaemonOptions {
+  config?: string
+  store?: string
+  env?: string
+  json?: boolean
+  graceSeconds?: string
+}
+
+export function registerDaemon(program: Command, ctx: CliContext): void {
+  program
+    .command('daemon')
+    .description('run sensors and schedules, launching each requested run in its own process')
+    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .option('--env <name>', 'a named environment block of the config')
+    .option('--json', 'one JSON object per log line')
+    .option(
+      '--grace-seconds <n>',
+      'on SIGTERM, how long running runs may go on before they are canceled',
+      '60',
+    )
+    .addHelpText(
+      'after',
+      '\nA second daemon on the same store waits and takes over within seconds if the first dies.\nSIGTERM or Ctrl-C: stop ticking, let runs finish (up to --grace-seconds), exit 0.\n\nExamples:\n  refresh daemon\n  refresh daemon --json --grace-seconds 300',
+    )
+    .action(async (options: DaemonOptions) => {
+      ctx.code = await daemonCommand(options, ctx.io)
+    })
+
+  program
+    .command('launch', { hidden: true })
+    .description('execute one queued run (the daemon starts each run this way)')
+    .argument('<run-id>')
+    .option('-c, --config <file>', 'config file')
+    .option('--store <file>', 'store file')
+    .option('--env <name>', 'a named environment block of the config')
+    .action(async (runId: string, options: DaemonOptions) => {
+      ctx.code = await launchCommand(runId, options, ctx.io)
+    })
+}
+
+async function openConfigured(options: DaemonOptions, io: Io) {
+  const { loaded, resolved } = await loadResolved(options, io.cwd)
+  const storePath = options.store
+    ? resolve(io.cwd, options.store)
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const { openStore } = await import('../../core/store/sqlite.js')
+  return { loaded, resolved, storePath, store: openStore(storePath) }
+}
+
+async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
+  const graceSeconds = Number(options.graceSeconds ?? '60')
+  if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
+    throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
+  }
+  const { loaded, resolved, storePath, store } = await openConfigured(options, io)
+  const [{ checkInstigators }, { Daemon }] = await Promise.all([
+    import('../../sensors/definitions.js'),
+    import('../../sensors/daemon.js'),
+  ])
+  const instigators = checkInstigators(
+    loaded.config.sensors ?? [],
+    loaded.config.schedules ?? [],
+    loaded.file,
+  )
+  const { AssetGraph } = await import('../../core/graph.js')
+  const graph = AssetGraph.build(resolved.assets)
+  const cli = fileURLToPath(new URL('../main.js', import.meta.url))
+  const daemon = new Daemon({
+    store,
+    graph,
+    runConfig: resolved.config,
+    instigators,
+    graceMs: graceSeconds * 1000,
+    launch(runId) {
+      // argument arrays only: no shell
+      const args = [cli, 'launch', runId, '--config', loaded.file, '--store', storePath]
+      if (options.env !== undefined) args.push('--env', options.env)
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+      let stderr = ''
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString()).slice(-4000)
+      })
+      return {
+        pid: child.pid,
+        exited: new Promise((done) => {
+          child.on('close', (code, signal) => done({ code, signal, stderr }))
+          child.on('error', (error) => done({ code: null, signal: null, stderr: String(error) }))
+        }),
+        kill: (signal) => {
+          child.kill(signal)
+        },
+      }
+    },
+    log(entry) {
+      if (options.json) io.out(JSON.stringify(entry))
+      else
+        io.out(`${formatTime(entry.ts)} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}`)
+    },
+  })
+  io.out(
+    options.json
+      ? JSON.stringify({
+          ts: Date.now(),
+          level: 'info',
+          event: 'starting',
+          message: `daemon on ${storePath}`,
+        })
+      : `refresh daemon on ${storePath}: ${instigators.length} sensor(s) and schedule(s) from ${loaded.file}`,
+  )
+  const stop = () => daemon.stop()
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  try {
+    await daemon.run()
+  } finally {
+    process.off('SIGTERM', stop)
+    process.off('SIGINT', stop)
+    store.close()
+  }
+  return EXIT.ok
+}
+
+/** Executes one queued run; SIGINT/SIGTERM cancel it gracefully (the daemon's grace period ran out). */
+async function launchCommand(runId: string, options: DaemonOptions, io: Io): Promise<number> {
+  const { resolved, store } = await openConfigured(options, io)
+  const controller = new AbortController()
+  const onSignal = (signal: NodeJS.Signals) => controller.abort(new CanceledError(`received ${signal}`))
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    const { launchRun } = await import('../../core/materialize.js')
+    const result = await launchRun(resolved.assets, runId, {
+      store,
+      resources: resolved.resources,
+      pools: resolved.pools,
+      concurrency: resolved.concurrency,
+      signal: controller.signal,
+      onEvent: plainReporter(io.out, { timestamps: true }),
+    })
+    if (!result) {
+      io.err(`run ${runId} was not launched: it is not queued any more, or its guard is full.`)
+      return EXIT.ok
+    }
+    return result.status === 'success' ? EXIT.ok : EXIT.failed
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    store.close()
+  }
+}

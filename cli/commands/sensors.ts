@@ -1,0 +1,206 @@
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { ConfigError, didYouMean } from '../../core/errors.js'
+import type { InstigatorDefinition } from '../../sensors/definitions.js'
+import { formatDateTime, table, truncate } from '../common.js'
+import { loadResolved } from '../config-options.js'
+import { DEFAULT_STORE } from '../find-config.js'
+import { type CliContext, EXIT, type Io } from '../io.js'
+
+interface Options {
+  config?: string
+  store?: string
+  env?: string
+  limit?: string
+}
+
+const ACTIONS = ['list', 'on', 'off', 'tick'] as const
+
+export function registerSensors(program: Command, ctx: CliContext): void {
+  for (const kind of ['sensor', 'schedule'] as const) {
+    program
+      .command(`${kind}s`)
+      .description(`list ${kind}s with their state, last and next tick; turn one on or off; evaluate one now`)
+      .argument('[action]', `${ACTIONS.join(' | ')} (default: list)`, 'list')
+      .argument('[name]', `the ${kind} to act on`)
+      .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+      .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+      .option('--env <name>', 'a named environment block of the config')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  refresh ${kind}s\n  refresh ${kind}s off ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}\n  refresh ${kind}s tick ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}`,
+      )
+      .action(async (action: string, name: string | undefined, options: Options) => {
+        ctx.code = await instigatorsCommand(kind, action, name, options, ctx.io)
+      })
+  }
+  program
+    .command('ticks')
+    .description('the tick history of a sensor or schedule, newest first')
+    .argument('<name>', 'sensor or schedule name')
+    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .option('--env <name>', 'a named environment block of the config')
+    .option('--limit <n>', 'how many ticks', '20')
+    .addHelpText('after', '\nExample:\n  refresh ticks snapshot_after_reindex --limit 5')
+    .action(async (name: string, options: Options) => {
+      ctx.code = await ticksCommand(name, options, ctx.io)
+    })
+}
+
+async function setup(options: Options, io: Io) {
+  const { loaded, resolved } = await loadResolved(options, io.cwd)
+  const storePath = options.store
+    ? resolve(io.cwd, options.store)
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const [{ openStore }, { checkInstigators }] = await Promise.all([
+    import('../../core/store/sqlite.js'),
+    import('../../sensors/definitions.js'),
+  ])
+  const defs = checkInstigators(loaded.config.sensors ?? [], loaded.config.schedules ?? [], loaded.file)
+  return { loaded, resolved, store: openStore(storePath), defs }
+}
+
+function findDef(
+  defs: InstigatorDefinition[],
+  kind: 'sensor' | 'schedule',
+  name: string,
+): InstigatorDefinition {
+  const def = defs.find((d) => d.name === name && d.kind === kind)
+  if (!def) {
+    const names = defs.filter((d) => d.kind === kind).map((d) => d.name)
+    throw new ConfigError(
+      `no ${kind} \`${name}\` in the config.${didYouMean(name, names)}${names.length ? ` ${kind}s: ${names.join(', ')}.` : ''}`,
+    )
+  }
+  return def
+}
+
+async function instigatorsCommand(
+  kind: 'sensor' | 'schedule',
+  action: string,
+  name: string | undefined,
+  options: Options,
+  io: Io,
+): Promise<number> {
+  if (!(ACTIONS as readonly string[]).includes(action)) {
+    throw new ConfigError(`\`refresh ${kind}s ${action}\`: the action is one of ${ACTIONS.join(', ')}.`)
+  }
+  if (action !== 'list' && name === undefined) {
+    throw new ConfigError(
+      `\`refresh ${kind}s ${action}\` needs a ${kind} name, for example \`refresh ${kind}s ${action} NAME\`.`,
+    )
+  }
+  const { resolved, store, defs } = await setup(options, io)
+  const { describeOutcome, effectiveStatus, nextScheduleTick, tickSchedule, tickSensor } = await import(
+    '../../sensors/ticker.js'
+  )
+  try {
+    const now = Date.now()
+    if (action === 'list') {
+      const mine = defs.filter((d) => d.kind === kind)
+      if (mine.length === 0) {
+        io.out(`no ${kind}s in the config.`)
+        return EXIT.ok
+      }
+      const rows = mine.map((d) => {
+        const state = store.getInstigator(d.name)
+        const status = effectiveStatus(d, state)
+        const last = state?.lastTickId ? store.getTick(state.lastTickId) : undefined
+        const lastText = last
+          ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
+          : '-'
+        const stateText = `${status}${state && state.status !== 'default' ? '' : ' (default)'}`
+        if (d.kind === 'sensor')
+          return [d.name, stateText, `${d.intervalSeconds} s`, lastText, d.description ?? '']
+        const next = status === 'on' ? nextScheduleTick(d, now) : undefined
+        return [
+          d.name,
+          stateText,
+          `${d.cron} (${d.timezone})`,
+          lastText,
+          next === undefined ? '-' : formatDateTime(next),
+        ]
+      })
+      const header =
+        kind === 'sensor'
+          ? ['NAME', 'STATE', 'INTERVAL', 'LAST TICK', 'WHAT']
+          : ['NAME', 'STATE', 'CRON', 'LAST TICK', 'NEXT TICK']
+      for (const line of table(header, rows)) io.out(line)
+      return EXIT.ok
+    }
+    const def = findDef(defs, kind, name!)
+    if (action === 'on' || action === 'off') {
+      store.setInstigatorStatus(def.name, def.kind, action, now)
+      io.out(
+        `${kind} ${def.name} is ${action}${action === 'on' && kind === 'schedule' ? ' (no tick before now will fire)' : ''}.`,
+      )
+      return EXIT.ok
+    }
+    const [{ systemClock }, { AssetGraph }] = await Promise.all([
+      import('../../core/clock.js'),
+      import('../../core/graph.js'),
+    ])
+    const env = {
+      store,
+      graph: AssetGraph.build(resolved.assets),
+      runConfig: resolved.config,
+      clock: systemClock,
+    }
+    const results = def.kind === 'sensor' ? [await tickSensor(def, env)] : tickSchedule(def, env)
+    if (results.length === 0) {
+      const next = def.kind === 'schedule' ? nextScheduleTick(def, now) : undefined
+      io.out(`schedule ${def.name}: nothing due${next ? `; next tick ${formatDateTime(next)}` : ''}.`)
+      return EXIT.ok
+    }
+    let code: number = EXIT.ok
+    for (const { tick, outcomes } of results) {
+      if (tick.status === 'failure') {
+        io.out(`${kind} ${def.name}: failed: ${tick.error?.message}`)
+        code = EXIT.failed
+      } else if (tick.status === 'skipped') {
+        io.out(`${kind} ${def.name}: skipped: ${tick.skipReason}`)
+      } else {
+        for (const o of outcomes) {
+          io.out(`${kind} ${def.name}: ${describeOutcome(o)}`)
+        }
+      }
+    }
+    io.out('queued runs launch when a daemon runs (`refresh daemon`).')
+    return code
+  } finally {
+    store.close()
+  }
+}
+
+async function ticksCommand(name: string, options: Options, io: Io): Promise<number> {
+  const limit = Number(options.limit ?? '20')
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new ConfigError(`--limit ${options.limit}: expected a whole number, like 20.`)
+  const { store, defs } = await setup(options, io)
+  try {
+    if (!defs.some((d) => d.name === name)) {
+      throw new ConfigError(
+        `no sensor or schedule \`${name}\` in the config.${didYouMean(
+          name,
+          defs.map((d) => d.name),
+        )}`,
+      )
+    }
+    const ticks = store.listTicks(name, limit)
+    if (ticks.length === 0) {
+      io.out(`${name} has not ticked yet.`)
+      return EXIT.ok
+    }
+    const rows = ticks.map((t) => [
+      formatDateTime(t.tickTime),
+      t.status,
+      t.runIds.join(', ') || '-',
+      truncate(t.status === 'failure' ? (t.error?.message ?? '') : (t.skipReason ?? ''), 80),
+    ])
+    for (const line of table(['TICK', 'STATUS', 'RUNS', 'REASON'], rows)) io.out(line)
+    return EXIT.ok
+  } finally {
+    store.close()
+  }
+}

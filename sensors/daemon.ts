@@ -1,0 +1,347 @@
+import { hostname } from 'node:os'
+import { type Clock, systemClock } from '../core/clock.js'
+import type { LogLevel } from '../core/definitions.js'
+import type { AssetGraph } from '../core/graph.js'
+import type { SqliteStore } from '../core/store/sqlite.js'
+import type { NewTick } from '../core/store/types.js'
+import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
+import { replayParked } from './maintenance.js'
+import {
+  describeOutcome,
+  effectiveStatus,
+  evaluateSensor,
+  nextScheduleTick,
+  type TickEnv,
+  type TickResult,
+  tickSchedule,
+} from './ticker.js'
+
+/** A run started in its own process by the daemon. */
+export interface LaunchedRun {
+  pid: number | undefined
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>
+  /** Sends a signal to the run's process (SIGINT: cancel gracefully; SIGKILL: stop at once). */
+  kill(signal: NodeJS.Signals): void
+}
+
+/** One line of the daemon's log; the CLI prints it as text or JSON. */
+export interface DaemonLogEntry {
+  ts: number
+  level: LogLevel
+  event:
+    | 'lease:waiting'
+    | 'lease:acquired'
+    | 'lease:lost'
+    | 'tick'
+    | 'sensor:log'
+    | 'run:launched'
+    | 'run:exited'
+    | 'run:recovered'
+    | 'stopping'
+    | 'stopped'
+    | 'error'
+  message: string
+  name?: string
+  runId?: string
+}
+
+export interface DaemonOptions {
+  store: SqliteStore
+  graph: AssetGraph
+  runConfig: Record<string, Record<string, unknown>>
+  instigators: readonly InstigatorDefinition[]
+  /** Starts a queued run in a child process (so a crashing asset cannot take the daemon down). */
+  launch(runId: string): LaunchedRun
+  log(entry: DaemonLogEntry): void
+  clock?: Clock
+  /** How often the loop wakes (default 250 ms): bounds the latency of due sensors and launches. */
+  loopMs?: number
+  /** The lease's time to live: a second daemon takes over this long after the first dies (default 5 s). */
+  leaseTtlMs?: number
+  /** On SIGTERM, how long running runs may go on before they are canceled (default 60 s). */
+  graceMs?: number
+  /** How long a canceled run may take to stop before it is killed (default 10 s). */
+  cancelGraceMs?: number
+}
+
+export const DAEMON_LEASE = 'daemon'
+
+/**
+ * The daemon: holds the store's lease, evaluates due sensors and schedules, launches queued runs
+ * (each in its own process, within guards), recovers runs whose process died, and on stop lets
+ * running runs finish within a grace period before canceling them.
+ */
+export class Daemon {
+  private readonly o: Required<Omit<DaemonOptions, 'clock'>> & { clock: Clock }
+  private readonly holder = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
+  private readonly children = new Map<string, LaunchedRun>()
+  private readonly lastSkip = new Map<string, string>()
+  private stopping = false
+  private wake: (() => void) | undefined
+  private holding = false
+  private lastRecovery = 0
+  private readonly evaluating = new Set<string>()
+  private readonly pendingTicks: Array<{ def: SensorDefinition; tick: NewTick }> = []
+  /** When each schedule is next due, valid while its state row is unchanged. */
+  private readonly nextDue = new Map<string, { version: number | undefined; at: number }>()
+  private lastRenewal = 0
+
+  constructor(options: DaemonOptions) {
+    this.o = {
+      clock: options.clock ?? systemClock,
+      loopMs: 250,
+      leaseTtlMs: 5_000,
+      graceMs: 60_000,
+      cancelGraceMs: 10_000,
+      ...options,
+    }
+  }
+
+  get leaseHolder(): string {
+    return this.holder
+  }
+
+  /** Runs until `stop()`; resolves once every launched run has ended and the lease is released. */
+  async run(): Promise<void> {
+    const env: TickEnv = {
+      store: this.o.store,
+      graph: this.o.graph,
+      runConfig: this.o.runConfig,
+      clock: this.o.clock,
+      log: (name, level, message) => this.log(level, 'sensor:log', `${name}: ${message}`, { name }),
+    }
+    while (!this.stopping) {
+      try {
+        if (this.holdLease()) await this.iterate(env)
+      } catch (error) {
+        // a failing iteration (a locked store, a bug) is logged; the loop goes on
+        this.log('error', 'error', `daemon iteration failed: ${(error as Error).stack ?? String(error)}`)
+      }
+      await this.sleep(this.o.loopMs)
+    }
+    await this.shutdown()
+  }
+
+  /** Stops ticking; `run()` then drains running runs and returns. */
+  stop(): void {
+    if (this.stopping) return
+    this.stopping = true
+    this.wake?.()
+  }
+
+  private holdLease(): boolean {
+    const now = this.o.clock.now()
+    // renew at a fifth of the time to live: a write a second, not one per loop
+    if (this.holding && now - this.lastRenewal < this.o.leaseTtlMs / 5) return true
+    this.lastRenewal = now
+    const { acquired, lease } = this.o.store.acquireLease(DAEMON_LEASE, this.holder, this.o.leaseTtlMs, now)
+    if (acquired && !this.holding) {
+      this.log('info', 'lease:acquired', `holding the daemon lease as ${this.holder}`)
+    } else if (!acquired && this.holding) {
+      this.log('error', 'lease:lost', `lost the daemon lease to ${lease.holder}; waiting`)
+    } else if (!acquired && !this.lastSkip.has('lease')) {
+      const seconds = Math.max(0, Math.ceil((lease.expiresAt - now) / 1000))
+      this.log(
+        'warn',
+        'lease:waiting',
+        `another daemon holds the lease (${lease.holder}); waiting to take over if it stops renewing it (${seconds} s)`,
+      )
+    }
+    if (acquired) this.lastSkip.delete('lease')
+    else this.lastSkip.set('lease', lease.holder)
+    this.holding = acquired
+    return acquired
+  }
+
+  private async iterate(env: TickEnv): Promise<void> {
+    const { store, clock } = this.o
+    const now = clock.now()
+    if (now - this.lastRecovery >= 5_000) {
+      this.lastRecovery = now
+      for (const r of store.recoverInterruptedRuns({ now })) {
+        this.log('warn', 'run:recovered', `run ${r.runId} marked failed: ${r.reason}`, { runId: r.runId })
+      }
+    }
+    // requests parked during maintenance: replayed once the gate is off, also after a crash mid-replay
+    if (store.getMaintenance() === null && store.listParked({ pending: true, limit: 1 }).length > 0) {
+      for (const { parked, outcome } of replayParked(env)) {
+        const text = outcome.outcome === 'failed' ? `failed: ${outcome.reason}` : describeOutcome(outcome)
+        this.log(
+          'info',
+          'tick',
+          `replayed parked request #${parked.id} (${parked.origin}, ${parked.selection}): ${text}`,
+        )
+      }
+    }
+    // one read of every sensor's and schedule's state per iteration
+    const states = new Map(store.listInstigators().map((s) => [s.name, s]))
+    for (const def of this.o.instigators) {
+      if (this.stopping) return
+      const state = states.get(def.name)
+      if (effectiveStatus(def, state) === 'off') {
+        this.nextDue.delete(def.name)
+        continue
+      }
+      if (def.kind === 'sensor') {
+        if (this.evaluating.has(def.name)) continue
+        if (state?.lastTickAt != null && now - state.lastTickAt < def.intervalSeconds * 1000) continue
+        // sensors evaluate concurrently, each bounded by its timeout; their ticks commit together
+        this.evaluating.add(def.name)
+        evaluateSensor(def, env, state).then((tick) => this.queueCommit(def, tick))
+      } else {
+        const due = this.nextDue.get(def.name)
+        if (due && due.version === state?.updatedAt && now < due.at) continue
+        for (const result of tickSchedule(def, env)) this.report(def, result)
+        const after = store.getInstigator(def.name)
+        this.nextDue.set(def.name, {
+          version: after?.updatedAt,
+          at: nextScheduleTick(def, now) ?? Number.POSITIVE_INFINITY,
+        })
+      }
+    }
+    this.launchQueued()
+  }
+
+  private queueCommit(def: SensorDefinition, tick: NewTick): void {
+    this.pendingTicks.push({ def, tick })
+    if (this.pendingTicks.length > 1) return
+    setImmediate(() => {
+      const batch = this.pendingTicks.splice(0)
+      try {
+        const results = this.o.store.commitTicks(batch.map((b) => b.tick))
+        results.forEach((result, i) => {
+          this.report(batch[i]!.def, result)
+        })
+      } catch (error) {
+        this.log('error', 'error', `could not record sensor ticks: ${(error as Error).message}`)
+      } finally {
+        for (const b of batch) this.evaluating.delete(b.def.name)
+      }
+      if (!this.stopping) this.launchQueued()
+    })
+  }
+
+  private launchQueued(): void {
+    for (const run of this.o.store.queuedRuns()) {
+      if (!run.launchable || this.children.has(run.id) || this.stopping) continue
+      const child = this.o.launch(run.id)
+      this.children.set(run.id, child)
+      this.log(
+        'info',
+        'run:launched',
+        `launched run ${run.id} (${run.selection}, from ${run.origin}) as pid ${child.pid}`,
+        {
+          runId: run.id,
+        },
+      )
+      child.exited.then(({ code, signal, stderr }) => {
+        this.children.delete(run.id)
+        let status = this.o.store.getRun(run.id)?.status ?? 'unknown'
+        const how = signal ? `signal ${signal}` : `exit ${code}`
+        const tail = stderr.trim().split('\n').slice(-3).join(' | ')
+        if (status === 'queued' && (code !== 0 || signal !== null)) {
+          // it died before starting the run (a broken config, say): fail the run, do not relaunch forever
+          this.o.store.abandonRun(
+            run.id,
+            'failure',
+            `the run's process ended (${how}) before starting it: ${tail}`,
+            Date.now(),
+          )
+          status = 'failure'
+        }
+        this.log(
+          status === 'success' ? 'info' : 'warn',
+          'run:exited',
+          `run ${run.id} ended ${status} (${how})${tail && status !== 'success' ? `: ${tail}` : ''}`,
+          { runId: run.id },
+        )
+        this.wake?.()
+      })
+    }
+  }
+
+  private report(def: SensorDefinition | ScheduleDefinition, { tick, outcomes }: TickResult): void {
+    const kind = def.kind
+    if (tick.status === 'skipped') {
+      // one line per change of skip reason, not one a second
+      const reason = tick.skipReason ?? ''
+      if (this.lastSkip.get(def.name) === reason) return
+      this.lastSkip.set(def.name, reason)
+      this.log('info', 'tick', `${kind} ${def.name}: skipped (${reason})`, { name: def.name })
+      return
+    }
+    this.lastSkip.delete(def.name)
+    if (tick.status === 'failure') {
+      this.log('error', 'tick', `${kind} ${def.name}: failed: ${tick.error?.message ?? 'unknown error'}`, {
+        name: def.name,
+      })
+      return
+    }
+    const parts = outcomes.map(describeOutcome)
+    this.log('info', 'tick', `${kind} ${def.name}: ${parts.join(', ')}`, { name: def.name })
+  }
+
+  private async shutdown(): Promise<void> {
+    // let evaluations in flight record their ticks (each is bounded by its timeout)
+    for (let i = 0; i < 100 && this.evaluating.size > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    const running = [...this.children.entries()]
+    if (running.length > 0) {
+      this.log(
+        'info',
+        'stopping',
+        `stopping: ${running.length} run(s) in flight may finish within ${Math.round(this.o.graceMs / 1000)} s`,
+      )
+      if (!(await this.waitChildren(this.o.graceMs))) {
+        for (const [runId, child] of this.children) {
+          this.log('warn', 'stopping', `canceling run ${runId} (grace period over)`, { runId })
+          child.kill('SIGINT')
+        }
+        if (!(await this.waitChildren(this.o.cancelGraceMs))) {
+          for (const [runId, child] of this.children) {
+            child.kill('SIGKILL')
+            this.o.store.abandonRun(
+              runId,
+              'canceled',
+              'the daemon stopped and the run did not stop in time',
+              Date.now(),
+            )
+          }
+          await this.waitChildren(2_000)
+        }
+      }
+    }
+    this.o.store.releaseLease(DAEMON_LEASE, this.holder)
+    this.log('info', 'stopped', 'daemon stopped')
+  }
+
+  private async waitChildren(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms
+    while (this.children.size > 0 && Date.now() < deadline) {
+      await Promise.race([
+        Promise.all([...this.children.values()].map((c) => c.exited)),
+        new Promise((r) => setTimeout(r, Math.min(250, deadline - Date.now()))),
+      ])
+    }
+    return this.children.size === 0
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.wake = done
+    })
+  }
+
+  private log(
+    level: LogLevel,
+    event: DaemonLogEntry['event'],
+    message: string,
+    extra: Partial<DaemonLogEntry> = {},
+  ): void {
+    this.o.log({ ts: this.o.clock.now(), level, event, message, ...extra })
+  }
+}

@@ -1,0 +1,275 @@
+import { z } from 'zod'
+import type { Clock } from '../core/clock.js'
+import { formatIssues, type LogLevel, resolveRunConfig } from '../core/definitions.js'
+import { didYouMean, toErrorInfo } from '../core/errors.js'
+import type { AssetGraph } from '../core/graph.js'
+import { newRunId } from '../core/ids.js'
+import { resolveSelection } from '../core/selection.js'
+import type { SqliteStore } from '../core/store/sqlite.js'
+import type {
+  CommittedTick,
+  InstigatorState,
+  NewTick,
+  RequestOutcome,
+  RunGuard,
+  RunRequest,
+  TickRecord,
+} from '../core/store/types.js'
+import { lastTicks, nextTicks } from './cron.js'
+import type {
+  InstigatorDefinition,
+  ScheduleDefinition,
+  SensorDefinition,
+  SensorRunRequest,
+} from './definitions.js'
+
+/** What evaluating sensors and schedules needs: the store, the asset graph, defaults, time. */
+export interface TickEnv {
+  store: SqliteStore
+  graph: AssetGraph
+  /** Run config per asset from the config file (requests' own config is laid over it). */
+  runConfig: Record<string, Record<string, unknown>>
+  clock: Clock
+  /** Where a sensor's `ctx.log` lines go (the daemon prints them). */
+  log?: (name: string, level: LogLevel, message: string) => void
+}
+
+export interface TickResult {
+  tick: TickRecord
+  outcomes: CommittedTick['outcomes']
+}
+
+/** Checks what a sensor returned (by hand: this runs for every sensor on every tick). */
+function checkResult(
+  raw: unknown,
+): { runs: SensorRunRequest[]; cursor?: string | null } | { skip: string; cursor?: string | null } {
+  const fail = (why: string): never => {
+    throw new Error(
+      `sensor returned ${JSON.stringify(raw)?.slice(0, 200)}: ${why}; return { runs: [...] } or { skip: 'reason' }`,
+    )
+  }
+  if (typeof raw !== 'object' || raw === null) return fail('not an object')
+  const r = raw as Record<string, unknown>
+  if (r.cursor !== undefined && r.cursor !== null && typeof r.cursor !== 'string')
+    fail('cursor must be a string or null')
+  const keys = Object.keys(r).filter((k) => k !== 'cursor')
+  if (keys.length === 1 && keys[0] === 'skip') {
+    if (typeof r.skip !== 'string') fail('skip must be a string')
+    return r as { skip: string; cursor?: string | null }
+  }
+  if (keys.length !== 1 || keys[0] !== 'runs' || !Array.isArray(r.runs))
+    return fail('expected `runs` or `skip`')
+  r.runs.forEach((run: unknown, i: number) => {
+    const parsed = runRequestSchema.safeParse(run)
+    if (!parsed.success) fail(`runs[${i}]: ${formatIssues(parsed.error)}`)
+  })
+  return r as { runs: SensorRunRequest[]; cursor?: string | null }
+}
+
+const runRequestSchema = z
+  .object({
+    selection: z.string(),
+    runKey: z.string().min(1).optional(),
+    config: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+  })
+  .strict()
+
+/** One outcome of a run request, as a short phrase for logs and listings. */
+export function describeOutcome(o: RequestOutcome): string {
+  switch (o.outcome) {
+    case 'created':
+      return `created run ${o.runId}`
+    case 'duplicate':
+      return `run key already used by run ${o.runId}`
+    case 'coalesced':
+      return `coalesced into pending run ${o.runId}`
+    case 'skipped':
+      return `skipped (${o.reason})`
+    case 'parked':
+      return `parked as request #${o.requestId} (maintenance mode)`
+  }
+}
+
+/** The status in force: the one set at run time, else the definition's default. */
+export function effectiveStatus(def: InstigatorDefinition, state: InstigatorState | undefined): 'on' | 'off' {
+  return state && state.status !== 'default' ? state.status : def.defaultStatus
+}
+
+/**
+ * Evaluates a sensor once and commits the tick: its requests become queued runs (run keys and
+ * guards checked atomically), its cursor advances, all in one transaction. A sensor that throws,
+ * returns something malformed or runs past its timeout records a failed tick and keeps its cursor.
+ */
+export async function tickSensor(def: SensorDefinition, env: TickEnv): Promise<TickResult> {
+  return env.store.commitTick(await evaluateSensor(def, env))
+}
+
+/**
+ * Evaluates a sensor and builds its tick without writing anything, so that a daemon can evaluate
+ * many sensors concurrently and commit their ticks together.
+ */
+export async function evaluateSensor(
+  def: SensorDefinition,
+  env: TickEnv,
+  state: InstigatorState | undefined = env.store.getInstigator(def.name),
+): Promise<NewTick> {
+  const { store, clock } = env
+  const startedAt = clock.now()
+  const controller = new AbortController()
+  const timer = new AbortController()
+  const timedOut = clock.sleep(def.timeoutSeconds * 1000, timer.signal).then(
+    () => {
+      controller.abort(new Error(`sensor evaluation timed out after ${def.timeoutSeconds} s`))
+      throw controller.signal.reason
+    },
+    () => new Promise<never>(() => {}),
+  )
+  const base = { instigator: def.name, kind: 'sensor' as const, tickTime: startedAt, startedAt }
+  const done = (t: Omit<NewTick, 'instigator' | 'kind' | 'tickTime' | 'startedAt' | 'endedAt'>): NewTick => ({
+    ...base,
+    endedAt: clock.now(),
+    ...t,
+  })
+  try {
+    const raw = await Promise.race([
+      Promise.resolve().then(() =>
+        def.evaluate({
+          name: def.name,
+          cursor: state?.cursor ?? null,
+          store,
+          now: new Date(startedAt),
+          signal: controller.signal,
+          log: (message, level = 'info') => env.log?.(def.name, level, String(message)),
+        }),
+      ),
+      timedOut,
+    ])
+    const result = checkResult(raw)
+    const cursor = result.cursor === undefined ? undefined : result.cursor
+    if ('skip' in result) return done({ status: 'skipped', skipReason: result.skip, cursor })
+    const requests = result.runs.map((r) => buildRequest(env, r, `sensor:${def.name}`, def.guard))
+    if (requests.length === 0) return done({ status: 'skipped', skipReason: 'no runs requested', cursor })
+    return done({ status: 'success', requests, cursor })
+  } catch (error) {
+    return done({ status: 'failure', error: toErrorInfo(error) })
+  } finally {
+    timer.abort()
+  }
+}
+
+/**
+ * Fires a schedule's due ticks, if any: ticks after both the last one fired and the moment the
+ * schedule was turned on, up to now. Missed ticks follow the schedule's policy (only the latest,
+ * or up to N of the most recent, oldest first). Each tick's time is its run key, so no tick ever
+ * launches twice, whatever restarts happen.
+ */
+export function tickSchedule(def: ScheduleDefinition, env: TickEnv): TickResult[] {
+  const { store, clock } = env
+  const now = clock.now()
+  // first sight records the schedule as on from now: it never fires for earlier times
+  const state = store.getInstigator(def.name) ?? store.ensureInstigator(def.name, 'schedule', now)
+  if (effectiveStatus(def, state) === 'off') return []
+  const after = Math.max(
+    state.cursor === null ? Number.NEGATIVE_INFINITY : Number(state.cursor),
+    state.enabledAt ?? now,
+  )
+  const count = def.missed === 'latest' ? 1 : def.missed.catchUp
+  const due = lastTicks(def.spec, after, now, count)
+  return due.map((tickTime) => {
+    try {
+      const request = buildRequest(
+        env,
+        {
+          selection: def.selection,
+          runKey: new Date(tickTime).toISOString(),
+          config: def.config,
+          tags: def.tags,
+        },
+        `schedule:${def.name}`,
+        def.guard,
+      )
+      // parked during maintenance under the same missed-tick policy
+      request.parkKeep = count
+      return commit(env, {
+        def,
+        startedAt: now,
+        tickTime,
+        status: 'success',
+        requests: [request],
+        cursor: String(tickTime),
+      })
+    } catch (error) {
+      // a tick that cannot be requested (the selection no longer resolves) is recorded, not retried forever
+      return commit(env, {
+        def,
+        startedAt: now,
+        tickTime,
+        status: 'failure',
+        error: toErrorInfo(error),
+        cursor: String(tickTime),
+      })
+    }
+  })
+}
+
+/** The next time a schedule is due after `now` (for listings and the daemon's sleep). */
+export function nextScheduleTick(def: ScheduleDefinition, now: number): number | undefined {
+  return nextTicks(def.spec, now, 1)[0]
+}
+
+function buildRequest(
+  env: TickEnv,
+  r: SensorRunRequest,
+  origin: string,
+  guard: RunGuard | undefined,
+): RunRequest {
+  const plan = env.graph.sort(resolveSelection(env.graph, r.selection))
+  const merged: Record<string, Record<string, unknown>> = {}
+  for (const [key, value] of Object.entries(env.runConfig)) merged[key] = { ...value }
+  for (const [key, value] of Object.entries(r.config ?? {}))
+    merged[key] = { ...(merged[key] ?? {}), ...value }
+  const config = resolveRunConfig(env.graph.assets, plan, merged, (key) =>
+    didYouMean(key, env.graph.assets.keys()),
+  )
+  const request: RunRequest = {
+    id: newRunId(env.clock.now()),
+    selection: r.selection,
+    plan,
+    config,
+    tags: r.tags,
+    origin,
+    now: env.clock.now(),
+  }
+  if (r.runKey !== undefined) request.runKey = r.runKey
+  if (guard !== undefined) request.guard = guard
+  return request
+}
+
+function commit(
+  env: TickEnv,
+  t: {
+    def: InstigatorDefinition
+    startedAt: number
+    tickTime?: number
+    status: TickRecord['status']
+    skipReason?: string
+    error?: TickRecord['error']
+    cursor?: string | null
+    requests?: RunRequest[]
+  },
+): TickResult {
+  const committed = env.store.commitTick({
+    instigator: t.def.name,
+    kind: t.def.kind,
+    tickTime: t.tickTime ?? t.startedAt,
+    startedAt: t.startedAt,
+    endedAt: env.clock.now(),
+    status: t.status,
+    skipReason: t.skipReason,
+    error: t.error ?? undefined,
+    cursor: t.cursor,
+    requests: t.requests,
+  })
+  return committed
+}

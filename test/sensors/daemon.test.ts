@@ -1,0 +1,228 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { openStore } from '../../core/store/sqlite.js'
+import { CLI, ROOT, run, tempDir } from '../helpers.js'
+
+const CONFIG = `
+import { asset, defineConfig, whenMaterialized, schedule } from 'refresh'
+const wait = (ms) => new Promise((r) => setTimeout(r, ms))
+const reindex = asset({ key: 'reindex', materialize: () => ({ docs: 1 }) })
+const snapshot = asset({
+  key: 'snapshot',
+  deps: ['reindex'],
+  async materialize() {
+    await wait(Number(process.env.SNAPSHOT_MS ?? 0))
+    return { id: Date.now() }
+  },
+})
+export default defineConfig({
+  assets: [reindex, snapshot],
+  sensors: [
+    whenMaterialized('reindex', {
+      name: 'snapshot_after_reindex',
+      launch: 'snapshot+',
+      guard: { concurrency: 1, onConflict: 'coalesce' },
+    }),
+  ],
+  schedules: [schedule({ name: 'nightly', cron: '0 3 * * *', timezone: 'America/Chicago', defaultStatus: 'off' })],
+})
+`
+
+interface Daemon {
+  child: ChildProcess
+  output: () => string
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const daemons: ChildProcess[] = []
+afterEach(() => {
+  for (const d of daemons.splice(0)) if (d.exitCode === null) d.kill('SIGKILL')
+})
+
+function startDaemon(dir: string, env: Record<string, string> = {}, grace = '5'): Daemon {
+  const child = spawn(process.execPath, [CLI, 'daemon', '--grace-seconds', grace], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  daemons.push(child)
+  let out = ''
+  const waiters: Array<() => void> = []
+  const onData = (d: Buffer) => {
+    out += d.toString()
+    for (const w of waiters) w()
+  }
+  child.stdout!.on('data', onData)
+  child.stderr!.on('data', onData)
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.on('close', (code, signal) => r({ code, signal })),
+  )
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = pattern.exec(out)
+          if (m) {
+            clearTimeout(timer)
+            resolve(m[0])
+          }
+        }
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)),
+          timeoutMs,
+        )
+        waiters.push(check)
+        check()
+      })
+    },
+  }
+}
+
+function project(): string {
+  const dir = tempDir()
+  writeFileSync(join(dir, 'refresh.config.ts'), CONFIG)
+  return dir
+}
+
+describe('refresh daemon (real processes)', () => {
+  it('launches the snapshot sensor’s run after a partial run, and exits 0 on SIGTERM', async () => {
+    const dir = project()
+    const daemon = startDaemon(dir)
+    await daemon.waitFor(/holding the daemon lease/)
+    const partial = await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    expect(partial.code, partial.stderr).toBe(0)
+    await daemon.waitFor(/run \S+ ended success/)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    const launched = store.listRuns().find((r) => r.origin === 'sensor:snapshot_after_reindex')
+    expect(launched).toMatchObject({ status: 'success', selection: 'snapshot+', plan: ['snapshot'] })
+    daemon.child.kill('SIGTERM')
+    expect(await daemon.exited).toEqual({ code: 0, signal: null })
+    expect(store.getLease('daemon')).toBeUndefined()
+  })
+
+  it('a second daemon waits, then takes over within seconds when the first is killed', async () => {
+    const dir = project()
+    const first = startDaemon(dir)
+    await first.waitFor(/holding the daemon lease/)
+    const second = startDaemon(dir)
+    await second.waitFor(/another daemon holds the lease/)
+    first.child.kill('SIGKILL')
+    await first.exited
+    const killedAt = Date.now()
+    await second.waitFor(/holding the daemon lease/)
+    expect(Date.now() - killedAt).toBeLessThan(15_000)
+    // the survivor does the work: one sensor run per partial run, launched once
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    await second.waitFor(/run \S+ ended success/)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    expect(store.listRuns().filter((r) => r.origin === 'sensor:snapshot_after_reindex')).toHaveLength(1)
+    expect(first.output()).not.toMatch(/launched run/)
+  })
+
+  it('recovers a run whose process was killed', async () => {
+    const dir = project()
+    const daemon = startDaemon(dir, { SNAPSHOT_MS: '60000' })
+    await daemon.waitFor(/holding the daemon lease/)
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    const line = await daemon.waitFor(/launched run \S+ .* as pid \d+/)
+    const pid = Number(/pid (\d+)/.exec(line)![1])
+    const runId = /launched run (\S+)/.exec(line)![1]!
+    await new Promise((r) => setTimeout(r, 500))
+    process.kill(pid, 'SIGKILL')
+    await daemon.waitFor(/marked failed: its process \(pid \d+\) is gone/)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    expect(store.getRun(runId)).toMatchObject({ status: 'failure', error: { name: 'InterruptedError' } })
+    daemon.child.kill('SIGTERM')
+    expect((await daemon.exited).code).toBe(0)
+  })
+
+  it('on SIGTERM, lets a running run finish within the grace period, then exits 0', async () => {
+    const dir = project()
+    const daemon = startDaemon(dir, { SNAPSHOT_MS: '1500' })
+    await daemon.waitFor(/holding the daemon lease/)
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    const line = await daemon.waitFor(/launched run \S+/)
+    const runId = line.split(' ')[2]!
+    daemon.child.kill('SIGTERM')
+    expect((await daemon.exited).code).toBe(0)
+    expect(daemon.output()).toMatch(/1 run\(s\) in flight may finish within 5 s/)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    expect(store.getRun(runId)?.status).toBe('success')
+  })
+
+  it('on SIGTERM, cancels a run that outlives the grace period, cleanly', async () => {
+    const dir = project()
+    const daemon = startDaemon(dir, { SNAPSHOT_MS: '60000' }, '1')
+    await daemon.waitFor(/holding the daemon lease/)
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    const line = await daemon.waitFor(/launched run \S+/)
+    const runId = line.split(' ')[2]!
+    await new Promise((r) => setTimeout(r, 300))
+    daemon.child.kill('SIGTERM')
+    expect((await daemon.exited).code).toBe(0)
+    expect(daemon.output()).toMatch(/canceling run \S+ \(grace period over\)/)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    expect(store.getRun(runId)?.status).toBe('canceled')
+    expect(store.getSteps(runId).map((s) => s.status)).toEqual(['canceled'])
+  })
+
+  it('a run whose process dies before starting it is failed, not relaunched forever', async () => {
+    const dir = tempDir()
+    // the config loads in the daemon but throws in the run's own process
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      CONFIG.replace(
+        'import { asset',
+        "if (process.argv.includes('launch')) throw new Error('cannot reach the catalog')\nimport { asset",
+      ),
+    )
+    const daemon = startDaemon(dir)
+    await daemon.waitFor(/holding the daemon lease/)
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    await daemon.waitFor(/run \S+ ended failure \(exit 2\).*cannot reach the catalog/)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(daemon.output().match(/launched run/g)).toHaveLength(1)
+    using store = openStore(join(dir, '.refresh/refresh.db'))
+    const failed = store.listRuns().find((r) => r.origin === 'sensor:snapshot_after_reindex')
+    expect(failed?.status).toBe('failure')
+    expect(failed?.error?.message).toMatch(/before starting it/)
+  })
+
+  it('many processes requesting the same run key create exactly one run', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'refresh.db')
+    openStore(file).close()
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        run([join(ROOT, 'test/fixtures/request-child.mjs'), file, 'key', String(i)]),
+      ),
+    )
+    const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string; runId: string })
+    expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
+    expect(new Set(outcomes.map((o) => o.runId)).size).toBe(1)
+    using store = openStore(file)
+    expect(store.listRuns()).toHaveLength(1)
+  })
+
+  it('many processes hitting one coalescing guard create exactly one follow-up', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'refresh.db')
+    openStore(file).close()
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        run([join(ROOT, 'test/fixtures/request-child.mjs'), file, 'guard', String(i)]),
+      ),
+    )
+    const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string; runId: string })
+    expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
+    expect(outcomes.filter((o) => o.outcome === 'coalesced')).toHaveLength(7)
+    using store = openStore(file)
+    expect(store.listRuns({ status: 'queued' })).toHaveLength(1)
+  })
+})
