@@ -2,6 +2,15 @@
  * The public API of `refresh`. Everything a user imports is named here; nothing else is public.
  */
 
+export { catalog } from './assets/catalog.js'
+export { clean } from './assets/clean.js'
+export { copy } from './assets/copy.js'
+export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
+export { promote, rollbackPromotion } from './assets/promote.js'
+export { type ReindexOptions, reindex } from './assets/reindex.js'
+export { replicas } from './assets/replicas.js'
+export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
+export { snapshot } from './assets/snapshot.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
 export {
   defineConfig,
@@ -32,6 +41,7 @@ export {
   NonRetriableError,
   RefreshError,
   RetryAfterError,
+  RunParkedError,
   SelectionError,
   StepTimeoutError,
   StoreError,
@@ -60,11 +70,31 @@ export { type OpenStoreOptions, openStore, type RecoveredRun, SqliteStore } from
 export type {
   AttemptRecord,
   EventFilter,
+  InstigatorState,
   MaterializationRecord,
   RunFilter,
+  RunGuard,
   RunRecord,
   RunStatus,
   StepRecord,
   StepStatus,
   StoredEvent,
+  TickRecord,
 } from './core/store/types.js'
+export { type LocalProcessRunnerOptions, localProcessRunner } from './runners/local.js'
+export { type IdRange, splitRange } from './runners/ranges.js'
+export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'
+export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
+export {
+  type GuardSpec,
+  onRunStatus,
+  type ScheduleDefinition,
+  type SensorContext,
+  type SensorDefinition,
+  type SensorResult,
+  type SensorRunRequest,
+  schedule,
+  scheduleTicks,
+  sensor,
+  whenMaterialized,
+} from './sensors/definitions.js'

@@ -2,7 +2,20 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { isRefreshError } from '../core/errors.js'
+import { registerAssets } from './commands/assets.js'
+import { registerCancel } from './commands/cancel.js'
+import { registerDaemon } from './commands/daemon.js'
+import { registerGraph } from './commands/graph.js'
+import { registerLogs } from './commands/logs.js'
+import { registerMaintenance } from './commands/maintenance.js'
+import { registerPromote } from './commands/promote.js'
+import { registerQuery } from './commands/query.js'
+import { registerRetry } from './commands/retry.js'
 import { registerRun } from './commands/run.js'
+import { registerRuns } from './commands/runs.js'
+import { registerSensors } from './commands/sensors.js'
+import { registerShow } from './commands/show.js'
+import { registerValidate } from './commands/validate.js'
 import { type CliContext, EXIT, processIo } from './io.js'
 
 /**
@@ -22,6 +35,19 @@ async function main(argv: string[]): Promise<number> {
     .showHelpAfterError('(run `refresh --help` for usage)')
 
   registerRun(program, ctx)
+  registerRetry(program, ctx)
+  registerCancel(program, ctx)
+  registerRuns(program, ctx)
+  registerShow(program, ctx)
+  registerLogs(program, ctx)
+  registerAssets(program, ctx)
+  registerGraph(program, ctx)
+  registerValidate(program, ctx)
+  registerQuery(program, ctx)
+  registerPromote(program, ctx)
+  registerDaemon(program, ctx)
+  registerSensors(program, ctx)
+  registerMaintenance(program, ctx)
 
   try {
     await program.parseAsync(argv)
@@ -44,17 +70,28 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 main(process.argv).then(
-  (code) => {
-    process.exitCode = code
-  },
+  (code) => exit(code),
   (error: unknown) => {
     if (isRefreshError(error)) {
       process.stderr.write(`refresh: ${error.message}\n`)
-      process.exitCode = EXIT.usage
+      exit(EXIT.usage)
+    } else if (error instanceof Error && error.name === 'RunParkedError') {
+      process.stderr.write(`refresh: ${error.message}\n`)
+      exit(EXIT.parked)
     } else {
       const text = error instanceof Error ? (error.stack ?? error.message) : String(error)
       process.stderr.write(`refresh: internal error: ${text}\n`)
-      process.exitCode = EXIT.failed
+      exit(EXIT.failed)
     }
   },
 )
+
+/**
+ * Exits once stdout and stderr are flushed. A command is over when its promise settles: an asset
+ * that ignored its abort signal (a pending timer, a socket) must not keep a canceled run's
+ * process alive.
+ */
+function exit(code: number): void {
+  process.exitCode = code
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+}
