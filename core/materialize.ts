@@ -256,18 +256,7 @@ export async function launchRun(
   const clock = options.clock ?? systemClock
   const run = store.getRun(runId)
   if (!run) throw new StoreError(`no run \`${runId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
-  for (const key of run.plan) {
-    if (!graph.has(key)) {
-      throw new ConfigError(
-        `run ${runId} includes asset \`${key}\`, which is no longer defined in the config.`,
-      )
-    }
-  }
-  const config = resolveRunConfig(graph.assets, run.plan, run.config, (key) =>
-    didYouMean(key, graph.assets.keys()),
-  )
-  const pools = checkPools(graph, run.plan, options.pools ?? {})
-  const concurrency = checkConcurrency(options.concurrency)
+  const { config, pools, concurrency } = checkStoredRun(graph, run, options)
   const now = clock.now()
   if (!store.claimQueuedRun(runId, { pid: process.pid, host: hostname() }, now)) return undefined
   const plan = storedPlan(store, run)
@@ -292,18 +281,7 @@ export async function resumeRun(
   if (run.status !== 'paused') {
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
-  for (const key of run.plan) {
-    if (!graph.has(key)) {
-      throw new ConfigError(
-        `run ${run.id} includes asset \`${key}\`, which is no longer defined in the config.`,
-      )
-    }
-  }
-  const config = resolveRunConfig(graph.assets, run.plan, run.config, (key) =>
-    didYouMean(key, graph.assets.keys()),
-  )
-  const pools = checkPools(graph, run.plan, options.pools ?? {})
-  const concurrency = checkConcurrency(options.concurrency)
+  const { config, pools, concurrency } = checkStoredRun(graph, run, options)
   const initial = new Map<
     string,
     Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
@@ -323,6 +301,25 @@ export async function resumeRun(
     { runId: run.id, now, config, pools, concurrency, clock, initial },
     options,
   )
+}
+
+/** Checks a recorded run against the assets defined now; its config, pools and concurrency. */
+function checkStoredRun(graph: AssetGraph, run: RunRecord, options: LaunchOptions) {
+  for (const key of run.plan) {
+    if (!graph.has(key)) {
+      throw new ConfigError(
+        `run ${run.id} includes asset \`${key}\`, which is no longer defined in the config.`,
+      )
+    }
+  }
+  const config = resolveRunConfig(graph.assets, run.plan, run.config, (key) =>
+    didYouMean(key, graph.assets.keys()),
+  )
+  return {
+    config,
+    pools: checkPools(graph, run.plan, options.pools ?? {}),
+    concurrency: checkConcurrency(options.concurrency),
+  }
 }
 
 /** The plan of a recorded run: its steps, what it reuses from its lineage, its parent. */
