@@ -37,6 +37,7 @@ export {
   ConfigError,
   type ErrorInfo,
   GraphError,
+  GuardBusyError,
   isRefreshError,
   NonRetriableError,
   RefreshError,
@@ -55,6 +56,7 @@ export {
   type RunEventType,
 } from './core/events.js'
 export { AssetGraph } from './core/graph.js'
+export { holdsFor, type RunGuardConfig } from './core/guards.js'
 export type { JsonObject, JsonValue } from './core/json.js'
 export {
   buildGraph,

@@ -37,6 +37,10 @@ export default defineConfig({
   config: {
     replicas: { replicas: 2 },
   },
+  // one run at a time may write the index, whoever starts it (`refresh run`, the daemon,
+  // materialize()): a second one waits (`--no-wait` fails instead), so two refreshes never
+  // overwrite each other's index
+  guards: [{ name: 'index_writers', selection: 'reindex,promote', concurrency: 1 }],
   // run by `npx refresh daemon`
   sensors: [
     // a reindex materialized by a run that did not snapshot it (a partial run, a retry) gets

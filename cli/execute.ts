@@ -30,6 +30,8 @@ export interface ExecuteRequest {
   output: OutputMode
   /** Run even while maintenance mode is on. */
   force?: boolean
+  /** `false` (`--no-wait`): fail at once when a run guard of the config is full. */
+  wait?: boolean
 }
 
 /**
@@ -91,6 +93,10 @@ export async function executeRun(
         concurrency: request.concurrency ?? resolved.concurrency,
         signal: controller.signal,
         force: request.force,
+        guards: resolved.guards,
+        wait: request.wait,
+        onWait: ({ guard, runId: holder }) =>
+          io.err(`waiting for run ${holder}, which holds run guard \`${guard}\` (Ctrl-C to stop waiting)`),
         onEvent: (event) => {
           if (event.type === 'run:start') runId = event.runId
           listener(event)

@@ -78,6 +78,13 @@ main(process.argv).then(
     } else if (error instanceof Error && error.name === 'RunParkedError') {
       process.stderr.write(`refresh: ${error.message}\n`)
       exit(EXIT.parked)
+    } else if (error instanceof Error && error.name === 'GuardBusyError') {
+      process.stderr.write(`refresh: ${error.message}\n`)
+      exit(EXIT.failed)
+    } else if (error instanceof Error && error.name === 'CanceledError') {
+      // interrupted before a run existed (while waiting for a guard): nothing was recorded
+      process.stderr.write(`refresh: ${error.message}; nothing was run.\n`)
+      exit(EXIT.interrupted)
     } else {
       const text = error instanceof Error ? (error.stack ?? error.message) : String(error)
       process.stderr.write(`refresh: internal error: ${text}\n`)

@@ -1,9 +1,12 @@
 import { z } from 'zod'
 import { type AssetDefinition, formatIssues, isAssetDefinition } from './definitions.js'
 import { ConfigError } from './errors.js'
+import type { RunGuardConfig } from './guards.js'
 
 /** What an environment block (`--env NAME`) may override. */
 export interface EnvironmentConfig {
+  /** Run guards: at most N runs at a time touching a selection, for every entry point. */
+  guards?: RunGuardConfig[]
   assets?: AssetDefinition[]
   /** Run config per asset key, merged over the top-level `config`. */
   config?: Record<string, Record<string, unknown>>
@@ -47,6 +50,19 @@ const environmentSchema = z
     pools: poolsSchema.optional(),
     concurrency: z.number().int().min(1).optional(),
     store: z.string().min(1).optional(),
+    guards: z
+      .array(
+        z
+          .object({
+            name: z
+              .string()
+              .regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'guard names are letters, digits, `_`, `-`, `.`'),
+            selection: z.string().min(1),
+            concurrency: z.number().int().min(1),
+          })
+          .strict(),
+      )
+      .optional(),
   })
   .strict()
 
@@ -80,6 +96,7 @@ export interface ResolvedConfig {
   concurrency: number | undefined
   store: string | undefined
   environment: string | undefined
+  guards: RunGuardConfig[]
 }
 
 export function resolveEnvironment(
@@ -111,5 +128,6 @@ export function resolveEnvironment(
     concurrency: env.concurrency ?? config.concurrency,
     store: env.store ?? config.store,
     environment: name,
+    guards: env.guards ?? config.guards ?? [],
   }
 }

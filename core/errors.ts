@@ -68,6 +68,20 @@ export class RunParkedError extends Error {
   }
 }
 
+/** A run guard of the config is full and the caller chose not to wait (`--no-wait`). */
+export class GuardBusyError extends Error {
+  readonly runId: string
+  readonly guard: string
+  constructor(guard: string, runId: string) {
+    super(
+      `run guard \`${guard}\` is full: run ${runId} holds it. Wait for it (drop --no-wait), or cancel it with \`refresh cancel ${runId}\`.`,
+    )
+    this.name = 'GuardBusyError'
+    this.guard = guard
+    this.runId = runId
+  }
+}
+
 /** Thrown from asset code: the failure is permanent, do not retry. */
 export class NonRetriableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

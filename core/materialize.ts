@@ -1,10 +1,19 @@
 import { availableParallelism, hostname } from 'node:os'
 import { type Clock, systemClock } from './clock.js'
 import { type AssetDefinition, isAssetDefinition, type Metadata, resolveRunConfig } from './definitions.js'
-import { ConfigError, didYouMean, type ErrorInfo, RunParkedError, StoreError, toErrorInfo } from './errors.js'
+import {
+  ConfigError,
+  didYouMean,
+  type ErrorInfo,
+  GuardBusyError,
+  RunParkedError,
+  StoreError,
+  toErrorInfo,
+} from './errors.js'
 import type { RunEventListener } from './events.js'
 import { Execution, type StepState } from './executor.js'
 import { AssetGraph } from './graph.js'
+import { holdsFor, type RunGuardConfig } from './guards.js'
 import { newRunId } from './ids.js'
 import { RunRecorder } from './recorder.js'
 import { resolveSelection } from './selection.js'
@@ -38,6 +47,14 @@ export interface MaterializeOptions {
   cancelPollMs?: number
   /** Run even while maintenance mode is on (recorded on the run as a tag). */
   force?: boolean
+  /** The config's run guards; the run waits while one it falls under is full. */
+  guards?: RunGuardConfig[]
+  /** `false`: throw a `GuardBusyError` instead of waiting for a full guard. */
+  wait?: boolean
+  /** Called when the run starts waiting for a run that holds a guard it needs. */
+  onWait?: (waiting: { guard: string; runId: string }) => void
+  /** How often a waiting run checks the guard again (default 250 ms). */
+  guardPollMs?: number
 }
 
 interface StepResultBase {
@@ -118,25 +135,40 @@ export async function materialize(
     )
     const pools = checkPools(graph, plan.keys, options.pools ?? {})
 
-    const now = clock.now()
-    const runId = newRunId(now)
+    const holds = holdsFor(graph, options.guards ?? [], plan.keys)
     const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
-    const created = store.createRun({
-      id: runId,
-      status: 'started',
-      force: options.force,
-      selection: plan.selection,
-      plan: plan.keys,
-      reused: reusedIds,
-      config,
-      tags: options.tags ?? {},
-      parentRunId: plan.parent?.id,
-      rootRunId: plan.parent ? (plan.parent.rootRunId ?? plan.parent.id) : undefined,
-      now,
-      owner: { pid: process.pid, host: hostname() },
-    })
-    if (!created.created && 'parkedRequestId' in created) {
-      throw new RunParkedError(created.parkedRequestId, store.getMaintenance()?.reason ?? '')
+    let now = clock.now()
+    const runId = newRunId(now)
+    let waitingFor: string | undefined
+    for (;;) {
+      const created = store.createRun({
+        id: runId,
+        status: 'started',
+        force: options.force,
+        holds,
+        selection: plan.selection,
+        plan: plan.keys,
+        reused: reusedIds,
+        config,
+        tags: options.tags ?? {},
+        parentRunId: plan.parent?.id,
+        rootRunId: plan.parent ? (plan.parent.rootRunId ?? plan.parent.id) : undefined,
+        now,
+        owner: { pid: process.pid, host: hostname() },
+      })
+      if (!created.created && 'parkedRequestId' in created) {
+        throw new RunParkedError(created.parkedRequestId, store.getMaintenance()?.reason ?? '')
+      }
+      if (created.created || !('blockedBy' in created)) break
+      // a run guard of the config is full: wait for its holder (or give up at once)
+      const { runId: holder, hold } = created.blockedBy
+      if (options.wait === false) throw new GuardBusyError(hold, holder)
+      if (waitingFor !== holder) {
+        waitingFor = holder
+        options.onWait?.({ guard: hold, runId: holder })
+      }
+      await clock.sleep(options.guardPollMs ?? 250, options.signal)
+      now = clock.now()
     }
     return await executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
   } finally {

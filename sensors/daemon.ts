@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import { type Clock, systemClock } from '../core/clock.js'
 import type { LogLevel } from '../core/definitions.js'
 import type { AssetGraph } from '../core/graph.js'
+import type { RunGuardConfig } from '../core/guards.js'
 import type { SqliteStore } from '../core/store/sqlite.js'
 import type { NewTick } from '../core/store/types.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
@@ -49,6 +50,8 @@ export interface DaemonOptions {
   store: SqliteStore
   graph: AssetGraph
   runConfig: Record<string, Record<string, unknown>>
+  /** The config's run guards (runs requested by sensors and schedules hold them too). */
+  guards?: readonly RunGuardConfig[]
   instigators: readonly InstigatorDefinition[]
   /** Starts a queued run in a child process (so a crashing asset cannot take the daemon down). */
   launch(runId: string): LaunchedRun
@@ -93,6 +96,7 @@ export class Daemon {
       leaseTtlMs: 5_000,
       graceMs: 60_000,
       cancelGraceMs: 10_000,
+      guards: [],
       ...options,
     }
   }
@@ -107,6 +111,7 @@ export class Daemon {
       store: this.o.store,
       graph: this.o.graph,
       runConfig: this.o.runConfig,
+      guards: this.o.guards,
       clock: this.o.clock,
       log: (name, level, message) => this.log(level, 'sensor:log', `${name}: ${message}`, { name }),
     }

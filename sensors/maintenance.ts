@@ -5,6 +5,7 @@ import type { Clock } from '../core/clock.js'
 import { resolveRunConfig } from '../core/definitions.js'
 import { didYouMean, StoreError } from '../core/errors.js'
 import type { AssetGraph } from '../core/graph.js'
+import { holdsFor, type RunGuardConfig } from '../core/guards.js'
 import { newRunId } from '../core/ids.js'
 import { planFromFailure } from '../core/materialize.js'
 import { resolveSelection } from '../core/selection.js'
@@ -153,6 +154,7 @@ export interface ReplayEnv {
   graph: AssetGraph
   runConfig: Record<string, Record<string, unknown>>
   clock: Clock
+  guards?: readonly RunGuardConfig[]
 }
 
 export interface Replayed {
@@ -208,6 +210,7 @@ function requestFromParked(env: ReplayEnv, parked: ParkedRequest): RunRequest {
       config,
       parentRunId: plan.parentRunId,
       reused: plan.reused,
+      holds: holdsFor(graph, env.guards ?? [], plan.keys),
     }
   }
   const plan = graph.sort(resolveSelection(graph, parked.selection))
@@ -220,5 +223,6 @@ function requestFromParked(env: ReplayEnv, parked: ParkedRequest): RunRequest {
     selection: parked.selection,
     plan,
     config: resolveRunConfig(graph.assets, plan, merged, suggest),
+    holds: holdsFor(graph, env.guards ?? [], plan),
   }
 }

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js'
 import { formatIssues, type LogLevel, resolveRunConfig } from '../core/definitions.js'
 import { didYouMean, toErrorInfo } from '../core/errors.js'
 import type { AssetGraph } from '../core/graph.js'
+import { holdsFor, type RunGuardConfig } from '../core/guards.js'
 import { newRunId } from '../core/ids.js'
 import { resolveSelection } from '../core/selection.js'
 import type { SqliteStore } from '../core/store/sqlite.js'
@@ -29,6 +30,8 @@ export interface TickEnv {
   graph: AssetGraph
   /** Run config per asset from the config file (requests' own config is laid over it). */
   runConfig: Record<string, Record<string, unknown>>
+  /** The config's run guards: a requested run holds those its plan falls under. */
+  guards?: readonly RunGuardConfig[]
   clock: Clock
   /** Where a sensor's `ctx.log` lines go (the daemon prints them). */
   log?: (name: string, level: LogLevel, message: string) => void
@@ -243,6 +246,8 @@ function buildRequest(
   }
   if (r.runKey !== undefined) request.runKey = r.runKey
   if (guard !== undefined) request.guard = guard
+  const holds = holdsFor(env.graph, env.guards ?? [], plan)
+  if (holds.length > 0) request.holds = holds
   return request
 }
 

@@ -81,6 +81,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     store,
     graph,
     runConfig: resolved.config,
+    guards: resolved.guards,
     instigators,
     graceMs: graceSeconds * 1000,
     launch(runId) {

@@ -136,6 +136,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         store,
         graph: AssetGraph.build(resolved.assets),
         runConfig: resolved.config,
+        guards: resolved.guards,
         clock: systemClock,
       })
       io.out(

@@ -13,6 +13,7 @@ interface RetryOptions {
   plain?: boolean
   json?: boolean
   force?: boolean
+  wait?: boolean
 }
 
 export function registerRetry(program: Command, ctx: CliContext): void {
@@ -35,6 +36,7 @@ export function registerRetry(program: Command, ctx: CliContext): void {
     .option('--plain', 'one plain line per event (the default when stdout is not a terminal)')
     .option('--json', 'one JSON event per line')
     .option('--force', 'run even while maintenance mode is on (recorded on the run)')
+    .option('--no-wait', 'fail at once (exit 1) instead of waiting when a run guard of the config is full')
     .addHelpText(
       'after',
       "\nThe config file is loaded again (fixed code runs); the run config is the failed run's.\n\nExamples:\n  refresh retry 01m83v10zz4pxmqvqy\n  refresh retry 01m83v --plain\n  refresh retry 01m83v --set clean.fail=false\n",
@@ -68,6 +70,7 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
       concurrency,
       output: outputMode(options, io),
       force: options.force === true,
+      wait: options.wait !== false,
     },
     io,
   )

@@ -14,6 +14,7 @@ export interface RunOptions {
   json?: boolean
   dryRun?: boolean
   force?: boolean
+  wait?: boolean
 }
 
 export function registerRun(program: Command, ctx: CliContext): void {
@@ -35,6 +36,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--json', 'one JSON event per line')
     .option('--dry-run', 'print the plan and the run config, run nothing')
     .option('--force', 'run even while maintenance mode is on (recorded on the run)')
+    .option('--no-wait', 'fail at once (exit 1) instead of waiting when a run guard of the config is full')
     .addHelpText(
       'after',
       '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run catalog --set catalog.rows=500 --dry-run\n  refresh run copy,clean --json\n',
@@ -74,7 +76,14 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
   return executeRun(
     resolved,
     storePath,
-    { selection, config, concurrency, output: outputMode(options, io), force: options.force === true },
+    {
+      selection,
+      config,
+      concurrency,
+      output: outputMode(options, io),
+      force: options.force === true,
+      wait: options.wait !== false,
+    },
     io,
   )
 }

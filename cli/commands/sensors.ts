@@ -145,6 +145,7 @@ async function instigatorsCommand(
       store,
       graph: AssetGraph.build(resolved.assets),
       runConfig: resolved.config,
+      guards: resolved.guards,
       clock: systemClock,
     }
     const results = def.kind === 'sensor' ? [await tickSensor(def, env)] : tickSchedule(def, env)

@@ -54,6 +54,15 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
         )
       }
     }
+    // run guards name defined assets
+    const { holdsFor } = await import('../../core/guards.js')
+    try {
+      holdsFor(graph, resolved.guards, graph.order)
+    } catch (error) {
+      if (error instanceof ConfigError && where)
+        throw new ConfigError(`${error.message}${where}`, { cause: error })
+      throw error
+    }
     const groups = new Set(graph.order.map((k) => graph.assets.get(k)!.group))
     summaries.push(
       `${name ?? 'default'}: ${graph.order.length} assets in ${groups.size} group${groups.size === 1 ? '' : 's'}`,
@@ -63,6 +72,9 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
   const schedules = loaded.config.schedules?.length ?? 0
   io.out(`${relative(io.cwd, loaded.file) || loaded.file} is valid.`)
   for (const s of summaries) io.out(`  ${s}`)
+  // sensors and schedules: made by their functions, names unique, cron and timezones valid
+  const { checkInstigators } = await import('../../sensors/definitions.js')
+  checkInstigators(loaded.config.sensors ?? [], loaded.config.schedules ?? [], loaded.file)
   if (sensors || schedules)
     io.out(
       `  ${sensors} sensor${sensors === 1 ? '' : 's'}, ${schedules} schedule${schedules === 1 ? '' : 's'}`,

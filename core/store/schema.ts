@@ -163,6 +163,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE parked_requests ADD COLUMN replay_outcome TEXT;
   CREATE INDEX parked_pending ON parked_requests (replayed_at, id);
   `,
+  // 3: run holds: the config's run guards (at most N runs at a time touching a selection),
+  // enforced for every entry point; a run may hold several.
+  `
+  CREATE TABLE run_holds (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    hold TEXT NOT NULL,
+    hold_limit INTEGER NOT NULL,
+    PRIMARY KEY (run_id, hold)
+  ) WITHOUT ROWID;
+  CREATE INDEX run_holds_hold ON run_holds (hold, run_id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -24,6 +24,7 @@ import type {
   RequestOutcome,
   RunFilter,
   RunGuard,
+  RunHold,
   RunRecord,
   RunRequest,
   RunStatus,
@@ -175,6 +176,8 @@ export class SqliteStore implements Disposable, AsyncDisposable {
           })
           return { created: false, parkedRequestId: requestId }
         }
+        const blockedBy = this.firstFullHold(input.holds ?? [], input.id)
+        if (blockedBy) return { created: false, blockedBy }
         if (input.runKey !== undefined) this.stmts.insertRunKey.run(origin, input.runKey, input.id, input.now)
         if (input.force && this.getMaintenance())
           input = { ...input, tags: { ...input.tags, 'refresh/forced': 'maintenance' } }
@@ -182,6 +185,28 @@ export class SqliteStore implements Disposable, AsyncDisposable {
         return { created: true, run: this.getRun(input.id)! }
       })
       .immediate()
+  }
+
+  /** The first of a run's holds that is full, and the run that fills it (inside a transaction). */
+  private firstFullHold(
+    holds: readonly RunHold[],
+    self: string,
+  ): { runId: string; hold: string } | undefined {
+    for (const h of holds) {
+      const holders = (this.stmts.holdInFlight.all(h.key) as Array<{ run_id: string }>).filter(
+        (r) => r.run_id !== self,
+      )
+      if (holders.length >= h.limit) return { runId: holders[0]!.run_id, hold: h.key }
+    }
+    return undefined
+  }
+
+  /** The run guards of the config a run holds. */
+  runHolds(runId: string): RunHold[] {
+    return (this.stmts.getHolds.all(runId) as Array<{ hold: string; hold_limit: number }>).map((r) => ({
+      key: r.hold,
+      limit: r.hold_limit,
+    }))
   }
 
   /** Inserts a run row and its pending steps (inside the caller's transaction). */
@@ -211,6 +236,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     input.plan.forEach((key, index) => {
       this.stmts.insertStep.run(input.id, key, index, input.partitionKey ?? null)
     })
+    for (const h of input.holds ?? []) this.stmts.insertHold.run(input.id, h.key, h.limit)
   }
 
   getRun(id: string): RunRecord | undefined {
@@ -506,6 +532,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
       now: r.now,
       guard: guard?.key,
       guardLimit: guard?.concurrency,
+      holds: r.holds,
     })
     return { outcome: 'created', runId: r.id }
   }
@@ -528,6 +555,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
           const first = (this.stmts.guardQueued.all(run.guard) as Array<{ id: string }>)[0]
           if (first && first.id !== runId) return false
         }
+        if (this.firstFullHold(this.runHolds(runId), runId)) return false
         this.stmts.startRun.run(now, owner.pid, owner.host, now, runId)
         return true
       })
@@ -542,6 +570,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     const inFlight = new Map<string, number>()
     const seenQueued = new Set<string>()
     return rows.map((run) => {
+      if (this.firstFullHold(this.runHolds(run.id), run.id)) return { ...run, launchable: false }
       if (run.guard === null || run.guardLimit === null) return { ...run, launchable: true }
       if (!inFlight.has(run.guard))
         inFlight.set(run.guard, (this.stmts.guardInFlight.all(run.guard) as unknown[]).length)
@@ -1310,6 +1339,12 @@ function prepare(db: Database.Database) {
     releaseSlot: db.prepare('DELETE FROM pool_slots WHERE pool = ? AND run_id = ? AND step_key = ?'),
     releaseRunSlots: db.prepare('DELETE FROM pool_slots WHERE run_id = ?'),
     poolUsage: db.prepare('SELECT * FROM pool_slots ORDER BY pool, acquired_at'),
+    holdInFlight: db.prepare(
+      `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
+       WHERE h.hold = ? AND r.status IN ('started', 'paused') ORDER BY r.rowid`,
+    ),
+    getHolds: db.prepare('SELECT hold, hold_limit FROM run_holds WHERE run_id = ? ORDER BY hold'),
+    insertHold: db.prepare('INSERT INTO run_holds (run_id, hold, hold_limit) VALUES (?, ?, ?)'),
     guardInFlight: db.prepare(
       `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY id`,
     ),

@@ -91,6 +91,17 @@ export interface NewRun {
   owner?: { pid: number; host: string }
   /** Create the run even in maintenance mode (recorded in its tags). */
   force?: boolean
+  /** Run guards of the config this run falls under; it is created only if each has a free slot. */
+  holds?: RunHold[]
+}
+
+/**
+ * A run guard of the config as applied to one run: at most `limit` started or paused runs may
+ * hold `key` at once, whatever started them (a CLI, `materialize()`, the daemon).
+ */
+export interface RunHold {
+  key: string
+  limit: number
 }
 
 export type CreateRunResult =
@@ -98,6 +109,8 @@ export type CreateRunResult =
   | { created: false; existingRunId: string }
   /** Maintenance mode is on: the request was parked instead. */
   | { created: false; parkedRequestId: number }
+  /** A run guard of the config is full: `blockedBy` holds the slot (wait, or give up). */
+  | { created: false; blockedBy: { runId: string; hold: string } }
 
 /** Writes accumulated by a running executor, committed together in one transaction. */
 export interface WriteBatch {
@@ -153,6 +166,8 @@ export interface RunRequest {
   reused?: Record<string, string>
   /** In maintenance mode, keep only this many parked requests of the same origin (a schedule's missed policy). */
   parkKeep?: number
+  /** Run guards of the config this run falls under, checked when it is launched. */
+  holds?: RunHold[]
   now: number
 }
 
