@@ -183,9 +183,9 @@ export function maintenanceOff(env: ReplayEnv): { state: MaintenanceState; repla
 export function replayParked(env: ReplayEnv): Replayed[] {
   const out: Replayed[] = []
   for (;;) {
-    const next = env.store.replayNextParked((parked) => requestFromParked(env, parked), env.clock.now())
-    if (!next) return out
-    out.push(next)
+    const batch = env.store.replayParked((parked) => requestFromParked(env, parked), env.clock.now())
+    if (batch.length === 0) return out
+    out.push(...batch)
   }
 }
 

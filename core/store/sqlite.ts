@@ -499,7 +499,8 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     const guard = r.guard
     if (guard) {
       const inFlight = this.stmts.guardInFlight.all(guard.key) as Array<{ id: string }>
-      const queued = this.stmts.guardQueued.all(guard.key) as Array<{ id: string }>
+      // only the oldest queued runs matter (the follow-up, or enough to fill the guard): bounded reads
+      const queued = this.stmts.guardQueued.all(guard.key, guard.concurrency) as Array<{ id: string }>
       if (guard.onConflict === 'coalesce' && queued.length > 0) {
         // the pending follow-up has not started: it will see whatever this request was for
         const followUp = queued[0]!.id
@@ -552,7 +553,7 @@ export class SqliteStore implements Disposable, AsyncDisposable {
           const inFlight = (this.stmts.guardInFlight.all(run.guard) as unknown[]).length
           if (inFlight >= run.guardLimit) return false
           // launch in request order: an older queued run of the same guard goes first
-          const first = (this.stmts.guardQueued.all(run.guard) as Array<{ id: string }>)[0]
+          const first = (this.stmts.guardQueued.all(run.guard, 1) as Array<{ id: string }>)[0]
           if (first && first.id !== runId) return false
         }
         if (this.firstFullHold(this.runHolds(runId), runId)) return false
@@ -563,8 +564,8 @@ export class SqliteStore implements Disposable, AsyncDisposable {
   }
 
   /** Queued runs, oldest first, with whether their guard has a free slot now. */
-  queuedRuns(): Array<RunRecord & { launchable: boolean }> {
-    const rows = (this.stmts.queuedRuns.all() as Row[]).map(toRun)
+  queuedRuns(limit = 500): Array<RunRecord & { launchable: boolean }> {
+    const rows = (this.stmts.queuedRuns.all(limit) as Row[]).map(toRun)
     // maintenance mode holds every queued run until it goes off
     if (this.getMaintenance()) return rows.map((run) => ({ ...run, launchable: false }))
     const inFlight = new Map<string, number>()
@@ -793,35 +794,39 @@ export class SqliteStore implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Replays the oldest pending parked request: `build` turns it into a run request (against the
-   * config in force now), and the run is requested and the parked row marked replayed in one
-   * transaction, so a crash in the middle of a replay never replays a request twice nor drops it.
-   * Returns undefined when nothing is pending (or the gate is on again).
+   * Replays the oldest pending parked requests, up to `max` of them in one transaction: `build`
+   * turns each into a run request (against the config in force now), and each run is requested
+   * and its parked row marked replayed in that same transaction, so a crash in the middle of a
+   * replay never replays a request twice nor drops one. Returns an empty list when nothing is
+   * pending (or the gate is on again).
    */
-  replayNextParked(
+  replayParked(
     build: (parked: ParkedRequest) => RunRequest,
     now: number,
-  ): { parked: ParkedRequest; outcome: RequestOutcome | { outcome: 'failed'; reason: string } } | undefined {
+    max = 200,
+  ): Array<{ parked: ParkedRequest; outcome: RequestOutcome | { outcome: 'failed'; reason: string } }> {
+    const requestOne = this.db.transaction((request: RunRequest) => this.requestRunInTx(request))
     return this.db
       .transaction(() => {
-        if (this.getMaintenance()) return undefined
-        const row = (this.stmts.pendingParked.all(1) as Row[])[0]
-        if (!row) return undefined
-        const parked = toParked(row)
-        let outcome: RequestOutcome | { outcome: 'failed'; reason: string }
-        try {
-          outcome = this.requestRunInTx(build(parked))
-        } catch (error) {
-          // a request that no longer resolves (its asset was removed) is reported, not retried forever
-          outcome = { outcome: 'failed', reason: (error as Error).message }
-        }
-        const runId = 'runId' in outcome ? outcome.runId : null
-        const text =
-          outcome.outcome === 'failed' || outcome.outcome === 'skipped'
-            ? `${outcome.outcome}: ${outcome.reason}`
-            : outcome.outcome
-        this.stmts.markReplayed.run(now, runId, text, parked.id)
-        return { parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text }, outcome }
+        if (this.getMaintenance()) return []
+        return (this.stmts.pendingParked.all(max) as Row[]).map((row) => {
+          const parked = toParked(row)
+          let outcome: RequestOutcome | { outcome: 'failed'; reason: string }
+          try {
+            // a savepoint: a request that fails leaves nothing half-written
+            outcome = requestOne(build(parked))
+          } catch (error) {
+            // a request that no longer resolves (its asset was removed) is reported, not retried forever
+            outcome = { outcome: 'failed', reason: (error as Error).message }
+          }
+          const runId = 'runId' in outcome ? outcome.runId : null
+          const text =
+            outcome.outcome === 'failed' || outcome.outcome === 'skipped'
+              ? `${outcome.outcome}: ${outcome.reason}`
+              : outcome.outcome
+          this.stmts.markReplayed.run(now, runId, text, parked.id)
+          return { parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text }, outcome }
+        })
       })
       .immediate()
   }
@@ -1008,6 +1013,52 @@ export class SqliteStore implements Disposable, AsyncDisposable {
         return true
       })
       .immediate()
+  }
+
+  // ---- operations: health, metrics, alerts (read by `refresh status` and `daemon --http`) -------
+
+  /** A value of the settings table (JSON text by convention), or undefined. */
+  getSetting(key: string): { value: string; updatedAt: number } | undefined {
+    const row = this.stmts.getSettingRow.get(key) as { value: string; updated_at: number } | undefined
+    return row ? { value: row.value, updatedAt: row.updated_at } : undefined
+  }
+
+  putSetting(key: string, value: string, now: number): void {
+    this.stmts.putSetting.run(key, value, now)
+  }
+
+  /** A real short write (the health check's probe): fails with SQLITE_BUSY when another process holds the lock. */
+  probeWrite(now: number): void {
+    this.db.transaction(() => this.stmts.putSetting.run('health_probe', String(now), now)).immediate()
+  }
+
+  /** The newest event id (0 when there is none): where an incremental reader of run ends starts. */
+  maxEventId(): number {
+    return (this.stmts.maxEventId.get() as { id: number | null }).id ?? 0
+  }
+
+  /** Runs that ended (a `run:end` event) after event `afterId`, oldest first. */
+  runEndsAfter(afterId: number, limit = 1000): Array<{ eventId: number; runId: string }> {
+    return (this.stmts.runEndsAfter.all(afterId, limit) as Array<{ id: number; run_id: string }>).map(
+      (r) => ({
+        eventId: r.id,
+        runId: r.run_id,
+      }),
+    )
+  }
+
+  /** The newest tick id (0 when there is none). */
+  maxTickId(): number {
+    return (this.stmts.maxTickId.get() as { id: number | null }).id ?? 0
+  }
+
+  /** Ticks with an id above `afterId`, oldest first. */
+  ticksAfter(afterId: number, limit = 1000): TickRecord[] {
+    return (this.stmts.ticksAfter.all(afterId, limit) as Row[]).map(toTick)
+  }
+
+  countParked(): number {
+    return (this.stmts.countParked.get() as { n: number }).n
   }
 }
 
@@ -1345,11 +1396,14 @@ function prepare(db: Database.Database) {
     ),
     getHolds: db.prepare('SELECT hold, hold_limit FROM run_holds WHERE run_id = ? ORDER BY hold'),
     insertHold: db.prepare('INSERT INTO run_holds (run_id, hold, hold_limit) VALUES (?, ?, ?)'),
+    // queued runs go in the order they were requested: insertion order, across processes too
     guardInFlight: db.prepare(
-      `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY id`,
+      `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY rowid`,
     ),
-    guardQueued: db.prepare(`SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY id`),
-    queuedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id`),
+    guardQueued: db.prepare(
+      `SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY rowid LIMIT ?`,
+    ),
+    queuedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY rowid LIMIT ?`),
     getInstigator: db.prepare('SELECT * FROM instigators WHERE name = ?'),
     listInstigators: db.prepare('SELECT * FROM instigators ORDER BY name'),
     upsertInstigator: db.prepare(
@@ -1418,5 +1472,13 @@ function prepare(db: Database.Database) {
          expires_at = excluded.expires_at`,
     ),
     releaseLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
+    getSettingRow: db.prepare('SELECT value, updated_at FROM settings WHERE key = ?'),
+    maxEventId: db.prepare('SELECT max(id) AS id FROM events'),
+    runEndsAfter: db.prepare(
+      `SELECT id, run_id FROM events WHERE id > ? AND type = 'run:end' ORDER BY id LIMIT ?`,
+    ),
+    ticksAfter: db.prepare('SELECT * FROM ticks WHERE id > ? ORDER BY id LIMIT ?'),
+    maxTickId: db.prepare('SELECT max(id) AS id FROM ticks'),
+    countParked: db.prepare('SELECT count(*) AS n FROM parked_requests WHERE replayed_at IS NULL'),
   }
 }
