@@ -60,6 +60,17 @@ describe('sensors', () => {
     expect(store.listRuns()).toHaveLength(1)
   })
 
+  it('a failed keyed run can be re-executed from failure; the key still blocks a new request', async () => {
+    using store = openStore(':memory:')
+    const s = sensor({ name: 'keyed', evaluate: () => ({ runs: [{ selection: 'copy', runKey: 'file-1' }] }) })
+    const runId = (await tickSensor(s, env(store))).tick.runIds[0]!
+    const failing = [noop('copy', [], { materialize: () => Promise.reject(new Error('bad file')) })]
+    expect((await launchRun(failing, runId, { store }))?.status).toBe('failure')
+    const retried = await materialize([noop('copy')], { store, fromFailure: runId })
+    expect(retried).toMatchObject({ status: 'success', parentRunId: runId })
+    expect((await tickSensor(s, env(store))).outcomes).toEqual([{ outcome: 'duplicate', runId }])
+  })
+
   it('a tick that throws records the error and does not advance the cursor', async () => {
     using store = openStore(':memory:')
     let fail = false
