@@ -174,6 +174,10 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX run_holds_hold ON run_holds (hold, run_id);
   `,
+  // 4: runs by end time within a status, for run-status sensors and alerts polled every second.
+  `
+  CREATE INDEX runs_status_ended ON runs (status, ended_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { NonRetriableError, StoreError } from '../../core/errors.js'
 import { materialize } from '../../core/materialize.js'
-import { SCHEMA_VERSION } from '../../core/store/schema.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../../core/store/schema.js'
 import { openStore } from '../../core/store/sqlite.js'
 import { noop, tempDir } from '../helpers.js'
 
@@ -162,6 +162,22 @@ describe('store', () => {
     db.close()
     using store = openStore(file)
     expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+  })
+
+  it('migrates a version-1 store with runs in it to the latest schema, keeping them', () => {
+    const file = join(tempDir(), 'refresh.db')
+    const db = new Database(file)
+    db.exec(MIGRATIONS[0]!)
+    db.pragma('application_id = 0x52465348')
+    db.pragma('user_version = 1')
+    db.prepare(
+      `INSERT INTO runs (id, status, selection, plan, created_at, ended_at) VALUES ('r1', 'success', '*', '["a"]', 1, 2)`,
+    ).run()
+    db.close()
+    using store = openStore(file)
+    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+    expect(store.getRun('r1')).toMatchObject({ status: 'success', plan: ['a'], guard: null })
+    expect(store.runHolds('r1')).toEqual([])
   })
 
   it('refuses to open a missing store read-only, and a directory', () => {
