@@ -13,6 +13,8 @@ export { type SearchHit, type SearchResult, searchPromoted } from './assets/sear
 export { snapshot } from './assets/snapshot.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
 export {
+  type AlertEvent,
+  type AlertsConfig,
   defineConfig,
   type EnvironmentConfig,
   type RefreshConfig,

@@ -15,6 +15,7 @@ import { registerRun } from './commands/run.js'
 import { registerRuns } from './commands/runs.js'
 import { registerSensors } from './commands/sensors.js'
 import { registerShow } from './commands/show.js'
+import { registerStatus } from './commands/status.js'
 import { registerValidate } from './commands/validate.js'
 import { type CliContext, EXIT, processIo } from './io.js'
 
@@ -48,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
   registerDaemon(program, ctx)
   registerSensors(program, ctx)
   registerMaintenance(program, ctx)
+  registerStatus(program, ctx)
 
   try {
     await program.parseAsync(argv)

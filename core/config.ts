@@ -26,6 +26,29 @@ export interface RefreshConfig extends EnvironmentConfig {
   schedules?: unknown[]
   /** Named blocks chosen with `--env NAME`; each overrides the top level. */
   environments?: Record<string, EnvironmentConfig>
+  /** Notifications (run failure, a long run, a failing sensor, a replica rollback, maintenance). */
+  alerts?: AlertsConfig
+}
+
+/** The events an alert is sent for. */
+export const ALERT_EVENTS = [
+  'run_failure',
+  'run_overdue',
+  'sensor_failing',
+  'replica_rollback',
+  'maintenance_on',
+  'maintenance_off',
+] as const
+export type AlertEvent = (typeof ALERT_EVENTS)[number]
+
+/** Where alerts go: a Slack-compatible webhook and/or a command (an argument array, never a shell string). */
+export interface AlertsConfig {
+  webhook?: { url: string; events?: AlertEvent[] }
+  command?: { argv: string[]; events?: AlertEvent[] }
+  /** A run still going after this long is reported once (`run_overdue`). */
+  expectedDurationMs?: number
+  /** A sensor is reported after this many failed ticks in a row (default 3). */
+  sensorErrorThreshold?: number
 }
 
 /** Gives a config its type; returns it unchanged. */
@@ -66,8 +89,28 @@ const environmentSchema = z
   })
   .strict()
 
+const alertEventsSchema = z.array(z.enum(ALERT_EVENTS)).min(1).optional()
+const alertsSchema = z
+  .object({
+    webhook: z
+      .object({ url: z.string().url('must be an http(s) URL'), events: alertEventsSchema })
+      .strict()
+      .optional(),
+    command: z
+      .object({
+        argv: z.array(z.string().min(1)).min(1, 'give the program and its arguments, like ["./notify.sh"]'),
+        events: alertEventsSchema,
+      })
+      .strict()
+      .optional(),
+    expectedDurationMs: z.number().int().positive().optional(),
+    sensorErrorThreshold: z.number().int().min(1).optional(),
+  })
+  .strict()
+
 const configSchema = environmentSchema
   .extend({
+    alerts: alertsSchema.optional(),
     assets: z.array(assetSchema).min(1, 'declare at least one asset'),
     sensors: z.array(z.unknown()).optional(),
     schedules: z.array(z.unknown()).optional(),

@@ -65,6 +65,8 @@ export interface DaemonOptions {
   graceMs?: number
   /** How long a canceled run may take to stop before it is killed (default 10 s). */
   cancelGraceMs?: number
+  /** Called after each completed iteration while holding the lease (alert delivery hooks in here). */
+  onIteration?: (now: number) => void
 }
 
 export const DAEMON_LEASE = 'daemon'
@@ -75,7 +77,8 @@ export const DAEMON_LEASE = 'daemon'
  * running runs finish within a grace period before canceling them.
  */
 export class Daemon {
-  private readonly o: Required<Omit<DaemonOptions, 'clock'>> & { clock: Clock }
+  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration'>> &
+    Pick<DaemonOptions, 'onIteration'> & { clock: Clock }
   private readonly holder = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
   private readonly children = new Map<string, LaunchedRun>()
   private readonly lastSkip = new Map<string, string>()
@@ -88,6 +91,7 @@ export class Daemon {
   /** When each schedule is next due, valid while its state row is unchanged. */
   private readonly nextDue = new Map<string, { version: number | undefined; at: number }>()
   private lastRenewal = 0
+  private lastIteration: number | undefined
 
   constructor(options: DaemonOptions) {
     this.o = {
@@ -105,6 +109,16 @@ export class Daemon {
     return this.holder
   }
 
+  /** When the loop last completed an iteration while holding the lease (health checks read it). */
+  get lastIterationAt(): number | undefined {
+    return this.lastIteration
+  }
+
+  /** The config is loaded and one iteration is done (`/readyz`). */
+  get ready(): boolean {
+    return this.lastIteration !== undefined
+  }
+
   /** Runs until `stop()`; resolves once every launched run has ended and the lease is released. */
   async run(): Promise<void> {
     const env: TickEnv = {
@@ -117,7 +131,11 @@ export class Daemon {
     }
     while (!this.stopping) {
       try {
-        if (this.holdLease()) await this.iterate(env)
+        if (this.holdLease()) {
+          await this.iterate(env)
+          this.lastIteration = this.o.clock.now()
+          this.o.onIteration?.(this.lastIteration)
+        }
       } catch (error) {
         // a failing iteration (a locked store, a bug) is logged; the loop goes on
         this.log('error', 'error', `daemon iteration failed: ${(error as Error).stack ?? String(error)}`)

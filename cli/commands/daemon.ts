@@ -15,6 +15,8 @@ interface DaemonOptions {
   env?: string
   json?: boolean
   graceSeconds?: string
+  http?: string
+  httpTimeoutMs?: string
 }
 
 export function registerDaemon(program: Command, ctx: CliContext): void {
@@ -30,9 +32,15 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
       'on SIGTERM, how long running runs may go on before they are canceled',
       '60',
     )
+    .option('--http <[host:]port>', 'serve /healthz, /readyz and /metrics (loopback unless a host is given)')
+    .option(
+      '--http-timeout-ms <n>',
+      'how long /metrics and /healthz wait for the store before answering from the last values',
+      '1000',
+    )
     .addHelpText(
       'after',
-      '\nA second daemon on the same store waits and takes over within seconds if the first dies.\nSIGTERM or Ctrl-C: stop ticking, let runs finish (up to --grace-seconds), exit 0.\n\nExamples:\n  refresh daemon\n  refresh daemon --json --grace-seconds 300',
+      '\nA second daemon on the same store waits and takes over within seconds if the first dies.\nSIGTERM or Ctrl-C: stop ticking, let runs finish (up to --grace-seconds), exit 0.\n\nExamples:\n  refresh daemon\n  refresh daemon --json --grace-seconds 300\n  refresh daemon --http 9464          # http://127.0.0.1:9464/metrics',
     )
     .action(async (options: DaemonOptions) => {
       ctx.code = await daemonCommand(options, ctx.io)
@@ -64,6 +72,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
     throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
   }
+  const listen = options.http === undefined ? undefined : await parseHttp(options)
   const { loaded, resolved, storePath, store } = await openConfigured(options, io)
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
@@ -77,7 +86,38 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   const { AssetGraph } = await import('../../core/graph.js')
   const graph = AssetGraph.build(resolved.assets)
   const cli = fileURLToPath(new URL('../main.js', import.meta.url))
+  const alerts = loaded.config.alerts
+  const watcher = alerts
+    ? new (await import('../../sensors/alerts.js')).AlertWatcher({
+        store,
+        config: alerts,
+        replicasKey: resolved.assets.find((a) => a.tags.block === 'replicas')?.key,
+        sensors: instigators.filter((i) => i.kind === 'sensor').map((i) => i.name),
+        onSent(alert, failures) {
+          const line = (level: string, message: string) =>
+            io.out(
+              options.json
+                ? JSON.stringify({ ts: Date.now(), level, event: 'alert', message, runId: alert.runId })
+                : `${formatTime(Date.now())} ${level === 'info' ? '' : `${level}: `}${message}`,
+            )
+          if (failures.length === 0)
+            line('info', `alert sent: ${alert.event}${alert.runId ? ` (run ${alert.runId})` : ''}`)
+          for (const f of failures)
+            line(
+              'warn',
+              `alert ${alert.event} not delivered to the ${f.target} after ${f.attempts} attempts: ${f.error}`,
+            )
+        },
+      })
+    : undefined
+  let lastAlertPoll = 0
   const daemon = new Daemon({
+    onIteration(now) {
+      // alerts are detected from the store once a second; delivery runs in the background
+      if (!watcher || now - lastAlertPoll < 1_000) return
+      lastAlertPoll = now
+      watcher.poll(now)
+    },
     store,
     graph,
     runConfig: resolved.config,
@@ -110,6 +150,54 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         io.out(`${formatTime(entry.ts)} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}`)
     },
   })
+  let http: Awaited<ReturnType<typeof import('../../sensors/http.js').startOpsHttp>> | undefined
+  if (listen) {
+    const { startOpsHttp } = await import('../../sensors/http.js')
+    try {
+      http = await startOpsHttp({
+        ...listen,
+        storePath,
+        timeoutMs: Number(options.httpTimeoutMs ?? '1000'),
+        instigators: instigators.map((i) =>
+          i.kind === 'sensor'
+            ? {
+                name: i.name,
+                kind: i.kind,
+                defaultStatus: i.defaultStatus,
+                intervalSeconds: i.intervalSeconds,
+              }
+            : {
+                name: i.name,
+                kind: i.kind,
+                defaultStatus: i.defaultStatus,
+                cron: i.cron,
+                timezone: i.timezone,
+              },
+        ),
+        promoteKey: resolved.assets.find(
+          (a) => a.key === 'promote' || a.tags.block === 'promote' || 'promote' in a.tags,
+        )?.key,
+        state: () => ({
+          holder: daemon.leaseHolder,
+          lastIterationAt: daemon.lastIterationAt,
+          ready: daemon.ready,
+        }),
+      })
+    } catch (error) {
+      store.close()
+      throw error
+    }
+    io.out(
+      options.json
+        ? JSON.stringify({
+            ts: Date.now(),
+            level: 'info',
+            event: 'http',
+            message: `serving http://${http.address}`,
+          })
+        : `serving /healthz, /readyz and /metrics on http://${http.address}`,
+    )
+  }
   io.out(
     options.json
       ? JSON.stringify({
@@ -125,12 +213,25 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   process.on('SIGINT', stop)
   try {
     await daemon.run()
+    await Promise.race([watcher?.drain(), new Promise((r) => setTimeout(r, 5_000).unref())])
   } finally {
     process.off('SIGTERM', stop)
     process.off('SIGINT', stop)
+    await http?.close()
     store.close()
   }
   return EXIT.ok
+}
+
+async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: number }> {
+  const timeout = Number(options.httpTimeoutMs ?? '1000')
+  if (!Number.isInteger(timeout) || timeout < 1) {
+    throw new ConfigError(
+      `--http-timeout-ms ${options.httpTimeoutMs}: expected a whole number of milliseconds, like 1000.`,
+    )
+  }
+  const { parseListen } = await import('../../sensors/http.js')
+  return parseListen(options.http!)
 }
 
 /** Executes one queued run; SIGINT/SIGTERM cancel it gracefully (the daemon's grace period ran out). */

@@ -123,6 +123,13 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         return EXIT.ok
       }
       io.out(`maintenance mode is on (${options.reason}): new runs are parked.`)
+      await sendMaintenanceAlert(
+        loaded.config.alerts,
+        store,
+        'maintenance_on',
+        `maintenance mode is on (${options.reason})`,
+        io,
+      )
       if (result.drained.length) io.out(`drained: ${result.drained.join(', ')}`)
       for (const p of result.parked)
         io.out(`parked to resume from failure: run ${p.runId} (request #${p.requestId})`)
@@ -149,6 +156,13 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         )
       }
       if (replayed.length > 0) io.out('queued runs launch when a daemon runs (`refresh daemon`).')
+      await sendMaintenanceAlert(
+        loaded.config.alerts,
+        store,
+        'maintenance_off',
+        `maintenance mode is off (${state.reason}); ${replayed.length} parked request(s) replayed`,
+        io,
+      )
       return EXIT.ok
     }
     // status
@@ -195,6 +209,26 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
   } finally {
     store.close()
   }
+}
+
+/** The `maintenance_on|off` alert, when the config has alerts; a failed delivery is reported, not fatal. */
+async function sendMaintenanceAlert(
+  config: import('../../core/config.js').AlertsConfig | undefined,
+  store: import('../../core/store/sqlite.js').SqliteStore,
+  event: 'maintenance_on' | 'maintenance_off',
+  text: string,
+  io: Io,
+): Promise<void> {
+  if (!config) return
+  const { deliverAlert } = await import('../../sensors/alerts.js')
+  const failures = await deliverAlert(
+    { event, text, at: Date.now(), commands: ['refresh maintenance status'] },
+    config,
+    store,
+    { attempts: 3 },
+  )
+  for (const f of failures)
+    io.err(`warning: the ${event} alert was not delivered to the ${f.target}: ${f.error}`)
 }
 
 async function pauseCommand(runId: string, options: Options, io: Io): Promise<number> {

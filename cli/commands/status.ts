@@ -1,0 +1,233 @@
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import type { RunRecord } from '../../core/store/types.js'
+import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { loadResolved } from '../config-options.js'
+import { DEFAULT_STORE } from '../find-config.js'
+import { formatDuration } from '../format.js'
+import type { CliContext, Io } from '../io.js'
+
+interface StatusOptions {
+  config?: string
+  store?: string
+  env?: string
+  json?: boolean
+}
+
+export function registerStatus(program: Command, ctx: CliContext): void {
+  addStoreOptions(
+    program
+      .command('status')
+      .description(
+        'one screen: daemon and lease, maintenance, runs in flight, next ticks, parked requests, the promoted index, the last run',
+      ),
+  )
+    .option('--json', 'one JSON object')
+    .addHelpText('after', '\nExamples:\n  refresh status\n  refresh status --json | jq .daemon')
+    .action(async (options: StatusOptions) => {
+      ctx.code = await statusCommand(options, ctx.io)
+    })
+}
+
+async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
+  const { loaded, resolved } = await loadResolved(options, io.cwd)
+  const storePath = options.store
+    ? resolve(io.cwd, options.store)
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const [{ checkInstigators }, { nextScheduleTick }, { readFailures }] = await Promise.all([
+    import('../../sensors/definitions.js'),
+    import('../../sensors/ticker.js'),
+    import('../../sensors/alerts.js'),
+  ])
+  const instigators = checkInstigators(
+    loaded.config.sensors ?? [],
+    loaded.config.schedules ?? [],
+    loaded.file,
+  )
+  using store = await openExistingStore(storePath)
+  const now = Date.now()
+
+  const lease = store.getLease('daemon')
+  const daemon = lease
+    ? {
+        holder: lease.holder,
+        alive: lease.expiresAt > now,
+        acquiredAt: lease.acquiredAt,
+        expiresAt: lease.expiresAt,
+        expiresInMs: lease.expiresAt - now,
+      }
+    : null
+  const maintenance = store.getMaintenance()
+  const inFlight = store.listRuns({ status: ['started', 'paused', 'queued'] }).map((r) => {
+    const steps = store.getSteps(r.id)
+    const current = steps.filter((s) => s.status === 'running' || s.status === 'retrying').map((s) => s.key)
+    const next = steps.find((s) => s.status === 'pending')?.key ?? null
+    return {
+      id: r.id,
+      status: r.status,
+      selection: r.selection,
+      origin: r.origin,
+      since: r.startedAt ?? r.createdAt,
+      steps: current,
+      next,
+    }
+  })
+  const states = new Map(store.listInstigators().map((s) => [s.name, s]))
+  const ticks = instigators.map((def) => {
+    const state = states.get(def.name)
+    const on = state?.status === 'on' || (state?.status !== 'off' && def.defaultStatus === 'on')
+    return def.kind === 'schedule'
+      ? {
+          name: def.name,
+          kind: def.kind,
+          on,
+          lastTickAt: state?.lastTickAt ?? null,
+          nextTickAt: on ? (nextScheduleTick(def, now) ?? null) : null,
+        }
+      : {
+          name: def.name,
+          kind: def.kind,
+          on,
+          lastTickAt: state?.lastTickAt ?? null,
+          nextTickAt: on
+            ? state?.lastTickAt == null
+              ? now
+              : state.lastTickAt + def.intervalSeconds * 1000
+            : null,
+        }
+  })
+  const parked = store.countParked()
+  const promoted = await promotedIndex(resolved.assets, loaded.dir)
+  const last = store.listRuns({ status: ['success', 'failure', 'canceled'], limit: 1 })[0]
+  const lastRun = last ? describeRun(last, store.failedSteps([last.id]).get(last.id) ?? null) : null
+  const alertFailures = readFailures(store).slice(0, 3)
+
+  if (options.json) {
+    io.out(
+      JSON.stringify(
+        {
+          at: now,
+          store: storePath,
+          daemon,
+          maintenance,
+          runs: inFlight,
+          ticks,
+          parked,
+          promoted,
+          lastRun,
+          alertFailures,
+        },
+        null,
+        2,
+      ),
+    )
+    return 0
+  }
+
+  io.out(`store: ${storePath}`)
+  if (!daemon) io.out('daemon: not running (nobody holds the daemon lease; start one with `refresh daemon`)')
+  else if (daemon.alive)
+    io.out(
+      `daemon: running, lease held by ${daemon.holder} since ${formatDateTime(daemon.acquiredAt)} (renewed; expires in ${formatDuration(daemon.expiresInMs)})`,
+    )
+  else
+    io.out(
+      `daemon: not running: the lease of ${daemon.holder} expired ${formatDuration(-daemon.expiresInMs)} ago (it stopped renewing it)`,
+    )
+  io.out(
+    maintenance
+      ? `maintenance: ON since ${formatDateTime(maintenance.since)} by ${maintenance.by}: ${maintenance.reason}`
+      : 'maintenance: off',
+  )
+  if (inFlight.length === 0) io.out('runs in flight: none')
+  else {
+    io.out(`runs in flight: ${inFlight.length}`)
+    for (const line of table(
+      ['RUN', 'STATUS', 'SELECTION', 'ORIGIN', 'FOR', 'STEP'],
+      inFlight.map((r) => [
+        r.id,
+        r.status,
+        truncate(r.selection, 24),
+        r.origin,
+        formatDuration(now - r.since),
+        r.steps.length ? r.steps.join(',') : r.next ? `next: ${r.next}` : '-',
+      ]),
+    ))
+      io.out(`  ${line}`)
+  }
+  if (ticks.length === 0) io.out('next ticks: no sensors or schedules in the config')
+  else {
+    io.out('next ticks:')
+    for (const line of table(
+      ['NAME', 'KIND', 'STATE', 'LAST TICK', 'NEXT TICK'],
+      ticks.map((t) => [
+        t.name,
+        t.kind,
+        t.on ? 'on' : 'off',
+        t.lastTickAt === null ? '-' : formatDateTime(t.lastTickAt),
+        t.nextTickAt === null
+          ? '-'
+          : `${formatDateTime(t.nextTickAt)} (${t.nextTickAt <= now ? 'due' : `in ${formatDuration(t.nextTickAt - now)}`})`,
+      ]),
+    ))
+      io.out(`  ${line}`)
+  }
+  io.out(`parked requests: ${parked}${parked ? ' (replayed when maintenance goes off)' : ''}`)
+  if (promoted.kind === 'none') io.out(`promoted index: none (${promoted.reason})`)
+  else
+    io.out(
+      `promoted index: ${promoted.index} from snapshot ${promoted.snapshot} (run ${promoted.runId}, promoted ${formatDateTime(Date.parse(promoted.promotedAt))}, ${formatDuration(now - Date.parse(promoted.promotedAt))} ago; ${promoted.previous} previous kept)`,
+    )
+  if (!lastRun) io.out('last run: none yet')
+  else
+    io.out(
+      `last run: ${lastRun.id} ${lastRun.status}${lastRun.failedStep ? ` at ${lastRun.failedStep}` : ''} (${lastRun.selection}) in ${lastRun.durationMs === null ? '-' : formatDuration(lastRun.durationMs)}, ended ${formatDateTime(lastRun.endedAt ?? now)}  \`refresh show ${lastRun.id}\``,
+    )
+  if (alertFailures.length > 0) {
+    const f = alertFailures[0]!
+    io.out(
+      `alerts: last failed delivery ${formatDateTime(f.at)}: ${f.event}${f.runId ? ` (run ${f.runId})` : ''} to the ${f.target} after ${f.attempts} attempts: ${f.error}`,
+    )
+  }
+  return 0
+}
+
+function describeRun(run: RunRecord, failedStep: string | null) {
+  const start = run.startedAt ?? run.createdAt
+  return {
+    id: run.id,
+    status: run.status,
+    selection: run.selection,
+    failedStep,
+    endedAt: run.endedAt,
+    durationMs: run.endedAt === null ? null : run.endedAt - start,
+  }
+}
+
+type Promoted =
+  | { kind: 'none'; reason: string }
+  | {
+      kind: 'promoted'
+      index: string
+      snapshot: string
+      runId: string
+      promotedAt: string
+      previous: number
+      dataDir: string
+    }
+
+async function promotedIndex(
+  assets: ReadonlyArray<{ tags: Record<string, string> }>,
+  configDir: string,
+): Promise<Promoted> {
+  const block = assets.find((a) => a.tags.block === 'promote' && a.tags.dataDir)
+  if (!block) return { kind: 'none', reason: 'the config has no `promote` asset' }
+  const dataDir = resolve(configDir, block.tags.dataDir!)
+  const [{ layout }, { readAlias }] = await Promise.all([
+    import('../../assets/layout.js'),
+    import('../../assets/state.js'),
+  ])
+  const alias = readAlias(layout(dataDir))
+  if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${dataDir}` }
+  return { kind: 'promoted', ...alias.current, previous: alias.previous.length, dataDir }
+}

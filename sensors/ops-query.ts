@@ -1,0 +1,177 @@
+/**
+ * The store side of `/metrics` and `/healthz`, run in its own worker thread with its own
+ * connections: better-sqlite3 is synchronous, so a slow or locked store blocks this thread only,
+ * never the HTTP server (which answers from its last values on a timeout) nor the daemon.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { openStore, type SqliteStore } from '../core/store/sqlite.js'
+import type { RunStatus } from '../core/store/types.js'
+import { type CronSpec, lastTicks, parseCron } from './cron.js'
+
+/** What the daemon tells the query thread about its config. */
+export interface OpsInstigator {
+  name: string
+  kind: 'sensor' | 'schedule'
+  defaultStatus: 'on' | 'off'
+  intervalSeconds?: number
+  cron?: string
+  timezone?: string
+}
+
+export interface OpsQueryData {
+  storePath: string
+  instigators: OpsInstigator[]
+  /** The asset whose latest materialization is the promoted index, if the config has one. */
+  promoteKey?: string
+  /** The write probe's busy timeout: a locked store answers "busy" after this long. */
+  probeBusyMs: number
+}
+
+/** One collection: current values, plus what happened since the previous one (histogram input). */
+export interface MetricsSnapshot {
+  at: number
+  runs: Record<RunStatus, number>
+  /** Steps of runs that ended since the previous collection. */
+  steps: Array<{ asset: string; seconds: number | null; retries: number; status: string }>
+  sensorLag: Record<string, number>
+  /** Failed ticks since the previous collection, per sensor or schedule. */
+  tickErrors: Record<string, number>
+  scheduleLateness: Record<string, number>
+  parked: number
+  maintenance: boolean
+  lease: { holder: string; expiresAt: number } | null
+  pools: Record<string, number>
+  promotedAt: number | null
+}
+
+export interface HealthSnapshot {
+  store: { ok: true } | { ok: false; detail: string }
+  lease: { holder: string; expiresAt: number } | null
+}
+
+export type QueryRequest = { id: number; kind: 'metrics' } | { id: number; kind: 'health' }
+export type QueryReply =
+  | { id: number; kind: 'metrics'; snapshot: MetricsSnapshot }
+  | { id: number; kind: 'health'; health: HealthSnapshot }
+  | { id: number; kind: 'error'; message: string }
+
+const data = workerData as OpsQueryData
+let reader: SqliteStore | undefined
+let writer: SqliteStore | undefined
+let eventCursor: number | undefined
+let tickCursor: number | undefined
+const specs = new Map<string, CronSpec>()
+for (const i of data.instigators) {
+  if (i.kind === 'schedule' && i.cron) specs.set(i.name, parseCron(i.cron, i.timezone ?? 'UTC'))
+}
+
+function store(): SqliteStore {
+  reader ??= openStore(data.storePath, { readonly: true, busyTimeoutMs: data.probeBusyMs })
+  return reader
+}
+
+function collect(): MetricsSnapshot {
+  const s = store()
+  const now = Date.now()
+  // incremental: the exporter's histograms start at its own start (Prometheus counters do)
+  eventCursor ??= s.maxEventId()
+  tickCursor ??= s.maxTickId()
+  const steps: MetricsSnapshot['steps'] = []
+  for (;;) {
+    const ends = s.runEndsAfter(eventCursor, 500)
+    for (const end of ends) {
+      for (const step of s.getSteps(end.runId)) {
+        if (step.status === 'pending' || step.status === 'skipped') continue
+        const seconds =
+          step.startedAt !== null && step.endedAt !== null ? (step.endedAt - step.startedAt) / 1000 : null
+        steps.push({ asset: step.key, seconds, retries: Math.max(0, step.attempts - 1), status: step.status })
+      }
+      eventCursor = end.eventId
+    }
+    if (ends.length < 500) break
+  }
+  const tickErrors: Record<string, number> = {}
+  for (;;) {
+    const ticks = s.ticksAfter(tickCursor, 1000)
+    for (const t of ticks) {
+      if (t.status === 'failure') tickErrors[t.instigator] = (tickErrors[t.instigator] ?? 0) + 1
+      tickCursor = t.id
+    }
+    if (ticks.length < 1000) break
+  }
+  const states = new Map(s.listInstigators().map((st) => [st.name, st]))
+  const sensorLag: Record<string, number> = {}
+  const scheduleLateness: Record<string, number> = {}
+  for (const def of data.instigators) {
+    const st = states.get(def.name)
+    const status = st?.status === 'on' || st?.status === 'off' ? st.status : def.defaultStatus
+    if (status === 'off') continue
+    if (def.kind === 'sensor') {
+      if (st?.lastTickAt == null) continue
+      sensorLag[def.name] = Math.max(0, now - st.lastTickAt - (def.intervalSeconds ?? 30) * 1000) / 1000
+    } else {
+      const spec = specs.get(def.name)
+      if (!spec || !st) continue
+      const after = Math.max(
+        st.cursor === null ? Number.NEGATIVE_INFINITY : Number(st.cursor),
+        st.enabledAt ?? now,
+      )
+      const due = lastTicks(spec, after, now, 1)[0]
+      scheduleLateness[def.name] = due === undefined ? 0 : (now - due) / 1000
+    }
+  }
+  const pools: Record<string, number> = {}
+  for (const slot of s.poolUsage()) pools[slot.pool] = (pools[slot.pool] ?? 0) + 1
+  const lease = s.getLease('daemon')
+  return {
+    at: now,
+    runs: s.countRuns(),
+    steps,
+    sensorLag,
+    tickErrors,
+    scheduleLateness,
+    parked: s.countParked(),
+    maintenance: s.getMaintenance() !== null,
+    lease: lease ? { holder: lease.holder, expiresAt: lease.expiresAt } : null,
+    pools,
+    promotedAt: data.promoteKey ? (s.latestMaterialization(data.promoteKey)?.ts ?? null) : null,
+  }
+}
+
+function health(): HealthSnapshot {
+  let storeCheck: HealthSnapshot['store'] = { ok: true }
+  try {
+    writer ??= openStore(data.storePath, { busyTimeoutMs: data.probeBusyMs })
+    writer.probeWrite(Date.now())
+  } catch (error) {
+    const e = error as Error & { code?: string }
+    storeCheck = {
+      ok: false,
+      detail:
+        e.code === 'SQLITE_BUSY' || /locked|busy/i.test(e.message)
+          ? 'store busy: another process holds its write lock'
+          : `store not writable: ${e.message}`,
+    }
+  }
+  let lease: HealthSnapshot['lease'] = null
+  try {
+    const l = store().getLease('daemon')
+    lease = l ? { holder: l.holder, expiresAt: l.expiresAt } : null
+  } catch {
+    // unreadable: reported as no lease held
+  }
+  return { store: storeCheck, lease }
+}
+
+parentPort!.on('message', (request: QueryRequest) => {
+  let reply: QueryReply
+  try {
+    reply =
+      request.kind === 'metrics'
+        ? { id: request.id, kind: 'metrics', snapshot: collect() }
+        : { id: request.id, kind: 'health', health: health() }
+  } catch (error) {
+    reply = { id: request.id, kind: 'error', message: (error as Error).message }
+  }
+  parentPort!.postMessage(reply)
+})
