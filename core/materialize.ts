@@ -292,7 +292,9 @@ export async function launchRun(
   const now = clock.now()
   if (!store.claimQueuedRun(runId, { pid: process.pid, host: hostname() }, now)) return undefined
   const plan = storedPlan(store, run)
-  return executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
+  // a paused run queued again for a daemon keeps the steps it finished
+  const initial = settledSteps(store, runId)
+  return executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock, initial }, options)
 }
 
 /**
@@ -314,15 +316,7 @@ export async function resumeRun(
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
   const { config, pools, concurrency } = checkStoredRun(graph, run, options)
-  const initial = new Map<
-    string,
-    Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
-  >()
-  for (const step of store.getSteps(run.id)) {
-    const metadata =
-      step.status === 'succeeded' ? (store.runMaterialization(run.id, step.key)?.metadata ?? {}) : null
-    initial.set(step.key, { ...step, metadata })
-  }
+  const initial = settledSteps(store, run.id)
   const now = clock.now()
   if (!store.claimPausedRun(run.id, { pid: process.pid, host: hostname() }, now)) return undefined
   const plan = storedPlan(store, run)
@@ -333,6 +327,24 @@ export async function resumeRun(
     { runId: run.id, now, config, pools, concurrency, clock, initial },
     options,
   )
+}
+
+/**
+ * The steps of a recorded run that already settled (a run paused, then queued again to be resumed
+ * by a daemon, or resumed here), with the metadata their dependents need; undefined when none did.
+ */
+function settledSteps(store: SqliteStore, runId: string): Started['initial'] {
+  const initial = new Map<
+    string,
+    Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
+  >()
+  for (const step of store.getSteps(runId)) {
+    if (step.status === 'pending') continue
+    const metadata =
+      step.status === 'succeeded' ? (store.runMaterialization(runId, step.key)?.metadata ?? {}) : null
+    initial.set(step.key, { ...step, metadata })
+  }
+  return initial.size > 0 ? initial : undefined
 }
 
 /** Checks a recorded run against the assets defined now; its config, pools and concurrency. */

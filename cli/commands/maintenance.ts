@@ -18,6 +18,7 @@ interface Options {
   drainTimeout?: string
   backupDir?: string
   dataDir?: string
+  daemon?: boolean
 }
 
 function storeOptions(command: Command): Command {
@@ -68,7 +69,8 @@ export function registerMaintenance(program: Command, ctx: CliContext): void {
       .description('continue a paused run in this process, without re-running finished steps'),
   )
     .argument('<run-id>', 'run id or a unique prefix')
-    .addHelpText('after', '\nExample:\n  refresh resume 01m83v')
+    .option('--daemon', 'hand it to the daemon instead: it is queued and launched like any requested run')
+    .addHelpText('after', '\nExamples:\n  refresh resume 01m83v\n  refresh resume 01m83v --daemon')
     .action(async (runId: string, options: Options) => {
       ctx.code = await resumeCommand(runId, options, ctx.io)
     })
@@ -263,6 +265,15 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
   process.on('SIGTERM', onSignal)
   try {
     const run = requireRun(store, runId)
+    if (options.daemon) {
+      if (!store.requeuePausedRun(run.id)) {
+        throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
+      }
+      io.out(
+        `run ${run.id} is queued: a running daemon (\`refresh daemon\`) resumes it with the steps it had left.`,
+      )
+      return EXIT.ok
+    }
     const { resumeRun } = await import('../../core/materialize.js')
     const result = await resumeRun(resolved.assets, run.id, {
       store,

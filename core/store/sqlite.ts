@@ -905,6 +905,14 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     return this.stmts.markPaused.run(now, runId).changes > 0
   }
 
+  /**
+   * Hands a paused run to the daemon: paused -> queued, launched like any queued run (in order,
+   * within its guards), and executed from the steps it had left. Returns false if it is not paused.
+   */
+  requeuePausedRun(runId: string): boolean {
+    return this.stmts.requeuePaused.run(runId).changes > 0
+  }
+
   /** Takes a paused run back (for `refresh resume`): paused -> started, owned by the caller. */
   claimPausedRun(runId: string, owner: { pid: number; host: string }, now: number): boolean {
     return this.db
@@ -1458,6 +1466,10 @@ function prepare(db: Database.Database) {
       'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
     ),
     pauseRequested: db.prepare('SELECT pause_requested_at FROM runs WHERE id = ?'),
+    requeuePaused: db.prepare(
+      `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
+       WHERE id = ? AND status = 'paused'`,
+    ),
     pendingRequests: db.prepare('SELECT cancel_requested_at, pause_requested_at FROM runs WHERE id = ?'),
     markPaused: db.prepare(
       `UPDATE runs SET status = 'paused', heartbeat_at = ? WHERE id = ? AND status = 'started'`,

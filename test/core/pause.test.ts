@@ -53,6 +53,35 @@ describe('pause and resume', () => {
     expect(store.getEvents(first.runId).some((e) => e.type === 'run:resumed')).toBe(true)
   })
 
+  it('a paused run handed to the daemon (queued again) runs only the steps it had left', async () => {
+    using store = openStore(':memory:')
+    const calls: string[] = []
+    const assets = [
+      noop('copy', [], {
+        materialize: (ctx) => {
+          calls.push('copy')
+          store.requestPause(ctx.runId, Date.now())
+          return new Promise((r) => setTimeout(() => r({ table: 't' }), 100))
+        },
+      }),
+      noop('reindex', ['copy'], {
+        materialize: (ctx) => {
+          calls.push('reindex')
+          return { from: ctx.upstream.copy ?? null }
+        },
+      }),
+    ]
+    const first = await materialize(assets, { store, cancelPollMs: 20 })
+    expect(first.status).toBe('paused')
+    expect(store.requeuePausedRun(first.runId)).toBe(true)
+    expect(store.requeuePausedRun(first.runId)).toBe(false)
+    expect(store.queuedRuns().map((r) => r.id)).toEqual([first.runId])
+    const launched = await launchRun(assets, first.runId, { store })
+    expect(launched?.status).toBe('success')
+    expect(calls).toEqual(['copy', 'reindex'])
+    expect(launched?.materializations.reindex?.metadata).toEqual({ from: { table: 't' } })
+  })
+
   it('refuses to pause a run that is not started, and to resume one that is not paused', async () => {
     using store = openStore(':memory:')
     const done = await materialize([noop('a')], { store })
