@@ -1,6 +1,8 @@
+import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { ResolvedConfig } from '../core/config.js'
-import { findConfig } from './find-config.js'
+import type { SqliteStore } from '../core/store/sqlite.js'
+import { DEFAULT_STORE, findConfig } from './find-config.js'
 import type { LoadedConfig } from './load-config.js'
 
 export interface ConfigOptions {
@@ -27,4 +29,20 @@ export async function loadResolved(
   ])
   const loaded = await loadConfig(file)
   return { loaded, resolved: resolveEnvironment(loaded.config, options.env, loaded.file) }
+}
+
+/**
+ * Loads the config and opens its store: `--store FILE`, else the config's `store` (per
+ * environment), else `.refresh/refresh.db` beside the config. Creates the store if missing.
+ */
+export async function openConfigured(
+  options: ConfigOptions & { store?: string },
+  cwd: string,
+): Promise<{ loaded: LoadedConfig; resolved: ResolvedConfig; storePath: string; store: SqliteStore }> {
+  const { loaded, resolved } = await loadResolved(options, cwd)
+  const storePath = options.store
+    ? resolve(cwd, options.store)
+    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const { openStore } = await import('../core/store/sqlite.js')
+  return { loaded, resolved, storePath, store: openStore(storePath) }
 }

@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process'
-import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
-import { loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { openConfigured } from '../config-options.js'
 import { formatTime } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
@@ -58,22 +56,13 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
     })
 }
 
-async function openConfigured(options: DaemonOptions, io: Io) {
-  const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
-  const { openStore } = await import('../../core/store/sqlite.js')
-  return { loaded, resolved, storePath, store: openStore(storePath) }
-}
-
 async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   const graceSeconds = Number(options.graceSeconds ?? '60')
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
     throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
   }
   const listen = options.http === undefined ? undefined : await parseHttp(options)
-  const { loaded, resolved, storePath, store } = await openConfigured(options, io)
+  const { loaded, resolved, storePath, store } = await openConfigured(options, io.cwd)
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../sensors/daemon.js'),
@@ -236,7 +225,7 @@ async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: 
 
 /** Executes one queued run; SIGINT/SIGTERM cancel it gracefully (the daemon's grace period ran out). */
 async function launchCommand(runId: string, options: DaemonOptions, io: Io): Promise<number> {
-  const { resolved, store } = await openConfigured(options, io)
+  const { resolved, store } = await openConfigured(options, io.cwd)
   const controller = new AbortController()
   const onSignal = (signal: NodeJS.Signals) => controller.abort(new CanceledError(`received ${signal}`))
   process.on('SIGINT', onSignal)

@@ -4,8 +4,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
 import { formatDateTime, requireRun, table, truncate } from '../common.js'
-import { loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { openConfigured } from '../config-options.js'
 import { formatDuration } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
@@ -76,15 +75,6 @@ export function registerMaintenance(program: Command, ctx: CliContext): void {
     })
 }
 
-async function setup(options: Options, io: Io) {
-  const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
-  const { openStore } = await import('../../core/store/sqlite.js')
-  return { loaded, resolved, store: openStore(storePath) }
-}
-
 function parseDuration(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
   if (!m) throw new ConfigError(`${flag} ${text}: expected a duration like 30s, 10m or 1h.`)
@@ -97,7 +87,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
     throw new ConfigError(`\`refresh maintenance ${action}\`: the action is one of on, off, status.`)
   }
   const drainTimeoutMs = parseDuration(options.drainTimeout ?? '10m', '--drain-timeout')
-  const { loaded, resolved, store } = await setup(options, io)
+  const { loaded, resolved, store } = await openConfigured(options, io.cwd)
   const [{ systemClock }, maintenance, { AssetGraph }, { describeOutcome }] = await Promise.all([
     import('../../core/clock.js'),
     import('../../sensors/maintenance.js'),
@@ -234,7 +224,7 @@ async function sendMaintenanceAlert(
 }
 
 async function pauseCommand(runId: string, options: Options, io: Io): Promise<number> {
-  const { store } = await setup(options, io)
+  const { store } = await openConfigured(options, io.cwd)
   try {
     const run = requireRun(store, runId)
     store.requestPause(run.id, Date.now())
@@ -258,7 +248,7 @@ async function pauseCommand(runId: string, options: Options, io: Io): Promise<nu
 }
 
 async function resumeCommand(runId: string, options: Options, io: Io): Promise<number> {
-  const { resolved, store } = await setup(options, io)
+  const { resolved, store } = await openConfigured(options, io.cwd)
   const controller = new AbortController()
   const onSignal = () => controller.abort(new CanceledError('interrupted (Ctrl-C)'))
   process.on('SIGINT', onSignal)

@@ -1,10 +1,8 @@
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { ConfigError, didYouMean } from '../../core/errors.js'
 import type { InstigatorDefinition } from '../../sensors/definitions.js'
 import { formatDateTime, table, truncate } from '../common.js'
-import { loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { openConfigured } from '../config-options.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
 interface Options {
@@ -49,16 +47,10 @@ export function registerSensors(program: Command, ctx: CliContext): void {
 }
 
 async function setup(options: Options, io: Io) {
-  const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
-  const [{ openStore }, { checkInstigators }] = await Promise.all([
-    import('../../core/store/sqlite.js'),
-    import('../../sensors/definitions.js'),
-  ])
-  const defs = checkInstigators(loaded.config.sensors ?? [], loaded.config.schedules ?? [], loaded.file)
-  return { loaded, resolved, store: openStore(storePath), defs }
+  const opened = await openConfigured(options, io.cwd)
+  const { checkInstigators } = await import('../../sensors/definitions.js')
+  const { config, file } = opened.loaded
+  return { ...opened, defs: checkInstigators(config.sensors ?? [], config.schedules ?? [], file) }
 }
 
 function findDef(
