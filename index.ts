@@ -85,6 +85,17 @@ export type {
   StoredEvent,
   TickRecord,
 } from './core/store/types.js'
+export {
+  AwsCallError,
+  type AwsErrorKind,
+  classifyAwsError,
+  type EcsRunner,
+  type EcsRunnerOptions,
+  type EcsRunnerStats,
+  ecsRunner,
+  type StopOrphanTasksOptions,
+  stopOrphanTasks,
+} from './runners/ecs.js'
 export { type LocalProcessRunnerOptions, localProcessRunner } from './runners/local.js'
 export { type IdRange, splitRange } from './runners/ranges.js'
 export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'

@@ -84,6 +84,8 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const units = ranges.map(([lo, hi], shard) => ({
         id: `shard-${shard}`,
         task: 'index-shard',
+        runId: ctx.runId,
+        asset: ctx.key,
         input: {
           source,
           table,

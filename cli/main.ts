@@ -14,9 +14,11 @@ import { registerRetry } from './commands/retry.js'
 import { registerRun } from './commands/run.js'
 import { registerRuns } from './commands/runs.js'
 import { registerSensors } from './commands/sensors.js'
+import { registerServe } from './commands/serve.js'
 import { registerShow } from './commands/show.js'
 import { registerStatus } from './commands/status.js'
 import { registerValidate } from './commands/validate.js'
+import { registerWorker } from './commands/worker.js'
 import { type CliContext, EXIT, processIo } from './io.js'
 
 /**
@@ -50,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
   registerSensors(program, ctx)
   registerMaintenance(program, ctx)
   registerStatus(program, ctx)
+  registerServe(program, ctx)
+  registerWorker(program, ctx)
 
   try {
     await program.parseAsync(argv)

@@ -75,7 +75,8 @@ export async function runUnits(
         return { unit, output: result.output, attempts: attempt, durationMs: result.durationMs }
       }
       if (failure) throw failure
-      if (result.status === 'stopped' || attempt >= options.maxAttempts) {
+      const final = result.status === 'stopped' || (result.status === 'failed' && result.retriable === false)
+      if (final || attempt >= options.maxAttempts) {
         const detail = result.status === 'stopped' ? `stopped: ${result.reason}` : result.error
         failure = new UnitsFailedError(unit.id, attempt, detail)
         await stopAll(`${unit.id} failed`)

@@ -25,6 +25,13 @@ export interface WorkUnit {
   input: JsonObject
   /** 1-based; each retry of a unit is a new start with the next attempt number. */
   attempt: number
+  /**
+   * The run and the asset the unit works for. Remote runners tag their work with them
+   * (`startedBy` = run id), pin what a step uses once per (run, asset), and find a crashed
+   * run's leftovers by them. Local runners ignore them.
+   */
+  runId?: string
+  asset?: string
 }
 
 export interface WorkProgress {
@@ -39,7 +46,15 @@ export interface WorkListener {
 /** How a unit ended. `failed` covers a crash, a non-zero exit and a task that reported an error. */
 export type WorkResult =
   | { status: 'succeeded'; output: JsonObject; durationMs: number }
-  | { status: 'failed'; error: string; exitCode: number | null; signal: string | null; durationMs: number }
+  | {
+      status: 'failed'
+      error: string
+      exitCode: number | null
+      signal: string | null
+      durationMs: number
+      /** `false`: another attempt would fail the same way (access denied, a bad task definition). */
+      retriable?: boolean
+    }
   | { status: 'stopped'; reason: string; durationMs: number }
 
 export interface WorkHandle {

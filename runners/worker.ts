@@ -1,9 +1,11 @@
 /**
- * The worker entry point: `node worker.js <task> <input-json>`, and the code behind a future
- * `refresh worker <task> <input-json>` (the same code on local processes, ECS tasks and EC2).
- * It runs one task and reports progress and its result to whoever started it: over Node's IPC
- * channel when there is one (the local process pool), else as JSON lines on stdout.
+ * The worker entry point: `node worker.js <task> <input-json>`, and the code behind
+ * `refresh worker <task> <input-json> [--status-file PATH]` (the same code on local processes,
+ * ECS tasks and EC2). It runs one task and reports progress and its result to whoever started
+ * it: over Node's IPC channel when there is one (the local process pool), else as JSON lines on
+ * stdout; and, with a status file, as a small JSON object that a remote runner polls.
  */
+import { renameSync, rmSync, writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import type { JsonObject } from '../core/json.js'
 import { type IndexShardInput, indexShard, type TaskReporter } from './index-shard.js'
@@ -18,10 +20,27 @@ type Message =
   | { type: 'result'; output: JsonObject }
   | { type: 'error'; error: string }
 
+/**
+ * What a worker writes to its status file (`--status-file`): replaced whole by rename, so a
+ * reader sees the previous or the next state, never half of one. The ECS runner polls it for
+ * progress and reads the output from it once the task has stopped (the exit code alone carries
+ * no output). Today the file is on a directory shared by the orchestrator and the tasks (EFS, a
+ * bind mount); S3 (`runs/<runId>/status/<unit>.json`) is the planned transport.
+ */
+export type WorkerStatus =
+  | { state: 'running'; done: number; total: number | null; at: string }
+  | { state: 'succeeded'; done: number; total: number | null; output: JsonObject; at: string }
+  | { state: 'failed'; done: number; total: number | null; error: string; at: string }
+
+export interface WorkerOptions {
+  /** Where to keep a `WorkerStatus` up to date (at most two writes a second, plus the last). */
+  statusFile?: string
+}
+
 /** Runs a worker invocation; returns the exit code (0 only with a result reported). */
-export async function workerMain(argv: readonly string[]): Promise<number> {
+export async function workerMain(argv: readonly string[], options: WorkerOptions = {}): Promise<number> {
   const [task, inputText] = argv
-  const send = messenger()
+  const send = withStatusFile(messenger(), options.statusFile)
   const run = task === undefined ? undefined : TASKS[task]
   if (run === undefined || inputText === undefined) {
     await send({
@@ -53,6 +72,47 @@ export async function workerMain(argv: readonly string[]): Promise<number> {
   } catch (error) {
     await send({ type: 'error', error: error instanceof Error ? error.message : String(error) })
     return 1
+  }
+}
+
+/** Mirrors the messages into the status file, if there is one. */
+function withStatusFile(
+  send: (message: Message) => Promise<void>,
+  file: string | undefined,
+): (message: Message) => Promise<void> {
+  if (file === undefined) return send
+  let done = 0
+  let total: number | null = null
+  let lastWrite = 0
+  const write = (status: WorkerStatus) => {
+    const tmp = `${file}.${process.pid}.tmp`
+    try {
+      writeFileSync(tmp, JSON.stringify(status))
+      renameSync(tmp, file)
+    } catch (cause) {
+      rmSync(tmp, { force: true })
+      throw new Error(`could not write the worker status file ${file}: ${(cause as Error).message}`, {
+        cause,
+      })
+    }
+  }
+  write({ state: 'running', done, total, at: new Date().toISOString() })
+  return async (message) => {
+    const at = new Date().toISOString()
+    if (message.type === 'progress') {
+      done = message.done
+      total = message.total
+      const now = performance.now()
+      if (done === 0 || done === total || now - lastWrite >= 500) {
+        lastWrite = now
+        write({ state: 'running', done, total, at })
+      }
+    } else if (message.type === 'result') {
+      write({ state: 'succeeded', done, total, output: message.output, at })
+    } else {
+      write({ state: 'failed', done, total, error: message.error, at })
+    }
+    await send(message)
   }
 }
 

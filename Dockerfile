@@ -1,0 +1,30 @@
+# The indexer worker image: `refresh worker <task> <input-json> [--status-file PATH]`, the same code
+# the local runner starts as a process. ECS passes the task and its input as the container command
+# (see runners/ecs.ts). Build: docker build -t refresh-worker .
+FROM node:20-slim AS build
+WORKDIR /app
+# better-sqlite3 compiles from source when no prebuilt binary matches the platform
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+# the package's `prepare` script builds; the sources are not copied yet, so skip scripts here and
+# build the SQLite binding explicitly
+RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
+COPY tsconfig.json tsconfig.build.json index.ts ./
+COPY core core
+COPY assets assets
+COPY sensors sensors
+COPY runners runners
+COPY cli cli
+COPY bench bench
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+USER node
+ENTRYPOINT ["node", "dist/cli/main.js", "worker"]

@@ -1,0 +1,722 @@
+/**
+ * The ECS runner: one ECS task per unit (per id range), the same contract as the local process
+ * pool. The AWS SDK is imported here with `import()` on first use only, so a config that merely
+ * declares this runner, and every run on the local runner, never pays for loading it.
+ *
+ * Progress and output: an ECS task has an exit code but no channel back, so the worker keeps a
+ * small JSON status (`WorkerStatus`, see worker.ts) in a file under `statusDir`, which must be a
+ * directory the orchestrator and the tasks share (EFS, a bind mount). The runner polls it with
+ * DescribeTasks and reads the output from it once the task has stopped. S3 is the planned
+ * transport for the status (and the shard inputs and outputs); it is not built yet.
+ */
+import { createHash } from 'node:crypto'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import type {
+  CapacityProviderStrategyItem,
+  ECSClient,
+  LaunchType,
+  NetworkConfiguration,
+  RunTaskCommandInput,
+  Task,
+} from '@aws-sdk/client-ecs'
+import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
+import type { WorkerStatus } from './worker.js'
+
+type Sdk = typeof import('@aws-sdk/client-ecs')
+
+export interface EcsRunnerOptions {
+  cluster: string
+  /**
+   * A family (`refresh-worker`), `family:revision` or an ARN. Resolved once per step (run and
+   * asset) to a pinned revision, used for every unit and retry of that step: a new revision
+   * registered mid-run never mixes two worker versions in one index.
+   */
+  taskDefinition: string
+  /** The worker container's name in the task definition (default `worker`). */
+  container?: string
+  /** `FARGATE`, `EC2` or `EXTERNAL`; leave out to use `capacityProviderStrategy` or the cluster default. */
+  launchType?: LaunchType
+  capacityProviderStrategy?: CapacityProviderStrategyItem[]
+  /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
+  networkConfiguration?: NetworkConfiguration
+  /** A directory shared with the tasks, for the workers' status files (see the module comment). */
+  statusDir: string
+  /**
+   * Plain (non-secret) environment for the worker container. Secrets belong in the task
+   * definition's `secrets` (from Secrets Manager or SSM), never here: overrides are visible to
+   * anyone who can describe the task.
+   */
+  environment?: Record<string, string>
+  /** The container command for a unit (default `[task, input-json, --status-file, path]`, after the image's ENTRYPOINT `refresh worker`). */
+  command?: (unit: WorkUnit, statusFile: string) => string[]
+  /** How often running tasks are described and their status files read (default 5000 ms). */
+  pollIntervalMs?: number
+  /** RunTask placements tried per attempt when ECS answers with capacity or agent failures (default 6). */
+  placementAttempts?: number
+  /** RunTask calls in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls (default 10). */
+  launchConcurrency?: number
+  /** Calls tried when AWS throttles or fails on its side (default 5). */
+  callAttempts?: number
+  /** First backoff delay, doubled each time with jitter, capped at 30 s (default 1000 ms). */
+  backoffMs?: number
+  /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
+  client?: ECSClient
+  /** AWS region for the default client (default: the SDK's chain, e.g. `AWS_REGION`). */
+  region?: string
+  /** Called after each poll: the tasks it covered and the DescribeTasks calls it made. */
+  onPoll?(poll: { running: number; calls: number }): void
+}
+
+/** What the runner did, for benchmarks and `refresh show`. */
+export interface EcsRunnerStats {
+  /** AWS calls by action, retries included. */
+  calls: Record<string, number>
+  tasksStarted: number
+  polls: number
+  /** The most DescribeTasks calls one poll made, and the tasks it was polling then. */
+  maxCallsPerPoll: { calls: number; running: number }
+}
+
+export interface EcsRunner extends Runner {
+  stats(): EcsRunnerStats
+}
+
+const RETRY_CAP_MS = 30_000
+const DESCRIBE_BATCH = 100
+
+/** An ECS runner: one task per unit, polled in batches of 100, stopped with StopTask. */
+export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
+  if (!options.cluster) throw new TypeError('ecsRunner: `cluster` is required (a cluster name or ARN)')
+  if (!options.taskDefinition) throw new TypeError('ecsRunner: `taskDefinition` is required (a family name)')
+  if (!options.statusDir)
+    throw new TypeError('ecsRunner: `statusDir` is required (a directory shared with the tasks)')
+  const container = options.container ?? 'worker'
+  const pollMs = options.pollIntervalMs ?? 5000
+  const stats: EcsRunnerStats = {
+    calls: {},
+    tasksStarted: 0,
+    polls: 0,
+    maxCallsPerPoll: { calls: 0, running: 0 },
+  }
+  const api = new EcsApi(options, stats)
+  const pinned = new Map<string, Promise<Pinned>>()
+  const running = new Map<string, EcsHandle>()
+  const live = new Set<EcsHandle>()
+  let polling = false
+  let closed = false
+
+  const pin = (unit: WorkUnit): Promise<Pinned> => {
+    const key = `${unit.runId ?? ''}\u0000${unit.asset ?? ''}`
+    let p = pinned.get(key)
+    if (!p) {
+      p = api.pinTaskDefinition(options.taskDefinition, container)
+      p.catch(() => pinned.delete(key))
+      pinned.set(key, p)
+    }
+    return p
+  }
+
+  const poll = async (): Promise<void> => {
+    const handles = [...running.values()]
+    const batches: EcsHandle[][] = []
+    for (let i = 0; i < handles.length; i += DESCRIBE_BATCH)
+      batches.push(handles.slice(i, i + DESCRIBE_BATCH))
+    await Promise.all(
+      batches.map(async (batch) => {
+        try {
+          const out = await api.describeTasks(batch.map((h) => h.arn!))
+          const byArn = new Map(batch.map((h) => [h.arn!, h]))
+          for (const task of out.tasks ?? []) byArn.get(task.taskArn ?? '')?.observe(task)
+          for (const f of out.failures ?? []) {
+            byArn
+              .get(f.arn ?? '')
+              ?.fail(
+                `ECS no longer knows task ${f.arn} (${f.reason ?? 'no reason'}${f.detail ? `: ${f.detail}` : ''})`,
+                true,
+              )
+          }
+        } catch (error) {
+          // throttling was retried inside the call; what is left will not get better by polling
+          const message = error instanceof Error ? error.message : String(error)
+          const retriable = !(error instanceof AwsCallError) || error.retriable
+          await Promise.all(batch.map((h) => h.abandon(message, retriable)))
+        }
+      }),
+    )
+    stats.polls++
+    if (batches.length > stats.maxCallsPerPoll.calls)
+      stats.maxCallsPerPoll = { calls: batches.length, running: handles.length }
+    options.onPoll?.({ running: handles.length, calls: batches.length })
+    for (const h of running.values()) h.readProgress()
+  }
+
+  const ensurePolling = () => {
+    if (polling) return
+    polling = true
+    void (async () => {
+      while (running.size > 0) {
+        await new Promise((r) => setTimeout(r, pollMs))
+        if (running.size > 0) await poll()
+      }
+      polling = false
+    })()
+  }
+
+  const hooks: HandleHooks = {
+    api,
+    options,
+    container,
+    pin,
+    onRunning(h) {
+      running.set(h.arn!, h)
+      stats.tasksStarted++
+      ensurePolling()
+    },
+    onSettled(h) {
+      if (h.arn) running.delete(h.arn)
+      live.delete(h)
+    },
+  }
+
+  const close = async (): Promise<void> => {
+    closed = true
+    await Promise.all([...live].map((h) => h.stop('the runner is closed')))
+    if (!options.client) api.destroy()
+  }
+
+  return {
+    name: 'ecs',
+    close,
+    [Symbol.asyncDispose]: close,
+    stats: () => structuredClone(stats),
+    start(unit: WorkUnit, listener: WorkListener = {}): WorkHandle {
+      const handle = new EcsHandle(unit, listener, hooks)
+      if (closed) {
+        handle.settle({ status: 'stopped', reason: 'the runner is closed', durationMs: 0 })
+        return handle
+      }
+      live.add(handle)
+      void handle.launch()
+      return handle
+    },
+  }
+}
+
+interface Pinned {
+  /** The task definition ARN with its revision. */
+  arn: string
+  /** The containers whose exit decides the task: all essential ones. */
+  essential: string[]
+}
+
+interface HandleHooks {
+  api: EcsApi
+  options: EcsRunnerOptions
+  container: string
+  pin(unit: WorkUnit): Promise<Pinned>
+  onRunning(handle: EcsHandle): void
+  onSettled(handle: EcsHandle): void
+}
+
+class EcsHandle implements WorkHandle {
+  readonly unit: WorkUnit
+  readonly result: Promise<WorkResult>
+  arn: string | undefined
+  private stopReason: string | undefined
+  private settled = false
+  private resolve!: (result: WorkResult) => void
+  private readonly listener: WorkListener
+  private readonly hooks: HandleHooks
+  private readonly started = performance.now()
+  private readonly wake = new AbortController()
+  private statusFile = ''
+  private essential: string[] = []
+  private lastDone = -1
+
+  constructor(unit: WorkUnit, listener: WorkListener, hooks: HandleHooks) {
+    this.unit = unit
+    this.listener = listener
+    this.hooks = hooks
+    this.result = new Promise((resolve) => {
+      this.resolve = resolve
+    })
+  }
+
+  get where(): string | undefined {
+    return this.arn
+  }
+
+  settle(result: WorkResult): void {
+    if (this.settled) return
+    this.settled = true
+    this.hooks.onSettled(this)
+    this.resolve(result)
+  }
+
+  private get ms(): number {
+    return performance.now() - this.started
+  }
+
+  fail(error: string, retriable: boolean): void {
+    this.settle({ status: 'failed', error, exitCode: null, signal: null, durationMs: this.ms, retriable })
+  }
+
+  async launch(): Promise<void> {
+    const { api, options, container } = this.hooks
+    const { unit } = this
+    try {
+      const pinned = await this.hooks.pin(unit)
+      this.essential = pinned.essential
+      const runDir = join(options.statusDir, safeName(unit.runId ?? 'no-run'))
+      this.statusFile = join(runDir, `${safeName(unit.id)}.attempt-${unit.attempt}.json`)
+      mkdirSync(runDir, { recursive: true })
+      rmSync(this.statusFile, { force: true })
+      const command = (options.command ?? defaultCommand)(unit, this.statusFile)
+      const maxPlacements = options.placementAttempts ?? 6
+      for (let placement = 1; ; placement++) {
+        if (this.stopReason !== undefined) {
+          this.settle({ status: 'stopped', reason: this.stopReason, durationMs: this.ms })
+          return
+        }
+        const out = await api.runTask({
+          cluster: options.cluster,
+          taskDefinition: pinned.arn,
+          launchType: options.launchType,
+          capacityProviderStrategy: options.capacityProviderStrategy,
+          networkConfiguration: options.networkConfiguration,
+          startedBy: unit.runId,
+          // one token per (run, unit, attempt, placement): the SDK's own retry of a call that
+          // timed out reuses it, so ECS starts at most one task for it; a placement that ECS
+          // refused started nothing, so the next one needs a fresh token
+          clientToken: clientToken(unit, placement),
+          tags: [
+            { key: 'refresh:run', value: unit.runId ?? 'none' },
+            { key: 'refresh:asset', value: unit.asset ?? 'none' },
+            { key: 'refresh:shard', value: unit.id },
+          ],
+          overrides: {
+            containerOverrides: [
+              {
+                name: container,
+                command,
+                environment: Object.entries(options.environment ?? {}).map(([name, value]) => ({
+                  name,
+                  value,
+                })),
+              },
+            ],
+          },
+        })
+        const task = out.tasks?.[0]
+        if (task?.taskArn) {
+          this.arn = task.taskArn
+          this.hooks.onRunning(this)
+          if (this.stopReason !== undefined) await this.stopTask(this.stopReason)
+          return
+        }
+        const reasons = (out.failures ?? []).map(
+          (f) => `${f.reason ?? 'unknown'}${f.detail ? ` (${f.detail})` : ''}`,
+        )
+        const text = reasons.join('; ') || 'no task and no failure in the answer'
+        const transient = (out.failures ?? []).every((f) => isPlacementRetriable(f.reason))
+        if (!transient) {
+          this.fail(
+            `ECS could not place ${unit.id} on cluster ${options.cluster}: ${text}; check the task definition's placement constraints and the cluster's capacity providers.`,
+            false,
+          )
+          return
+        }
+        if (placement >= maxPlacements) {
+          this.fail(`ECS had no capacity for ${unit.id} after ${placement} placements: ${text}`, true)
+          return
+        }
+        await sleep(backoff(options.backoffMs ?? 1000, placement), this.wake.signal)
+      }
+    } catch (error) {
+      const retriable = !(error instanceof AwsCallError) || error.retriable
+      this.fail(`${unit.id}: ${error instanceof Error ? error.message : String(error)}`, retriable)
+    }
+  }
+
+  /** Its status cannot be known: stop the task (so that a retry does not run beside it) and fail. */
+  async abandon(message: string, retriable: boolean): Promise<void> {
+    let detail = ''
+    try {
+      await this.hooks.api.stopTask(this.hooks.options.cluster, this.arn!, 'refresh lost track of the task')
+    } catch (error) {
+      detail = `; StopTask failed too (${error instanceof Error ? error.message : String(error)}), so task ${this.arn} may still run`
+    }
+    this.fail(`${this.unit.id} (task ${shortArn(this.arn)}): ${message}${detail}`, retriable)
+  }
+
+  /** DescribeTasks saw the task: settle it once it has stopped. */
+  observe(task: Task): void {
+    if (task.lastStatus !== 'STOPPED') return
+    const status = this.readStatus()
+    if (status && !(status instanceof Error)) this.report(status.done, status.total)
+    if (this.stopReason !== undefined) {
+      this.settle({ status: 'stopped', reason: this.stopReason, durationMs: this.ms })
+      return
+    }
+    const containers = (task.containers ?? []).filter(
+      (c) => this.essential.length === 0 || this.essential.includes(c.name ?? ''),
+    )
+    const exits = containers.map(
+      (c) =>
+        `container ${c.name} exited ${c.exitCode ?? 'without a code'}${c.reason ? ` (${c.reason})` : ''}`,
+    )
+    const exitedZero = containers.length > 0 && containers.every((c) => c.exitCode === 0)
+    if (exitedZero && status && !(status instanceof Error) && status.state === 'succeeded') {
+      // kept when a task failed, for a look; a success has nothing more to tell
+      rmSync(this.statusFile, { force: true })
+      this.settle({ status: 'succeeded', output: status.output, durationMs: this.ms })
+      return
+    }
+    const worker = containers.find((c) => c.name === this.hooks.container)
+    const detail = [
+      `${task.stopCode ?? 'stopped'}: ${task.stoppedReason ?? 'no reason given'}`,
+      ...exits,
+      status instanceof Error
+        ? status.message
+        : status?.state === 'failed'
+          ? status.error
+          : exitedZero
+            ? `the worker exited 0 without reporting a result in ${this.statusFile}`
+            : '',
+    ].filter(Boolean)
+    this.settle({
+      status: 'failed',
+      error: `${this.unit.id} (task ${shortArn(this.arn)}) ${detail.join('; ')}`,
+      exitCode: worker?.exitCode ?? null,
+      signal: null,
+      durationMs: this.ms,
+    })
+  }
+
+  readProgress(): void {
+    const status = this.readStatus()
+    if (status && !(status instanceof Error)) this.report(status.done, status.total)
+  }
+
+  private report(done: number, total: number | null): void {
+    if (done === this.lastDone) return
+    this.lastDone = done
+    this.listener.onProgress?.({ done, total })
+  }
+
+  /** The worker's status file: undefined before it first writes; an Error when it cannot be read. */
+  private readStatus(): WorkerStatus | undefined | Error {
+    if (!this.statusFile) return undefined
+    let text: string
+    try {
+      text = readFileSync(this.statusFile, 'utf8')
+    } catch (cause) {
+      if ((cause as { code?: unknown }).code === 'ENOENT') return undefined
+      return new Error(`cannot read the worker status ${this.statusFile}: ${(cause as Error).message}`)
+    }
+    try {
+      return JSON.parse(text) as WorkerStatus
+    } catch (cause) {
+      return new Error(`the worker status ${this.statusFile} is not JSON: ${(cause as Error).message}`)
+    }
+  }
+
+  private async stopTask(reason: string): Promise<void> {
+    try {
+      await this.hooks.api.stopTask(this.hooks.options.cluster, this.arn!, reason)
+    } catch (error) {
+      // the task is still running: say so rather than report it stopped
+      this.settle({
+        status: 'failed',
+        error: `could not stop task ${this.arn}: ${error instanceof Error ? error.message : String(error)}; stop it with \`aws ecs stop-task --cluster ${this.hooks.options.cluster} --task ${this.arn}\`.`,
+        exitCode: null,
+        signal: null,
+        durationMs: this.ms,
+        retriable: false,
+      })
+    }
+  }
+
+  async stop(reason = 'stopped'): Promise<void> {
+    if (this.settled) return
+    const first = this.stopReason === undefined
+    this.stopReason ??= reason
+    this.wake.abort()
+    // not started yet: the launch path sees the reason and settles (or stops the task it got)
+    if (first && this.arn !== undefined) await this.stopTask(this.stopReason)
+    await this.result
+  }
+}
+
+function defaultCommand(unit: WorkUnit, statusFile: string): string[] {
+  return [unit.task, JSON.stringify(unit.input), '--status-file', statusFile]
+}
+
+/** 64 hex characters (ECS accepts up to 64), the same for the same (run, unit, attempt, placement). */
+export function clientToken(unit: Pick<WorkUnit, 'runId' | 'id' | 'attempt'>, placement = 1): string {
+  return createHash('sha256')
+    .update(`${unit.runId ?? ''}\n${unit.id}\n${unit.attempt}\n${placement}`)
+    .digest('hex')
+}
+
+/** RunTask `failures` worth another placement: no capacity (`RESOURCE:*`, Fargate capacity) or an agent. */
+function isPlacementRetriable(reason: string | undefined): boolean {
+  return reason !== undefined && /^RESOURCE:|^AGENT|capacity/i.test(reason)
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9_.-]/g, '_')
+}
+
+function shortArn(arn: string | undefined): string {
+  return arn?.split('/').at(-1) ?? 'not started'
+}
+
+function backoff(base: number, n: number): number {
+  const ms = Math.min(RETRY_CAP_MS, base * 2 ** (n - 1))
+  return ms / 2 + Math.random() * (ms / 2)
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** What went wrong with an AWS call, for retry decisions and messages. */
+export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
+
+const DENIED = new Set([
+  'AccessDeniedException',
+  'AccessDenied',
+  'UnauthorizedOperation',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'ExpiredTokenException',
+  'NotAuthorized',
+])
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'ServerException',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'InternalError',
+  'InternalFailure',
+])
+
+/**
+ * Sorts an AWS error: `denied` (not retried; the message names the permission), `throttled`
+ * (AWS is busy or failed on its side: retried with backoff), `invalid` (the request is wrong: not
+ * retried; the message names the config field) and `transient` (no answer: a network error, retried).
+ */
+export function classifyAwsError(error: unknown): AwsErrorKind {
+  const e = error as { name?: unknown; message?: unknown; $metadata?: unknown; $fault?: unknown }
+  const name = typeof e?.name === 'string' ? e.name : ''
+  const message = typeof e?.message === 'string' ? e.message : ''
+  if (DENIED.has(name) || /not authorized to perform|access denied/i.test(message)) return 'denied'
+  if (THROTTLED.has(name) || /rate exceeded|throttl/i.test(message)) return 'throttled'
+  if (e?.$metadata === undefined) return 'transient'
+  if (e.$fault === 'server') return 'throttled'
+  return 'invalid'
+}
+
+/** An AWS call that failed for good, with a message that names the action and the fix. */
+export class AwsCallError extends Error {
+  readonly action: string
+  readonly kind: AwsErrorKind
+  constructor(action: string, kind: AwsErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AwsCallError'
+    this.action = action
+    this.kind = kind
+  }
+  get retriable(): boolean {
+    return this.kind === 'throttled' || this.kind === 'transient'
+  }
+}
+
+/** The config field an ECS validation error is most likely about. */
+function fieldOf(action: string, name: string, message: string): string {
+  if (name === 'ClusterNotFoundException' || /cluster/i.test(message)) return 'cluster'
+  if (/subnet|security ?group|network|awsvpc|assignPublicIp/i.test(message)) return 'networkConfiguration'
+  if (/capacity ?provider/i.test(message)) return 'capacityProviderStrategy'
+  if (/launch ?type/i.test(message)) return 'launchType'
+  if (/container/i.test(message)) return 'container'
+  if (/task ?definition/i.test(message) || action === 'DescribeTaskDefinition') return 'taskDefinition'
+  return 'ecsRunner options'
+}
+
+/** The ECS calls the runner makes, each counted, retried when AWS throttles, and explained when denied. */
+class EcsApi {
+  private sdk: Promise<{ sdk: Sdk; client: ECSClient }> | undefined
+  private readonly options: EcsRunnerOptions
+  private readonly stats: EcsRunnerStats
+
+  constructor(options: EcsRunnerOptions, stats: EcsRunnerStats) {
+    this.options = options
+    this.stats = stats
+  }
+
+  private load(): Promise<{ sdk: Sdk; client: ECSClient }> {
+    this.sdk ??= import('@aws-sdk/client-ecs').then((sdk) => ({
+      sdk,
+      client:
+        this.options.client ??
+        new sdk.ECSClient(this.options.region === undefined ? {} : { region: this.options.region }),
+    }))
+    return this.sdk
+  }
+
+  destroy(): void {
+    void this.sdk?.then(({ client }) => client.destroy())
+  }
+
+  private async call<T>(
+    action: string,
+    resource: string,
+    send: (sdk: Sdk, client: ECSClient) => Promise<T>,
+  ): Promise<T> {
+    const { sdk, client } = await this.load()
+    const attempts = this.options.callAttempts ?? 5
+    for (let n = 1; ; n++) {
+      this.stats.calls[action] = (this.stats.calls[action] ?? 0) + 1
+      try {
+        return await send(sdk, client)
+      } catch (error) {
+        const kind = classifyAwsError(error)
+        const name = (error as { name?: string }).name ?? 'Error'
+        const text = error instanceof Error ? error.message : String(error)
+        if ((kind === 'throttled' || kind === 'transient') && n < attempts) {
+          await sleep(backoff(this.options.backoffMs ?? 1000, n))
+          continue
+        }
+        const message =
+          kind === 'denied'
+            ? `ECS ${action} was denied (${name}: ${text}). The orchestrator's IAM policy needs \`ecs:${action}\` on ${resource}; see docs/aws.md.`
+            : kind === 'invalid'
+              ? `ECS ${action} rejected the request (${name}: ${text}); check \`${fieldOf(action, name, text)}\` in ecsRunner({...}) in refresh.config.ts.`
+              : `ECS ${action} failed after ${n} tries (${name}: ${text}); AWS is throttling or unavailable, the unit will be retried.`
+        throw new AwsCallError(action, kind, message, { cause: error })
+      }
+    }
+  }
+
+  async pinTaskDefinition(taskDefinition: string, container: string): Promise<Pinned> {
+    const out = await this.call('DescribeTaskDefinition', `task definition ${taskDefinition}`, (sdk, c) =>
+      c.send(new sdk.DescribeTaskDefinitionCommand({ taskDefinition })),
+    )
+    const def = out.taskDefinition
+    if (!def?.taskDefinitionArn) {
+      throw new AwsCallError(
+        'DescribeTaskDefinition',
+        'invalid',
+        `task definition ${taskDefinition} was not found; check \`taskDefinition\` in ecsRunner({...}).`,
+      )
+    }
+    const containers = def.containerDefinitions ?? []
+    if (!containers.some((c) => c.name === container)) {
+      throw new AwsCallError(
+        'DescribeTaskDefinition',
+        'invalid',
+        `task definition ${def.taskDefinitionArn} has no container named \`${container}\` (it has ${containers.map((c) => c.name).join(', ') || 'none'}); set \`container\` in ecsRunner({...}).`,
+      )
+    }
+    return {
+      arn: def.taskDefinitionArn,
+      essential: containers.filter((c) => c.essential !== false).map((c) => c.name ?? ''),
+    }
+  }
+
+  private launching = 0
+  private readonly launchQueue: Array<() => void> = []
+
+  async runTask(input: RunTaskCommandInput) {
+    // a slot is handed from one call to the next queued one, so the count never overshoots
+    if (this.launching >= (this.options.launchConcurrency ?? 10)) {
+      await new Promise<void>((r) => this.launchQueue.push(r))
+    } else {
+      this.launching++
+    }
+    try {
+      return await this.call(
+        'RunTask',
+        `cluster ${input.cluster} with task definition ${input.taskDefinition}`,
+        (sdk, c) => c.send(new sdk.RunTaskCommand(input)),
+      )
+    } finally {
+      const next = this.launchQueue.shift()
+      if (next) next()
+      else this.launching--
+    }
+  }
+
+  describeTasks(tasks: string[]) {
+    return this.call('DescribeTasks', `the tasks of cluster ${this.options.cluster}`, (sdk, c) =>
+      c.send(new sdk.DescribeTasksCommand({ cluster: this.options.cluster, tasks })),
+    )
+  }
+
+  stopTask(cluster: string, task: string, reason: string) {
+    return this.call('StopTask', `the tasks of cluster ${cluster}`, (sdk, c) =>
+      c.send(new sdk.StopTaskCommand({ cluster, task, reason: reason.slice(0, 255) })),
+    )
+  }
+
+  async listTasks(cluster: string, startedBy: string): Promise<string[]> {
+    const arns: string[] = []
+    let nextToken: string | undefined
+    do {
+      const out = await this.call('ListTasks', `cluster ${cluster}`, (sdk, c) =>
+        c.send(new sdk.ListTasksCommand({ cluster, startedBy, desiredStatus: 'RUNNING', nextToken })),
+      )
+      arns.push(...(out.taskArns ?? []))
+      nextToken = out.nextToken
+    } while (nextToken)
+    return arns
+  }
+}
+
+export interface StopOrphanTasksOptions
+  extends Pick<EcsRunnerOptions, 'cluster' | 'client' | 'region' | 'callAttempts' | 'backoffMs'> {
+  /** The interrupted runs whose tasks to stop (their ids are the tasks' `startedBy`). */
+  runIds: readonly string[]
+}
+
+/**
+ * Crash recovery: stops every task still running that a run in `runIds` started (ListTasks by
+ * `startedBy`, then StopTask). Returns the task ARNs it stopped. Call it for the runs that
+ * recovery marked as interrupted, before re-executing them.
+ */
+export async function stopOrphanTasks(options: StopOrphanTasksOptions): Promise<string[]> {
+  const api = new EcsApi(
+    { ...options, taskDefinition: 'unused', statusDir: 'unused' },
+    { calls: {}, tasksStarted: 0, polls: 0, maxCallsPerPoll: { calls: 0, running: 0 } },
+  )
+  const stopped: string[] = []
+  try {
+    for (const runId of options.runIds) {
+      for (const arn of await api.listTasks(options.cluster, runId)) {
+        await api.stopTask(
+          options.cluster,
+          arn,
+          `run ${runId} was interrupted; refresh stopped its orphaned task`,
+        )
+        stopped.push(arn)
+      }
+    }
+  } finally {
+    if (!options.client) api.destroy()
+  }
+  return stopped
+}
