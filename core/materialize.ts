@@ -286,8 +286,7 @@ export async function launchRun(
   const graph = buildGraph(assets)
   const { store } = options
   const clock = options.clock ?? systemClock
-  const run = store.getRun(runId)
-  if (!run) throw new StoreError(`no run \`${runId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  const run = requireRun(store, runId)
   const { config, pools, concurrency } = checkStoredRun(graph, run, options)
   const now = clock.now()
   if (!store.claimQueuedRun(runId, { pid: process.pid, host: hostname() }, now)) return undefined
@@ -310,8 +309,7 @@ export async function resumeRun(
   const graph = buildGraph(assets)
   const { store } = options
   const clock = options.clock ?? systemClock
-  const run = store.findRun(runId)
-  if (!run) throw new StoreError(`no run \`${runId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  const run = requireRun(store, runId)
   if (run.status !== 'paused') {
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
@@ -345,6 +343,14 @@ function settledSteps(store: SqliteStore, runId: string): Started['initial'] {
     initial.set(step.key, { ...step, metadata })
   }
   return initial.size > 0 ? initial : undefined
+}
+
+/** A recorded run by id or unique prefix, or a StoreError that says how to list runs. */
+function requireRun(store: SqliteStore, idOrPrefix: string): RunRecord {
+  const run = store.findRun(idOrPrefix)
+  if (!run)
+    throw new StoreError(`no run \`${idOrPrefix}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  return run
 }
 
 /** Checks a recorded run against the assets defined now; its config, pools and concurrency. */
@@ -434,9 +440,7 @@ export function planFromFailure(
 }
 
 function planReexecution(store: SqliteStore, graph: AssetGraph, parentId: string, clock: Clock): Plan {
-  let parent = store.findRun(parentId)
-  if (!parent)
-    throw new StoreError(`no run \`${parentId}\` in ${store.path}; \`refresh runs\` lists the runs.`)
+  let parent = requireRun(store, parentId)
   if (parent.status === 'started') {
     store.recoverInterruptedRuns({ runIds: [parent.id], now: clock.now() })
     parent = store.getRun(parent.id)!
