@@ -68,6 +68,7 @@ export {
   materialize,
   type StepResult,
 } from './core/materialize.js'
+export { type Recovery, recoverRuns } from './core/recovery.js'
 export { retryDelay } from './core/retry.js'
 export { parseSelection, resolveSelection, type SelectionTerm } from './core/selection.js'
 export { type OpenStoreOptions, openStore, type RecoveredRun, SqliteStore } from './core/store/sqlite.js'

@@ -63,6 +63,8 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
     // shards are retried one by one inside the step; retrying the whole step would redo them all
     retry: options.retry ?? { maxAttempts: 1 },
     timeoutMs: options.timeoutMs,
+    // a remote runner's workers outlive a killed orchestrator: stop them when the run is recovered
+    recover: options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
     async materialize(ctx) {
       const source = upstreamField(ctx.upstream, from, 'file', isString)
       const table = upstreamField(ctx.upstream, from, 'table', isString)

@@ -48,8 +48,17 @@ export async function executeRun(
   const store = openStore(storePath)
   let view: TtyView | undefined
   try {
-    for (const r of store.recoverInterruptedRuns()) {
+    const { recoverRuns } = await import('../core/recovery.js')
+    const recovery = await recoverRuns(store, resolved.assets)
+    for (const r of recovery.recovered) {
       io.err(`note: run ${r.runId} was left running and is now marked failed (${r.reason}).`)
+    }
+    for (const h of recovery.hooks) {
+      io.err(
+        h.error
+          ? `warning: could not stop what ${h.asset} left running for ${h.runIds.join(', ')}: ${h.error.message}`
+          : `note: stopped what ${h.asset} left running for ${h.runIds.join(', ')}${Array.isArray(h.result) && h.result.length ? ` (${h.result.length})` : ''}.`,
+      )
     }
     let listener: RunEventListener
     if (request.output === 'tty') {

@@ -63,6 +63,11 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
   timeoutMs?: number
   /** A named concurrency limit shared by all runs and processes on the same store. */
   pool?: string
+  /**
+   * Crash recovery: called with the runs of this asset found interrupted (their process died),
+   * to stop remote work they left running (ECS tasks, instances). Errors are reported, not thrown.
+   */
+  recover?: (runIds: readonly string[]) => Promise<unknown> | unknown
   materialize(
     ctx: AssetContext<S extends ConfigSchema ? z.output<S> : Record<string, never>>,
   ): MaterializeReturn
@@ -85,6 +90,7 @@ export interface AssetDefinition {
   readonly retry: Readonly<RetryPolicy>
   readonly timeoutMs: number | undefined
   readonly pool: string | undefined
+  readonly recover: ((runIds: readonly string[]) => Promise<unknown> | unknown) | undefined
   readonly materialize: (
     // biome-ignore lint/suspicious/noExplicitAny: the definition erases the config type; `asset()` checked it
     ctx: AssetContext<any>,
@@ -133,6 +139,9 @@ const specSchema = z
     retry: retrySchema.optional(),
     timeoutMs: z.number().int().positive().optional(),
     pool: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
+    recover: z
+      .custom<AssetDefinition['recover']>((v) => typeof v === 'function', 'must be a function')
+      .optional(),
     materialize: z.custom<AssetDefinition['materialize']>(
       (v) => typeof v === 'function',
       'must be a function',
@@ -175,6 +184,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     retry: Object.freeze({ ...DEFAULT_RETRY, ...stripUndefined(s.retry ?? {}) }),
     timeoutMs: s.timeoutMs,
     pool: s.pool,
+    recover: s.recover,
     materialize: s.materialize,
   })
 }

@@ -189,6 +189,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     name: 'ecs',
     close,
     [Symbol.asyncDispose]: close,
+    recover: (runIds) => stopOrphanTasks({ ...options, runIds }),
     stats: () => structuredClone(stats),
     start(unit: WorkUnit, listener: WorkListener = {}): WorkHandle {
       const handle = new EcsHandle(unit, listener, hooks)

@@ -13,6 +13,12 @@ export interface Runner extends AsyncDisposable {
   start(unit: WorkUnit, listener?: WorkListener): WorkHandle
   /** Stops everything still running and frees what the runner holds (also `await using`). */
   close(): Promise<void>
+  /**
+   * Crash recovery: stops remote work that runs left behind when their orchestrating process
+   * died (ECS tasks started by them, say). Returns what it stopped. Local runners need none:
+   * their workers die with their process's pipes.
+   */
+  recover?(runIds: readonly string[]): Promise<string[]>
 }
 
 /** One unit of work: a task of the worker entry point (`refresh worker <task>`) with its input. */

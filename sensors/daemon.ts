@@ -3,6 +3,7 @@ import { type Clock, systemClock } from '../core/clock.js'
 import type { LogLevel } from '../core/definitions.js'
 import type { AssetGraph } from '../core/graph.js'
 import type { RunGuardConfig } from '../core/guards.js'
+import { recoverRuns } from '../core/recovery.js'
 import type { SqliteStore } from '../core/store/sqlite.js'
 import type { NewTick } from '../core/store/types.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
@@ -181,8 +182,15 @@ export class Daemon {
     const now = clock.now()
     if (now - this.lastRecovery >= 5_000) {
       this.lastRecovery = now
-      for (const r of store.recoverInterruptedRuns({ now })) {
+      const recovery = await recoverRuns(store, [...this.o.graph.assets.values()], now)
+      for (const r of recovery.recovered) {
         this.log('warn', 'run:recovered', `run ${r.runId} marked failed: ${r.reason}`, { runId: r.runId })
+      }
+      for (const h of recovery.hooks) {
+        const what = `${h.asset} for ${h.runIds.join(', ')}`
+        if (h.error)
+          this.log('error', 'run:recovered', `could not stop what ${what} left running: ${h.error.message}`)
+        else this.log('info', 'run:recovered', `stopped what ${what} left running`)
       }
     }
     // requests parked during maintenance: replayed once the gate is off, also after a crash mid-replay

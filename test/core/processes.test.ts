@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { materialize } from '../../core/materialize.js'
+import { recoverRuns } from '../../core/recovery.js'
 import { openStore } from '../../core/store/sqlite.js'
 import { noop, ROOT, run, tempDir } from '../helpers.js'
 
@@ -102,6 +103,39 @@ describe('across processes', () => {
     expect(again.status).toBe('success')
     expect(calls).toEqual(['b', 'c'])
     expect(again.materializations.b?.metadata).toEqual({ saw: { table: 'work_1' } })
+  })
+
+  it('recovery calls the recover hook of each asset the interrupted run planned, once, and reports errors', async () => {
+    const dir = tempDir()
+    const storeFile = join(dir, 'refresh.db')
+    const marker = join(dir, 'marker')
+    const child = run([fixture('killed-run.mjs'), storeFile, marker])
+    for (let i = 0; i < 500 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 20))
+    process.kill(Number(readFileSync(marker, 'utf8')), 'SIGKILL')
+    await child
+    using store = openStore(storeFile)
+    const [stuck] = store.listRuns()
+    const calls: Array<[string, readonly string[]]> = []
+    const recovery = await recoverRuns(store, [
+      noop('a'),
+      noop('b', ['a'], { recover: (ids) => void calls.push(['b', ids]) }),
+      noop('c', ['b'], {
+        recover: () => {
+          throw new Error('ECS unreachable')
+        },
+      }),
+      noop('elsewhere', [], { recover: (ids) => void calls.push(['elsewhere', ids]) }),
+    ])
+    expect(recovery.recovered.map((r) => r.runId)).toEqual([stuck!.id])
+    expect(calls).toEqual([['b', [stuck!.id]]])
+    expect(recovery.hooks.map((h) => [h.asset, h.error?.message ?? null])).toEqual([
+      ['b', null],
+      ['c', 'ECS unreachable'],
+    ])
+    // nothing left to recover: no hook runs again
+    expect(
+      (await recoverRuns(store, [noop('b', [], { recover: () => void calls.push(['again', []]) })])).hooks,
+    ).toEqual([])
   })
 
   it('a run owned by another host is interrupted only when its heartbeat is stale', () => {

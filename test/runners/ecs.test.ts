@@ -206,7 +206,15 @@ describe('ecsRunner against the ECS harness (real worker processes)', () => {
     expect(orphans).toHaveLength(4)
     const runIds = [...new Set(orphans.map((t) => t.startedBy))]
     expect(runIds).toHaveLength(1)
-    const stopped = await stopOrphanTasks({ cluster: CLUSTER, runIds, client: harness.client })
+    // what crash recovery does: the runner's recover hook (reindex's asset hook calls it)
+    const runner = ecsRunner({
+      cluster: CLUSTER,
+      taskDefinition: 'refresh-worker',
+      statusDir: stateDir,
+      client: harness.client,
+    })
+    const stopped = await runner.recover!(runIds)
+    await runner.close()
     expect(stopped.sort()).toEqual(orphans.map((t) => t.arn).sort())
     expect(harness.calls).toMatchObject({ ListTasks: 1, StopTask: 4 })
     await until(() => harness.pids().every((pid) => !alive(pid)), 'the orphaned workers to exit', 5000)
