@@ -1,7 +1,8 @@
 import { resolve } from 'node:path'
 import { resolveEnvironment } from '../core/config.js'
 import { ConfigError } from '../core/errors.js'
-import { findConfig, loadConfig } from './load-config.js'
+import { findConfig } from './find-config.js'
+import { loadConfig } from './load-config.js'
 
 /**
  * The data directory of the refresh declared in the config: the one the `promote` block (tag

@@ -3,8 +3,6 @@ import { pathToFileURL } from 'node:url'
 import { type RefreshConfig, validateConfig } from '../core/config.js'
 import { ConfigError } from '../core/errors.js'
 
-export { CONFIG_NAMES, findConfig } from './find-config.js'
-
 export interface LoadedConfig {
   config: RefreshConfig
   /** Absolute path of the config file. */

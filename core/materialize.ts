@@ -278,22 +278,12 @@ export interface LaunchOptions
  * executes it with the plan and config it was requested with. Returns `undefined` when the run
  * cannot be claimed now: another process launched it, it was canceled, or its guard is full.
  */
-export async function launchRun(
+export function launchRun(
   assets: readonly AssetDefinition[],
   runId: string,
   options: LaunchOptions,
 ): Promise<MaterializeResult | undefined> {
-  const graph = buildGraph(assets)
-  const { store } = options
-  const clock = options.clock ?? systemClock
-  const run = requireRun(store, runId)
-  const { config, pools, concurrency } = checkStoredRun(graph, run, options)
-  const now = clock.now()
-  if (!store.claimQueuedRun(runId, { pid: process.pid, host: hostname() }, now)) return undefined
-  const plan = storedPlan(store, run)
-  // a paused run queued again for a daemon keeps the steps it finished
-  const initial = settledSteps(store, runId)
-  return executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock, initial }, options)
+  return runRecorded(assets, runId, options, 'queued')
 }
 
 /**
@@ -301,27 +291,43 @@ export async function launchRun(
  * (their materializations feed their dependents), the pending ones run. Throws when the run is
  * not paused; returns `undefined` when maintenance mode holds it.
  */
-export async function resumeRun(
+export function resumeRun(
   assets: readonly AssetDefinition[],
   runId: string,
   options: LaunchOptions,
+): Promise<MaterializeResult | undefined> {
+  return runRecorded(assets, runId, options, 'paused')
+}
+
+/**
+ * Executes a run recorded in the store (queued, or paused and resumed here): checked against the
+ * assets defined now, claimed for this process, and run from the steps it has left (a paused run
+ * queued again for a daemon keeps the steps it finished too).
+ */
+async function runRecorded(
+  assets: readonly AssetDefinition[],
+  runId: string,
+  options: LaunchOptions,
+  from: 'queued' | 'paused',
 ): Promise<MaterializeResult | undefined> {
   const graph = buildGraph(assets)
   const { store } = options
   const clock = options.clock ?? systemClock
   const run = requireRun(store, runId)
-  if (run.status !== 'paused') {
+  if (from === 'paused' && run.status !== 'paused') {
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
   const { config, pools, concurrency } = checkStoredRun(graph, run, options)
   const initial = settledSteps(store, run.id)
   const now = clock.now()
-  if (!store.claimPausedRun(run.id, { pid: process.pid, host: hostname() }, now)) return undefined
-  const plan = storedPlan(store, run)
+  const owner = { pid: process.pid, host: hostname() }
+  const claimed =
+    from === 'queued' ? store.claimQueuedRun(run.id, owner, now) : store.claimPausedRun(run.id, owner, now)
+  if (!claimed) return undefined
   return executeRun(
     store,
     graph,
-    plan,
+    storedPlan(store, run),
     { runId: run.id, now, config, pools, concurrency, clock, initial },
     options,
   )

@@ -295,12 +295,6 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     return counts
   }
 
-  /** Marks a run started by this process (a queued run being launched). */
-  startRun(runId: string, owner: { pid: number; host: string }, now: number): void {
-    const changed = this.stmts.startRun.run(now, owner.pid, owner.host, now, runId).changes
-    if (changed === 0) throw new StoreError(`run ${runId} is not queued; it cannot be started.`)
-  }
-
   /**
    * Ends a run. Only a run still `started` (or `queued`) changes: a run that recovery already
    * marked as interrupted keeps that verdict. Returns whether the row changed.
@@ -336,12 +330,6 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     if (!row) return 'lost'
     if (row.cancel_requested_at !== null) return 'cancel'
     return row.pause_requested_at === null ? 'ok' : 'pause'
-  }
-
-  /** Reads whether cancellation of a run was requested (cheap; polled by the owner). */
-  isCancelRequested(runId: string): boolean {
-    const row = this.stmts.cancelRequested.get(runId) as { cancel_requested_at: number | null } | undefined
-    return row?.cancel_requested_at != null
   }
 
   /**
@@ -702,11 +690,6 @@ export class SqliteStore implements Disposable, AsyncDisposable {
     return (this.stmts.runsEndedAfter.all(JSON.stringify(statuses), endedAt, limit) as Row[]).map(toRun)
   }
 
-  /** Materializations of an asset with an id above `afterId`, oldest first (sensors read these). */
-  materializationsAfter(asset: string, afterId: number, limit = 1000): MaterializationRecord[] {
-    return (this.stmts.materializationsAfter.all(asset, afterId, limit) as Row[]).map(toMaterialization)
-  }
-
   // ---- leases ----------------------------------------------------------------------------------
 
   /**
@@ -893,11 +876,6 @@ export class SqliteStore implements Disposable, AsyncDisposable {
       | { cancel_requested_at: number | null; pause_requested_at: number | null }
       | undefined
     return { cancel: row?.cancel_requested_at != null, pause: row?.pause_requested_at != null }
-  }
-
-  isPauseRequested(runId: string): boolean {
-    const row = this.stmts.pauseRequested.get(runId) as { pause_requested_at: number | null } | undefined
-    return row?.pause_requested_at != null
   }
 
   /** The executor stopped a run at a pause: it keeps its pending steps and its guard slot. */
@@ -1333,7 +1311,6 @@ function prepare(db: Database.Database) {
       `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'started' AND owner_pid = ? AND owner_host = ?
        RETURNING cancel_requested_at, pause_requested_at`,
     ),
-    cancelRequested: db.prepare('SELECT cancel_requested_at FROM runs WHERE id = ?'),
     requestCancel: db.prepare(
       'UPDATE runs SET cancel_requested_at = ? WHERE id = ? AND cancel_requested_at IS NULL',
     ),
@@ -1435,9 +1412,6 @@ function prepare(db: Database.Database) {
        ORDER BY ended_at, id LIMIT ?`,
     ),
     listTicks: db.prepare('SELECT * FROM ticks WHERE instigator = ? ORDER BY id DESC LIMIT ?'),
-    materializationsAfter: db.prepare(
-      'SELECT * FROM materializations WHERE asset_key = ? AND id > ? ORDER BY id LIMIT ?',
-    ),
     getLease: db.prepare('SELECT * FROM leases WHERE name = ?'),
     getSetting: db.prepare('SELECT value FROM settings WHERE key = ?'),
     putSetting: db.prepare(
@@ -1465,7 +1439,6 @@ function prepare(db: Database.Database) {
     requestPause: db.prepare(
       'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
     ),
-    pauseRequested: db.prepare('SELECT pause_requested_at FROM runs WHERE id = ?'),
     requeuePaused: db.prepare(
       `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
        WHERE id = ? AND status = 'paused'`,
