@@ -103,8 +103,12 @@ async function instigatorsCommand(
           ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
           : '-'
         const stateText = `${status}${state && state.status !== 'default' ? '' : ' (default)'}`
-        if (d.kind === 'sensor')
-          return [d.name, stateText, `${d.intervalSeconds} s`, lastText, d.description ?? '']
+        if (d.kind === 'sensor') {
+          // evaluated by a running daemon once its interval has passed since the last tick
+          const due = state?.lastTickAt == null ? now : state.lastTickAt + d.intervalSeconds * 1000
+          const nextText = status === 'off' ? '-' : due <= now ? 'due' : formatDateTime(due)
+          return [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
+        }
         const next = status === 'on' ? nextScheduleTick(d, now) : undefined
         return [
           d.name,
@@ -116,7 +120,7 @@ async function instigatorsCommand(
       })
       const header =
         kind === 'sensor'
-          ? ['NAME', 'STATE', 'INTERVAL', 'LAST TICK', 'WHAT']
+          ? ['NAME', 'STATE', 'INTERVAL', 'LAST TICK', 'NEXT TICK', 'WHAT']
           : ['NAME', 'STATE', 'CRON', 'LAST TICK', 'NEXT TICK']
       for (const line of table(header, rows)) io.out(line)
       return EXIT.ok

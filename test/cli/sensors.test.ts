@@ -24,7 +24,7 @@ describe('refresh sensors / schedules / ticks', () => {
     const list = await cli('sensors')
     expect(list.code, list.stderr).toBe(0)
     expect(list.stdout).toMatch(
-      /snapshot_after_reindex\s+on \(default\)\s+1 s\s+-\s+when `reindex` materializes, launch `snapshot\+`/,
+      /snapshot_after_reindex\s+on \(default\)\s+1 s\s+-\s+due\s+when `reindex` materializes, launch `snapshot\+`/,
     )
 
     const schedules = await cli('schedules')
@@ -47,7 +47,7 @@ describe('refresh sensors / schedules / ticks', () => {
     expect(broken.code).toBe(1)
     expect(broken.stdout).toMatch(/sensor broken: failed: bucket not found/)
     expect((await cli('sensors')).stdout).toMatch(
-      /broken\s+on \(default\)\s+30 s\s+\S+ \S+ failure: bucket not found/,
+      /broken\s+on \(default\)\s+30 s\s+\S+ \S+ failure: bucket not found\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/,
     )
 
     const ticks = await cli('ticks', 'snapshot_after_reindex')
