@@ -86,10 +86,8 @@ export type {
   StoredEvent,
   TickRecord,
 } from './core/store/types.js'
+export { AwsCallError, type AwsCallOptions, type AwsErrorKind, classifyAwsError, TAG } from './runners/aws.js'
 export {
-  AwsCallError,
-  type AwsErrorKind,
-  classifyAwsError,
   type EcsRunner,
   type EcsRunnerOptions,
   type EcsRunnerStats,

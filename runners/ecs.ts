@@ -20,12 +20,13 @@ import type {
   RunTaskCommandInput,
   Task,
 } from '@aws-sdk/client-ecs'
+import { AwsCallError, type AwsCallOptions, backoff, callAws, clientConfig, sleep, TAG } from './aws.js'
 import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
 type Sdk = typeof import('@aws-sdk/client-ecs')
 
-export interface EcsRunnerOptions {
+export interface EcsRunnerOptions extends AwsCallOptions {
   cluster: string
   /**
    * A family (`refresh-worker`), `family:revision` or an ARN. Resolved once per step (run and
@@ -56,14 +57,8 @@ export interface EcsRunnerOptions {
   placementAttempts?: number
   /** RunTask calls in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls (default 10). */
   launchConcurrency?: number
-  /** Calls tried when AWS throttles or fails on its side (default 5). */
-  callAttempts?: number
-  /** First backoff delay, doubled each time with jitter, capped at 30 s (default 1000 ms). */
-  backoffMs?: number
   /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
   client?: ECSClient
-  /** AWS region for the default client (default: the SDK's chain, e.g. `AWS_REGION`). */
-  region?: string
   /** Called after each poll: the tasks it covered and the DescribeTasks calls it made. */
   onPoll?(poll: { running: number; calls: number }): void
 }
@@ -82,7 +77,6 @@ export interface EcsRunner extends Runner {
   stats(): EcsRunnerStats
 }
 
-const RETRY_CAP_MS = 30_000
 const DESCRIBE_BATCH = 100
 
 /** An ECS runner: one task per unit, polled in batches of 100, stopped with StopTask. */
@@ -292,9 +286,10 @@ class EcsHandle implements WorkHandle {
           // refused started nothing, so the next one needs a fresh token
           clientToken: clientToken(unit, placement),
           tags: [
-            { key: 'refresh:run', value: unit.runId ?? 'none' },
-            { key: 'refresh:asset', value: unit.asset ?? 'none' },
-            { key: 'refresh:shard', value: unit.id },
+            { key: TAG.run, value: unit.runId ?? 'none' },
+            { key: TAG.asset, value: unit.asset ?? 'none' },
+            { key: TAG.shard, value: unit.id },
+            { key: TAG.managedBy, value: 'refresh' },
           ],
           overrides: {
             containerOverrides: [
@@ -474,79 +469,6 @@ function shortArn(arn: string | undefined): string {
   return arn?.split('/').at(-1) ?? 'not started'
 }
 
-function backoff(base: number, n: number): number {
-  const ms = Math.min(RETRY_CAP_MS, base * 2 ** (n - 1))
-  return ms / 2 + Math.random() * (ms / 2)
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
-}
-
-/** What went wrong with an AWS call, for retry decisions and messages. */
-export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
-
-const DENIED = new Set([
-  'AccessDeniedException',
-  'AccessDenied',
-  'UnauthorizedOperation',
-  'UnrecognizedClientException',
-  'InvalidClientTokenId',
-  'ExpiredTokenException',
-  'NotAuthorized',
-])
-const THROTTLED = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'ServerException',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-  'InternalError',
-  'InternalFailure',
-])
-
-/**
- * Sorts an AWS error: `denied` (not retried; the message names the permission), `throttled`
- * (AWS is busy or failed on its side: retried with backoff), `invalid` (the request is wrong: not
- * retried; the message names the config field) and `transient` (no answer: a network error, retried).
- */
-export function classifyAwsError(error: unknown): AwsErrorKind {
-  const e = error as { name?: unknown; message?: unknown; $metadata?: unknown; $fault?: unknown }
-  const name = typeof e?.name === 'string' ? e.name : ''
-  const message = typeof e?.message === 'string' ? e.message : ''
-  if (DENIED.has(name) || /not authorized to perform|access denied/i.test(message)) return 'denied'
-  if (THROTTLED.has(name) || /rate exceeded|throttl/i.test(message)) return 'throttled'
-  if (e?.$metadata === undefined) return 'transient'
-  if (e.$fault === 'server') return 'throttled'
-  return 'invalid'
-}
-
-/** An AWS call that failed for good, with a message that names the action and the fix. */
-export class AwsCallError extends Error {
-  readonly action: string
-  readonly kind: AwsErrorKind
-  constructor(action: string, kind: AwsErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'AwsCallError'
-    this.action = action
-    this.kind = kind
-  }
-  get retriable(): boolean {
-    return this.kind === 'throttled' || this.kind === 'transient'
-  }
-}
-
 /** The config field an ECS validation error is most likely about. */
 function fieldOf(action: string, name: string, message: string): string {
   if (name === 'ClusterNotFoundException' || /cluster/i.test(message)) return 'cluster'
@@ -572,9 +494,7 @@ class EcsApi {
   private load(): Promise<{ sdk: Sdk; client: ECSClient }> {
     this.sdk ??= import('@aws-sdk/client-ecs').then((sdk) => ({
       sdk,
-      client:
-        this.options.client ??
-        new sdk.ECSClient(this.options.region === undefined ? {} : { region: this.options.region }),
+      client: this.options.client ?? new sdk.ECSClient(clientConfig(this.options)),
     }))
     return this.sdk
   }
@@ -589,28 +509,20 @@ class EcsApi {
     send: (sdk: Sdk, client: ECSClient) => Promise<T>,
   ): Promise<T> {
     const { sdk, client } = await this.load()
-    const attempts = this.options.callAttempts ?? 5
-    for (let n = 1; ; n++) {
-      this.stats.calls[action] = (this.stats.calls[action] ?? 0) + 1
-      try {
-        return await send(sdk, client)
-      } catch (error) {
-        const kind = classifyAwsError(error)
-        const name = (error as { name?: string }).name ?? 'Error'
-        const text = error instanceof Error ? error.message : String(error)
-        if ((kind === 'throttled' || kind === 'transient') && n < attempts) {
-          await sleep(backoff(this.options.backoffMs ?? 1000, n))
-          continue
-        }
-        const message =
-          kind === 'denied'
-            ? `ECS ${action} was denied (${name}: ${text}). The orchestrator's IAM policy needs \`ecs:${action}\` on ${resource}; see docs/aws.md.`
-            : kind === 'invalid'
-              ? `ECS ${action} rejected the request (${name}: ${text}); check \`${fieldOf(action, name, text)}\` in ecsRunner({...}) in refresh.config.ts.`
-              : `ECS ${action} failed after ${n} tries (${name}: ${text}); AWS is throttling or unavailable, the unit will be retried.`
-        throw new AwsCallError(action, kind, message, { cause: error })
-      }
-    }
+    return callAws(
+      {
+        service: 'ecs',
+        action,
+        resource,
+        where: 'ecsRunner({...})',
+        field: (name, message) => fieldOf(action, name, message),
+        send: () => send(sdk, client),
+        count: (a) => {
+          this.stats.calls[a] = (this.stats.calls[a] ?? 0) + 1
+        },
+      },
+      this.options,
+    )
   }
 
   async pinTaskDefinition(taskDefinition: string, container: string): Promise<Pinned> {

@@ -8,7 +8,8 @@ import { copy } from '../../assets/copy.js'
 import { reindex } from '../../assets/reindex.js'
 import type { RunEvent } from '../../core/events.js'
 import { materialize } from '../../core/materialize.js'
-import { classifyAwsError, type EcsRunnerOptions, ecsRunner, stopOrphanTasks } from '../../runners/ecs.js'
+import { classifyAwsError } from '../../runners/aws.js'
+import { type EcsRunnerOptions, ecsRunner, stopOrphanTasks } from '../../runners/ecs.js'
 import { runUnits } from '../../runners/run-units.js'
 import { ROOT, tempDir } from '../helpers.js'
 import { alive, CLUSTER, EcsHarness, FAMILY, type HarnessOptions, TASK_DEF_ARN } from './ecs-harness.js'
@@ -268,7 +269,7 @@ describe('ecsRunner AWS errors', () => {
     })
     const units = [{ id: 'shard-0', task: 'index-shard', input: {}, runId: 'r1', asset: 'reindex' }]
     await expect(runUnits(runner, units, { maxAttempts: 3, retryDelayMs: 0 })).rejects.toThrow(
-      /shard-0 failed after 1 attempt: shard-0: ECS RunTask was denied \(AccessDeniedException: .*\)\. The orchestrator's IAM policy needs `ecs:RunTask` on cluster refresh-test/,
+      /shard-0 failed after 1 attempt: shard-0: ECS RunTask was denied \(AccessDeniedException: .*\)\. The IAM policy of these credentials needs `ecs:RunTask` on cluster refresh-test/,
     )
     expect(runTasks).toBe(1)
     await runner.close()

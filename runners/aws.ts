@@ -1,0 +1,184 @@
+/**
+ * What every AWS backend shares: how an AWS error is classified (denied, throttled, invalid,
+ * transient), how a call is retried with backoff and explained when it fails for good, and the
+ * options every client is built from. No AWS SDK package is imported here: each backend loads
+ * its own client with `import()` on first use, so a command that never touches AWS never pays
+ * for the SDK (0.4 to 0.6 s of start-up per client package).
+ */
+
+/** What went wrong with an AWS call, for retry decisions and messages. */
+export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
+
+const DENIED = new Set([
+  'AccessDeniedException',
+  'AccessDenied',
+  'UnauthorizedOperation',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'ExpiredTokenException',
+  'ExpiredToken',
+  'NotAuthorized',
+  'AuthFailure',
+  'SignatureDoesNotMatch',
+  'InvalidAccessKeyId',
+  'CredentialsProviderError',
+])
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'SlowDown',
+  'ServerException',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'InternalError',
+  'InternalFailure',
+  'InsufficientInstanceCapacity',
+  'InsufficientCapacity',
+  'Unavailable',
+])
+
+/**
+ * Sorts an AWS error: `denied` (not retried; the message names the permission), `throttled`
+ * (AWS is busy, out of capacity or failed on its side: retried with backoff), `invalid` (the
+ * request is wrong: not retried; the message names the config field) and `transient` (no
+ * answer: a network error, retried).
+ */
+export function classifyAwsError(error: unknown): AwsErrorKind {
+  const e = error as { name?: unknown; message?: unknown; $metadata?: unknown; $fault?: unknown }
+  const name = typeof e?.name === 'string' ? e.name : ''
+  const message = typeof e?.message === 'string' ? e.message : ''
+  if (DENIED.has(name) || /not authorized to perform|access denied|could not load credentials/i.test(message))
+    return 'denied'
+  if (THROTTLED.has(name) || /rate exceeded|throttl|insufficient capacity/i.test(message)) return 'throttled'
+  if (e?.$metadata === undefined) return 'transient'
+  if (e.$fault === 'server') return 'throttled'
+  return 'invalid'
+}
+
+/** An AWS call that failed for good, with a message that names the action and the fix. */
+export class AwsCallError extends Error {
+  readonly action: string
+  readonly kind: AwsErrorKind
+  constructor(action: string, kind: AwsErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'AwsCallError'
+    this.action = action
+    this.kind = kind
+  }
+  get retriable(): boolean {
+    return this.kind === 'throttled' || this.kind === 'transient'
+  }
+}
+
+/** Options every AWS backend accepts for its calls. */
+export interface AwsCallOptions {
+  /** AWS region for the default client (default: the SDK's chain, e.g. `AWS_REGION`). */
+  region?: string
+  /** Calls tried when AWS throttles or fails on its side (default 5). */
+  callAttempts?: number
+  /** First backoff delay, doubled each time with jitter, capped at 30 s (default 1000 ms). */
+  backoffMs?: number
+}
+
+export interface AwsCall<T> {
+  /** The service's short name for messages and IAM actions: `ecs`, `s3`, `ec2`. */
+  service: string
+  /** The API action (`RunTask`), as IAM names it after the service prefix. */
+  action: string
+  /** What the call is about, for the denied message (`cluster refresh`). */
+  resource: string
+  /** The config field to check when AWS says the request is invalid. */
+  field?: (name: string, message: string) => string
+  /** Where the field is set, for the invalid message (`ecsRunner({...})`). */
+  where: string
+  send(): Promise<T>
+  /** Counts the call (each try), for stats and benchmarks. */
+  count?(action: string): void
+  /** Errors that are answers rather than failures (a missing key): returned as is, not retried. */
+  passThrough?(error: unknown): boolean
+}
+
+/**
+ * Makes one AWS call: retried with backoff while AWS throttles or the network fails, then
+ * thrown as an AwsCallError whose message names the action and the fix: the IAM permission
+ * when denied, the config field when invalid.
+ */
+export async function callAws<T>(call: AwsCall<T>, options: AwsCallOptions = {}): Promise<T> {
+  const attempts = options.callAttempts ?? 5
+  for (let n = 1; ; n++) {
+    call.count?.(call.action)
+    try {
+      return await call.send()
+    } catch (error) {
+      if (call.passThrough?.(error)) throw error
+      const kind = classifyAwsError(error)
+      const name = (error as { name?: string }).name ?? 'Error'
+      const text = redact(error instanceof Error ? error.message : String(error))
+      if ((kind === 'throttled' || kind === 'transient') && n < attempts) {
+        await sleep(backoff(options.backoffMs ?? 1000, n))
+        continue
+      }
+      const service = call.service.toUpperCase()
+      const message =
+        kind === 'denied'
+          ? `${service} ${call.action} was denied (${name}: ${text}). The IAM policy of these credentials needs \`${call.service}:${call.action}\` on ${call.resource}; see docs/aws.md.`
+          : kind === 'invalid'
+            ? `${service} ${call.action} rejected the request (${name}: ${text}); check \`${call.field?.(name, text) ?? 'its options'}\` in ${call.where} in refresh.config.ts.`
+            : `${service} ${call.action} failed after ${n} tries (${name}: ${text}); AWS is throttling, out of capacity or unreachable.`
+      throw new AwsCallError(call.action, kind, message, { cause: error })
+    }
+  }
+}
+
+/** Removes what looks like a secret (an access key id, a signature, a session token) from a message. */
+export function redact(text: string): string {
+  return text
+    .replace(/\b(AKIA|ASIA)[A-Z0-9]{12,}\b/g, '$1****')
+    .replace(/(Signature|X-Amz-Signature|X-Amz-Security-Token|x-amz-security-token)=[^&\s]+/gi, '$1=****')
+}
+
+/** Exponential backoff with jitter (between half and all of the step), capped at 30 s. */
+export function backoff(base: number, n: number): number {
+  const ms = Math.min(30_000, base * 2 ** (n - 1))
+  return ms / 2 + Math.random() * (ms / 2)
+}
+
+/** Sleeps, or returns early when the signal aborts (never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
+ * The config of a default AWS client: the region when given, and the standard credential chain
+ * and `AWS_ENDPOINT_URL_<SERVICE>` variables left to the SDK. Call it right before creating the
+ * client. On Node 20 the SDK warns on every process that its next versions need Node 22; that
+ * notice says nothing about this run, so it is turned off unless the environment sets it.
+ */
+export function clientConfig(options: Pick<AwsCallOptions, 'region'>): { region?: string } {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  return options.region === undefined ? {} : { region: options.region }
+}
+
+/** The tags every resource refresh creates carries: the run (for gc and crash recovery) and the asset. */
+export const TAG = {
+  run: 'refresh:run',
+  asset: 'refresh:asset',
+  shard: 'refresh:shard',
+  fleet: 'refresh:fleet',
+  snapshot: 'refresh:snapshot',
+  index: 'refresh:index',
+  sourceSnapshot: 'refresh:source-snapshot',
+  /** `refresh`: made by refresh, so refresh may delete it (IAM policies scope deletes by it). */
+  managedBy: 'refresh:managed-by',
+} as const
