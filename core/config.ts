@@ -24,8 +24,12 @@ export interface RefreshConfig extends EnvironmentConfig {
   sensors?: unknown[]
   /** Cron schedules (see `schedule`). */
   schedules?: unknown[]
-  /** Named blocks chosen with `--env NAME`; each overrides the top level. */
-  environments?: Record<string, EnvironmentConfig>
+  /**
+   * Named blocks chosen with `--env NAME`; each overrides the top level. A block may be a function
+   * that returns it: it is called only when that environment is chosen, so a block built from
+   * environment variables (`aws`) costs nothing, and cannot fail, when another one runs.
+   */
+  environments?: Record<string, EnvironmentConfig | (() => EnvironmentConfig)>
   /** Notifications (run failure, a long run, a failing sensor, a replica rollback, maintenance). */
   alerts?: AlertsConfig
 }
@@ -114,7 +118,17 @@ const configSchema = environmentSchema
     assets: z.array(assetSchema).min(1, 'declare at least one asset'),
     sensors: z.array(z.unknown()).optional(),
     schedules: z.array(z.unknown()).optional(),
-    environments: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), environmentSchema).optional(),
+    environments: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.-]+$/),
+        z.union([
+          environmentSchema,
+          z.custom<() => EnvironmentConfig>((v) => typeof v === 'function', {
+            message: 'must be an environment block `{ assets, config, ... }` or a function returning one',
+          }),
+        ]),
+      )
+      .optional(),
   })
   .strict()
 
@@ -142,6 +156,25 @@ export interface ResolvedConfig {
   guards: RunGuardConfig[]
 }
 
+/** Calls a lazy environment block and validates what it returns, naming the environment on failure. */
+function evaluateEnvironment(make: () => EnvironmentConfig, name: string, source: string): EnvironmentConfig {
+  let value: unknown
+  try {
+    value = make()
+  } catch (cause) {
+    if (cause instanceof ConfigError) throw cause
+    throw new ConfigError(
+      `${source}: environment \`${name}\` could not be built: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    )
+  }
+  const parsed = environmentSchema.safeParse(value)
+  if (!parsed.success) {
+    throw new ConfigError(`${source}: environment \`${name}\` is invalid: ${formatIssues(parsed.error)}`)
+  }
+  return parsed.data as EnvironmentConfig
+}
+
 export function resolveEnvironment(
   config: RefreshConfig,
   name: string | undefined,
@@ -157,7 +190,7 @@ export function resolveEnvironment(
         `${source} has no environment \`${name}\`; ${known.length ? `it has: ${known.join(', ')}` : `add \`environments: { ${name}: {...} }\` to it`}.`,
       )
     }
-    env = found
+    env = typeof found === 'function' ? evaluateEnvironment(found, name, source) : found
   }
   const merged: Record<string, Record<string, unknown>> = {}
   for (const [key, value] of Object.entries(config.config ?? {})) merged[key] = { ...value }

@@ -35,6 +35,15 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
     options.env !== undefined ? [options.env] : [undefined, ...Object.keys(loaded.config.environments ?? {})]
   const summaries: string[] = []
   for (const name of names) {
+    // a lazy block (built from environment variables, say) is only built when it is asked for
+    if (
+      options.env === undefined &&
+      name !== undefined &&
+      typeof loaded.config.environments?.[name] === 'function'
+    ) {
+      summaries.push(`${name}: built when chosen (check it with \`refresh validate --env ${name}\`)`)
+      continue
+    }
     const resolved = resolveEnvironment(loaded.config, name, loaded.file)
     const where = name === undefined ? '' : ` (environment \`${name}\`)`
     const graph = buildGraph(resolved.assets)

@@ -70,6 +70,37 @@ describe('config file validation', () => {
     )
   })
 
+  it('builds a lazy environment only when it is chosen, and names it when it cannot be built', () => {
+    const a = noop('a')
+    let built = 0
+    const config = validateConfig(
+      {
+        assets: [a],
+        environments: {
+          aws: () => {
+            built++
+            if (!process.env.REFRESH_TEST_BUCKET) throw new Error('set REFRESH_TEST_BUCKET')
+            return { assets: [noop('b')] }
+          },
+          bad: () => ({ asets: [] }) as never,
+        },
+      },
+      'refresh.config.ts',
+    )
+    expect(resolveEnvironment(config, undefined, 'f').assets).toEqual([a])
+    expect(built).toBe(0)
+    expect(() => resolveEnvironment(config, 'aws', 'refresh.config.ts')).toThrow(
+      'refresh.config.ts: environment `aws` could not be built: set REFRESH_TEST_BUCKET',
+    )
+    process.env.REFRESH_TEST_BUCKET = 'b'
+    try {
+      expect(resolveEnvironment(config, 'aws', 'f').assets.map((x) => x.key)).toEqual(['b'])
+    } finally {
+      delete process.env.REFRESH_TEST_BUCKET
+    }
+    expect(() => resolveEnvironment(config, 'bad', 'f')).toThrow(/environment `bad` is invalid: .*asets/)
+  })
+
   it('names the file and the path of each bad field', () => {
     expect(() => validateConfig({ assets: [noop('a'), { key: 'b' }] }, 'refresh.config.ts')).toThrow(
       'refresh.config.ts is invalid: assets[1]: must be an asset made with asset({...})',
