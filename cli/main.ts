@@ -5,6 +5,7 @@ import { isRefreshError } from '../core/errors.js'
 import { registerAssets } from './commands/assets.js'
 import { registerCancel } from './commands/cancel.js'
 import { registerDaemon } from './commands/daemon.js'
+import { registerDoctor } from './commands/doctor.js'
 import { registerGraph } from './commands/graph.js'
 import { registerLogs } from './commands/logs.js'
 import { registerMaintenance } from './commands/maintenance.js'
@@ -54,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
   registerStatus(program, ctx)
   registerServe(program, ctx)
   registerWorker(program, ctx)
+  registerDoctor(program, ctx)
 
   try {
     await program.parseAsync(argv)
