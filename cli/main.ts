@@ -6,6 +6,7 @@ import { registerAssets } from './commands/assets.js'
 import { registerCancel } from './commands/cancel.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerDoctor } from './commands/doctor.js'
+import { registerGc } from './commands/gc.js'
 import { registerGraph } from './commands/graph.js'
 import { registerLogs } from './commands/logs.js'
 import { registerMaintenance } from './commands/maintenance.js'
@@ -56,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
   registerServe(program, ctx)
   registerWorker(program, ctx)
   registerDoctor(program, ctx)
+  registerGc(program, ctx)
 
   try {
     await program.parseAsync(argv)

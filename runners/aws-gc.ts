@@ -1,0 +1,256 @@
+/**
+ * `refresh gc --env aws`: what runs left behind on AWS. Every resource refresh creates carries
+ * the run's id (`refresh:run` tag, or the key prefix `runs/<runId>/`), so whatever belongs to a
+ * run that is no longer in flight, and is not a result that run delivered, is a leftover:
+ * - ECS tasks still running for a finished run (its orchestrator died before stopping them);
+ * - EC2 instances of a finished run: workers, and replicas launched by a rollout that failed;
+ * - EBS snapshots of a run that failed or was canceled, unless that run materialized them;
+ * - the S3 scratch of a finished run (`runs/<runId>/`: the reindex input, shard files, statuses).
+ * Resources of runs this store does not know (another store, another stage) are listed, never
+ * removed. The SDK clients load here, on demand.
+ */
+import type { EC2Client } from '@aws-sdk/client-ec2'
+import type { ECSClient } from '@aws-sdk/client-ecs'
+import type { S3Client } from '@aws-sdk/client-s3'
+import { callAws, clientConfig, TAG } from './aws.js'
+import type { AwsSettings } from './aws-settings.js'
+import { S3Store } from './s3.js'
+
+export interface GcRun {
+  status: 'queued' | 'started' | 'paused' | 'success' | 'failure' | 'canceled'
+  /** The snapshot ids the run materialized (results, not leftovers). */
+  snapshots: readonly string[]
+}
+
+export interface Leftover {
+  kind: 'ecs-task' | 'ec2-instance' | 'ebs-snapshot' | 's3-prefix'
+  id: string
+  runId: string
+  /** `remove`, or why it is kept. */
+  action: 'remove' | 'keep'
+  reason: string
+  /** S3 prefixes: the keys under it. */
+  keys?: string[]
+}
+
+export interface GcClients {
+  s3?: S3Client
+  ecs?: ECSClient
+  ec2?: EC2Client
+}
+
+const IN_FLIGHT = new Set(['queued', 'started', 'paused'])
+
+/** Finds what runs left behind. `runOf` answers from the store (undefined: a run it does not know). */
+export async function findLeftovers(
+  settings: AwsSettings,
+  runOf: (runId: string) => GcRun | undefined,
+  clients: GcClients = {},
+): Promise<Leftover[]> {
+  const found: Leftover[] = []
+  const judge = (
+    kind: Leftover['kind'],
+    id: string,
+    runId: string,
+    isResult: (run: GcRun) => boolean,
+  ): Leftover => {
+    const run = runOf(runId)
+    if (!run) return { kind, id, runId, action: 'keep', reason: 'run unknown to this store' }
+    if (IN_FLIGHT.has(run.status)) return { kind, id, runId, action: 'keep', reason: `run is ${run.status}` }
+    if (isResult(run)) return { kind, id, runId, action: 'keep', reason: `a result of the ${run.status} run` }
+    return { kind, id, runId, action: 'remove', reason: `run ended ${run.status}` }
+  }
+  await withClients(settings, clients, async ({ ecs, ec2, s3, ecsSdk, ec2Sdk }) => {
+    if (settings.cluster) {
+      const arns: string[] = []
+      let nextToken: string | undefined
+      do {
+        const out = await call('ecs', 'ListTasks', () =>
+          ecs.send(
+            new ecsSdk.ListTasksCommand({ cluster: settings.cluster, desiredStatus: 'RUNNING', nextToken }),
+          ),
+        )
+        arns.push(...(out.taskArns ?? []))
+        nextToken = out.nextToken
+      } while (nextToken)
+      for (let i = 0; i < arns.length; i += 100) {
+        const out = await call('ecs', 'DescribeTasks', () =>
+          ecs.send(
+            new ecsSdk.DescribeTasksCommand({
+              cluster: settings.cluster,
+              tasks: arns.slice(i, i + 100),
+              include: ['TAGS'],
+            }),
+          ),
+        )
+        for (const task of out.tasks ?? []) {
+          const runId = task.tags?.find((t) => t.key === TAG.run)?.value
+          if (runId && task.taskArn) found.push(judge('ecs-task', task.taskArn, runId, () => false))
+        }
+      }
+    }
+
+    let token: string | undefined
+    do {
+      const out = await call('ec2', 'DescribeInstances', () =>
+        ec2.send(
+          new ec2Sdk.DescribeInstancesCommand({
+            Filters: [
+              { Name: 'tag-key', Values: [TAG.run] },
+              { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+            ],
+            NextToken: token,
+          }),
+        ),
+      )
+      for (const reservation of out.Reservations ?? []) {
+        for (const instance of reservation.Instances ?? []) {
+          const tags = new Map((instance.Tags ?? []).map((t) => [t.Key, t.Value]))
+          const runId = tags.get(TAG.run)
+          if (!runId || !instance.InstanceId) continue
+          // a replica a successful rollout launched is the serving fleet, not a leftover
+          const replica = tags.has(TAG.fleet)
+          found.push(
+            judge('ec2-instance', instance.InstanceId, runId, (run) => replica && run.status === 'success'),
+          )
+        }
+      }
+      token = out.NextToken
+    } while (token)
+
+    token = undefined
+    do {
+      const out = await call('ec2', 'DescribeSnapshots', () =>
+        ec2.send(
+          new ec2Sdk.DescribeSnapshotsCommand({
+            OwnerIds: ['self'],
+            Filters: [{ Name: `tag:${TAG.managedBy}`, Values: ['refresh'] }],
+            NextToken: token,
+          }),
+        ),
+      )
+      for (const snapshot of out.Snapshots ?? []) {
+        const runId = snapshot.Tags?.find((t) => t.Key === TAG.run)?.Value
+        if (!runId || !snapshot.SnapshotId) continue
+        const id = snapshot.SnapshotId
+        // a run's own snapshot stays whatever came after it (retention removes old ones)
+        found.push(
+          judge('ebs-snapshot', id, runId, (run) => run.status === 'success' || run.snapshots.includes(id)),
+        )
+      }
+      token = out.NextToken
+    } while (token)
+
+    const runsPrefix = `${settings.prefix}runs/`
+    const byRun = new Map<string, string[]>()
+    for (const object of await s3.list(settings.bucket, runsPrefix)) {
+      const runId = object.key.slice(runsPrefix.length).split('/')[0]
+      if (!runId) continue
+      byRun.set(runId, [...(byRun.get(runId) ?? []), object.key])
+    }
+    for (const [runId, keys] of byRun) {
+      found.push({
+        ...judge('s3-prefix', `s3://${settings.bucket}/${runsPrefix}${runId}/`, runId, () => false),
+        keys,
+      })
+    }
+  })
+  return found
+
+  function call<T>(service: string, action: string, send: () => Promise<T>): Promise<T> {
+    return callAws(
+      { service, action, resource: '*', where: 'the aws environment', send },
+      { region: settings.region },
+    )
+  }
+}
+
+/** Removes the leftovers marked `remove`; returns the ones removed and the ones that failed, with why. */
+export async function removeLeftovers(
+  settings: AwsSettings,
+  leftovers: readonly Leftover[],
+  clients: GcClients = {},
+): Promise<{ removed: Leftover[]; failed: Array<{ leftover: Leftover; error: string }> }> {
+  const removed: Leftover[] = []
+  const failed: Array<{ leftover: Leftover; error: string }> = []
+  await withClients(settings, clients, async ({ ecs, ec2, s3, ecsSdk, ec2Sdk }) => {
+    for (const l of leftovers) {
+      if (l.action !== 'remove') continue
+      try {
+        const options = { region: settings.region }
+        const where = 'the aws environment'
+        if (l.kind === 'ecs-task') {
+          await callAws(
+            {
+              service: 'ecs',
+              action: 'StopTask',
+              resource: l.id,
+              where,
+              send: () =>
+                ecs.send(
+                  new ecsSdk.StopTaskCommand({
+                    cluster: settings.cluster,
+                    task: l.id,
+                    reason: `refresh gc: run ${l.runId} ended`,
+                  }),
+                ),
+            },
+            options,
+          )
+        } else if (l.kind === 'ec2-instance') {
+          await callAws(
+            {
+              service: 'ec2',
+              action: 'TerminateInstances',
+              resource: l.id,
+              where,
+              send: () => ec2.send(new ec2Sdk.TerminateInstancesCommand({ InstanceIds: [l.id] })),
+            },
+            options,
+          )
+        } else if (l.kind === 'ebs-snapshot') {
+          await callAws(
+            {
+              service: 'ec2',
+              action: 'DeleteSnapshot',
+              resource: l.id,
+              where,
+              send: () => ec2.send(new ec2Sdk.DeleteSnapshotCommand({ SnapshotId: l.id })),
+            },
+            options,
+          )
+        } else {
+          await s3.deleteKeys(settings.bucket, l.keys ?? [])
+        }
+        removed.push(l)
+      } catch (error) {
+        failed.push({ leftover: l, error: error instanceof Error ? error.message : String(error) })
+      }
+    }
+  })
+  return { removed, failed }
+}
+
+async function withClients<T>(
+  settings: AwsSettings,
+  clients: GcClients,
+  use: (c: {
+    ecs: ECSClient
+    ec2: EC2Client
+    s3: S3Store
+    ecsSdk: typeof import('@aws-sdk/client-ecs')
+    ec2Sdk: typeof import('@aws-sdk/client-ec2')
+  }) => Promise<T>,
+): Promise<T> {
+  const [ecsSdk, ec2Sdk] = await Promise.all([import('@aws-sdk/client-ecs'), import('@aws-sdk/client-ec2')])
+  const ecs = clients.ecs ?? new ecsSdk.ECSClient(clientConfig(settings))
+  const ec2 = clients.ec2 ?? new ec2Sdk.EC2Client(clientConfig(settings))
+  const s3 = new S3Store({ client: clients.s3, region: settings.region, where: 'REFRESH_S3_BUCKET' })
+  try {
+    return await use({ ecs, ec2, s3, ecsSdk, ec2Sdk })
+  } finally {
+    if (!clients.ecs) ecs.destroy()
+    if (!clients.ec2) ec2.destroy()
+    s3.close()
+  }
+}
