@@ -5,10 +5,12 @@
 export { catalog } from './assets/catalog.js'
 export { clean } from './assets/clean.js'
 export { copy } from './assets/copy.js'
+export { type EbsSnapshotsOptions, ebsSnapshots } from './assets/ebs.js'
+export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
 export { promote, rollbackPromotion } from './assets/promote.js'
 export { type ReindexOptions, reindex } from './assets/reindex.js'
-export { replicas } from './assets/replicas.js'
+export { localReplicas, type ReplicasOptions, replicas } from './assets/replicas.js'
 export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
 export { snapshot } from './assets/snapshot.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
@@ -87,6 +89,8 @@ export type {
   TickRecord,
 } from './core/store/types.js'
 export { AwsCallError, type AwsCallOptions, type AwsErrorKind, classifyAwsError, TAG } from './runners/aws.js'
+export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws-settings.js'
+export { type S3Location, S3Store, s3Location } from './runners/s3.js'
 export {
   type EcsRunner,
   type EcsRunnerOptions,

@@ -81,6 +81,19 @@ describe('refresh serve', () => {
     expect((await get(`${promoted.url}/search`)).status).toBe(400)
     expect((await get(`${promoted.url}/nope`)).status).toBe(404)
 
+    // refresh query through the replica's HTTP API
+    const viaReplica = await run([CLI, 'query', 'fox', '--limit', '2', '--replica', promoted.url], {
+      cwd: tempDir(),
+    })
+    expect(viaReplica.code).toBe(0)
+    expect(viaReplica.stdout).toMatch(
+      new RegExp(`snapshot ${snapshot}.* via replica http://127\\.0\\.0\\.1:\\d+`),
+    )
+    expect(viaReplica.stdout).toMatch(/2 hits for "fox"/)
+    const down = await run([CLI, 'query', 'fox', '--replica', 'http://127.0.0.1:1'], { cwd: tempDir() })
+    expect(down.code).toBe(1)
+    expect(down.stderr).toMatch(/replica http:\/\/127\.0\.0\.1:1 did not answer/)
+
     // the same port again: a clear error, exit 2
     const port = new URL(promoted.url).port
     const clash = await run([CLI, 'serve', '--port', port], { cwd })
