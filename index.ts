@@ -2,17 +2,32 @@
  * The public API of `refresh`. Everything a user imports is named here; nothing else is public.
  */
 
-export { catalog } from './assets/catalog.js'
+export type {
+  AliasStore,
+  BackendContext,
+  FleetRollout,
+  ReplicaFleet,
+  RolloutTarget,
+  SnapshotBackend,
+  SnapshotInput,
+} from './assets/backends.js'
+export { catalog, type ExportCatalogOptions, exportCatalog } from './assets/catalog.js'
 export { clean } from './assets/clean.js'
-export { copy } from './assets/copy.js'
-export { type EbsSnapshotsOptions, ebsSnapshots } from './assets/ebs.js'
-export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
+export { type CopyOptions, copy } from './assets/copy.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
-export { promote, rollbackPromotion } from './assets/promote.js'
+export {
+  aliasStoreFor,
+  type PromoteOptions,
+  promote,
+  type RollbackOptions,
+  rollbackPromotion,
+} from './assets/promote.js'
 export { type ReindexOptions, reindex } from './assets/reindex.js'
-export { localReplicas, type ReplicasOptions, replicas } from './assets/replicas.js'
+export { replicas } from './assets/replicas.js'
+export { s3AliasStore } from './assets/s3-alias.js'
 export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
-export { snapshot } from './assets/snapshot.js'
+export { publishSnapshot, type SnapshotOptions, snapshot } from './assets/snapshot.js'
+export { fileAliasStore } from './assets/state.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
 export {
   type AlertEvent,
@@ -90,7 +105,6 @@ export type {
 } from './core/store/types.js'
 export { AwsCallError, type AwsCallOptions, type AwsErrorKind, classifyAwsError, TAG } from './runners/aws.js'
 export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws-settings.js'
-export { type S3Location, S3Store, s3Location } from './runners/s3.js'
 export {
   type EcsRunner,
   type EcsRunnerOptions,
@@ -102,6 +116,7 @@ export {
 export { type LocalProcessRunnerOptions, localProcessRunner } from './runners/local.js'
 export { type IdRange, splitRange } from './runners/ranges.js'
 export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'
+export { type S3Location, S3Store, s3Location } from './runners/s3.js'
 export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
 export {
   type GuardSpec,

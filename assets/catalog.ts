@@ -1,7 +1,9 @@
 import { renameSync, rmSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
+import { S3Store, s3Location } from '../runners/s3.js'
 import {
   type BlockOptions,
   blockTags,
@@ -12,6 +14,66 @@ import {
 } from './layout.js'
 
 const FORMAT = 1
+
+export interface ExportCatalogOptions {
+  /** How many objects the rows are split into (default 4). */
+  objects?: number
+  /** gzip each object (`.ndjson.gz`; default true). */
+  gzip?: boolean
+  /** The store to write with (tests and benchmarks share one); default a new one. */
+  store?: S3Store
+}
+
+/**
+ * Writes a catalog database's `media` table to S3 as an NDJSON export, the shape `copy({ source })`
+ * reads: `part-00000.ndjson(.gz)` ... (rows split evenly by id, tags as JSON arrays), then
+ * `manifest.json` last with each object's key, size, SHA-256 and rows, so a reader that sees the
+ * manifest sees every object. Tests, the end-to-end test and the benchmarks seed exports with it.
+ */
+export async function exportCatalog(
+  catalogDbFile: string,
+  location: string | { bucket: string; prefix?: string },
+  options: ExportCatalogOptions = {},
+): Promise<{ objects: number; rows: number; bytes: number }> {
+  const loc = s3Location(location, 'exportCatalog')
+  const gzip = options.gzip ?? true
+  const store = options.store ?? new S3Store({ where: 'exportCatalog' })
+  const db = new Database(catalogDbFile, { readonly: true, fileMustExist: true })
+  try {
+    const total = (db.prepare('SELECT count(*) AS n FROM media').get() as { n: number }).n
+    const count = Math.max(1, Math.min(options.objects ?? 4, total || 1))
+    const per = Math.ceil(total / count)
+    // keyset paging: each object starts after the last id of the one before
+    const select = db.prepare('SELECT * FROM media WHERE id > ? ORDER BY id LIMIT ?')
+    let after = Number.MIN_SAFE_INTEGER
+    const entries: Array<{ key: string; size: number; sha256: string; rows: number }> = []
+    let bytes = 0
+    for (let i = 0; i < count; i++) {
+      const rows = select.all(after, per) as Array<Record<string, unknown>>
+      if (rows.length > 0) after = rows.at(-1)!.id as number
+      const text = rows
+        .map((r) => `${JSON.stringify({ ...r, tags: JSON.parse(r.tags as string) })}\n`)
+        .join('')
+      const body = gzip ? gzipSync(text) : Buffer.from(text)
+      const key = `${loc.prefix}part-${String(i).padStart(5, '0')}.ndjson${gzip ? '.gz' : ''}`
+      const out = await store.putBytes(loc.bucket, key, body, {
+        contentType: gzip ? 'application/gzip' : 'application/x-ndjson',
+      })
+      entries.push({ key, size: body.length, sha256: out.sha256, rows: rows.length })
+      bytes += body.length
+    }
+    await store.putJson(loc.bucket, `${loc.prefix}manifest.json`, {
+      version: 1,
+      createdAt: new Date().toISOString(),
+      rows: total,
+      entries,
+    })
+    return { objects: entries.length, rows: total, bytes }
+  } finally {
+    db.close()
+    if (!options.store) store.close()
+  }
+}
 
 export const catalogConfig = z.object({
   /** How many media records to generate. */

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
+import { type S3Options, S3Store, s3Location, s3Url } from '../runners/s3.js'
 import {
   type BlockOptions,
   blockTags,
@@ -17,9 +18,22 @@ import {
 export const copyConfig = z.object({
   /** Working databases of earlier runs to keep (the newest ones); older ones are removed. */
   keepWork: z.number().int().min(0).default(1),
+  /** Export objects downloaded at once when the source is in S3. */
+  downloadConcurrency: z.number().int().min(1).max(64).default(4),
 })
 
-const MEDIA_COLUMNS = `id INTEGER PRIMARY KEY, identifier TEXT NOT NULL, title TEXT, creator TEXT, url TEXT,
+export interface CopyOptions extends BlockOptions {
+  /**
+   * The upstream export in S3 (`s3://bucket/prefix/` or `{ bucket, prefix }`): NDJSON objects,
+   * optionally gzipped, read instead of the `catalog` asset's database (the asset then has no deps).
+   */
+  source?: string | { bucket: string; prefix?: string }
+  /** S3 client options (region, retries; tests may pass a client). */
+  s3?: S3Options
+}
+
+/** The `media` table's columns: the local copy and the S3 export load into the same table. */
+export const MEDIA_COLUMNS = `id INTEGER PRIMARY KEY, identifier TEXT NOT NULL, title TEXT, creator TEXT, url TEXT,
   license TEXT, provider TEXT NOT NULL, tags TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL`
 
 /**
@@ -41,8 +55,12 @@ export function copyTable(source: string, target: string): number {
   }
 }
 
-/** `copy`: the upstream table copied into a new working database named for the run. */
-export function copy(options: BlockOptions = {}): AssetDefinition {
+/**
+ * `copy`: the upstream table copied into a new working database named for the run; from the
+ * `catalog` asset's database, or with `source` from an export in S3.
+ */
+export function copy(options: CopyOptions = {}): AssetDefinition {
+  if (options.source !== undefined) return copyFromS3(options, options.source)
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'catalog'
@@ -69,6 +87,73 @@ export function copy(options: BlockOptions = {}): AssetDefinition {
       const removed = pruneWork(paths.work, file, ctx.config.keepWork)
       if (removed.length) ctx.log(`removed ${removed.length} old working database(s)`)
       return { file, table: 'media', rows, bytes: statSync(file).size, source }
+    },
+  })
+}
+
+/**
+ * `copy({ source })`: the export's objects loaded into the run's working database. A retry of the
+ * step (the next attempt of the same run) reopens that database and loads only the objects an
+ * earlier attempt did not finish (see assets/s3-export.ts).
+ */
+function copyFromS3(
+  options: CopyOptions,
+  source: string | { bucket: string; prefix?: string },
+): AssetDefinition {
+  const where = 'copy({ source })'
+  const loc = s3Location(source, where)
+  const url = s3Url(loc.bucket, loc.prefix)
+  const dataDir = resolveDataDir(options.dataDir)
+  const paths = layout(dataDir)
+  return asset({
+    key: options.key ?? 'copy',
+    deps: [],
+    group: options.group ?? 'refresh',
+    tags: { ...blockTags('copy', dataDir), source: url },
+    description: `the upstream export (${url}) loaded into a fresh working database`,
+    config: copyConfig,
+    retry: options.retry ?? { maxAttempts: 3, delayMs: 500, backoff: 'exponential' },
+    timeoutMs: options.timeoutMs,
+    async materialize(ctx) {
+      const { exportObjects, loadExport } = await import('./s3-export.js')
+      const store = new S3Store({ ...options.s3, where })
+      try {
+        const found = await exportObjects(store, loc, where)
+        ensureWritableDir(paths.work)
+        const file = paths.workDb(ctx.runId)
+        // a first attempt starts clean; a retry of the same run resumes the database it left
+        if (ctx.attempt === 1) for (const suffix of ['', '-journal']) rmSync(file + suffix, { force: true })
+        ctx.log(
+          `${found.objects.length} export object(s) under ${url}${found.manifest ? ' (from its manifest.json)' : ''}`,
+        )
+        const result = await loadExport({
+          store,
+          bucket: loc.bucket,
+          file,
+          tempDir: paths.work,
+          tempName: ctx.runId,
+          objects: found.objects,
+          concurrency: ctx.config.downloadConcurrency,
+          columns: MEDIA_COLUMNS,
+          signal: ctx.signal,
+          log: (m) => ctx.log(m),
+          progress: (done, total) => ctx.progress(done, total),
+        })
+        const removed = pruneWork(paths.work, file, ctx.config.keepWork)
+        if (removed.length) ctx.log(`removed ${removed.length} old working database(s)`)
+        return {
+          file,
+          table: 'media',
+          rows: result.rows,
+          bytes: statSync(file).size,
+          source: url,
+          objects: found.objects.length,
+          loadedObjects: result.loaded,
+          skippedObjects: result.skipped,
+        }
+      } finally {
+        store.close()
+      }
     },
   })
 }

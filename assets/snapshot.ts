@@ -6,7 +6,9 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
-import { type AssetDefinition, asset } from '../core/definitions.js'
+import { type AssetContext, type AssetDefinition, asset } from '../core/definitions.js'
+import { type S3Options, S3Store, s3Location, s3Url, type UploadOptions } from '../runners/s3.js'
+import type { BackendContext, SnapshotBackend } from './backends.js'
 import {
   type BlockOptions,
   blockTags,
@@ -28,15 +30,35 @@ export const snapshotConfig = z.object({
   corrupt: z.boolean().default(false),
 })
 
+export interface SnapshotOptions extends BlockOptions {
+  /**
+   * Where snapshots are kept instead of the data directory (EBS, ...): `create` gets the index and
+   * returns the step's metadata. Default: the local snapshot below.
+   */
+  backend?: SnapshotBackend
+  /**
+   * Also publish each local snapshot to S3 (`s3://bucket/prefix/` -> `<prefix>snapshots/<id>/`):
+   * every file with its SHA-256 checked against the manifest, then the manifest last.
+   */
+  publish?: string | { bucket: string; prefix?: string }
+  /** S3 client options for `publish`. */
+  s3?: S3Options
+  /** How `publish` uploads: files above the threshold (default 16 MiB) go up in parts. */
+  upload?: Pick<UploadOptions, 'partSizeBytes' | 'multipartThresholdBytes' | 'concurrency'>
+}
+
 /**
  * `snapshot`: an immutable copy of the new index in `snapshots/<id>/` with a manifest (source
  * run, time, documents, sha256 of every file). The copy is written under a temporary name,
  * verified against the checksums taken while copying, and only then renamed into place.
  */
-export function snapshot(options: BlockOptions = {}): AssetDefinition {
+export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'reindex'
+  const { backend } = options
+  const publish =
+    options.publish === undefined ? undefined : s3Location(options.publish, 'snapshot({ publish })')
   return asset({
     key: options.key ?? 'snapshot',
     deps: [from],
@@ -46,10 +68,12 @@ export function snapshot(options: BlockOptions = {}): AssetDefinition {
     config: snapshotConfig,
     retry: options.retry ?? { maxAttempts: 2, delayMs: 500 },
     timeoutMs: options.timeoutMs,
+    recover: backend?.recover ? (runIds) => backend.recover?.(runIds) : undefined,
     async materialize(ctx) {
       const indexDir = upstreamField(ctx.upstream, from, 'dir', isString)
       const index = upstreamField(ctx.upstream, from, 'index', isString)
       const documents = upstreamField(ctx.upstream, from, 'documents', isNumber)
+      if (backend) return backend.create({ index, indexDir, documents }, backendContext(ctx))
       const id = `snap-${ctx.runId}`
       const final = paths.snapshot(id)
       const partial = join(paths.snapshots, `.partial-${id}`)
@@ -109,7 +133,18 @@ export function snapshot(options: BlockOptions = {}): AssetDefinition {
       const removed = await prune(ctx.config.keep, id)
       if (removed.length) ctx.log(`removed old snapshot(s): ${removed.join(', ')}`)
       const bytes = manifest.files.reduce((a, f) => a + f.bytes, 0)
-      return { snapshot: id, dir: final, index, documents, files: manifest.files.length, bytes, removed }
+      const published = publish ? await publishSnapshot(final, manifest, publish, options, ctx) : undefined
+      return {
+        snapshot: id,
+        dir: final,
+        index,
+        documents,
+        probe: manifest.probe,
+        files: manifest.files.length,
+        bytes,
+        removed,
+        ...(published ? { published } : {}),
+      }
     },
   })
 
@@ -123,6 +158,67 @@ export function snapshot(options: BlockOptions = {}): AssetDefinition {
     const old = ids.slice(0, Math.max(0, ids.length - keep)).filter((id) => !inUse.has(id))
     for (const id of old) await rm(paths.snapshot(id), { recursive: true, force: true })
     return old
+  }
+}
+
+/** What a snapshot backend may do with the step it works for. */
+function backendContext(ctx: AssetContext): BackendContext {
+  return {
+    runId: ctx.runId,
+    asset: ctx.key,
+    signal: ctx.signal,
+    log: (message, level) => ctx.log(message, level),
+    progress: (done, total) => ctx.progress(done, total ?? undefined),
+  }
+}
+
+/**
+ * Uploads a verified local snapshot to `<prefix>snapshots/<id>/`: every file (in parts when
+ * large), each one's SHA-256 compared with the manifest's, and the manifest last, so a reader
+ * that finds the manifest finds every file it lists. Returns the snapshot's S3 URL.
+ */
+export async function publishSnapshot(
+  dir: string,
+  manifest: Manifest,
+  to: { bucket: string; prefix: string },
+  options: Pick<SnapshotOptions, 's3' | 'upload'>,
+  ctx: Pick<AssetContext, 'signal' | 'log' | 'progress'>,
+): Promise<string> {
+  const store = new S3Store({ ...options.s3, where: 'snapshot({ publish })' })
+  const base = `${to.prefix}snapshots/${manifest.id}/`
+  const total = manifest.files.reduce((a, f) => a + f.bytes, 0)
+  let sent = 0
+  try {
+    const queue = [...manifest.files]
+    const worker = async () => {
+      for (let f = queue.shift(); f; f = queue.shift()) {
+        const out = await store.upload(join(dir, f.name), to.bucket, base + f.name, {
+          ...options.upload,
+          signal: ctx.signal,
+          contentType: 'application/vnd.sqlite3',
+          onBytes: (n) => {
+            sent += n
+            ctx.progress(sent, total)
+          },
+        })
+        if (out.sha256 !== f.sha256) {
+          throw new Error(
+            `publishing snapshot ${manifest.id}: ${f.name} was uploaded with sha256 ${out.sha256.slice(0, 12)}... but the manifest says ${f.sha256.slice(0, 12)}...; the local snapshot changed after it was verified`,
+          )
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(4, queue.length) }, worker))
+    // the manifest last: its presence means every file is there
+    await store.upload(join(dir, 'manifest.json'), to.bucket, `${base}manifest.json`, {
+      signal: ctx.signal,
+      contentType: 'application/json',
+    })
+    const url = s3Url(to.bucket, base)
+    ctx.log(`published ${manifest.id} to ${url} (${manifest.files.length} files, ${total} bytes)`)
+    return url
+  } finally {
+    store.close()
   }
 }
 

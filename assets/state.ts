@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Layout, readJson } from './layout.js'
+import type { AliasStore } from './backends.js'
+import { type Layout, readJson, writeJsonAtomic } from './layout.js'
 
 /** One promoted index: the snapshot it is served from and the index it was built as. */
 export interface AliasEntry {
@@ -8,6 +9,12 @@ export interface AliasEntry {
   index: string
   runId: string
   promotedAt: string
+  /** What a replica serving it must hold (written by promote; a rollback checks replicas against it). */
+  documents?: number
+  /** A word known to be in the index: the query a replica serving it must answer with a hit. */
+  probe?: string | null
+  /** The index's directory within the snapshot, when the snapshot is a whole volume (EBS). */
+  path?: string
 }
 
 /** The `current` alias file: replaced as a whole by rename, so readers never see half of it. */
@@ -41,6 +48,15 @@ export interface Manifest {
 
 export function readAlias(paths: Layout): Alias | undefined {
   return readJson<Alias>(paths.alias)
+}
+
+/** The `current` alias as a file of the data directory (the default): replaced whole by a rename. */
+export function fileAliasStore(file: string): AliasStore {
+  return {
+    where: file,
+    read: async () => readJson<Alias>(file),
+    write: async (alias) => writeJsonAtomic(file, alias),
+  }
 }
 
 export function replicaNames(paths: Layout): string[] {
