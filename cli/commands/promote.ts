@@ -17,31 +17,37 @@ export function registerPromote(program: Command, ctx: CliContext): void {
     .addHelpText('after', '\nExamples:\n  refresh promote\n  refresh promote --rollback')
     .action(async (options: PromoteOptions) => {
       // the assets (and the config loader) load here, not for every command
-      const [{ findDataDir }, { layout }, { rollbackPromotion }, { readAlias }] = await Promise.all([
+      const [{ findBlocks }, { rollbackPromotion }, { fileAliasStore }, { layout }] = await Promise.all([
         import('../data-dir.js'),
-        import('../../assets/layout.js'),
         import('../../assets/promote.js'),
         import('../../assets/state.js'),
+        import('../../assets/layout.js'),
       ])
-      const dataDir = await findDataDir(options, ctx.io.cwd)
+      const { dataDir, alias: store, fleet } = await findBlocks(options, ctx.io.cwd)
+      const alias = store ?? fileAliasStore(layout(dataDir).alias)
       const { io } = ctx
       if (options.rollback) {
-        const r = await rollbackPromotion(dataDir)
+        const r = await rollbackPromotion(dataDir, {
+          alias,
+          // the local replica directories are rolled back as before; a remote fleet through its backend
+          fleet: fleet && fleet.name !== 'local' ? fleet : undefined,
+          log: (m) => io.err(m),
+        })
         io.out(`rolled back: current -> ${r.to.index} (snapshot ${r.to.snapshot}), was ${r.from.index}`)
         if (r.replicas.length) io.out(`replicas now serving ${r.to.snapshot}: ${r.replicas.join(', ')}`)
         ctx.code = EXIT.ok
         return
       }
-      const alias = readAlias(layout(dataDir))
-      if (!alias) {
-        io.out(`nothing promoted yet in ${dataDir}; run \`refresh run\`.`)
+      const current = await alias.read()
+      if (!current) {
+        io.out(`nothing promoted yet in ${alias.where}; run \`refresh run\`.`)
         ctx.code = EXIT.failed
         return
       }
       io.out(
-        `current:  ${alias.current.index} (snapshot ${alias.current.snapshot}, promoted ${alias.current.promotedAt})`,
+        `current:  ${current.current.index} (snapshot ${current.current.snapshot}, promoted ${current.current.promotedAt})`,
       )
-      for (const p of alias.previous)
+      for (const p of current.previous)
         io.out(`previous: ${p.index} (snapshot ${p.snapshot}, promoted ${p.promotedAt})`)
       ctx.code = EXIT.ok
     })
