@@ -14,6 +14,8 @@ export type {
 export { catalog, type ExportCatalogOptions, exportCatalog } from './assets/catalog.js'
 export { clean } from './assets/clean.js'
 export { type CopyOptions, copy } from './assets/copy.js'
+export { type EbsSnapshotBackend, type EbsSnapshotsOptions, ebsSnapshots } from './assets/ebs.js'
+export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
 export {
   aliasStoreFor,
@@ -23,7 +25,7 @@ export {
   rollbackPromotion,
 } from './assets/promote.js'
 export { type ReindexOptions, reindex } from './assets/reindex.js'
-export { replicas } from './assets/replicas.js'
+export { localReplicas, type ReplicasOptions, replicas } from './assets/replicas.js'
 export { s3AliasStore } from './assets/s3-alias.js'
 export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
 export { publishSnapshot, type SnapshotOptions, snapshot } from './assets/snapshot.js'

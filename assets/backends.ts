@@ -43,6 +43,8 @@ export interface RolloutTarget {
   documents: number
   /** A word known to be in the index: the real query a replica must answer with a hit. */
   probe: string | null
+  /** The index's directory relative to the snapshot's root (an EBS snapshot holds the whole volume). */
+  path?: string
 }
 
 export interface FleetRollout {

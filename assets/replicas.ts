@@ -4,10 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
+import { attachParts, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,
   blockTags,
   ensureWritableDir,
+  isNumber,
   isString,
   type Layout,
   layout,
@@ -15,7 +17,7 @@ import {
   upstreamField,
   writeJsonAtomic,
 } from './layout.js'
-import { type Manifest, type ReplicaState, readManifest, readReplica } from './state.js'
+import { type Manifest, type ReplicaState, readManifest, readReplica, replicaNames } from './state.js'
 
 export const replicasConfig = z.object({
   /** Read replicas (M); each is a directory that serves one snapshot. */
@@ -199,12 +201,47 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, message: string):
   }
 }
 
+/**
+ * The local replicas (directories of the data directory) as a ReplicaFleet, for
+ * `refresh promote --rollback` and any caller that only knows the contract. `replicas` is the
+ * replica count (default: the replicas there are now).
+ */
+export function localReplicas(
+  dataDir: string,
+  options: { replicas?: number; readinessTimeoutMs?: number } = {},
+): ReplicaFleet {
+  const paths = layout(dataDir)
+  return {
+    name: 'local',
+    async rollout(target, ctx) {
+      const count = options.replicas ?? replicaNames(paths).length
+      if (count === 0) return { updated: [], previousSnapshot: null }
+      return rollReplicas(paths, target.snapshot, {
+        replicas: count,
+        readinessTimeoutMs: options.readinessTimeoutMs ?? 10_000,
+        signal: ctx.signal,
+        log: (m) => ctx.log(m),
+      })
+    },
+  }
+}
+
+export interface ReplicasOptions extends BlockOptions {
+  /**
+   * Where the replicas run (for example `ec2Replicas({...})`); default the local replicas of the
+   * data directory. A fleet has its own replica count: the `replicas` config field is for the local ones.
+   */
+  fleet?: ReplicaFleet
+}
+
 /** `replicas`: M read replicas rolled onto the new snapshot one at a time, rolled back on failure. */
-export function replicas(options: BlockOptions = {}): AssetDefinition {
+export function replicas(options: ReplicasOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'snapshot'
-  return asset({
+  const fleet = options.fleet
+  if (fleet) return attachParts(fleetReplicas(options, fleet, dataDir, from), { fleet })
+  const definition = asset({
     key: options.key ?? 'replicas',
     deps: [from],
     group: options.group ?? 'refresh',
@@ -228,6 +265,49 @@ export function replicas(options: BlockOptions = {}): AssetDefinition {
         updated: result.updated,
         previousSnapshot: result.previousSnapshot,
         dir: paths.replicas,
+      }
+    },
+  })
+  return attachParts(definition, { fleet: localReplicas(dataDir) })
+}
+
+/** `replicas` over a fleet: the upstream snapshot's metadata is the rollout's target. */
+function fleetReplicas(options: ReplicasOptions, fleet: ReplicaFleet, dataDir: string, from: string) {
+  return asset({
+    key: options.key ?? 'replicas',
+    deps: [from],
+    group: options.group ?? 'refresh',
+    tags: { ...blockTags('replicas', dataDir), fleet: fleet.name },
+    description: `read replicas (${fleet.name}) rolled onto the snapshot batch by batch, each checked by real queries`,
+    config: replicasConfig,
+    retry: options.retry ?? { maxAttempts: 1 },
+    timeoutMs: options.timeoutMs,
+    ...(fleet.recover ? { recover: (runIds: readonly string[]) => fleet.recover!(runIds) } : {}),
+    async materialize(ctx) {
+      const up = ctx.upstream[from]
+      const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
+      const index = upstreamField(ctx.upstream, from, 'index', isString)
+      const documents = upstreamField(ctx.upstream, from, 'documents', isNumber)
+      const probe = typeof up?.probe === 'string' ? up.probe : null
+      const path = typeof up?.path === 'string' ? up.path : undefined
+      const result = await fleet.rollout(
+        { snapshot, index, documents, probe, ...(path === undefined ? {} : { path }) },
+        {
+          runId: ctx.runId,
+          asset: ctx.key,
+          signal: ctx.signal,
+          log: (m, level) => ctx.log(m, level),
+          progress: (done, total) => ctx.progress(done, total ?? undefined),
+        },
+      )
+      return {
+        snapshot,
+        index,
+        fleet: fleet.name,
+        replicas: result.updated.length,
+        updated: result.updated,
+        previousSnapshot: result.previousSnapshot,
+        retired: result.retired ?? [],
       }
     },
   })
