@@ -39,6 +39,18 @@ const THROTTLED = new Set([
   'Unavailable',
 ])
 
+const NETWORK = new Set([
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+])
+
 /**
  * Sorts an AWS error: `denied` (not retried; the message names the permission), `throttled`
  * (AWS is busy, out of capacity or failed on its side: retried with backoff), `invalid` (the
@@ -52,6 +64,10 @@ export function classifyAwsError(error: unknown): AwsErrorKind {
   if (DENIED.has(name) || /not authorized to perform|access denied|could not load credentials/i.test(message))
     return 'denied'
   if (THROTTLED.has(name) || /rate exceeded|throttl|insufficient capacity/i.test(message)) return 'throttled'
+  // no answer: the SDK puts $metadata on network errors too, so the code decides
+  const code = (error as { code?: unknown })?.code
+  if (typeof code === 'string' && NETWORK.has(code)) return 'transient'
+  if (name === 'TimeoutError' || name === 'RequestTimeout') return 'transient'
   if (e?.$metadata === undefined) return 'transient'
   if (e.$fault === 'server') return 'throttled'
   return 'invalid'
