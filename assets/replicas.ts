@@ -303,6 +303,10 @@ function fleetReplicas(options: ReplicasOptions, fleet: ReplicaFleet, dataDir: s
       return {
         snapshot,
         index,
+        // what a replica of this snapshot must answer, kept by promote for a later rollback
+        documents,
+        probe,
+        ...(path === undefined ? {} : { path }),
         fleet: fleet.name,
         replicas: result.updated.length,
         updated: result.updated,
