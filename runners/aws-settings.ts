@@ -34,6 +34,8 @@ export interface AwsSettings {
   fleet: string
   /** The port replicas serve on. */
   replicaPort: number
+  /** How often tasks, instances and snapshots are polled (undefined: each backend's default). */
+  pollMs: number | undefined
 }
 
 /** Each variable: what it is, and its default (none: required). */
@@ -55,6 +57,10 @@ export const AWS_VARIABLES = {
   REFRESH_REPLICAS: { about: 'how many read replicas', default: '2' },
   REFRESH_FLEET: { about: 'the replica fleet name (its refresh:fleet tag)', default: 'refresh-replicas' },
   REFRESH_REPLICA_PORT: { about: 'the port replicas serve on', default: '8080' },
+  REFRESH_AWS_POLL_MS: {
+    about: 'how often tasks, instances and snapshots are polled, in ms',
+    default: '5000 for tasks and instances, 15000 for snapshots',
+  },
 } as const satisfies Record<string, { about: string; default?: string }>
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -124,6 +130,8 @@ export function awsSettings(env: Env = process.env): AwsSettings {
     replicas: count('REFRESH_REPLICAS', 2, 64),
     fleet: get('REFRESH_FLEET') ?? 'refresh-replicas',
     replicaPort: count('REFRESH_REPLICA_PORT', 8080, 65535),
+    pollMs:
+      get('REFRESH_AWS_POLL_MS') === undefined ? undefined : count('REFRESH_AWS_POLL_MS', 5000, 600_000),
   }
   if (workers === 'ecs' && launchType === 'FARGATE' && settings.subnets.length === 0)
     problems.push('REFRESH_SUBNETS (Fargate tasks need at least one subnet)')
