@@ -81,7 +81,7 @@ export function awsSettings(env: Env = process.env): AwsSettings {
     return value ?? ''
   }
   const count = (
-    name: 'REFRESH_SHARDS' | 'REFRESH_REPLICAS' | 'REFRESH_REPLICA_PORT',
+    name: 'REFRESH_SHARDS' | 'REFRESH_REPLICAS' | 'REFRESH_REPLICA_PORT' | 'REFRESH_AWS_POLL_MS',
     fallback: number,
     max: number,
   ) => {
