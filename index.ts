@@ -108,6 +108,15 @@ export type {
 export { AwsCallError, type AwsCallOptions, type AwsErrorKind, classifyAwsError, TAG } from './runners/aws.js'
 export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws-settings.js'
 export {
+  type Ec2Runner,
+  type Ec2RunnerOptions,
+  type Ec2RunnerStats,
+  ec2Runner,
+  type LaunchTemplateRef,
+  type TerminateOrphanInstancesOptions,
+  terminateOrphanInstances,
+} from './runners/ec2.js'
+export {
   type EcsRunner,
   type EcsRunnerOptions,
   type EcsRunnerStats,
@@ -119,6 +128,7 @@ export { type LocalProcessRunnerOptions, localProcessRunner } from './runners/lo
 export { type IdRange, splitRange } from './runners/ranges.js'
 export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'
 export { type S3Location, S3Store, s3Location } from './runners/s3.js'
+export { type StatusChannel, type StatusOptions, statusChannel } from './runners/status.js'
 export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
 export {
   type GuardSpec,

@@ -1,5 +1,5 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
@@ -8,6 +8,7 @@ import type { IndexShardInput } from '../runners/index-shard.js'
 import { localProcessRunner } from '../runners/local.js'
 import { splitRange } from '../runners/ranges.js'
 import { runUnits } from '../runners/run-units.js'
+import { type S3Location, type S3Store, s3Location, s3Url } from '../runners/s3.js'
 import type { Runner } from '../runners/types.js'
 import {
   type BlockOptions,
@@ -25,6 +26,16 @@ export interface ReindexOptions extends BlockOptions {
   shards?: number
   /** Where the shard workers run (default: a pool of local processes, one per CPU). */
   runner?: Runner
+  /**
+   * An S3 prefix (`s3://bucket/prefix/` or `{ bucket, prefix }`) through which the workers get
+   * their input and hand back their shards, for runners with no file system shared with the
+   * orchestrator (ECS, EC2): the cleaned database is uploaded to
+   * `<prefix>runs/<runId>/<asset>/input/<file>`, each worker writes
+   * `<prefix>runs/<runId>/<asset>/shards/shard-NNN.db`, and the shards are downloaded (checked
+   * against the SHA-256 each worker reported) into the local index once all have succeeded.
+   * Without it the workers read and write local paths.
+   */
+  transfer?: string | { bucket: string; prefix?: string }
 }
 
 export const reindexConfig = (shards: number) =>
@@ -51,6 +62,9 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'clean'
+  // checked when the asset is declared: a typo fails `refresh validate`, not a run
+  const transfer =
+    options.transfer === undefined ? undefined : s3Location(options.transfer, 'reindex({ transfer })')
   // the runner is made on first use, so declaring the asset starts nothing
   let defaultRunner: Runner | undefined
   return asset({
@@ -76,9 +90,32 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const runner = defaultRunner
       const name = `idx-${ctx.runId}`
       const dir = paths.index(name)
+
+      // with `transfer`, the input goes up first and the workers read and write S3
+      let s3: S3Store | undefined
+      let remote: { base: string; source: string } | undefined
+      if (transfer) {
+        const { S3Store } = await import('../runners/s3.js')
+        s3 = new S3Store({ where: 'reindex({ transfer })' })
+        const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
+        const key = `${base}input/${basename(source)}`
+        ctx.log(`uploading ${basename(source)} to ${s3Url(transfer.bucket, key)}`)
+        try {
+          const up = await s3.upload(source, transfer.bucket, key, { signal: ctx.signal })
+          ctx.log(`uploaded ${up.bytes} bytes (sha256 ${up.sha256.slice(0, 12)}...)`, 'debug')
+        } catch (error) {
+          s3.close()
+          throw error
+        }
+        remote = { base, source: s3Url(transfer.bucket, key) }
+      }
       ensureWritableDir(paths.indexes)
       rmSync(dir, { recursive: true, force: true })
       mkdirSync(dir)
+      const shardOutput = (shard: number) =>
+        remote
+          ? s3Url(transfer!.bucket, `${remote.base}shards/${shardFile(shard)}`)
+          : join(dir, shardFile(shard))
 
       const ranges = splitRange(minId, maxId + 1, shards)
       const done = new Array<number>(shards).fill(0)
@@ -89,11 +126,11 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         runId: ctx.runId,
         asset: ctx.key,
         input: {
-          source,
+          source: remote?.source ?? source,
           table,
           lo,
           hi,
-          output: join(dir, shardFile(shard)),
+          output: shardOutput(shard),
           shard,
         } satisfies IndexShardInput,
       }))
@@ -145,7 +182,10 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
           ms: Math.round(o.durationMs),
           attempts: o.attempts,
           maxRssMb: (o.output.maxRssMb as number | undefined) ?? null,
+          ...(typeof o.output.bytes === 'number' ? { bytes: o.output.bytes } : {}),
+          ...(typeof o.output.sha256 === 'string' ? { sha256: o.output.sha256 } : {}),
         })) satisfies JsonObject[]
+        if (transfer && s3) await downloadShards(s3, transfer, perShard, dir, shardOutput, ctx)
         const documents = perShard.reduce((a, s) => a + s.documents, 0)
         if (documents !== rows) {
           throw new NonRetriableError(
@@ -158,6 +198,21 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         // nothing half-built stays behind to be snapshotted or promoted
         rmSync(dir, { recursive: true, force: true })
         throw error
+      } finally {
+        // the input and the shard files in S3 are scratch: once the shards are here (or the step
+        // failed, and a retry uploads again) they go; `refresh gc` is the backstop after a crash
+        if (s3 && remote) {
+          try {
+            const keys = (await s3.list(transfer!.bucket, remote.base)).map((o) => o.key)
+            await s3.deleteKeys(transfer!.bucket, keys)
+          } catch (error) {
+            ctx.log(
+              `could not remove the run's scratch under ${s3Url(transfer!.bucket, remote.base)} (${error instanceof Error ? error.message : String(error)}); \`refresh gc\` will`,
+              'warn',
+            )
+          }
+        }
+        s3?.close()
       }
     },
   })
@@ -165,4 +220,35 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
 
 export function shardFile(shard: number): string {
   return `shard-${String(shard).padStart(3, '0')}.db`
+}
+
+/** Brings the shards the workers uploaded into the local index, each checked against the SHA-256 its worker reported. */
+async function downloadShards(
+  s3: S3Store,
+  transfer: S3Location,
+  shards: ReadonlyArray<{ shard: number; sha256?: string; bytes?: number }>,
+  dir: string,
+  outputOf: (shard: number) => string,
+  ctx: { log(message: string, level?: 'debug' | 'info' | 'warn'): void; signal: AbortSignal },
+): Promise<void> {
+  let bytes = 0
+  const queue = [...shards]
+  const worker = async () => {
+    for (let s = queue.shift(); s; s = queue.shift()) {
+      if (s.sha256 === undefined) {
+        throw new NonRetriableError(
+          `shard ${s.shard}'s worker reported no sha256 for ${outputOf(s.shard)}; a worker that writes S3 outputs reports one (is the worker image older than the orchestrator?).`,
+        )
+      }
+      const url = outputOf(s.shard)
+      const key = url.slice(`s3://${transfer.bucket}/`.length)
+      const got = await s3.download(transfer.bucket, key, join(dir, shardFile(s.shard)), {
+        signal: ctx.signal,
+        expect: { sha256: s.sha256, ...(s.bytes === undefined ? {} : { size: s.bytes }) },
+      })
+      bytes += got.bytes
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(4, shards.length) }, worker))
+  ctx.log(`downloaded ${shards.length} shards (${bytes} bytes), each checked against its worker's sha256`)
 }

@@ -4,14 +4,13 @@
  * declares this runner, and every run on the local runner, never pays for loading it.
  *
  * Progress and output: an ECS task has an exit code but no channel back, so the worker keeps a
- * small JSON status (`WorkerStatus`, see worker.ts) in a file under `statusDir`, which must be a
- * directory the orchestrator and the tasks share (EFS, a bind mount). The runner polls it with
- * DescribeTasks and reads the output from it once the task has stopped. S3 is the planned
- * transport for the status (and the shard inputs and outputs); it is not built yet.
+ * small JSON status (`WorkerStatus`, see worker.ts) on a status channel (status.ts): an S3 object
+ * under `statusUrl` (`<prefix>runs/<runId>/status/<unit>.attempt-<n>.json`), or a file under
+ * `statusDir`, a directory the orchestrator and the tasks share (EFS, a bind mount). The runner
+ * reads it on each DescribeTasks poll for progress, and once the task has stopped for the output.
+ * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
 import type {
   CapacityProviderStrategyItem,
   ECSClient,
@@ -21,12 +20,13 @@ import type {
   Task,
 } from '@aws-sdk/client-ecs'
 import { AwsCallError, type AwsCallOptions, backoff, callAws, clientConfig, sleep, TAG } from './aws.js'
+import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
 type Sdk = typeof import('@aws-sdk/client-ecs')
 
-export interface EcsRunnerOptions extends AwsCallOptions {
+export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions {
   cluster: string
   /**
    * A family (`refresh-worker`), `family:revision` or an ARN. Resolved once per step (run and
@@ -41,8 +41,6 @@ export interface EcsRunnerOptions extends AwsCallOptions {
   capacityProviderStrategy?: CapacityProviderStrategyItem[]
   /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
   networkConfiguration?: NetworkConfiguration
-  /** A directory shared with the tasks, for the workers' status files (see the module comment). */
-  statusDir: string
   /**
    * Plain (non-secret) environment for the worker container. Secrets belong in the task
    * definition's `secrets` (from Secrets Manager or SSM), never here: overrides are visible to
@@ -83,8 +81,7 @@ const DESCRIBE_BATCH = 100
 export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
   if (!options.cluster) throw new TypeError('ecsRunner: `cluster` is required (a cluster name or ARN)')
   if (!options.taskDefinition) throw new TypeError('ecsRunner: `taskDefinition` is required (a family name)')
-  if (!options.statusDir)
-    throw new TypeError('ecsRunner: `statusDir` is required (a directory shared with the tasks)')
+  const status = statusChannel(options, 'ecsRunner')
   const container = options.container ?? 'worker'
   const pollMs = options.pollIntervalMs ?? 5000
   const stats: EcsRunnerStats = {
@@ -121,7 +118,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
         try {
           const out = await api.describeTasks(batch.map((h) => h.arn!))
           const byArn = new Map(batch.map((h) => [h.arn!, h]))
-          for (const task of out.tasks ?? []) byArn.get(task.taskArn ?? '')?.observe(task)
+          await Promise.all((out.tasks ?? []).map((task) => byArn.get(task.taskArn ?? '')?.observe(task)))
           for (const f of out.failures ?? []) {
             byArn
               .get(f.arn ?? '')
@@ -142,7 +139,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     if (batches.length > stats.maxCallsPerPoll.calls)
       stats.maxCallsPerPoll = { calls: batches.length, running: handles.length }
     options.onPoll?.({ running: handles.length, calls: batches.length })
-    for (const h of running.values()) h.readProgress()
+    await Promise.all([...running.values()].map((h) => h.readProgress()))
   }
 
   const ensurePolling = () => {
@@ -161,6 +158,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     api,
     options,
     container,
+    status,
     pin,
     onRunning(h) {
       running.set(h.arn!, h)
@@ -177,6 +175,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     closed = true
     await Promise.all([...live].map((h) => h.stop('the runner is closed')))
     if (!options.client) api.destroy()
+    status.close()
   }
 
   return {
@@ -209,6 +208,7 @@ interface HandleHooks {
   api: EcsApi
   options: EcsRunnerOptions
   container: string
+  status: StatusChannel
   pin(unit: WorkUnit): Promise<Pinned>
   onRunning(handle: EcsHandle): void
   onSettled(handle: EcsHandle): void
@@ -263,10 +263,7 @@ class EcsHandle implements WorkHandle {
     try {
       const pinned = await this.hooks.pin(unit)
       this.essential = pinned.essential
-      const runDir = join(options.statusDir, safeName(unit.runId ?? 'no-run'))
-      this.statusFile = join(runDir, `${safeName(unit.id)}.attempt-${unit.attempt}.json`)
-      mkdirSync(runDir, { recursive: true })
-      rmSync(this.statusFile, { force: true })
+      this.statusFile = await this.hooks.status.prepare(unit)
       const command = (options.command ?? defaultCommand)(unit, this.statusFile)
       const maxPlacements = options.placementAttempts ?? 6
       for (let placement = 1; ; placement++) {
@@ -347,9 +344,9 @@ class EcsHandle implements WorkHandle {
   }
 
   /** DescribeTasks saw the task: settle it once it has stopped. */
-  observe(task: Task): void {
-    if (task.lastStatus !== 'STOPPED') return
-    const status = this.readStatus()
+  async observe(task: Task): Promise<void> {
+    if (task.lastStatus !== 'STOPPED' || this.settled) return
+    const status = await this.readStatus()
     if (status && !(status instanceof Error)) this.report(status.done, status.total)
     if (this.stopReason !== undefined) {
       this.settle({ status: 'stopped', reason: this.stopReason, durationMs: this.ms })
@@ -365,7 +362,7 @@ class EcsHandle implements WorkHandle {
     const exitedZero = containers.length > 0 && containers.every((c) => c.exitCode === 0)
     if (exitedZero && status && !(status instanceof Error) && status.state === 'succeeded') {
       // kept when a task failed, for a look; a success has nothing more to tell
-      rmSync(this.statusFile, { force: true })
+      await this.hooks.status.discard(this.statusFile)
       this.settle({ status: 'succeeded', output: status.output, durationMs: this.ms })
       return
     }
@@ -390,8 +387,9 @@ class EcsHandle implements WorkHandle {
     })
   }
 
-  readProgress(): void {
-    const status = this.readStatus()
+  async readProgress(): Promise<void> {
+    if (this.settled) return
+    const status = await this.readStatus()
     if (status && !(status instanceof Error)) this.report(status.done, status.total)
   }
 
@@ -401,21 +399,10 @@ class EcsHandle implements WorkHandle {
     this.listener.onProgress?.({ done, total })
   }
 
-  /** The worker's status file: undefined before it first writes; an Error when it cannot be read. */
-  private readStatus(): WorkerStatus | undefined | Error {
+  /** The worker's status: undefined before it first writes; an Error when it cannot be read. */
+  private async readStatus(): Promise<WorkerStatus | undefined | Error> {
     if (!this.statusFile) return undefined
-    let text: string
-    try {
-      text = readFileSync(this.statusFile, 'utf8')
-    } catch (cause) {
-      if ((cause as { code?: unknown }).code === 'ENOENT') return undefined
-      return new Error(`cannot read the worker status ${this.statusFile}: ${(cause as Error).message}`)
-    }
-    try {
-      return JSON.parse(text) as WorkerStatus
-    } catch (cause) {
-      return new Error(`the worker status ${this.statusFile} is not JSON: ${(cause as Error).message}`)
-    }
+    return this.hooks.status.read(this.statusFile)
   }
 
   private async stopTask(reason: string): Promise<void> {
@@ -459,10 +446,6 @@ export function clientToken(unit: Pick<WorkUnit, 'runId' | 'id' | 'attempt'>, pl
 /** RunTask `failures` worth another placement: no capacity (`RESOURCE:*`, Fargate capacity) or an agent. */
 function isPlacementRetriable(reason: string | undefined): boolean {
   return reason !== undefined && /^RESOURCE:|^AGENT|capacity/i.test(reason)
-}
-
-function safeName(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.-]/g, '_')
 }
 
 function shortArn(arn: string | undefined): string {
@@ -613,7 +596,7 @@ export interface StopOrphanTasksOptions
  */
 export async function stopOrphanTasks(options: StopOrphanTasksOptions): Promise<string[]> {
   const api = new EcsApi(
-    { ...options, taskDefinition: 'unused', statusDir: 'unused' },
+    { ...options, taskDefinition: 'unused' },
     { calls: {}, tasksStarted: 0, polls: 0, maxCallsPerPoll: { calls: 0, running: 0 } },
   )
   const stopped: string[] = []

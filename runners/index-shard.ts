@@ -1,4 +1,7 @@
-import { rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { JsonObject } from '../core/json.js'
 
@@ -25,13 +28,13 @@ export function fillSql(table: string): string {
 export const BUILD_PRAGMAS = ['synchronous = OFF', 'cache_size = -65536', 'temp_store = MEMORY'] as const
 
 export interface IndexShardInput {
-  /** The cleaned database and its table. */
+  /** The cleaned database (a path, or `s3://bucket/key`: downloaded first, checked) and its table. */
   source: string
   table: string
   /** The half-open id range [lo, hi). */
   lo: number
   hi: number
-  /** The shard file to write (replaced if it exists). */
+  /** The shard file to write (replaced if it exists), or `s3://bucket/key`: built in a temp dir, then uploaded. */
   output: string
   shard: number
   /** Fault injection for tests and drills: make this attempt crash (SIGKILL) or exit non-zero. */
@@ -42,15 +45,63 @@ export interface TaskReporter {
   progress(done: number, total: number): void
 }
 
-/** Builds one shard: every row of the range into a fresh FTS5 file. Returns its counts and time. */
-export function indexShard(input: IndexShardInput, report: TaskReporter): JsonObject {
+/**
+ * Builds one shard: every row of the range into a fresh FTS5 file. Returns its counts, its size
+ * and time, and for an S3 output the uploaded object's SHA-256 (what the orchestrator checks the
+ * download against). The build yields to the event loop between batches, so a status write in
+ * flight (an S3 PutObject) goes out while it runs. A batch that fails fails the whole range: the
+ * transaction is rolled back and nothing of it counts as done.
+ */
+export async function indexShard(input: IndexShardInput, report: TaskReporter): Promise<JsonObject> {
   const started = performance.now()
-  rmSync(input.output, { force: true })
-  rmSync(`${input.output}-journal`, { force: true })
-  const db = new Database(input.output)
+  const remoteSource = input.source.startsWith('s3://')
+  const remoteOutput = input.output.startsWith('s3://')
+  if (!remoteSource && !remoteOutput) {
+    const built = await buildShard(input, input.source, input.output, report)
+    return { ...built, bytes: statSync(input.output).size, ms: Math.round(performance.now() - started) }
+  }
+  const { S3Store, parseS3ObjectUrl } = await import('./s3.js')
+  const store = new S3Store({ where: 'the index-shard input' })
+  const scratch = mkdtempSync(join(tmpdir(), 'refresh-shard-'))
+  try {
+    let source = input.source
+    if (remoteSource) {
+      const { bucket, key } = parseS3ObjectUrl(input.source)
+      source = join(scratch, basename(key))
+      await store.download(bucket, key, source)
+    }
+    const output = remoteOutput ? join(scratch, `shard-${input.shard}.db`) : input.output
+    const built = await buildShard(input, source, output, report)
+    if (!remoteOutput) {
+      return { ...built, bytes: statSync(output).size, ms: Math.round(performance.now() - started) }
+    }
+    const { bucket, key } = parseS3ObjectUrl(input.output)
+    const up = await store.upload(output, bucket, key, { contentType: 'application/vnd.sqlite3' })
+    return {
+      ...built,
+      output: input.output,
+      bytes: up.bytes,
+      sha256: up.sha256,
+      ms: Math.round(performance.now() - started),
+    }
+  } finally {
+    store.close()
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+async function buildShard(
+  input: IndexShardInput,
+  source: string,
+  output: string,
+  report: TaskReporter,
+): Promise<JsonObject> {
+  rmSync(output, { force: true })
+  rmSync(`${output}-journal`, { force: true })
+  const db = new Database(output)
   try {
     for (const pragma of BUILD_PRAGMAS) db.pragma(pragma)
-    db.prepare('ATTACH DATABASE ? AS src').run(input.source)
+    db.prepare('ATTACH DATABASE ? AS src').run(source)
     const total = (
       db
         .prepare(`SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE id >= ? AND id < ?`)
@@ -63,11 +114,13 @@ export function indexShard(input: IndexShardInput, report: TaskReporter): JsonOb
     const meta = db.prepare('INSERT INTO shard_meta (key, value) VALUES (?, ?)')
     const step = Math.max(1, Math.ceil((input.hi - input.lo) / 20))
     let done = 0
-    db.transaction(() => {
+    db.exec('BEGIN')
+    try {
       for (let lo = input.lo; lo < input.hi; lo += step) {
         done += fill.run(lo, Math.min(input.hi, lo + step)).changes
         report.progress(done, total)
         if (input.fail && lo + step >= input.lo + (input.hi - input.lo) / 2) fail(input.fail)
+        await yieldToLoop()
       }
       if (input.fail) fail(input.fail)
       for (const [key, value] of Object.entries({
@@ -77,13 +130,15 @@ export function indexShard(input: IndexShardInput, report: TaskReporter): JsonOb
         documents: done,
       }))
         meta.run(key, value)
-    })()
+      db.exec('COMMIT')
+    } catch (error) {
+      if (db.inTransaction) db.exec('ROLLBACK')
+      throw error
+    }
     db.exec('DETACH DATABASE src')
-    const ms = Math.round(performance.now() - started)
     return {
       shard: input.shard,
       documents: done,
-      ms,
       maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     }
   } finally {

@@ -13,16 +13,16 @@ interface WorkerCommandOptions {
 export function registerWorker(program: Command, ctx: CliContext): void {
   program
     .command('worker')
-    .description('run one worker task (what reindex starts per id range, locally or as an ECS task)')
+    .description('run one worker task (what reindex starts per id range: locally, as an ECS task or on EC2)')
     .argument('<task>', 'the task to run, for example index-shard')
     .argument('<input-json>', "the task's input as one JSON object")
     .option(
-      '--status-file <path>',
-      'keep a JSON status (progress, then the output or the error) in this file',
+      '--status-file <path-or-s3-url>',
+      'keep a JSON status (progress, then the output or the error) in this file or S3 object (s3://bucket/key)',
     )
     .addHelpText(
       'after',
-      `\nExit code 0 only when the task reported a result; 1 when it failed; 2 on bad input.\n\nExample:\n  refresh worker index-shard '{"source":"clean.db","table":"media_clean","lo":1,"hi":1001,"output":"shard-000.db","shard":0}'`,
+      `\nExit code 0 only when the task reported a result (and, with --status-file, its final status was written); 1 when it failed; 2 on bad input. The index-shard task's source and output may be s3:// URLs.\n\nExample:\n  refresh worker index-shard '{"source":"clean.db","table":"media_clean","lo":1,"hi":1001,"output":"shard-000.db","shard":0}'`,
     )
     .action(async (task: string, input: string, options: WorkerCommandOptions) => {
       const { workerMain } = await import('../../runners/worker.js')

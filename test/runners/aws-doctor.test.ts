@@ -36,23 +36,19 @@ function clients(options: { denyRunInstances?: boolean } = {}) {
   const ecs = new ECSClient({ region: 'us-east-1' })
   const ecsMock = mockClient(ecs)
   ecsMock.on(DescribeClustersCommand).resolves({ clusters: [{ clusterName: 'refresh', status: 'ACTIVE' }] })
-  ecsMock
-    .on(DescribeTaskDefinitionCommand)
-    .resolves({
-      taskDefinition: { taskDefinitionArn: 'arn:x:task-definition/refresh-worker:3', status: 'ACTIVE' },
-    })
+  ecsMock.on(DescribeTaskDefinitionCommand).resolves({
+    taskDefinition: { taskDefinitionArn: 'arn:x:task-definition/refresh-worker:3', status: 'ACTIVE' },
+  })
   const ec2 = new EC2Client({ region: 'us-east-1' })
   const ec2Mock = mockClient(ec2)
   ec2Mock
     .on(DescribeVolumesCommand)
     .resolves({ Volumes: [{ VolumeId: 'vol-0123', State: 'in-use', Encrypted: true }] })
-  ec2Mock
-    .on(DescribeLaunchTemplatesCommand)
-    .resolves({
-      LaunchTemplates: [
-        { LaunchTemplateName: 'refresh-replica', LaunchTemplateId: 'lt-1', LatestVersionNumber: 4 },
-      ],
-    })
+  ec2Mock.on(DescribeLaunchTemplatesCommand).resolves({
+    LaunchTemplates: [
+      { LaunchTemplateName: 'refresh-replica', LaunchTemplateId: 'lt-1', LatestVersionNumber: 4 },
+    ],
+  })
   const wouldSucceed = fault('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.')
   ec2Mock.on(CreateSnapshotCommand).rejects(wouldSucceed)
   ec2Mock

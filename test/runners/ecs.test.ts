@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { catalog } from '../../assets/catalog.js'
 import { clean } from '../../assets/clean.js'
 import { copy } from '../../assets/copy.js'
@@ -11,7 +11,9 @@ import { materialize } from '../../core/materialize.js'
 import { classifyAwsError } from '../../runners/aws.js'
 import { type EcsRunnerOptions, ecsRunner, stopOrphanTasks } from '../../runners/ecs.js'
 import { runUnits } from '../../runners/run-units.js'
+import { S3Store } from '../../runners/s3.js'
 import { ROOT, tempDir } from '../helpers.js'
+import { type LocalS3, startLocalS3 } from '../s3-server.js'
 import { alive, CLUSTER, EcsHarness, FAMILY, type HarnessOptions, TASK_DEF_ARN } from './ecs-harness.js'
 
 const harnesses: EcsHarness[] = []
@@ -314,5 +316,78 @@ describe('ecsRunner AWS errors', () => {
     expect(throttled).toBe(3)
     if (result.status === 'failed') expect(result.error).toMatch(/ECS DescribeTasks failed after 3 tries/)
     await busy.close()
+  })
+})
+
+describe('ecsRunner with S3 instead of a shared directory (a real local S3 server)', {
+  timeout: 60_000,
+}, () => {
+  let s3: LocalS3
+  const store = new S3Store({ where: 'the test' })
+  beforeAll(async () => {
+    s3 = await startLocalS3(['refresh-test'])
+  })
+  afterAll(async () => {
+    store.close()
+    await s3.close()
+  })
+
+  it('needs statusUrl or statusDir, and names both when neither is set', () => {
+    expect(() => ecsRunner({ cluster: CLUSTER, taskDefinition: FAMILY })).toThrow(
+      /ecsRunner: `statusUrl` \(an S3 prefix, s3:\/\/bucket\/prefix\/\) or `statusDir` \(a directory shared with the workers\) is required/,
+    )
+  })
+
+  it('refuses a reindex `transfer` that is not an S3 location when the asset is declared', () => {
+    expect(() => reindex({ dataDir: tempDir(), transfer: '/mnt/shared' })).toThrow(
+      /reindex\(\{ transfer \}\): "\/mnt\/shared" is not an S3 URL; expected s3:\/\/bucket\/prefix\//,
+    )
+  })
+
+  it('reindexes 8 ranges with the statuses and the data in S3 (statusUrl + transfer)', async () => {
+    const dir = tempDir()
+    const harness = new EcsHarness({ stateDir: join(dir, 'ecs') })
+    harnesses.push(harness)
+    const runner = ecsRunner({
+      cluster: CLUSTER,
+      taskDefinition: FAMILY,
+      statusUrl: 's3://refresh-test/ecs/',
+      client: harness.client,
+      launchType: 'FARGATE',
+      pollIntervalMs: 50,
+      backoffMs: 5,
+    })
+    const dataDir = join(dir, 'data')
+    const events: RunEvent[] = []
+    const result = await materialize(
+      [
+        catalog({ dataDir }),
+        copy({ dataDir }),
+        clean({ dataDir }),
+        reindex({ dataDir, shards: 8, runner, transfer: { bucket: 'refresh-test', prefix: 'ecs' } }),
+      ],
+      { store: join(dir, 'refresh.db'), config: CONFIG, onEvent: (e) => events.push(e) },
+    )
+    await runner.close()
+    expect(result.status).toBe('success')
+    const rows = result.materializations.clean!.metadata.rows as number
+    const index = result.materializations.reindex!.metadata
+    expect(index).toMatchObject({ documents: rows, shards: 8, runner: 'ecs' })
+    for (const t of index.shardTimings as Array<{ sha256?: string }>)
+      expect(t.sha256).toMatch(/^[0-9a-f]{64}$/)
+    for (const input of harness.runTaskInputs) {
+      const command = input.overrides!.containerOverrides![0]!.command!
+      expect(command[3]).toMatch(
+        new RegExp(`^s3://refresh-test/ecs/runs/${result.runId}/status/shard-\\d\\.attempt-1\\.json$`),
+      )
+      const unit = JSON.parse(command[1]!) as { source: string; output: string }
+      expect(unit.source).toMatch(new RegExp(`^s3://refresh-test/ecs/runs/${result.runId}/reindex/input/`))
+      expect(unit.output).toMatch(/\/reindex\/shards\/shard-00\d\.db$/)
+    }
+    // a succeeded unit's status is removed, and the input and shards once they are home
+    expect(await store.list('refresh-test', `ecs/runs/${result.runId}/`)).toEqual([])
+    const progress = events.filter((e) => e.type === 'step:progress' && e.step === 'reindex')
+    expect(progress.at(-1)).toMatchObject({ done: rows, total: rows })
+    for (const pid of harness.pids()) expect(alive(pid)).toBe(false)
   })
 })

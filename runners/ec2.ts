@@ -1,0 +1,593 @@
+/**
+ * The EC2 runner: one EC2 instance per unit (per id range), the same contract as the local
+ * process pool and the ECS runner. Each instance is started from a launch template (its version
+ * resolved once per step and pinned, so a new version mid-run never mixes two worker images in
+ * one index) with `#cloud-config` user data whose only command is the worker
+ * (`refresh worker <task> <input-json> --status-file <url>`, an argument array, no shell), then
+ * powers off; with `InstanceInitiatedShutdownBehavior: terminate` that terminates it.
+ *
+ * Progress and output travel through the status channel (status.ts, normally S3 under
+ * `statusUrl`): the runner polls DescribeInstances in batches of 100 and reads each worker's
+ * status. A unit succeeded when its status says so; it failed when its status says so, or when
+ * its instance shut down, stopped or vanished without a final status. Every instance is tagged
+ * with the run, the asset and the unit, so `recover(runIds)` finds a crashed run's instances by
+ * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
+ */
+import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
+import { AwsCallError, type AwsCallOptions, callAws, clientConfig, TAG } from './aws.js'
+import { clientToken } from './ecs.js'
+import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
+import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
+import { cloudConfigUserData } from './user-data.js'
+
+type Sdk = typeof import('@aws-sdk/client-ec2')
+
+/** A launch template by id (`lt-...`) or name, and a version: `$Latest`, `$Default` (the default) or a number. */
+export type LaunchTemplateRef =
+  | { id: string; version?: string | number }
+  | { name: string; version?: string | number }
+
+export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions {
+  /**
+   * The launch template of the worker instances (AMI with `refresh` installed, instance
+   * profile, network). Its version is resolved once per step (run and asset) to a number and
+   * pinned for every unit and retry of that step.
+   */
+  launchTemplate: LaunchTemplateRef
+  /** Overrides of the template, when set. */
+  instanceType?: string
+  subnetId?: string
+  securityGroupIds?: string[]
+  /** An instance profile ARN (`arn:aws:iam::...`) or name, for the worker's S3 access. */
+  iamInstanceProfile?: string
+  /**
+   * Plain (non-secret) environment for the worker, passed through `env NAME=VALUE` in the user
+   * data. Never secrets: user data is readable by anyone who can describe the instance; the
+   * worker's AWS access comes from the instance profile.
+   */
+  environment?: Record<string, string>
+  /** How the worker is invoked on the instance (default `['refresh']`, then `worker ...`). */
+  program?: string[]
+  /** How often instances are described and their statuses read (default 5000 ms). */
+  pollIntervalMs?: number
+  /** RunInstances calls in flight at once (default 10). */
+  launchConcurrency?: number
+  /** Polls an instance may be missing from DescribeInstances (eventual consistency) before it counts as lost (default 12). */
+  missingPolls?: number
+  /** An EC2 client (tests pass a mocked one); default a new client with the standard credential chain. */
+  client?: EC2Client
+  /** Called after each poll: the instances it covered and the DescribeInstances calls it made. */
+  onPoll?(poll: { running: number; calls: number }): void
+}
+
+/** What the runner did, for benchmarks and `refresh show`. */
+export interface Ec2RunnerStats {
+  /** AWS calls by action, retries included. */
+  calls: Record<string, number>
+  instancesStarted: number
+  polls: number
+  maxCallsPerPoll: { calls: number; running: number }
+}
+
+export interface Ec2Runner extends Runner {
+  stats(): Ec2RunnerStats
+}
+
+const DESCRIBE_BATCH = 100
+const GONE = new Set(['shutting-down', 'terminated', 'stopping', 'stopped'])
+
+/** An EC2 runner: one instance per unit, polled in batches of 100, terminated when done. */
+export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
+  const lt = options.launchTemplate as { id?: string; name?: string } | undefined
+  if (!lt || (!lt.id && !lt.name))
+    throw new TypeError('ec2Runner: `launchTemplate` is required ({ id: "lt-..." } or { name })')
+  const status = statusChannel(options, 'ec2Runner')
+  const pollMs = options.pollIntervalMs ?? 5000
+  const stats: Ec2RunnerStats = {
+    calls: {},
+    instancesStarted: 0,
+    polls: 0,
+    maxCallsPerPoll: { calls: 0, running: 0 },
+  }
+  const api = new Ec2Api(options, stats)
+  const pinned = new Map<string, Promise<number>>()
+  const running = new Map<string, Ec2Handle>()
+  const live = new Set<Ec2Handle>()
+  let polling = false
+  let closed = false
+
+  const pin = (unit: WorkUnit): Promise<number> => {
+    const key = `${unit.runId ?? ''}\u0000${unit.asset ?? ''}`
+    let p = pinned.get(key)
+    if (!p) {
+      p = api.pinLaunchTemplate(options.launchTemplate)
+      p.catch(() => pinned.delete(key))
+      pinned.set(key, p)
+    }
+    return p
+  }
+
+  const poll = async (): Promise<void> => {
+    const handles = [...running.values()]
+    const batches: Ec2Handle[][] = []
+    for (let i = 0; i < handles.length; i += DESCRIBE_BATCH)
+      batches.push(handles.slice(i, i + DESCRIBE_BATCH))
+    await Promise.all(
+      batches.map(async (batch) => {
+        let seen: Map<string, Instance>
+        try {
+          seen = await api.describeInstances(batch.map((h) => h.instanceId!))
+        } catch (error) {
+          // throttling was retried inside the call; what is left will not get better by polling
+          const message = error instanceof Error ? error.message : String(error)
+          const retriable = !(error instanceof AwsCallError) || error.retriable
+          await Promise.all(batch.map((h) => h.abandon(message, retriable)))
+          return
+        }
+        await Promise.all(
+          batch.map((h) =>
+            h
+              .observe(seen.get(h.instanceId!))
+              .catch((error: unknown) =>
+                h.abandon(error instanceof Error ? error.message : String(error), true),
+              ),
+          ),
+        )
+      }),
+    )
+    stats.polls++
+    if (batches.length > stats.maxCallsPerPoll.calls)
+      stats.maxCallsPerPoll = { calls: batches.length, running: handles.length }
+    options.onPoll?.({ running: handles.length, calls: batches.length })
+  }
+
+  const ensurePolling = () => {
+    if (polling) return
+    polling = true
+    void (async () => {
+      while (running.size > 0) {
+        await new Promise((r) => setTimeout(r, pollMs))
+        if (running.size > 0) await poll()
+      }
+      polling = false
+    })()
+  }
+
+  const hooks: HandleHooks = {
+    api,
+    options,
+    status,
+    pin,
+    onRunning(h) {
+      running.set(h.instanceId!, h)
+      stats.instancesStarted++
+      ensurePolling()
+    },
+    onSettled(h) {
+      if (h.instanceId) running.delete(h.instanceId)
+      live.delete(h)
+    },
+  }
+
+  const close = async (): Promise<void> => {
+    closed = true
+    await Promise.all([...live].map((h) => h.stop('the runner is closed')))
+    if (!options.client) api.destroy()
+    status.close()
+  }
+
+  return {
+    name: 'ec2',
+    close,
+    [Symbol.asyncDispose]: close,
+    recover: (runIds) => terminateOrphanInstances({ ...options, runIds }),
+    stats: () => structuredClone(stats),
+    start(unit: WorkUnit, listener: WorkListener = {}): WorkHandle {
+      const handle = new Ec2Handle(unit, listener, hooks)
+      if (closed) {
+        handle.settle({ status: 'stopped', reason: 'the runner is closed', durationMs: 0 })
+        return handle
+      }
+      live.add(handle)
+      void handle.launch()
+      return handle
+    },
+  }
+}
+
+interface HandleHooks {
+  api: Ec2Api
+  options: Ec2RunnerOptions
+  status: StatusChannel
+  pin(unit: WorkUnit): Promise<number>
+  onRunning(handle: Ec2Handle): void
+  onSettled(handle: Ec2Handle): void
+}
+
+class Ec2Handle implements WorkHandle {
+  readonly unit: WorkUnit
+  readonly result: Promise<WorkResult>
+  instanceId: string | undefined
+  private stopReason: string | undefined
+  private settled = false
+  private resolve!: (result: WorkResult) => void
+  private readonly listener: WorkListener
+  private readonly hooks: HandleHooks
+  private readonly started = performance.now()
+  private statusUrl = ''
+  private lastDone = -1
+  private missing = 0
+
+  constructor(unit: WorkUnit, listener: WorkListener, hooks: HandleHooks) {
+    this.unit = unit
+    this.listener = listener
+    this.hooks = hooks
+    this.result = new Promise((resolve) => {
+      this.resolve = resolve
+    })
+  }
+
+  get where(): string | undefined {
+    return this.instanceId
+  }
+
+  settle(result: WorkResult): void {
+    if (this.settled) return
+    this.settled = true
+    this.hooks.onSettled(this)
+    this.resolve(result)
+  }
+
+  private get ms(): number {
+    return performance.now() - this.started
+  }
+
+  private fail(error: string, retriable: boolean): void {
+    this.settle({ status: 'failed', error, exitCode: null, signal: null, durationMs: this.ms, retriable })
+  }
+
+  async launch(): Promise<void> {
+    const { api, options } = this.hooks
+    const { unit } = this
+    try {
+      const version = await this.hooks.pin(unit)
+      this.statusUrl = await this.hooks.status.prepare(unit)
+      if (this.stopReason !== undefined) {
+        this.settle({ status: 'stopped', reason: this.stopReason, durationMs: this.ms })
+        return
+      }
+      const env = Object.entries(options.environment ?? {}).map(([k, v]) => `${k}=${v}`)
+      let userData: string
+      const command = [
+        ...(env.length > 0 ? ['env', ...env] : []),
+        ...(options.program ?? ['refresh']),
+        'worker',
+        unit.task,
+        JSON.stringify(unit.input),
+        '--status-file',
+        this.statusUrl,
+      ]
+      try {
+        userData = cloudConfigUserData({
+          runcmd: [command],
+          power_state: { mode: 'poweroff', condition: true },
+        })
+      } catch (error) {
+        // too large for EC2: another attempt would be just as large
+        this.fail(`${unit.id}: ${(error as Error).message}`, false)
+        return
+      }
+      const tags = [
+        { Key: TAG.run, Value: unit.runId ?? 'none' },
+        { Key: TAG.asset, Value: unit.asset ?? 'none' },
+        { Key: TAG.shard, Value: unit.id },
+        { Key: TAG.managedBy, Value: 'refresh' },
+      ]
+      const lt = options.launchTemplate
+      const profile = options.iamInstanceProfile
+      const out = await api.runInstances(() => this.stopReason !== undefined, {
+        MinCount: 1,
+        MaxCount: 1,
+        LaunchTemplate: {
+          ...('id' in lt ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }),
+          Version: String(version),
+        },
+        ...(options.instanceType ? { InstanceType: options.instanceType as never } : {}),
+        ...(options.subnetId ? { SubnetId: options.subnetId } : {}),
+        ...(options.securityGroupIds ? { SecurityGroupIds: options.securityGroupIds } : {}),
+        ...(profile
+          ? { IamInstanceProfile: profile.startsWith('arn:') ? { Arn: profile } : { Name: profile } }
+          : {}),
+        UserData: userData,
+        InstanceInitiatedShutdownBehavior: 'terminate',
+        TagSpecifications: [
+          { ResourceType: 'instance', Tags: tags },
+          { ResourceType: 'volume', Tags: tags },
+        ],
+        // the same for the same (run, unit, attempt): a call retried after a lost answer or a
+        // capacity error gets the instance the first call started, never a second one
+        ClientToken: clientToken(unit),
+      })
+      if (out === undefined) {
+        // stopped while it waited for a launch slot: nothing was started
+        this.settle({ status: 'stopped', reason: this.stopReason ?? 'stopped', durationMs: this.ms })
+        return
+      }
+      const id = out.Instances?.[0]?.InstanceId
+      if (!id) {
+        this.fail(`${unit.id}: EC2 RunInstances answered without an instance`, true)
+        return
+      }
+      this.instanceId = id
+      this.hooks.onRunning(this)
+      if (this.stopReason !== undefined) await this.terminate(this.stopReason)
+    } catch (error) {
+      const retriable = !(error instanceof AwsCallError) || error.retriable
+      this.fail(`${unit.id}: ${error instanceof Error ? error.message : String(error)}`, retriable)
+    }
+  }
+
+  /** Its state cannot be known: terminate the instance (so that a retry does not run beside it) and fail. */
+  async abandon(message: string, retriable: boolean): Promise<void> {
+    let detail = ''
+    try {
+      await this.hooks.api.terminateInstances([this.instanceId!])
+    } catch (error) {
+      detail = `; TerminateInstances failed too (${error instanceof Error ? error.message : String(error)}), so instance ${this.instanceId} may still run`
+    }
+    this.fail(`${this.unit.id} (instance ${this.instanceId}): ${message}${detail}`, retriable)
+  }
+
+  /** A poll: DescribeInstances saw the instance (or not); its status decides. */
+  async observe(instance: Instance | undefined): Promise<void> {
+    if (this.settled || this.stopReason !== undefined) return
+    // read after the describe: a worker writes its final status before it powers off
+    const status = await this.hooks.status.read(this.statusUrl)
+    if (this.settled || this.stopReason !== undefined) return
+    if (status && !(status instanceof Error)) this.report(status.done, status.total)
+    const where = `${this.unit.id} (instance ${this.instanceId})`
+    if (status && !(status instanceof Error) && status.state === 'succeeded') {
+      await this.hooks.status.discard(this.statusUrl)
+      // it powers off and terminates by itself; terminating now frees it at once
+      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+      this.settle({ status: 'succeeded', output: status.output, durationMs: this.ms })
+      return
+    }
+    if (status && !(status instanceof Error) && status.state === 'failed') {
+      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+      this.fail(`${where} the worker failed: ${status.error}`, true)
+      return
+    }
+    if (instance === undefined) {
+      // a new instance may take a moment to show up in DescribeInstances
+      if (++this.missing < (this.hooks.options.missingPolls ?? 12)) return
+      await this.abandon('EC2 no longer knows the instance', true)
+      return
+    }
+    this.missing = 0
+    const state = instance.State?.Name ?? 'unknown'
+    if (!GONE.has(state)) return
+    if (state === 'stopping' || state === 'stopped') {
+      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+    }
+    const reason = instance.StateReason?.Message ?? instance.StateTransitionReason ?? 'no reason given'
+    const unreadable = status instanceof Error ? `; ${status.message}` : ''
+    this.fail(
+      `${where} is ${state} (${reason}) and its worker wrote no final status to ${this.statusUrl}${unreadable}; its console output (aws ec2 get-console-output --instance-id ${this.instanceId}) shows why.`,
+      true,
+    )
+  }
+
+  private report(done: number, total: number | null): void {
+    if (done === this.lastDone) return
+    this.lastDone = done
+    this.listener.onProgress?.({ done, total })
+  }
+
+  private async terminate(reason: string): Promise<void> {
+    try {
+      await this.hooks.api.terminateInstances([this.instanceId!])
+      this.settle({ status: 'stopped', reason, durationMs: this.ms })
+    } catch (error) {
+      // the instance still runs: say so rather than report it stopped
+      this.settle({
+        status: 'failed',
+        error: `could not terminate instance ${this.instanceId}: ${error instanceof Error ? error.message : String(error)}; terminate it with \`aws ec2 terminate-instances --instance-ids ${this.instanceId}\`.`,
+        exitCode: null,
+        signal: null,
+        durationMs: this.ms,
+        retriable: false,
+      })
+    }
+  }
+
+  async stop(reason = 'stopped'): Promise<void> {
+    if (this.settled) return
+    const first = this.stopReason === undefined
+    this.stopReason ??= reason
+    // not started yet: the launch path sees the reason and settles (or terminates what it got)
+    if (first && this.instanceId !== undefined) await this.terminate(this.stopReason)
+    await this.result
+  }
+}
+
+/** The config field an EC2 validation error is most likely about. */
+function fieldOf(action: string, name: string, message: string): string {
+  if (/LaunchTemplate/i.test(name) || /launch ?template/i.test(message)) return 'launchTemplate'
+  if (/Subnet/i.test(name) || /subnet/i.test(message)) return 'subnetId'
+  if (/Group/i.test(name) || /security ?group/i.test(message)) return 'securityGroupIds'
+  if (/InstanceType|Unsupported/i.test(name) || /instance ?type/i.test(message)) return 'instanceType'
+  if (/instance ?profile|iam/i.test(message)) return 'iamInstanceProfile'
+  if (/user ?data/i.test(message)) return 'environment'
+  if (action === 'DescribeLaunchTemplateVersions') return 'launchTemplate'
+  return 'ec2Runner options'
+}
+
+/** The EC2 calls the runner makes, each counted, retried when AWS throttles or lacks capacity, explained when denied. */
+class Ec2Api {
+  private sdk: Promise<{ sdk: Sdk; client: EC2Client }> | undefined
+  private readonly options: Pick<
+    Ec2RunnerOptions,
+    'client' | 'region' | 'callAttempts' | 'backoffMs' | 'launchConcurrency'
+  >
+  private readonly stats: Ec2RunnerStats
+  private readonly launchSlot: <T>(fn: () => Promise<T>) => Promise<T>
+
+  constructor(options: Ec2Api['options'], stats: Ec2RunnerStats) {
+    this.options = options
+    this.stats = stats
+    this.launchSlot = limiter(options.launchConcurrency ?? 10)
+  }
+
+  private load(): Promise<{ sdk: Sdk; client: EC2Client }> {
+    this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
+      sdk,
+      client: this.options.client ?? new sdk.EC2Client(clientConfig(this.options)),
+    }))
+    return this.sdk
+  }
+
+  destroy(): void {
+    void this.sdk?.then(({ client }) => client.destroy())
+  }
+
+  private async call<T>(
+    action: string,
+    resource: string,
+    send: (sdk: Sdk, client: EC2Client) => Promise<T>,
+  ): Promise<T> {
+    const { sdk, client } = await this.load()
+    return callAws(
+      {
+        service: 'ec2',
+        action,
+        resource,
+        where: 'ec2Runner({...})',
+        field: (name, message) => fieldOf(action, name, message),
+        send: () => send(sdk, client),
+        count: (a) => {
+          this.stats.calls[a] = (this.stats.calls[a] ?? 0) + 1
+        },
+      },
+      this.options,
+    )
+  }
+
+  /** The launch template version as a number (`$Latest`, `$Default` or a number resolved). */
+  async pinLaunchTemplate(lt: LaunchTemplateRef): Promise<number> {
+    const version = String(lt.version ?? '$Default')
+    const which = 'id' in lt ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }
+    const label = 'id' in lt ? lt.id : lt.name
+    const out = await this.call('DescribeLaunchTemplateVersions', `launch template ${label}`, (sdk, c) =>
+      c.send(new sdk.DescribeLaunchTemplateVersionsCommand({ ...which, Versions: [version] })),
+    )
+    const n = out.LaunchTemplateVersions?.[0]?.VersionNumber
+    if (n === undefined) {
+      throw new AwsCallError(
+        'DescribeLaunchTemplateVersions',
+        'invalid',
+        `launch template ${label} has no version ${version}; check \`launchTemplate\` in ec2Runner({...}).`,
+      )
+    }
+    return n
+  }
+
+  /** Starts the instance once a launch slot is free, unless `canceled()` by then (undefined). */
+  runInstances(canceled: () => boolean, input: RunInstancesCommandInput) {
+    const label = input.LaunchTemplate?.LaunchTemplateId ?? input.LaunchTemplate?.LaunchTemplateName
+    return this.launchSlot(async () => {
+      if (canceled()) return undefined
+      return this.call('RunInstances', `launch template ${label}`, (sdk, c) =>
+        c.send(new sdk.RunInstancesCommand(input)),
+      )
+    })
+  }
+
+  /**
+   * The instances among `ids` that EC2 knows, by id. An `instance-id` filter rather than
+   * `InstanceIds`: a just-started instance that EC2 does not list yet is left out rather than
+   * failing the whole batch (InvalidInstanceID.NotFound).
+   */
+  async describeInstances(ids: string[]): Promise<Map<string, Instance>> {
+    const found = new Map<string, Instance>()
+    let token: string | undefined
+    do {
+      const out = await this.call('DescribeInstances', 'the instances of this run', (sdk, c) =>
+        c.send(
+          new sdk.DescribeInstancesCommand({
+            Filters: [{ Name: 'instance-id', Values: ids }],
+            NextToken: token,
+          }),
+        ),
+      )
+      for (const r of out.Reservations ?? [])
+        for (const i of r.Instances ?? []) if (i.InstanceId) found.set(i.InstanceId, i)
+      token = out.NextToken
+    } while (token)
+    return found
+  }
+
+  /** Instances of these runs that still run (or could run again), by tag. */
+  async instancesOfRuns(runIds: readonly string[]): Promise<string[]> {
+    const ids: string[] = []
+    let token: string | undefined
+    do {
+      const out = await this.call('DescribeInstances', 'the instances of interrupted runs', (sdk, c) =>
+        c.send(
+          new sdk.DescribeInstancesCommand({
+            Filters: [
+              { Name: `tag:${TAG.run}`, Values: [...runIds] },
+              { Name: `tag:${TAG.managedBy}`, Values: ['refresh'] },
+              { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+            ],
+            NextToken: token,
+          }),
+        ),
+      )
+      for (const r of out.Reservations ?? [])
+        for (const i of r.Instances ?? []) if (i.InstanceId) ids.push(i.InstanceId)
+      token = out.NextToken
+    } while (token)
+    return ids
+  }
+
+  async terminateInstances(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 1000) {
+      const batch = ids.slice(i, i + 1000)
+      await this.call('TerminateInstances', `instances ${batch.join(', ')}`, (sdk, c) =>
+        c.send(new sdk.TerminateInstancesCommand({ InstanceIds: batch })),
+      )
+    }
+  }
+}
+
+export interface TerminateOrphanInstancesOptions
+  extends Pick<Ec2RunnerOptions, 'client' | 'region' | 'callAttempts' | 'backoffMs'> {
+  /** The interrupted runs whose instances to terminate (their `refresh:run` tag). */
+  runIds: readonly string[]
+}
+
+/**
+ * Crash recovery: terminates every instance of a run in `runIds` that is pending, running,
+ * stopping or stopped (DescribeInstances by the `refresh:run` tag, then TerminateInstances).
+ * Returns the instance ids it terminated.
+ */
+export async function terminateOrphanInstances(options: TerminateOrphanInstancesOptions): Promise<string[]> {
+  if (options.runIds.length === 0) return []
+  const api = new Ec2Api(options, {
+    calls: {},
+    instancesStarted: 0,
+    polls: 0,
+    maxCallsPerPoll: { calls: 0, running: 0 },
+  })
+  try {
+    const ids: string[] = []
+    // a filter takes up to 200 values
+    for (let i = 0; i < options.runIds.length; i += 200)
+      ids.push(...(await api.instancesOfRuns(options.runIds.slice(i, i + 200))))
+    if (ids.length > 0) await api.terminateInstances(ids)
+    return ids
+  } finally {
+    if (!options.client) api.destroy()
+  }
+}
