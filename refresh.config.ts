@@ -5,14 +5,20 @@
  * goes back to the previous one. Copy this file to compose your own.
  */
 import {
+  awsSettings,
   catalog,
   clean,
   copy,
   defineConfig,
+  ebsSnapshots,
+  ec2Replicas,
+  ec2Runner,
+  ecsRunner,
   localProcessRunner,
   promote,
   reindex,
   replicas,
+  s3AliasStore,
   schedule,
   snapshot,
   whenMaterialized,
@@ -52,6 +58,76 @@ export default defineConfig({
       guard: { concurrency: 1, onConflict: 'coalesce' },
     }),
   ],
+  // `--env aws`: the same chain on AWS, its names from environment variables (see "AWS
+  // environment" in the README; `refresh doctor --env aws` checks them). Built only when chosen,
+  // so a local run neither needs the variables nor loads the AWS SDK.
+  environments: {
+    aws: () => {
+      const aws = awsSettings()
+      const s3 = `s3://${aws.bucket}/${aws.prefix}`
+      const dataDir = aws.dataDir // the mount point of the EBS volume that holds the indexes
+      const alias = s3AliasStore(s3) // `current` is the object <prefix>current.json
+      const template = (t: string) => (t.startsWith('lt-') ? { id: t } : { name: t })
+      const runner =
+        aws.workers === 'ec2'
+          ? ec2Runner({
+              launchTemplate: template(aws.workerLaunchTemplate!), // pinned to one version per step
+              subnetId: aws.subnets[0],
+              securityGroupIds: aws.securityGroups,
+              statusUrl: s3,
+              pollIntervalMs: aws.pollMs,
+            })
+          : ecsRunner({
+              cluster: aws.cluster!,
+              taskDefinition: aws.taskDefinition!, // pinned to one revision per step
+              launchType: aws.launchType,
+              networkConfiguration: {
+                awsvpcConfiguration: {
+                  subnets: aws.subnets,
+                  securityGroups: aws.securityGroups,
+                  assignPublicIp: 'DISABLED',
+                },
+              },
+              statusUrl: s3,
+              pollIntervalMs: aws.pollMs,
+            })
+      return {
+        resources: { aws },
+        assets: [
+          copy({ dataDir, source: aws.exportUrl }), // NDJSON(.gz) objects; a retry resumes
+          clean({ dataDir }),
+          // the cleaned table goes up to S3, each worker builds its range, the shards come back
+          reindex({ dataDir, shards: aws.shards, runner, transfer: s3, retry: { maxAttempts: 1 } }),
+          // an encrypted EBS snapshot of the index volume, tagged; the last 3 kept (never one in use)
+          snapshot({
+            dataDir,
+            backend: ebsSnapshots({
+              volumeId: aws.volumeId,
+              mountPath: dataDir,
+              pollIntervalMs: aws.pollMs,
+              // never deleted while the alias can still roll back to them
+              protect: async () => {
+                const a = await alias.read()
+                return a ? [a.current, ...a.previous].map((e) => e.snapshot) : []
+              },
+            }),
+          }),
+          // replacements launched from the snapshot, each checked by /healthz and a real query
+          replicas({
+            dataDir,
+            fleet: ec2Replicas({
+              fleet: aws.fleet,
+              launchTemplate: aws.replicaLaunchTemplate,
+              count: aws.replicas,
+              port: aws.replicaPort,
+              pollIntervalMs: aws.pollMs,
+            }),
+          }),
+          promote({ dataDir, alias, retry: { maxAttempts: 1 } }),
+        ],
+      }
+    },
+  },
   schedules: [
     // the whole refresh every night; off until `npx refresh schedules on nightly`
     schedule({ name: 'nightly', cron: '0 3 * * *', timezone: 'UTC', selection: '*', defaultStatus: 'off' }),

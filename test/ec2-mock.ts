@@ -19,13 +19,15 @@ import {
   readFileSync,
   writeFileSync,
 } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import {
   CreateSnapshotCommand,
   type CreateSnapshotCommandInput,
   DeleteSnapshotCommand,
   DescribeInstancesCommand,
   type DescribeInstancesCommandInput,
+  DescribeLaunchTemplatesCommand,
+  type DescribeLaunchTemplatesCommandInput,
   DescribeLaunchTemplateVersionsCommand,
   type DescribeLaunchTemplateVersionsCommandInput,
   DescribeSnapshotsCommand,
@@ -44,7 +46,6 @@ import {
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
 import { clientConfig } from '../runners/aws.js'
 import { parseCloudConfigUserData } from '../runners/user-data.js'
-import { CLI } from './helpers.js'
 
 export type Unhealthy =
   /** Serves a copy of the snapshot whose manifest claims 2 documents more than its shards hold. */
@@ -73,6 +74,11 @@ export interface Ec2MockOptions {
   firstIp?: number
   /** Environment for the instances' processes. */
   env?: NodeJS.ProcessEnv
+  /**
+   * Mock every EC2Client of this process (the class), not just `client`: for a refresh CLI
+   * process under test, whose config makes its own clients (test/aws-stand-ins.ts).
+   */
+  mockAll?: boolean
 }
 
 interface SnapshotRecord {
@@ -101,6 +107,9 @@ export interface InstanceRecord {
   command: string[] | null
   log: string
 }
+
+/** Not from ./helpers.js: that imports vitest, and this mock also runs inside CLI processes (aws-stand-ins.ts). */
+const CLI = join(resolve(import.meta.dirname, '..'), 'dist', 'cli', 'main.js')
 
 export const LAUNCH_TEMPLATE = { id: 'lt-0replica', name: 'refresh-replica', version: 4 }
 
@@ -144,7 +153,28 @@ export class Ec2Mock {
       region: 'us-east-1',
       credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     })
-    this.mock = mockClient(this.client)
+    this.mock = options.mockAll ? mockClient(EC2Client) : mockClient(this.client)
+    this.mock.on(DescribeLaunchTemplatesCommand).callsFake((input: DescribeLaunchTemplatesCommandInput) => {
+      this.enter('DescribeLaunchTemplates', input.DryRun)
+      const templates = this.options.launchTemplates ?? [LAUNCH_TEMPLATE]
+      const wanted = [...(input.LaunchTemplateIds ?? []), ...(input.LaunchTemplateNames ?? [])]
+      const found = templates.filter(
+        (t) => wanted.length === 0 || wanted.includes(t.id) || wanted.includes(t.name),
+      )
+      if (wanted.length > 0 && found.length === 0)
+        throw awsError(
+          'InvalidLaunchTemplateName.NotFoundException',
+          `The launch template ${wanted[0]} does not exist`,
+        )
+      return {
+        LaunchTemplates: found.map((t) => ({
+          LaunchTemplateId: t.id,
+          LaunchTemplateName: t.name,
+          DefaultVersionNumber: t.version,
+          LatestVersionNumber: t.version,
+        })),
+      }
+    })
     this.mock.on(CreateSnapshotCommand).callsFake((input: CreateSnapshotCommandInput) => {
       this.enter('CreateSnapshot', input.DryRun)
       return this.createSnapshot(input)

@@ -43,6 +43,8 @@ export interface HarnessOptions {
   hold?: boolean
   /** Changes a task's container command before it starts (for example a bad input for one range). */
   rewrite?(command: string[]): string[]
+  /** Mock every ECSClient of this process (the class), for a refresh CLI process under test (test/aws-stand-ins.ts). */
+  mockAll?: boolean
   /** Simulated mode: how long a task runs, and what its worker reports. */
   simulate?(command: string[]): { ms: number; output: Record<string, unknown> }
 }
@@ -92,7 +94,7 @@ export class EcsHarness {
       region: 'us-east-1',
       credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     })
-    this.mock = mockClient(this.client)
+    this.mock = options.mockAll ? mockClient(ECSClient) : mockClient(this.client)
     const count = (name: string) => {
       this.calls[name] = (this.calls[name] ?? 0) + 1
     }
@@ -225,6 +227,8 @@ export class EcsHarness {
     if (this.options.hold) args.unshift('--import', pathToFileURL(this.holdScript()).href)
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'ignore', log],
+      // the test's environment (startLocalS3's endpoint and credentials, so `statusUrl` and
+      // reindex `transfer` reach the local S3 server), then the task's overrides
       env: { ...process.env, ...env },
     })
     closeSync(log)
