@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
+import type { AssetDefinition } from '../../core/definitions.js'
 import type { RunRecord } from '../../core/store/types.js'
 import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
 import { loadResolved } from '../config-options.js'
@@ -216,18 +217,26 @@ type Promoted =
       dataDir: string
     }
 
-async function promotedIndex(
-  assets: ReadonlyArray<{ tags: Record<string, string> }>,
-  configDir: string,
-): Promise<Promoted> {
+async function promotedIndex(assets: readonly AssetDefinition[], configDir: string): Promise<Promoted> {
   const block = assets.find((a) => a.tags.block === 'promote' && a.tags.dataDir)
   if (!block) return { kind: 'none', reason: 'the config has no `promote` asset' }
   const dataDir = resolve(configDir, block.tags.dataDir!)
-  const [{ layout }, { readAlias }] = await Promise.all([
+  const [{ layout }, { readAlias }, { partsOf }] = await Promise.all([
     import('../../assets/layout.js'),
     import('../../assets/state.js'),
+    import('../../assets/backends.js'),
   ])
-  const alias = readAlias(layout(dataDir))
-  if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${dataDir}` }
+  // the config's alias store (an S3 object on AWS), else the data directory's current.json
+  const store = partsOf(block).alias
+  let alias: Awaited<ReturnType<NonNullable<typeof store>['read']>>
+  try {
+    alias = store ? await store.read() : readAlias(layout(dataDir))
+  } catch (error) {
+    return {
+      kind: 'none',
+      reason: `cannot read the alias: ${error instanceof Error ? error.message : String(error)}`,
+    }
+  }
+  if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${store?.where ?? dataDir}` }
   return { kind: 'promoted', ...alias.current, previous: alias.previous.length, dataDir }
 }

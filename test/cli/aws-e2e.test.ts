@@ -123,6 +123,10 @@ describe('refresh on the aws environment of the default config', () => {
     expect(promote.code).toBe(0)
     expect(promote.stdout).toContain(`current:  ${alias!.current.index} (snapshot ${alias!.current.snapshot}`)
 
+    const status = await run([CLI, 'status', '--env', 'aws'], { cwd, env, timeoutMs: 60_000 })
+    expect(status.code).toBe(0)
+    expect(status.stdout).toContain(alias!.current.index)
+
     // nothing is left behind: the tasks stopped, the replicas are the run's result
     const gc = await run([CLI, 'gc', '--env', 'aws'], { cwd, env, timeoutMs: 60_000 })
     expect(gc.stderr).toBe('')
