@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
-import type { IndexShardInput } from '../runners/index-shard.js'
+import { type IndexShardInput, identifier } from '../runners/index-shard.js'
 import { localProcessRunner } from '../runners/local.js'
 import { splitRange } from '../runners/ranges.js'
 import { runUnits } from '../runners/run-units.js'
@@ -91,23 +91,24 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const name = `idx-${ctx.runId}`
       const dir = paths.index(name)
 
-      // with `transfer`, the input goes up first and the workers read and write S3
+      const ranges = splitRange(minId, maxId + 1, shards)
+      // with `transfer`, each range's rows go up first (a worker downloads its range only, not
+      // the whole table) and the workers read and write S3
       let s3: S3Store | undefined
-      let remote: { base: string; source: string } | undefined
+      let remote: { base: string; sources: string[] } | undefined
       if (transfer) {
         const { S3Store } = await import('../runners/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
-        const key = `${base}input/${basename(source)}`
-        ctx.log(`uploading ${basename(source)} to ${s3Url(transfer.bucket, key)}`)
         try {
-          const up = await s3.upload(source, transfer.bucket, key, { signal: ctx.signal })
-          ctx.log(`uploaded ${up.bytes} bytes (sha256 ${up.sha256.slice(0, 12)}...)`, 'debug')
+          remote = {
+            base,
+            sources: await uploadRanges(s3, transfer, base, source, table, ranges, paths.work, ctx),
+          }
         } catch (error) {
           s3.close()
           throw error
         }
-        remote = { base, source: s3Url(transfer.bucket, key) }
       }
       ensureWritableDir(paths.indexes)
       rmSync(dir, { recursive: true, force: true })
@@ -117,7 +118,6 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
           ? s3Url(transfer!.bucket, `${remote.base}shards/${shardFile(shard)}`)
           : join(dir, shardFile(shard))
 
-      const ranges = splitRange(minId, maxId + 1, shards)
       const done = new Array<number>(shards).fill(0)
       const reported = new Array<number>(shards).fill(-1)
       const units = ranges.map(([lo, hi], shard) => ({
@@ -126,7 +126,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         runId: ctx.runId,
         asset: ctx.key,
         input: {
-          source: remote?.source ?? source,
+          source: remote?.sources[shard] ?? source,
           table,
           lo,
           hi,
@@ -251,4 +251,75 @@ async function downloadShards(
   }
   await Promise.all(Array.from({ length: Math.min(4, shards.length) }, worker))
   ctx.log(`downloaded ${shards.length} shards (${bytes} bytes), each checked against its worker's sha256`)
+}
+
+/**
+ * Writes each id range of the cleaned table to its own small database (the table's own schema,
+ * its rows in [lo, hi)) and uploads it to `<base>input/range-NNN.db`, four at a time. Returns
+ * the S3 URL of each range's input, in shard order. The local range files are scratch and go.
+ */
+async function uploadRanges(
+  s3: S3Store,
+  transfer: S3Location,
+  base: string,
+  source: string,
+  table: string,
+  ranges: ReadonlyArray<readonly [number, number]>,
+  workDir: string,
+  ctx: { log(message: string, level?: 'debug' | 'info' | 'warn'): void; signal: AbortSignal },
+): Promise<string[]> {
+  const started = performance.now()
+  const dir = join(workDir, `.ranges-${basename(base.replace(/\/$/, '')) || 'reindex'}-${process.pid}`)
+  ensureWritableDir(dir)
+  try {
+    const { default: Database } = await import('better-sqlite3')
+    const src = new Database(source, { readonly: true, fileMustExist: true })
+    let schema: string
+    try {
+      const row = src.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) as
+        | { sql: string }
+        | undefined
+      if (!row)
+        throw new NonRetriableError(`${source} has no table ${table}; run \`refresh run clean+\` again.`)
+      schema = row.sql
+    } finally {
+      src.close()
+    }
+    const files = ranges.map(([lo, hi], shard) => {
+      const file = join(dir, `range-${String(shard).padStart(3, '0')}.db`)
+      rmSync(file, { force: true })
+      const db = new Database(file)
+      try {
+        db.pragma('journal_mode = OFF')
+        db.pragma('synchronous = OFF')
+        db.exec(schema)
+        db.prepare('ATTACH DATABASE ? AS src').run(source)
+        db.prepare(
+          `INSERT INTO main.${identifier(table)} SELECT * FROM src.${identifier(table)} WHERE id >= ? AND id < ? ORDER BY id`,
+        ).run(lo, hi)
+        db.exec('DETACH DATABASE src')
+      } finally {
+        db.close()
+      }
+      return file
+    })
+    let bytes = 0
+    const urls: string[] = new Array(files.length)
+    const queue = files.map((file, shard) => ({ file, shard }))
+    const worker = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const key = `${base}input/${basename(next.file)}`
+        const up = await s3.upload(next.file, transfer.bucket, key, { signal: ctx.signal })
+        bytes += up.bytes
+        urls[next.shard] = s3Url(transfer.bucket, key)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker))
+    ctx.log(
+      `uploaded ${files.length} range inputs (${bytes} bytes) to ${s3Url(transfer.bucket, `${base}input/`)} in ${Math.round(performance.now() - started)} ms`,
+    )
+    return urls
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }

@@ -368,8 +368,11 @@ export class S3Store {
       )
     }
     const tmp = `${file}.${process.pid}.download`
+    const wanted = expect.sha256 ?? out.Metadata?.sha256
     const sha = createHash('sha256')
-    const md5 = createHash('md5')
+    // a single-part object's ETag is its MD5 (a multipart one's ends in -N); objects refresh
+    // wrote carry their SHA-256 instead, which covers both, so the MD5 is taken only without one
+    const md5 = wanted === undefined && /^[0-9a-f]{32}$/.test(etag) ? createHash('md5') : undefined
     let bytes = 0
     try {
       await pipeline(
@@ -377,7 +380,7 @@ export class S3Store {
         async function* (source: AsyncIterable<Buffer>) {
           for await (const chunk of source) {
             sha.update(chunk)
-            md5.update(chunk)
+            md5?.update(chunk)
             bytes += chunk.length
             options.onBytes?.(chunk.length)
             yield chunk
@@ -391,10 +394,7 @@ export class S3Store {
       if (expectedSize !== undefined && bytes !== expectedSize) {
         throw new S3IntegrityError(`${url}: read ${bytes} bytes, expected ${expectedSize}`)
       }
-      const wanted = expect.sha256 ?? out.Metadata?.sha256
-      // a single-part object's ETag is its MD5 (a multipart one's ends in -N); objects refresh
-      // wrote carry their SHA-256 instead, which covers both
-      if (wanted === undefined && /^[0-9a-f]{32}$/.test(etag) && md5.digest('hex') !== etag) {
+      if (md5 && md5.digest('hex') !== etag) {
         throw new S3IntegrityError(`${url}: the bytes read do not match its ETag ${etag} (MD5)`)
       }
       if (wanted !== undefined && wanted !== sha256) {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { catalog } from '../../assets/catalog.js'
 import { clean } from '../../assets/clean.js'
@@ -106,7 +106,6 @@ describe('ec2Runner against the EC2 harness (real worker processes, a real local
     expect(harness.calls.DescribeLaunchTemplateVersions).toBe(1)
     expect(harness.calls.RunInstances).toBe(8)
     expect(harness.instances.size).toBe(8)
-    const cleanFile = basename(result.materializations.clean!.metadata.file as string)
     const tokens = new Set<string>()
     for (const input of harness.runInputs) {
       expect(input).toMatchObject({
@@ -135,7 +134,8 @@ describe('ec2Runner against the EC2 harness (real worker processes, a real local
       const argv = config.runcmd[0]!
       expect(argv.slice(0, 5)).toEqual(['env', 'REFRESH_LOG=debug', 'refresh', 'worker', 'index-shard'])
       const unitInput = JSON.parse(argv[5]!) as { source: string; output: string; shard: number }
-      expect(unitInput.source).toBe(`${WORK}runs/${result.runId}/reindex/input/${cleanFile}`)
+      // each worker downloads its own range of the cleaned table, not the whole table
+      expect(unitInput.source).toBe(`${WORK}runs/${result.runId}/reindex/input/range-00${unitInput.shard}.db`)
       expect(unitInput.output).toBe(
         `${WORK}runs/${result.runId}/reindex/shards/shard-00${unitInput.shard}.db`,
       )
