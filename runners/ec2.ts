@@ -16,8 +16,9 @@
 import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
 import { AwsCallError, type AwsCallOptions, callAws, clientConfig, TAG } from './aws.js'
 import { clientToken } from './ecs.js'
+import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
-import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
+import type { Runner, WorkListener, WorkUnit } from './types.js'
 import { cloudConfigUserData } from './user-data.js'
 
 type Sdk = typeof import('@aws-sdk/client-ec2')
@@ -73,7 +74,6 @@ export interface Ec2Runner extends Runner {
   stats(): Ec2RunnerStats
 }
 
-const DESCRIBE_BATCH = 100
 const GONE = new Set(['shutting-down', 'terminated', 'stopping', 'stopped'])
 
 /** An EC2 runner: one instance per unit, polled in batches of 100, terminated when done. */
@@ -82,7 +82,6 @@ export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
   if (!lt || (!lt.id && !lt.name))
     throw new TypeError('ec2Runner: `launchTemplate` is required ({ id: "lt-..." } or { name })')
   const status = statusChannel(options, 'ec2Runner')
-  const pollMs = options.pollIntervalMs ?? 5000
   const stats: Ec2RunnerStats = {
     calls: {},
     instancesStarted: 0,
@@ -90,168 +89,58 @@ export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
     maxCallsPerPoll: { calls: 0, running: 0 },
   }
   const api = new Ec2Api(options, stats)
-  const pinned = new Map<string, Promise<number>>()
-  const running = new Map<string, Ec2Handle>()
-  const live = new Set<Ec2Handle>()
-  let polling = false
-  let closed = false
-
-  const pin = (unit: WorkUnit): Promise<number> => {
-    const key = `${unit.runId ?? ''}\u0000${unit.asset ?? ''}`
-    let p = pinned.get(key)
-    if (!p) {
-      p = api.pinLaunchTemplate(options.launchTemplate)
-      p.catch(() => pinned.delete(key))
-      pinned.set(key, p)
-    }
-    return p
-  }
-
-  const poll = async (): Promise<void> => {
-    const handles = [...running.values()]
-    const batches: Ec2Handle[][] = []
-    for (let i = 0; i < handles.length; i += DESCRIBE_BATCH)
-      batches.push(handles.slice(i, i + DESCRIBE_BATCH))
-    await Promise.all(
-      batches.map(async (batch) => {
-        let seen: Map<string, Instance>
-        try {
-          seen = await api.describeInstances(batch.map((h) => h.instanceId!))
-        } catch (error) {
-          // throttling was retried inside the call; what is left will not get better by polling
-          const message = error instanceof Error ? error.message : String(error)
-          const retriable = !(error instanceof AwsCallError) || error.retriable
-          await Promise.all(batch.map((h) => h.abandon(message, retriable)))
-          return
-        }
-        await Promise.all(
-          batch.map((h) =>
-            h
-              .observe(seen.get(h.instanceId!))
-              .catch((error: unknown) =>
-                h.abandon(error instanceof Error ? error.message : String(error), true),
-              ),
-          ),
-        )
-      }),
-    )
-    stats.polls++
-    if (batches.length > stats.maxCallsPerPoll.calls)
-      stats.maxCallsPerPoll = { calls: batches.length, running: handles.length }
-    options.onPoll?.({ running: handles.length, calls: batches.length })
-  }
-
-  const ensurePolling = () => {
-    if (polling) return
-    polling = true
-    void (async () => {
-      while (running.size > 0) {
-        await new Promise((r) => setTimeout(r, pollMs))
-        if (running.size > 0) await poll()
-      }
-      polling = false
-    })()
-  }
-
-  const hooks: HandleHooks = {
-    api,
-    options,
-    status,
-    pin,
-    onRunning(h) {
-      running.set(h.instanceId!, h)
-      stats.instancesStarted++
-      ensurePolling()
-    },
-    onSettled(h) {
-      if (h.instanceId) running.delete(h.instanceId)
-      live.delete(h)
-    },
-  }
-
-  const close = async (): Promise<void> => {
-    closed = true
-    await Promise.all([...live].map((h) => h.stop('the runner is closed')))
-    if (!options.client) api.destroy()
-    status.close()
-  }
-
-  return {
+  const context: Ec2Context = { api, options, status, stats }
+  const runner = remoteRunner<number, Ec2Handle>({
     name: 'ec2',
-    close,
-    [Symbol.asyncDispose]: close,
-    recover: (runIds) => terminateOrphanInstances({ ...options, runIds }),
-    stats: () => structuredClone(stats),
-    start(unit: WorkUnit, listener: WorkListener = {}): WorkHandle {
-      const handle = new Ec2Handle(unit, listener, hooks)
-      if (closed) {
-        handle.settle({ status: 'stopped', reason: 'the runner is closed', durationMs: 0 })
-        return handle
-      }
-      live.add(handle)
-      void handle.launch()
-      return handle
+    pollIntervalMs: options.pollIntervalMs ?? 5000,
+    stats,
+    pin: () => api.pinLaunchTemplate(options.launchTemplate),
+    handle: (unit, listener, shell) => new Ec2Handle(unit, listener, shell, context),
+    async describe(batch) {
+      const seen = await api.describeInstances(batch.map((h) => h.remoteId!))
+      await Promise.all(
+        batch.map((h) =>
+          h
+            .observe(seen.get(h.remoteId!))
+            .catch((error: unknown) =>
+              h.abandon(error instanceof Error ? error.message : String(error), true),
+            ),
+        ),
+      )
     },
-  }
+    onPoll: options.onPoll,
+    dispose() {
+      if (!options.client) api.destroy()
+      status.close()
+    },
+    recover: (runIds) => terminateOrphanInstances({ ...options, runIds }),
+  })
+  return { ...runner, stats: () => structuredClone(stats) }
 }
 
-interface HandleHooks {
+interface Ec2Context {
   api: Ec2Api
   options: Ec2RunnerOptions
   status: StatusChannel
-  pin(unit: WorkUnit): Promise<number>
-  onRunning(handle: Ec2Handle): void
-  onSettled(handle: Ec2Handle): void
+  stats: Ec2RunnerStats
 }
 
-class Ec2Handle implements WorkHandle {
-  readonly unit: WorkUnit
-  readonly result: Promise<WorkResult>
-  instanceId: string | undefined
-  private stopReason: string | undefined
-  private settled = false
-  private resolve!: (result: WorkResult) => void
-  private readonly listener: WorkListener
-  private readonly hooks: HandleHooks
-  private readonly started = performance.now()
+class Ec2Handle extends RemoteHandle<number> {
+  private readonly context: Ec2Context
   private statusUrl = ''
-  private lastDone = -1
   private missing = 0
 
-  constructor(unit: WorkUnit, listener: WorkListener, hooks: HandleHooks) {
-    this.unit = unit
-    this.listener = listener
-    this.hooks = hooks
-    this.result = new Promise((resolve) => {
-      this.resolve = resolve
-    })
-  }
-
-  get where(): string | undefined {
-    return this.instanceId
-  }
-
-  settle(result: WorkResult): void {
-    if (this.settled) return
-    this.settled = true
-    this.hooks.onSettled(this)
-    this.resolve(result)
-  }
-
-  private get ms(): number {
-    return performance.now() - this.started
-  }
-
-  private fail(error: string, retriable: boolean): void {
-    this.settle({ status: 'failed', error, exitCode: null, signal: null, durationMs: this.ms, retriable })
+  constructor(unit: WorkUnit, listener: WorkListener, shell: RemoteShell<number>, context: Ec2Context) {
+    super(unit, listener, shell)
+    this.context = context
   }
 
   async launch(): Promise<void> {
-    const { api, options } = this.hooks
+    const { api, options } = this.context
     const { unit } = this
     try {
-      const version = await this.hooks.pin(unit)
-      this.statusUrl = await this.hooks.status.prepare(unit)
+      const version = await this.shell.pin(unit)
+      this.statusUrl = await this.context.status.prepare(unit)
       if (this.stopReason !== undefined) {
         this.settle({ status: 'stopped', reason: this.stopReason, durationMs: this.ms })
         return
@@ -318,9 +207,10 @@ class Ec2Handle implements WorkHandle {
         this.fail(`${unit.id}: EC2 RunInstances answered without an instance`, true)
         return
       }
-      this.instanceId = id
-      this.hooks.onRunning(this)
-      if (this.stopReason !== undefined) await this.terminate(this.stopReason)
+      this.remoteId = id
+      this.context.stats.instancesStarted++
+      this.shell.onRunning(this)
+      if (this.stopReason !== undefined) await this.stopRemote(this.stopReason)
     } catch (error) {
       const retriable = !(error instanceof AwsCallError) || error.retriable
       this.fail(`${unit.id}: ${error instanceof Error ? error.message : String(error)}`, retriable)
@@ -331,36 +221,36 @@ class Ec2Handle implements WorkHandle {
   async abandon(message: string, retriable: boolean): Promise<void> {
     let detail = ''
     try {
-      await this.hooks.api.terminateInstances([this.instanceId!])
+      await this.context.api.terminateInstances([this.remoteId!])
     } catch (error) {
-      detail = `; TerminateInstances failed too (${error instanceof Error ? error.message : String(error)}), so instance ${this.instanceId} may still run`
+      detail = `; TerminateInstances failed too (${error instanceof Error ? error.message : String(error)}), so instance ${this.remoteId} may still run`
     }
-    this.fail(`${this.unit.id} (instance ${this.instanceId}): ${message}${detail}`, retriable)
+    this.fail(`${this.unit.id} (instance ${this.remoteId}): ${message}${detail}`, retriable)
   }
 
   /** A poll: DescribeInstances saw the instance (or not); its status decides. */
   async observe(instance: Instance | undefined): Promise<void> {
     if (this.settled || this.stopReason !== undefined) return
     // read after the describe: a worker writes its final status before it powers off
-    const status = await this.hooks.status.read(this.statusUrl)
+    const status = await this.context.status.read(this.statusUrl)
     if (this.settled || this.stopReason !== undefined) return
     if (status && !(status instanceof Error)) this.report(status.done, status.total)
-    const where = `${this.unit.id} (instance ${this.instanceId})`
+    const where = `${this.unit.id} (instance ${this.remoteId})`
     if (status && !(status instanceof Error) && status.state === 'succeeded') {
-      await this.hooks.status.discard(this.statusUrl)
+      await this.context.status.discard(this.statusUrl)
       // it powers off and terminates by itself; terminating now frees it at once
-      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+      await this.context.api.terminateInstances([this.remoteId!]).catch(() => undefined)
       this.settle({ status: 'succeeded', output: status.output, durationMs: this.ms })
       return
     }
     if (status && !(status instanceof Error) && status.state === 'failed') {
-      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+      await this.context.api.terminateInstances([this.remoteId!]).catch(() => undefined)
       this.fail(`${where} the worker failed: ${status.error}`, true)
       return
     }
     if (instance === undefined) {
       // a new instance may take a moment to show up in DescribeInstances
-      if (++this.missing < (this.hooks.options.missingPolls ?? 12)) return
+      if (++this.missing < (this.context.options.missingPolls ?? 12)) return
       await this.abandon('EC2 no longer knows the instance', true)
       return
     }
@@ -368,46 +258,31 @@ class Ec2Handle implements WorkHandle {
     const state = instance.State?.Name ?? 'unknown'
     if (!GONE.has(state)) return
     if (state === 'stopping' || state === 'stopped') {
-      await this.hooks.api.terminateInstances([this.instanceId!]).catch(() => undefined)
+      await this.context.api.terminateInstances([this.remoteId!]).catch(() => undefined)
     }
     const reason = instance.StateReason?.Message ?? instance.StateTransitionReason ?? 'no reason given'
     const unreadable = status instanceof Error ? `; ${status.message}` : ''
     this.fail(
-      `${where} is ${state} (${reason}) and its worker wrote no final status to ${this.statusUrl}${unreadable}; its console output (aws ec2 get-console-output --instance-id ${this.instanceId}) shows why.`,
+      `${where} is ${state} (${reason}) and its worker wrote no final status to ${this.statusUrl}${unreadable}; its console output (aws ec2 get-console-output --instance-id ${this.remoteId}) shows why.`,
       true,
     )
   }
 
-  private report(done: number, total: number | null): void {
-    if (done === this.lastDone) return
-    this.lastDone = done
-    this.listener.onProgress?.({ done, total })
-  }
-
-  private async terminate(reason: string): Promise<void> {
+  protected async stopRemote(reason: string): Promise<void> {
     try {
-      await this.hooks.api.terminateInstances([this.instanceId!])
+      await this.context.api.terminateInstances([this.remoteId!])
       this.settle({ status: 'stopped', reason, durationMs: this.ms })
     } catch (error) {
       // the instance still runs: say so rather than report it stopped
       this.settle({
         status: 'failed',
-        error: `could not terminate instance ${this.instanceId}: ${error instanceof Error ? error.message : String(error)}; terminate it with \`aws ec2 terminate-instances --instance-ids ${this.instanceId}\`.`,
+        error: `could not terminate instance ${this.remoteId}: ${error instanceof Error ? error.message : String(error)}; terminate it with \`aws ec2 terminate-instances --instance-ids ${this.remoteId}\`.`,
         exitCode: null,
         signal: null,
         durationMs: this.ms,
         retriable: false,
       })
     }
-  }
-
-  async stop(reason = 'stopped'): Promise<void> {
-    if (this.settled) return
-    const first = this.stopReason === undefined
-    this.stopReason ??= reason
-    // not started yet: the launch path sees the reason and settles (or terminates what it got)
-    if (first && this.instanceId !== undefined) await this.terminate(this.stopReason)
-    await this.result
   }
 }
 

@@ -20,8 +20,9 @@ import type {
   Task,
 } from '@aws-sdk/client-ecs'
 import { AwsCallError, type AwsCallOptions, backoff, callAws, clientConfig, sleep, TAG } from './aws.js'
+import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
-import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
+import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
 type Sdk = typeof import('@aws-sdk/client-ecs')
@@ -75,15 +76,12 @@ export interface EcsRunner extends Runner {
   stats(): EcsRunnerStats
 }
 
-const DESCRIBE_BATCH = 100
-
 /** An ECS runner: one task per unit, polled in batches of 100, stopped with StopTask. */
 export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
   if (!options.cluster) throw new TypeError('ecsRunner: `cluster` is required (a cluster name or ARN)')
   if (!options.taskDefinition) throw new TypeError('ecsRunner: `taskDefinition` is required (a family name)')
   const status = statusChannel(options, 'ecsRunner')
   const container = options.container ?? 'worker'
-  const pollMs = options.pollIntervalMs ?? 5000
   const stats: EcsRunnerStats = {
     calls: {},
     tasksStarted: 0,
@@ -91,110 +89,36 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     maxCallsPerPoll: { calls: 0, running: 0 },
   }
   const api = new EcsApi(options, stats)
-  const pinned = new Map<string, Promise<Pinned>>()
-  const running = new Map<string, EcsHandle>()
-  const live = new Set<EcsHandle>()
-  let polling = false
-  let closed = false
-
-  const pin = (unit: WorkUnit): Promise<Pinned> => {
-    const key = `${unit.runId ?? ''}\u0000${unit.asset ?? ''}`
-    let p = pinned.get(key)
-    if (!p) {
-      p = api.pinTaskDefinition(options.taskDefinition, container)
-      p.catch(() => pinned.delete(key))
-      pinned.set(key, p)
-    }
-    return p
-  }
-
-  const poll = async (): Promise<void> => {
-    const handles = [...running.values()]
-    const batches: EcsHandle[][] = []
-    for (let i = 0; i < handles.length; i += DESCRIBE_BATCH)
-      batches.push(handles.slice(i, i + DESCRIBE_BATCH))
-    await Promise.all(
-      batches.map(async (batch) => {
-        try {
-          const out = await api.describeTasks(batch.map((h) => h.arn!))
-          const byArn = new Map(batch.map((h) => [h.arn!, h]))
-          await Promise.all((out.tasks ?? []).map((task) => byArn.get(task.taskArn ?? '')?.observe(task)))
-          for (const f of out.failures ?? []) {
-            byArn
-              .get(f.arn ?? '')
-              ?.fail(
-                `ECS no longer knows task ${f.arn} (${f.reason ?? 'no reason'}${f.detail ? `: ${f.detail}` : ''})`,
-                true,
-              )
-          }
-        } catch (error) {
-          // throttling was retried inside the call; what is left will not get better by polling
-          const message = error instanceof Error ? error.message : String(error)
-          const retriable = !(error instanceof AwsCallError) || error.retriable
-          await Promise.all(batch.map((h) => h.abandon(message, retriable)))
-        }
-      }),
-    )
-    stats.polls++
-    if (batches.length > stats.maxCallsPerPoll.calls)
-      stats.maxCallsPerPoll = { calls: batches.length, running: handles.length }
-    options.onPoll?.({ running: handles.length, calls: batches.length })
-    await Promise.all([...running.values()].map((h) => h.readProgress()))
-  }
-
-  const ensurePolling = () => {
-    if (polling) return
-    polling = true
-    void (async () => {
-      while (running.size > 0) {
-        await new Promise((r) => setTimeout(r, pollMs))
-        if (running.size > 0) await poll()
-      }
-      polling = false
-    })()
-  }
-
-  const hooks: HandleHooks = {
-    api,
-    options,
-    container,
-    status,
-    pin,
-    onRunning(h) {
-      running.set(h.arn!, h)
-      stats.tasksStarted++
-      ensurePolling()
-    },
-    onSettled(h) {
-      if (h.arn) running.delete(h.arn)
-      live.delete(h)
-    },
-  }
-
-  const close = async (): Promise<void> => {
-    closed = true
-    await Promise.all([...live].map((h) => h.stop('the runner is closed')))
-    if (!options.client) api.destroy()
-    status.close()
-  }
-
-  return {
+  const context: EcsContext = { api, options, container, status, stats }
+  const runner = remoteRunner<Pinned, EcsHandle>({
     name: 'ecs',
-    close,
-    [Symbol.asyncDispose]: close,
-    recover: (runIds) => stopOrphanTasks({ ...options, runIds }),
-    stats: () => structuredClone(stats),
-    start(unit: WorkUnit, listener: WorkListener = {}): WorkHandle {
-      const handle = new EcsHandle(unit, listener, hooks)
-      if (closed) {
-        handle.settle({ status: 'stopped', reason: 'the runner is closed', durationMs: 0 })
-        return handle
+    pollIntervalMs: options.pollIntervalMs ?? 5000,
+    stats,
+    pin: () => api.pinTaskDefinition(options.taskDefinition, container),
+    handle: (unit, listener, shell) => new EcsHandle(unit, listener, shell, context),
+    async describe(batch) {
+      const out = await api.describeTasks(batch.map((h) => h.remoteId!))
+      const byArn = new Map(batch.map((h) => [h.remoteId!, h]))
+      await Promise.all((out.tasks ?? []).map((task) => byArn.get(task.taskArn ?? '')?.observe(task)))
+      for (const f of out.failures ?? []) {
+        byArn
+          .get(f.arn ?? '')
+          ?.fail(
+            `ECS no longer knows task ${f.arn} (${f.reason ?? 'no reason'}${f.detail ? `: ${f.detail}` : ''})`,
+            true,
+          )
       }
-      live.add(handle)
-      void handle.launch()
-      return handle
+      // the tasks still running: their workers' progress
+      await Promise.all(batch.map((h) => h.readProgress()))
     },
-  }
+    onPoll: options.onPoll,
+    dispose() {
+      if (!options.client) api.destroy()
+      status.close()
+    },
+    recover: (runIds) => stopOrphanTasks({ ...options, runIds }),
+  })
+  return { ...runner, stats: () => structuredClone(stats) }
 }
 
 interface Pinned {
@@ -204,66 +128,32 @@ interface Pinned {
   essential: string[]
 }
 
-interface HandleHooks {
+interface EcsContext {
   api: EcsApi
   options: EcsRunnerOptions
   container: string
   status: StatusChannel
-  pin(unit: WorkUnit): Promise<Pinned>
-  onRunning(handle: EcsHandle): void
-  onSettled(handle: EcsHandle): void
+  stats: EcsRunnerStats
 }
 
-class EcsHandle implements WorkHandle {
-  readonly unit: WorkUnit
-  readonly result: Promise<WorkResult>
-  arn: string | undefined
-  private stopReason: string | undefined
-  private settled = false
-  private resolve!: (result: WorkResult) => void
-  private readonly listener: WorkListener
-  private readonly hooks: HandleHooks
-  private readonly started = performance.now()
+class EcsHandle extends RemoteHandle<Pinned> {
+  private readonly context: EcsContext
   private readonly wake = new AbortController()
   private statusFile = ''
   private essential: string[] = []
-  private lastDone = -1
 
-  constructor(unit: WorkUnit, listener: WorkListener, hooks: HandleHooks) {
-    this.unit = unit
-    this.listener = listener
-    this.hooks = hooks
-    this.result = new Promise((resolve) => {
-      this.resolve = resolve
-    })
-  }
-
-  get where(): string | undefined {
-    return this.arn
-  }
-
-  settle(result: WorkResult): void {
-    if (this.settled) return
-    this.settled = true
-    this.hooks.onSettled(this)
-    this.resolve(result)
-  }
-
-  private get ms(): number {
-    return performance.now() - this.started
-  }
-
-  fail(error: string, retriable: boolean): void {
-    this.settle({ status: 'failed', error, exitCode: null, signal: null, durationMs: this.ms, retriable })
+  constructor(unit: WorkUnit, listener: WorkListener, shell: RemoteShell<Pinned>, context: EcsContext) {
+    super(unit, listener, shell)
+    this.context = context
   }
 
   async launch(): Promise<void> {
-    const { api, options, container } = this.hooks
+    const { api, options, container } = this.context
     const { unit } = this
     try {
-      const pinned = await this.hooks.pin(unit)
+      const pinned = await this.shell.pin(unit)
       this.essential = pinned.essential
-      this.statusFile = await this.hooks.status.prepare(unit)
+      this.statusFile = await this.context.status.prepare(unit)
       const command = (options.command ?? defaultCommand)(unit, this.statusFile)
       const maxPlacements = options.placementAttempts ?? 6
       for (let placement = 1; ; placement++) {
@@ -303,9 +193,10 @@ class EcsHandle implements WorkHandle {
         })
         const task = out.tasks?.[0]
         if (task?.taskArn) {
-          this.arn = task.taskArn
-          this.hooks.onRunning(this)
-          if (this.stopReason !== undefined) await this.stopTask(this.stopReason)
+          this.remoteId = task.taskArn
+          this.context.stats.tasksStarted++
+          this.shell.onRunning(this)
+          if (this.stopReason !== undefined) await this.stopRemote(this.stopReason)
           return
         }
         const reasons = (out.failures ?? []).map(
@@ -332,15 +223,18 @@ class EcsHandle implements WorkHandle {
     }
   }
 
-  /** Its status cannot be known: stop the task (so that a retry does not run beside it) and fail. */
   async abandon(message: string, retriable: boolean): Promise<void> {
     let detail = ''
     try {
-      await this.hooks.api.stopTask(this.hooks.options.cluster, this.arn!, 'refresh lost track of the task')
+      await this.context.api.stopTask(
+        this.context.options.cluster,
+        this.remoteId!,
+        'refresh lost track of the task',
+      )
     } catch (error) {
-      detail = `; StopTask failed too (${error instanceof Error ? error.message : String(error)}), so task ${this.arn} may still run`
+      detail = `; StopTask failed too (${error instanceof Error ? error.message : String(error)}), so task ${this.remoteId} may still run`
     }
-    this.fail(`${this.unit.id} (task ${shortArn(this.arn)}): ${message}${detail}`, retriable)
+    this.fail(`${this.unit.id} (task ${shortArn(this.remoteId)}): ${message}${detail}`, retriable)
   }
 
   /** DescribeTasks saw the task: settle it once it has stopped. */
@@ -362,11 +256,11 @@ class EcsHandle implements WorkHandle {
     const exitedZero = containers.length > 0 && containers.every((c) => c.exitCode === 0)
     if (exitedZero && status && !(status instanceof Error) && status.state === 'succeeded') {
       // kept when a task failed, for a look; a success has nothing more to tell
-      await this.hooks.status.discard(this.statusFile)
+      await this.context.status.discard(this.statusFile)
       this.settle({ status: 'succeeded', output: status.output, durationMs: this.ms })
       return
     }
-    const worker = containers.find((c) => c.name === this.hooks.container)
+    const worker = containers.find((c) => c.name === this.context.container)
     const detail = [
       `${task.stopCode ?? 'stopped'}: ${task.stoppedReason ?? 'no reason given'}`,
       ...exits,
@@ -380,7 +274,7 @@ class EcsHandle implements WorkHandle {
     ].filter(Boolean)
     this.settle({
       status: 'failed',
-      error: `${this.unit.id} (task ${shortArn(this.arn)}) ${detail.join('; ')}`,
+      error: `${this.unit.id} (task ${shortArn(this.remoteId)}) ${detail.join('; ')}`,
       exitCode: worker?.exitCode ?? null,
       signal: null,
       durationMs: this.ms,
@@ -393,26 +287,21 @@ class EcsHandle implements WorkHandle {
     if (status && !(status instanceof Error)) this.report(status.done, status.total)
   }
 
-  private report(done: number, total: number | null): void {
-    if (done === this.lastDone) return
-    this.lastDone = done
-    this.listener.onProgress?.({ done, total })
-  }
-
   /** The worker's status: undefined before it first writes; an Error when it cannot be read. */
   private async readStatus(): Promise<WorkerStatus | undefined | Error> {
     if (!this.statusFile) return undefined
-    return this.hooks.status.read(this.statusFile)
+    return this.context.status.read(this.statusFile)
   }
 
-  private async stopTask(reason: string): Promise<void> {
+  protected async stopRemote(reason: string): Promise<void> {
+    const { api, options } = this.context
     try {
-      await this.hooks.api.stopTask(this.hooks.options.cluster, this.arn!, reason)
+      await api.stopTask(options.cluster, this.remoteId!, reason)
     } catch (error) {
       // the task is still running: say so rather than report it stopped
       this.settle({
         status: 'failed',
-        error: `could not stop task ${this.arn}: ${error instanceof Error ? error.message : String(error)}; stop it with \`aws ecs stop-task --cluster ${this.hooks.options.cluster} --task ${this.arn}\`.`,
+        error: `could not stop task ${this.remoteId}: ${error instanceof Error ? error.message : String(error)}; stop it with \`aws ecs stop-task --cluster ${options.cluster} --task ${this.remoteId}\`.`,
         exitCode: null,
         signal: null,
         durationMs: this.ms,
@@ -421,14 +310,8 @@ class EcsHandle implements WorkHandle {
     }
   }
 
-  async stop(reason = 'stopped'): Promise<void> {
-    if (this.settled) return
-    const first = this.stopReason === undefined
-    this.stopReason ??= reason
+  protected override onStopRequested(): void {
     this.wake.abort()
-    // not started yet: the launch path sees the reason and settles (or stops the task it got)
-    if (first && this.arn !== undefined) await this.stopTask(this.stopReason)
-    await this.result
   }
 }
 
