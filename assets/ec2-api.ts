@@ -4,7 +4,7 @@
  * (retried while EC2 throttles, explained when denied or invalid).
  */
 import type { EC2Client, Filter, Instance, Snapshot } from '@aws-sdk/client-ec2'
-import { type AwsCallOptions, callAws, clientConfig } from '../runners/aws.js'
+import { type AwsCallOptions, AwsService, clientConfig } from '../runners/aws.js'
 
 export type Ec2Sdk = typeof import('@aws-sdk/client-ec2')
 
@@ -14,50 +14,37 @@ export interface Ec2ApiOptions extends AwsCallOptions {
 }
 
 export class Ec2Api {
-  private sdk: Promise<{ sdk: Ec2Sdk; client: EC2Client }> | undefined
-  private readonly options: Ec2ApiOptions
-  /** Where the options are set, for the invalid-request message (`ebsSnapshots({...})`). */
-  private readonly where: string
-  /** The config field to check when EC2 rejects a request of the given action. */
-  private readonly fieldOf: (action: string, name: string, message: string) => string
+  private readonly aws: AwsService<Ec2Sdk, EC2Client>
 
   constructor(
     options: Ec2ApiOptions,
+    /** Where the options are set, for the invalid-request message (`ebsSnapshots({...})`). */
     where: string,
+    /** The config field to check when EC2 rejects a request of the given action. */
     fieldOf: (action: string, name: string, message: string) => string,
   ) {
-    this.options = options
-    this.where = where
-    this.fieldOf = fieldOf
-  }
-
-  private load(): Promise<{ sdk: Ec2Sdk; client: EC2Client }> {
-    this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
-      sdk,
-      client: this.options.client ?? new sdk.EC2Client(clientConfig(this.options)),
-    }))
-    return this.sdk
+    this.aws = new AwsService({
+      service: 'ec2',
+      where,
+      load: () => import('@aws-sdk/client-ec2'),
+      make: (sdk) => new sdk.EC2Client(clientConfig(options)),
+      client: options.client,
+      field: fieldOf,
+      options,
+    })
   }
 
   /** Closes the default client (never one that was passed in). */
   destroy(): void {
-    if (!this.options.client) void this.sdk?.then(({ client }) => client.destroy())
-    this.sdk = undefined
+    this.aws.destroy()
   }
 
-  async call<T>(action: string, resource: string, send: (sdk: Ec2Sdk, client: EC2Client) => Promise<T>) {
-    const { sdk, client } = await this.load()
-    return callAws<T>(
-      {
-        service: 'ec2',
-        action,
-        resource,
-        where: this.where,
-        field: (name, message) => this.fieldOf(action, name, message),
-        send: () => send(sdk, client),
-      },
-      this.options,
-    )
+  call<T>(
+    action: string,
+    resource: string,
+    send: (sdk: Ec2Sdk, client: EC2Client) => Promise<T>,
+  ): Promise<T> {
+    return this.aws.call(action, resource, send)
   }
 
   /** Every snapshot matching the filters (owned by this account), all pages. */

@@ -198,3 +198,71 @@ export const TAG = {
   /** `refresh`: made by refresh, so refresh may delete it (IAM policies scope deletes by it). */
   managedBy: 'refresh:managed-by',
 } as const
+
+/** How an AWS service's client is made and its calls are explained. */
+export interface AwsServiceSpec<M, C> {
+  /** The service's short name for messages and IAM actions: `ecs`, `s3`, `ec2`. */
+  service: string
+  /** Where its options are set, for the invalid-request message (`ecsRunner({...})`). */
+  where: string
+  /** Loads the SDK package (`() => import('@aws-sdk/client-ecs')`): on the first call only. */
+  load(): Promise<M>
+  /** Makes the default client (call `clientConfig` in it). */
+  make(sdk: M): C
+  /** A client to use instead (tests pass a mocked one); never destroyed here. */
+  client?: C
+  /** The config field to check when the service says a request of this action is invalid. */
+  field?(action: string, name: string, message: string): string
+  /** Counts each try of an action (stats, benchmarks). */
+  count?(action: string): void
+  options: AwsCallOptions
+}
+
+/**
+ * One AWS service as the backends use it: the SDK package and the client made on the first call,
+ * every call made through `callAws` (retried, classified, explained), the default client closed
+ * by `destroy`.
+ */
+export class AwsService<M, C extends { destroy(): void }> {
+  private loaded: Promise<{ sdk: M; client: C }> | undefined
+  private readonly spec: AwsServiceSpec<M, C>
+
+  constructor(spec: AwsServiceSpec<M, C>) {
+    this.spec = spec
+  }
+
+  private get(): Promise<{ sdk: M; client: C }> {
+    this.loaded ??= this.spec.load().then((sdk) => ({ sdk, client: this.spec.client ?? this.spec.make(sdk) }))
+    return this.loaded
+  }
+
+  /** Makes one call of `action` about `resource`; `passThrough` errors (a missing key) are thrown as they are. */
+  async call<T>(
+    action: string,
+    resource: string,
+    send: (sdk: M, client: C) => Promise<T>,
+    passThrough?: (error: unknown) => boolean,
+  ): Promise<T> {
+    const { sdk, client } = await this.get()
+    const { field } = this.spec
+    return callAws(
+      {
+        service: this.spec.service,
+        action,
+        resource,
+        where: this.spec.where,
+        ...(field ? { field: (name: string, message: string) => field(action, name, message) } : {}),
+        send: () => send(sdk, client),
+        ...(this.spec.count ? { count: this.spec.count } : {}),
+        ...(passThrough ? { passThrough } : {}),
+      },
+      this.spec.options,
+    )
+  }
+
+  /** Closes the default client (never one that was passed in). */
+  destroy(): void {
+    if (!this.spec.client) void this.loaded?.then(({ client }) => client.destroy())
+    this.loaded = undefined
+  }
+}

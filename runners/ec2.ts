@@ -14,7 +14,7 @@
  * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
  */
 import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
-import { AwsCallError, type AwsCallOptions, callAws, clientConfig, TAG } from './aws.js'
+import { AwsCallError, type AwsCallOptions, AwsService, clientConfig, TAG } from './aws.js'
 import { clientToken } from './ecs.js'
 import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
@@ -110,7 +110,7 @@ export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
     },
     onPoll: options.onPoll,
     dispose() {
-      if (!options.client) api.destroy()
+      api.destroy()
       status.close()
     },
     recover: (runIds) => terminateOrphanInstances({ ...options, runIds }),
@@ -300,55 +300,40 @@ function fieldOf(action: string, name: string, message: string): string {
 
 /** The EC2 calls the runner makes, each counted, retried when AWS throttles or lacks capacity, explained when denied. */
 class Ec2Api {
-  private sdk: Promise<{ sdk: Sdk; client: EC2Client }> | undefined
-  private readonly options: Pick<
-    Ec2RunnerOptions,
-    'client' | 'region' | 'callAttempts' | 'backoffMs' | 'launchConcurrency'
-  >
-  private readonly stats: Ec2RunnerStats
+  private readonly aws: AwsService<Sdk, EC2Client>
   private readonly launchSlot: <T>(fn: () => Promise<T>) => Promise<T>
 
-  constructor(options: Ec2Api['options'], stats: Ec2RunnerStats) {
-    this.options = options
-    this.stats = stats
+  constructor(
+    options: Pick<Ec2RunnerOptions, 'client' | 'region' | 'callAttempts' | 'backoffMs' | 'launchConcurrency'>,
+    stats: Ec2RunnerStats,
+  ) {
     this.launchSlot = limiter(options.launchConcurrency ?? 10)
-  }
-
-  private load(): Promise<{ sdk: Sdk; client: EC2Client }> {
-    this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
-      sdk,
-      client: this.options.client ?? new sdk.EC2Client(clientConfig(this.options)),
-    }))
-    return this.sdk
+    this.aws = new AwsService({
+      service: 'ec2',
+      where: 'ec2Runner({...})',
+      load: () => import('@aws-sdk/client-ec2'),
+      make: (sdk) => new sdk.EC2Client(clientConfig(options)),
+      client: options.client,
+      field: fieldOf,
+      count: (a) => {
+        stats.calls[a] = (stats.calls[a] ?? 0) + 1
+      },
+      options,
+    })
   }
 
   destroy(): void {
-    void this.sdk?.then(({ client }) => client.destroy())
+    this.aws.destroy()
   }
 
-  private async call<T>(
+  private call<T>(
     action: string,
     resource: string,
     send: (sdk: Sdk, client: EC2Client) => Promise<T>,
   ): Promise<T> {
-    const { sdk, client } = await this.load()
-    return callAws(
-      {
-        service: 'ec2',
-        action,
-        resource,
-        where: 'ec2Runner({...})',
-        field: (name, message) => fieldOf(action, name, message),
-        send: () => send(sdk, client),
-        count: (a) => {
-          this.stats.calls[a] = (this.stats.calls[a] ?? 0) + 1
-        },
-      },
-      this.options,
-    )
+    return this.aws.call(action, resource, send)
   }
 
-  /** The launch template version as a number (`$Latest`, `$Default` or a number resolved). */
   async pinLaunchTemplate(lt: LaunchTemplateRef): Promise<number> {
     const version = String(lt.version ?? '$Default')
     const which = 'id' in lt ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }
@@ -463,6 +448,6 @@ export async function terminateOrphanInstances(options: TerminateOrphanInstances
     if (ids.length > 0) await api.terminateInstances(ids)
     return ids
   } finally {
-    if (!options.client) api.destroy()
+    api.destroy()
   }
 }

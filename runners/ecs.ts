@@ -19,7 +19,7 @@ import type {
   RunTaskCommandInput,
   Task,
 } from '@aws-sdk/client-ecs'
-import { AwsCallError, type AwsCallOptions, backoff, callAws, clientConfig, sleep, TAG } from './aws.js'
+import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, sleep, TAG } from './aws.js'
 import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
@@ -113,7 +113,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     },
     onPoll: options.onPoll,
     dispose() {
-      if (!options.client) api.destroy()
+      api.destroy()
       status.close()
     },
     recover: (runIds) => stopOrphanTasks({ ...options, runIds }),
@@ -348,47 +348,35 @@ function fieldOf(action: string, name: string, message: string): string {
 
 /** The ECS calls the runner makes, each counted, retried when AWS throttles, and explained when denied. */
 class EcsApi {
-  private sdk: Promise<{ sdk: Sdk; client: ECSClient }> | undefined
   private readonly options: EcsRunnerOptions
-  private readonly stats: EcsRunnerStats
+  private readonly aws: AwsService<Sdk, ECSClient>
 
   constructor(options: EcsRunnerOptions, stats: EcsRunnerStats) {
     this.options = options
-    this.stats = stats
-  }
-
-  private load(): Promise<{ sdk: Sdk; client: ECSClient }> {
-    this.sdk ??= import('@aws-sdk/client-ecs').then((sdk) => ({
-      sdk,
-      client: this.options.client ?? new sdk.ECSClient(clientConfig(this.options)),
-    }))
-    return this.sdk
+    this.aws = new AwsService({
+      service: 'ecs',
+      where: 'ecsRunner({...})',
+      load: () => import('@aws-sdk/client-ecs'),
+      make: (sdk) => new sdk.ECSClient(clientConfig(options)),
+      client: options.client,
+      field: fieldOf,
+      count: (a) => {
+        stats.calls[a] = (stats.calls[a] ?? 0) + 1
+      },
+      options,
+    })
   }
 
   destroy(): void {
-    void this.sdk?.then(({ client }) => client.destroy())
+    this.aws.destroy()
   }
 
-  private async call<T>(
+  private call<T>(
     action: string,
     resource: string,
     send: (sdk: Sdk, client: ECSClient) => Promise<T>,
   ): Promise<T> {
-    const { sdk, client } = await this.load()
-    return callAws(
-      {
-        service: 'ecs',
-        action,
-        resource,
-        where: 'ecsRunner({...})',
-        field: (name, message) => fieldOf(action, name, message),
-        send: () => send(sdk, client),
-        count: (a) => {
-          this.stats.calls[a] = (this.stats.calls[a] ?? 0) + 1
-        },
-      },
-      this.options,
-    )
+    return this.aws.call(action, resource, send)
   }
 
   async pinTaskDefinition(taskDefinition: string, container: string): Promise<Pinned> {
@@ -495,7 +483,7 @@ export async function stopOrphanTasks(options: StopOrphanTasksOptions): Promise<
       }
     }
   } finally {
-    if (!options.client) api.destroy()
+    api.destroy()
   }
   return stopped
 }

@@ -15,7 +15,7 @@ import { open, rename, rm, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { type AwsCallOptions, callAws, clientConfig } from './aws.js'
+import { type AwsCallOptions, AwsService, clientConfig } from './aws.js'
 
 type Sdk = typeof import('@aws-sdk/client-s3')
 
@@ -98,59 +98,48 @@ export interface DownloadOptions extends TransferOptions {
 
 /** The S3 calls of the backends, each retried when AWS throttles and explained when it fails. */
 export class S3Store {
-  private sdk: Promise<{ sdk: Sdk; client: S3Client }> | undefined
+  private readonly aws: AwsService<Sdk, S3Client>
   private readonly options: S3Options
   /** AWS calls by action, retries included. */
   readonly calls: Record<string, number> = {}
 
   constructor(options: S3Options = {}) {
     this.options = options
-  }
-
-  private load(): Promise<{ sdk: Sdk; client: S3Client }> {
-    this.sdk ??= import('@aws-sdk/client-s3').then((sdk) => ({
-      sdk,
-      client:
-        this.options.client ??
+    this.aws = new AwsService({
+      service: 's3',
+      where: options.where ?? 'the S3 options',
+      load: () => import('@aws-sdk/client-s3'),
+      make: (sdk) =>
         new sdk.S3Client({
-          ...clientConfig(this.options),
+          ...clientConfig(options),
           // a local or S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`) rarely has per-bucket host names
           forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL),
           // checksums are sent explicitly (SHA-256), never as chunk-signed trailers
           requestChecksumCalculation: 'WHEN_REQUIRED',
           responseChecksumValidation: 'WHEN_REQUIRED',
         }),
-    }))
-    return this.sdk
+      client: options.client,
+      field: (_action, name) =>
+        name === 'NoSuchBucket' || name === 'InvalidBucketName' ? 'bucket' : 'prefix',
+      count: (a) => {
+        this.calls[a] = (this.calls[a] ?? 0) + 1
+      },
+      options,
+    })
   }
 
   /** Closes the default client's connections. */
   close(): void {
-    if (!this.options.client) void this.sdk?.then(({ client }) => client.destroy())
+    this.aws.destroy()
   }
 
-  private async call<T>(
+  private call<T>(
     action: string,
     resource: string,
     send: (sdk: Sdk, client: S3Client) => Promise<T>,
     passThrough?: (error: unknown) => boolean,
   ): Promise<T> {
-    const { sdk, client } = await this.load()
-    return callAws(
-      {
-        service: 's3',
-        action,
-        resource,
-        where: this.options.where ?? 'the S3 options',
-        field: (name) => (name === 'NoSuchBucket' || name === 'InvalidBucketName' ? 'bucket' : 'prefix'),
-        send: () => send(sdk, client),
-        count: (a) => {
-          this.calls[a] = (this.calls[a] ?? 0) + 1
-        },
-        passThrough,
-      },
-      this.options,
-    )
+    return this.aws.call(action, resource, send, passThrough)
   }
 
   /** Fails with a clear error unless the bucket exists and these credentials may use it. */
