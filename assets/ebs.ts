@@ -10,14 +10,13 @@
 import { open, readdir } from 'node:fs/promises'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import type { Snapshot, Tag } from '@aws-sdk/client-ec2'
-import Database from 'better-sqlite3'
 import { NonRetriableError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
 import { type AwsCallOptions, sleep, TAG } from '../runners/aws.js'
 import type { BackendContext, RolloutTarget, SnapshotBackend, SnapshotInput } from './backends.js'
 import { Ec2Api, tagOf } from './ec2-api.js'
 import { writeJsonAtomic } from './layout.js'
-import { hashFile } from './snapshot.js'
+import { hashFile, probeTerm } from './snapshot.js'
 import type { Manifest } from './state.js'
 
 export interface EbsSnapshotsOptions extends AwsCallOptions {
@@ -310,7 +309,7 @@ async function writeManifest(indexDir: string, input: SnapshotInput, ctx: Backen
     createdAt: new Date().toISOString(),
     documents: input.documents,
     shards: names.length,
-    probe: names[0] ? probeWord(join(indexDir, names[0])) : null,
+    probe: names[0] ? probeTerm(join(indexDir, names[0])) : null,
     files,
   }
   writeJsonAtomic(join(indexDir, 'manifest.json'), manifest)
@@ -321,17 +320,4 @@ async function writeManifest(indexDir: string, input: SnapshotInput, ctx: Backen
     await dir.close()
   }
   return manifest
-}
-
-/** A word from the first document with a title (as assets/snapshot.ts picks it): replicas search for it. */
-export function probeWord(shardFile: string): string | null {
-  const db = new Database(shardFile, { readonly: true, fileMustExist: true })
-  try {
-    const row = db.prepare('SELECT title FROM docs WHERE title IS NOT NULL LIMIT 1').get() as
-      | { title: string }
-      | undefined
-    return row?.title.match(/[\p{L}\p{N}]+/u)?.[0]?.toLowerCase() ?? null
-  } finally {
-    db.close()
-  }
 }

@@ -274,7 +274,7 @@ async function flipByte(file: string): Promise<void> {
 }
 
 /** A word from the first document with a title: readiness checks search for it. */
-function probeTerm(shardFile: string): string | null {
+export function probeTerm(shardFile: string): string | null {
   const db = new Database(shardFile, { readonly: true, fileMustExist: true })
   try {
     const row = db.prepare('SELECT title FROM docs WHERE title IS NOT NULL LIMIT 1').get() as

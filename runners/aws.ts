@@ -6,6 +6,11 @@
  * for the SDK (0.4 to 0.6 s of start-up per client package).
  */
 
+import { sleep } from './run-units.js'
+
+/** Sleeps, or returns early when the signal aborts (never rejects). */
+export { sleep }
+
 /** What went wrong with an AWS call, for retry decisions and messages. */
 export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
 
@@ -159,20 +164,6 @@ export function redact(text: string): string {
 export function backoff(base: number, n: number): number {
   const ms = Math.min(30_000, base * 2 ** (n - 1))
   return ms / 2 + Math.random() * (ms / 2)
-}
-
-/** Sleeps, or returns early when the signal aborts (never rejects). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }
 
 /**

@@ -104,7 +104,8 @@ function abortError(signal: AbortSignal | undefined): Error {
   return reason instanceof Error ? reason : new Error(typeof reason === 'string' ? reason : 'aborted')
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** Sleeps, or returns early when the signal aborts (never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (ms <= 0 || signal?.aborted) return resolve()
     const timer = setTimeout(done, ms)
