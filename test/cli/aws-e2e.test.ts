@@ -86,6 +86,24 @@ describe('refresh on the aws environment of the default config', () => {
     expect(doctor.stdout).toMatch(/ok {4}s3 bucket +s3:\/\/refresh-e2e\/refresh\/ reachable/)
     expect(doctor.stdout).toMatch(/ok {4}permission ec2:RunInstances +allowed \(DryRun\)/)
 
+    // a wrong bucket fails its check (exit 1) with the fix; a missing variable is bad input (exit 2)
+    const wrong = await run([CLI, 'doctor', '--env', 'aws'], {
+      cwd,
+      env: { ...env, REFRESH_S3_BUCKET: 'no-such-bucket' },
+      timeoutMs: 60_000,
+    })
+    expect(wrong.code).toBe(1)
+    expect(wrong.stdout).toMatch(
+      /FAIL {2}s3 bucket +the S3 bucket no-such-bucket does not exist[^]*fix: create the bucket/,
+    )
+    const unset = await run([CLI, 'doctor', '--env', 'aws'], {
+      cwd,
+      env: { ...env, REFRESH_EBS_VOLUME_ID: '' },
+      timeoutMs: 60_000,
+    })
+    expect(unset.code).toBe(2)
+    expect(unset.stderr).toMatch(/REFRESH_EBS_VOLUME_ID \(the EBS volume mounted at REFRESH_DATA_DIR\)/)
+
     const refresh = await run([CLI, 'run', '--env', 'aws', '--plain'], { cwd, env, timeoutMs: 180_000 })
     if (refresh.code !== 0) console.error(refresh.stdout, refresh.stderr)
     expect(refresh.code).toBe(0)

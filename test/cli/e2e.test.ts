@@ -396,4 +396,23 @@ export default defineConfig({ assets: [a, b, c] })
     expect(runs.has('better-sqlite3')).toBe(true)
     for (const heavy of ['ink', 'react', 'jiti']) expect(runs.has(heavy)).toBe(false)
   })
+
+  it('the default config (with its aws environment) runs locally without loading the AWS SDK', async () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'refresh.config.ts'), readFileSync(join(ROOT, 'refresh.config.ts'), 'utf8'))
+    const loaded = async (...args: string[]) => {
+      const trace = join(dir, `trace-${args[0]}.txt`)
+      const r = await run(['--import', join(ROOT, 'dist/bench/trace-modules.js'), CLI, ...args], {
+        cwd: dir,
+        env: { REFRESH_TRACE_MODULES: trace },
+        timeoutMs: 60_000,
+      })
+      expect(r.code).toBe(0)
+      return [...packagesIn(readFileSync(trace, 'utf8'))]
+    }
+    const aws = (packages: string[]) =>
+      packages.filter((p) => p.startsWith('@aws-sdk') || p.startsWith('@smithy'))
+    expect(aws(await loaded('run', '--plain', '--set', 'catalog.rows=2000'))).toEqual([])
+    expect(aws(await loaded('runs'))).toEqual([])
+  })
 })
