@@ -5,12 +5,15 @@
  * `/healthz` with the snapshot's document count and find a hit for a real query, before the next
  * batch starts; only then are the old instances terminated. On any failure or timeout every
  * instance of the rollout is terminated and the old fleet, untouched, keeps serving.
- * Load balancer target groups (ELBv2) are not handled: replicas are reached by private IP.
+ * With a load balancer target group (ELBv2), each checked batch is registered and must report
+ * healthy there before the next starts; the old instances are deregistered (drained) only once the
+ * whole new fleet is in, then terminated. Without one, replicas are reached by private IP and the
+ * ELBv2 SDK is never loaded.
  */
 import { createHash, randomUUID } from 'node:crypto'
 import type { EC2Client, Instance, TagSpecification } from '@aws-sdk/client-ec2'
-import type { AwsCallOptions } from '../runners/aws.js'
-import { sleep, TAG } from '../runners/aws.js'
+import type { ElasticLoadBalancingV2Client, TargetHealth } from '@aws-sdk/client-elastic-load-balancing-v2'
+import { type AwsCallOptions, AwsService, clientConfig, sleep, TAG } from '../runners/aws.js'
 import { cloudConfigUserData } from '../runners/user-data.js'
 import type { FleetRollout, ReplicaFleet, RolloutTarget } from './backends.js'
 import { Ec2Api, tagOf } from './ec2-api.js'
@@ -40,7 +43,21 @@ export interface Ec2ReplicasOptions extends AwsCallOptions {
   pollIntervalMs?: number
   subnetId?: string
   client?: EC2Client
+  /**
+   * The ARN of an ELBv2 target group the replicas serve behind: new instances are registered (on
+   * `port`) and must turn healthy there before the next batch; the old ones are deregistered with
+   * draining once the new fleet is in. Default none: replicas are reached by private IP.
+   */
+  targetGroupArn?: string
+  /** How long a registered batch has to report healthy in the target group (default 5 min). */
+  targetHealthTimeoutMs?: number
+  /** How long the old instances may drain before they are terminated anyway (default 5 min). */
+  drainTimeoutMs?: number
+  /** An ELBv2 client (tests pass a mocked one); default a new client with the standard credential chain. */
+  elbClient?: ElasticLoadBalancingV2Client
 }
+
+type ElbSdk = typeof import('@aws-sdk/client-elastic-load-balancing-v2')
 
 const WHERE = 'ec2Replicas({...})'
 
@@ -54,6 +71,21 @@ function fieldOf(action: string, name: string, message: string): string {
   if (/device|blockdevice/i.test(text)) return 'deviceName'
   if (action === 'RunInstances') return 'launchTemplate'
   return 'fleet'
+}
+
+/** The config field to check when ELBv2 rejects a request (a wrong ARN, a port the group refuses). */
+function elbFieldOf(_action: string, name: string, message: string): string {
+  const text = `${name} ${message}`
+  if (/port/i.test(text) && !/target ?group/i.test(text)) return 'port'
+  if (/target ?group/i.test(text)) return 'targetGroupArn'
+  if (/target|instance/i.test(text)) return "launchTemplate (its VPC must be the target group's)"
+  return 'targetGroupArn'
+}
+
+/** A target's health as a message tail: ` (Target.Timeout: Request timed out)`, or nothing. */
+function healthWhy(h: TargetHealth | undefined): string {
+  const parts = [h?.Reason, h?.Description].filter(Boolean)
+  return parts.length ? ` (${parts.join(': ')})` : ''
 }
 
 /** Read replicas on EC2 instances launched from an EBS snapshot, rolled out all or nothing. */
@@ -81,6 +113,22 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
   const template = lt.id ? `launch template ${lt.id}` : `launch template ${lt.name}`
   const fleetFilter = { Name: `tag:${TAG.fleet}`, Values: [fleet] }
   const live = { Name: 'instance-state-name', Values: ['pending', 'running'] }
+  const targetGroupArn = options.targetGroupArn
+  const targetHealthTimeoutMs = options.targetHealthTimeoutMs ?? 5 * 60_000
+  const drainTimeoutMs = options.drainTimeoutMs ?? 5 * 60_000
+  const group = `target group ${targetGroupArn?.match(/targetgroup\/([^/]+)/)?.[1] ?? targetGroupArn}`
+  // made only with a target group; the SDK itself is loaded on its first call
+  const elb = targetGroupArn
+    ? new AwsService<ElbSdk, ElasticLoadBalancingV2Client>({
+        service: 'elasticloadbalancing',
+        where: WHERE,
+        load: () => import('@aws-sdk/client-elastic-load-balancing-v2'),
+        make: (sdk) => new sdk.ElasticLoadBalancingV2Client(clientConfig(options)),
+        client: options.elbClient,
+        field: elbFieldOf,
+        options,
+      })
+    : undefined
 
   async function resolveVersion(): Promise<number> {
     const out = await api.call('DescribeLaunchTemplateVersions', template, (sdk, c) =>
@@ -107,6 +155,118 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
       `instances ${ids.join(', ')} (tagged ${TAG.fleet}=${fleet})`,
       (sdk, c) => c.send(new sdk.TerminateInstancesCommand({ InstanceIds: ids })),
     )
+  }
+
+  /** Registers (`DeregisterTargets` when `add` is false) the instances on the replica port. */
+  async function setTargets(add: boolean, ids: string[]): Promise<void> {
+    if (!elb || ids.length === 0) return
+    const Targets = ids.map((Id) => ({ Id, Port: port }))
+    const TargetGroupArn = targetGroupArn!
+    const resource = `instances ${ids.join(', ')} in ${group} (${targetGroupArn})`
+    if (add)
+      await elb.call('RegisterTargets', resource, (sdk, c) =>
+        c.send(new sdk.RegisterTargetsCommand({ TargetGroupArn, Targets })),
+      )
+    else
+      await elb.call('DeregisterTargets', resource, (sdk, c) =>
+        c.send(new sdk.DeregisterTargetsCommand({ TargetGroupArn, Targets })),
+      )
+  }
+
+  /** The target group's health of these instances (absent: not registered). */
+  async function targetHealth(ids: string[]): Promise<Map<string, TargetHealth>> {
+    const out = await elb!.call(
+      'DescribeTargetHealth',
+      `instances ${ids.join(', ')} in ${group} (${targetGroupArn})`,
+      (sdk, c) =>
+        c.send(
+          new sdk.DescribeTargetHealthCommand({
+            TargetGroupArn: targetGroupArn!,
+            Targets: ids.map((Id) => ({ Id, Port: port })),
+          }),
+        ),
+    )
+    const found = new Map<string, TargetHealth>()
+    for (const d of out.TargetHealthDescriptions ?? [])
+      if (d.Target?.Id && ids.includes(d.Target.Id)) found.set(d.Target.Id, d.TargetHealth ?? {})
+    return found
+  }
+
+  /**
+   * Waits until every registered instance reports `healthy` in the target group; throws naming the
+   * instance and the reason when one turns `unhealthy`, cannot serve there, or the time runs out.
+   */
+  async function awaitHealthy(ids: string[], ctx: RolloutContext): Promise<void> {
+    const deadline = Date.now() + targetHealthTimeoutMs
+    const healthy = new Set<string>()
+    const last = new Map<string, string>(ids.map((id) => [id, 'not reported yet']))
+    for (;;) {
+      if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error('canceled')
+      const waiting = ids.filter((id) => !healthy.has(id))
+      const health = await targetHealth(waiting)
+      for (const id of waiting) {
+        const h = health.get(id)
+        const state = h?.State ?? 'unknown'
+        if (state === 'healthy') {
+          healthy.add(id)
+          ctx.log(`replica ${id} is healthy in ${group}`)
+          continue
+        }
+        // unhealthy after passing /healthz: the load balancer cannot reach it (security group,
+        // health check path or port); NotInUse / InvalidState: it never will without a change
+        if (
+          state === 'unhealthy' ||
+          (state === 'unused' && (h?.Reason === 'Target.NotInUse' || h?.Reason === 'Target.InvalidState'))
+        ) {
+          throw new Error(`replica ${id} is ${state} in ${group}${healthWhy(h)}`)
+        }
+        last.set(id, `state ${state}${healthWhy(h)}`)
+      }
+      if (healthy.size === ids.length) return
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        const id = ids.find((i) => !healthy.has(i))!
+        throw new Error(
+          `replica ${id} did not turn healthy in ${group} within ${targetHealthTimeoutMs} ms (${last.get(id)})`,
+        )
+      }
+      await sleep(Math.min(pollMs, left), ctx.signal)
+    }
+  }
+
+  /**
+   * Waits until the deregistered instances have drained (gone from the group or `unused`); a
+   * timeout or a failed look is only a warning: the new fleet already serves, they go anyway.
+   */
+  async function awaitDrained(ids: string[], ctx: RolloutContext): Promise<void> {
+    const deadline = Date.now() + drainTimeoutMs
+    let pending = ids
+    try {
+      for (;;) {
+        if (ctx.signal.aborted) return
+        const health = await targetHealth(pending)
+        pending = pending.filter((id) => {
+          const state = health.get(id)?.State
+          return state !== undefined && state !== 'unused'
+        })
+        if (pending.length === 0) {
+          ctx.log(`the old replica(s) ${ids.join(', ')} drained from ${group}`)
+          return
+        }
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          ctx.log(
+            `warning: the old replica(s) ${pending.join(', ')} still draining from ${group} after ${drainTimeoutMs} ms; terminating them anyway (raise \`drainTimeoutMs\` or lower the group's deregistration delay)`,
+          )
+          return
+        }
+        await sleep(Math.min(pollMs, left), ctx.signal)
+      }
+    } catch (error) {
+      ctx.log(
+        `warning: could not watch ${pending.join(', ')} drain from ${group} (${(error as Error).message}); terminating them anyway`,
+      )
+    }
   }
 
   /** Launches one batch; returns the new instance ids. */
@@ -274,6 +434,9 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
         `rolling ${options.count} replica(s) of ${fleet} onto ${target.snapshot} (${template} version ${version}, batches of ${batchSize})`,
       )
       const launched: string[] = []
+      /** New instances put in the target group (taken out again if the rollout fails). */
+      const registered: string[] = []
+      const retired = old.map((i) => i.InstanceId!)
       const nonce = randomUUID()
       try {
         for (let batch = 0, done = 0; done < options.count; batch++) {
@@ -282,28 +445,48 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
           launched.push(...ids)
           if (ids.length !== n) throw new Error(`RunInstances started ${ids.length} of ${n} instances`)
           await verify(ids, target, ctx)
+          if (elb) {
+            await setTargets(true, ids)
+            registered.push(...ids)
+            await awaitHealthy(ids, ctx)
+          }
           done += n
           ctx.progress?.(done, options.count)
         }
+        // the whole new fleet is in the group and healthy: only now do the old ones stop taking traffic
+        if (elb) await setTargets(false, retired)
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error)
-        let cleanup = `terminated the new instance(s) ${launched.join(', ') || '(none)'}`
+        const cleanup: string[] = []
+        if (registered.length) {
+          try {
+            await setTargets(false, registered)
+            cleanup.push(`deregistered ${registered.join(', ')} from ${group}`)
+          } catch (failed) {
+            cleanup.push(
+              `could not deregister ${registered.join(', ')} from ${group} (${(failed as Error).message})`,
+            )
+          }
+        }
         try {
           await terminate(launched)
+          cleanup.push(`terminated the new instance(s) ${launched.join(', ') || '(none)'}`)
         } catch (failed) {
-          cleanup = `could not terminate ${launched.join(', ')} (${(failed as Error).message}); terminate them by hand (tag ${TAG.run}=${ctx.runId})`
+          cleanup.push(
+            `could not terminate ${launched.join(', ')} (${(failed as Error).message}); terminate them by hand (tag ${TAG.run}=${ctx.runId})`,
+          )
         }
         const kept = old.length
           ? `the old fleet (${old.map((i) => i.InstanceId).join(', ')}) keeps serving`
           : 'there was no old fleet'
         throw new Error(
-          `rollout of fleet ${fleet} onto ${target.snapshot} failed: ${reason}; ${cleanup}; ${kept}`,
+          `rollout of fleet ${fleet} onto ${target.snapshot} failed: ${reason}; ${cleanup.join('; ')}; ${kept}`,
           {
             cause: error,
           },
         )
       }
-      const retired = old.map((i) => i.InstanceId!).filter((id) => !launched.includes(id))
+      if (elb && retired.length) await awaitDrained(retired, ctx)
       await terminate(retired)
       if (retired.length) ctx.log(`terminated the old replica(s) ${retired.join(', ')}`)
       return { updated: launched, previousSnapshot, retired }
@@ -311,7 +494,8 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
     /**
      * Instances an interrupted run launched: terminated while an older fleet still serves (the
      * rollout never finished); kept when they are all the fleet has (it finished, only the step's
-     * record is missing).
+     * record is missing). With a target group they are deregistered first (best effort: EC2
+     * takes a terminated instance out of the group by itself anyway).
      */
     async recover(runIds: readonly string[]): Promise<string[]> {
       if (runIds.length === 0) return []
@@ -320,6 +504,7 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
       const others = all.filter((i) => !orphans.includes(i))
       if (orphans.length === 0 || others.length === 0) return []
       const ids = orphans.map((i) => i.InstanceId!).filter(Boolean)
+      await setTargets(false, ids).catch(() => {})
       await terminate(ids)
       return ids
     },

@@ -79,6 +79,17 @@ export interface Ec2MockOptions {
    * process under test, whose config makes its own clients (test/aws-stand-ins.ts).
    */
   mockAll?: boolean
+  /**
+   * Where RunInstances and TerminateInstances are recorded in order, with their instance ids:
+   * share one with test/elb-mock.ts to assert the order of calls across both services.
+   */
+  journal?: JournalEntry[]
+}
+
+/** One call recorded by a mock, with the instance ids it was about. */
+export interface JournalEntry {
+  action: string
+  ids: string[]
 }
 
 interface SnapshotRecord {
@@ -133,6 +144,8 @@ export class Ec2Mock {
   /** Snapshot ids deleted, in order. */
   readonly deleted: string[] = []
   readonly deny: Set<string>
+  /** RunInstances and TerminateInstances in order (the `journal` option when given). */
+  readonly journal: JournalEntry[]
   /** The n-th instance launched (1-based) is unhealthy in this way (settable between rollouts). */
   unhealthy: ((n: number) => Unhealthy | undefined) | undefined
   private readonly options: Ec2MockOptions
@@ -146,6 +159,7 @@ export class Ec2Mock {
     this.options = options
     this.volumes = new Map(Object.entries(options.volumes ?? {}))
     this.deny = new Set(options.deny ?? [])
+    this.journal = options.journal ?? []
     this.unhealthy = options.unhealthy
     clientConfig({}) // no Node-version notice from the SDK in test output
     mkdirSync(join(options.stateDir, 'snapshots'), { recursive: true })
@@ -242,6 +256,7 @@ export class Ec2Mock {
             CurrentState: { Name: i.state },
           })
         }
+        this.journal.push({ action: 'TerminateInstances', ids: [...(input.InstanceIds ?? [])] })
         return { TerminatingInstances: changes }
       })
   }
@@ -436,6 +451,7 @@ export class Ec2Mock {
       this.boot(record, input)
     }
     if (token) this.byToken.set(token, ids)
+    this.journal.push({ action: 'RunInstances', ids })
     return { Instances: ids.map((id) => this.instanceOf(this.instances.get(id)!)) }
   }
 

@@ -12,7 +12,8 @@ import { snapshot } from '../../assets/snapshot.js'
 import { materialize } from '../../core/materialize.js'
 import { TAG } from '../../runners/aws.js'
 import { parseCloudConfigUserData } from '../../runners/user-data.js'
-import { Ec2Mock, LAUNCH_TEMPLATE } from '../ec2-mock.js'
+import { Ec2Mock, type JournalEntry, LAUNCH_TEMPLATE } from '../ec2-mock.js'
+import { ElbMock, TARGET_GROUP } from '../elb-mock.js'
 import { chain, small } from './chain.js'
 
 const VOLUME = 'vol-0index'
@@ -33,8 +34,12 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true })
 })
 
-function ec2(): Ec2Mock {
-  const m = new Ec2Mock({ stateDir: join(root, `ec2-${mocks.length}`), volumes: { [VOLUME]: volume } })
+function ec2(journal?: JournalEntry[]): Ec2Mock {
+  const m = new Ec2Mock({
+    stateDir: join(root, `ec2-${mocks.length}`),
+    volumes: { [VOLUME]: volume },
+    ...(journal ? { journal } : {}),
+  })
   mocks.push(m)
   return m
 }
@@ -58,6 +63,9 @@ function context(logs: string[] = []): BackendContext {
   }
 }
 
+/** The first deployment's snapshot and index (the volume's index), for the later describe blocks too. */
+let first: { snapshot: string; index: string; documents: number; probe: string; path: string }
+
 async function search(ip: string, port: number, q: string) {
   const res = await fetch(`http://${ip}:${port}/search?q=${encodeURIComponent(q)}&limit=3`)
   return { status: res.status, body: (await res.json()) as { hits: unknown[]; documents: number } }
@@ -66,7 +74,6 @@ async function search(ip: string, port: number, q: string) {
 describe('EC2 replicas from an EBS snapshot', () => {
   let mock: Ec2Mock
   let port: number
-  let first: { snapshot: string; index: string; documents: number; probe: string; path: string }
   let firstFleet: string[]
 
   it('first deployment: the chain snapshots the volume and launches 2 replicas that serve real queries', async () => {
@@ -259,4 +266,199 @@ describe('EC2 replicas from an EBS snapshot', () => {
     ).rejects.toThrow(/not an EBS snapshot id/)
     expect(m.calls.RunInstances).toBeUndefined()
   })
+})
+
+describe('EC2 replicas behind a load balancer target group', () => {
+  const journal: JournalEntry[] = []
+  let mock: Ec2Mock
+  let elb: ElbMock
+  let port: number
+  let target: RolloutTarget
+  let fleetIds: string[]
+
+  beforeAll(async () => {
+    expect(first, 'the first describe block builds the index').toBeDefined()
+    mock = ec2(journal)
+    elb = new ElbMock({ ec2: mock, journal })
+    port = await freePort()
+    const backend = ebsSnapshots({
+      volumeId: VOLUME,
+      mountPath: volume,
+      pollIntervalMs: 1,
+      client: mock.client,
+    })
+    const made = await backend.create(
+      { index: first.index, indexDir: join(volume, first.path), documents: first.documents },
+      context(),
+    )
+    target = { ...first, snapshot: made.snapshot }
+  }, 60_000)
+  afterAll(() => elb?.restore())
+
+  function fleet(more: Partial<Parameters<typeof ec2Replicas>[0]> = {}) {
+    return ec2Replicas({
+      fleet: 'search-lb',
+      launchTemplate: LAUNCH_TEMPLATE.name,
+      count: 2,
+      port,
+      healthTimeoutMs: 30_000,
+      pollIntervalMs: 20,
+      client: mock.client,
+      targetGroupArn: TARGET_GROUP,
+      elbClient: elb.client,
+      ...more,
+    })
+  }
+
+  /** The journal since `from`, as `Action id,id` lines. */
+  function since(from: number): string[] {
+    return journal.slice(from).map((e) => `${e.action} ${e.ids.join(',')}`)
+  }
+
+  it('a first deployment registers its replicas and waits until they are healthy', async () => {
+    const out = await fleet({ batchSize: 2 }).rollout(target, context())
+    fleetIds = out.updated
+    const [a, b] = fleetIds as [string, string]
+    expect(since(0)).toEqual([`RunInstances ${a},${b}`, `RegisterTargets ${a},${b}`, `healthy ${a},${b}`])
+    expect(elb.registered().sort()).toEqual([a, b].sort())
+    const registered = elb.groups.get(TARGET_GROUP)!
+    for (const id of fleetIds) expect(registered.get(id)).toMatchObject({ port, state: 'healthy' })
+  }, 60_000)
+
+  it('a rollout registers each batch, waits for healthy, then drains the old fleet before terminating it', async () => {
+    const [a, b] = fleetIds as [string, string]
+    const from = journal.length
+    const logs: string[] = []
+    const out = await fleet().rollout(target, context(logs))
+    const [c, d] = out.updated as [string, string]
+    expect(out.retired).toEqual([a, b])
+    expect(since(from)).toEqual([
+      `RunInstances ${c}`,
+      `RegisterTargets ${c}`,
+      `healthy ${c}`,
+      `RunInstances ${d}`,
+      `RegisterTargets ${d}`,
+      `healthy ${d}`,
+      `DeregisterTargets ${a},${b}`,
+      `drained ${a},${b}`,
+      `TerminateInstances ${a},${b}`,
+    ])
+    expect(logs).toContain(`the old replica(s) ${a}, ${b} drained from target group refresh-search`)
+    expect(elb.registered().sort()).toEqual([c, d].sort())
+    for (const id of [a, b]) expect(mock.instances.get(id)!.state).toBe('terminated')
+    fleetIds = out.updated
+  }, 60_000)
+
+  it('a new target that turns unhealthy: the new ones are deregistered and terminated, the old fleet stays registered and running', async () => {
+    const old = fleetIds
+    const from = journal.length
+    // instances 1-4 came before; 5 is this rollout's first, 6 its second
+    elb.unhealthy = (id) =>
+      mock.instances.get(id)?.n === 6
+        ? { reason: 'Target.Timeout', description: 'Request timed out' }
+        : undefined
+    const error = (await fleet()
+      .rollout(target, context())
+      .catch((e: Error) => e)) as Error
+    elb.unhealthy = undefined
+    expect(error).toBeInstanceOf(Error)
+    const launched = [...mock.instances.values()].filter((i) => i.n >= 5)
+    expect(launched.map((i) => i.n)).toEqual([5, 6])
+    const [e, f] = launched.map((i) => i.id) as [string, string]
+    expect(error.message).toContain(
+      `replica ${f} is unhealthy in target group refresh-search (Target.Timeout: Request timed out)`,
+    )
+    expect(error.message).toContain(`deregistered ${e}, ${f} from target group refresh-search`)
+    expect(error.message).toContain(`the old fleet (${old.join(', ')}) keeps serving`)
+    expect(since(from)).toEqual([
+      `RunInstances ${e}`,
+      `RegisterTargets ${e}`,
+      `healthy ${e}`,
+      `RunInstances ${f}`,
+      `RegisterTargets ${f}`,
+      `DeregisterTargets ${e},${f}`,
+      `TerminateInstances ${e},${f}`,
+    ])
+    for (const i of launched) expect(i.state).toBe('terminated')
+    expect(elb.registered().sort()).toEqual([...old].sort())
+    for (const id of old) {
+      expect(elb.stateOf(id)).toBe('healthy')
+      const i = mock.instances.get(id)!
+      expect(i.state).toBe('running')
+      expect((await search(i.ip, port, first.probe)).body.hits.length).toBeGreaterThan(0)
+    }
+  }, 60_000)
+
+  it('a new target that never turns healthy within targetHealthTimeoutMs fails the rollout naming it', async () => {
+    const old = fleetIds
+    const before = new Set(mock.instances.keys())
+    elb.healthySteps = Number.POSITIVE_INFINITY
+    const error = (await fleet({ targetHealthTimeoutMs: 100 })
+      .rollout(target, context())
+      .catch((e: Error) => e)) as Error
+    elb.healthySteps = 2
+    const launched = [...mock.instances.values()].filter((i) => !before.has(i.id))
+    expect(launched).toHaveLength(1)
+    expect(error.message).toContain(
+      `replica ${launched[0]!.id} did not turn healthy in target group refresh-search within 100 ms (state initial (Elb.RegistrationInProgress: Target registration is in progress))`,
+    )
+    expect(launched[0]!.state).toBe('terminated')
+    expect(elb.registered().sort()).toEqual([...old].sort())
+  }, 60_000)
+
+  it('old targets still draining at drainTimeoutMs are a warning, and are terminated anyway', async () => {
+    const old = fleetIds
+    elb.drainSteps = Number.POSITIVE_INFINITY
+    const logs: string[] = []
+    const out = await fleet({ batchSize: 2, drainTimeoutMs: 100 }).rollout(target, context(logs))
+    elb.drainSteps = 2
+    expect(
+      logs.some((l) => l.startsWith(`warning: the old replica(s) ${old.join(', ')} still draining`)),
+    ).toBe(true)
+    for (const id of old) expect(mock.instances.get(id)!.state).toBe('terminated')
+    expect(elb.registered().sort()).toEqual([...out.updated].sort())
+    fleetIds = out.updated
+  }, 60_000)
+
+  it('recover deregisters the orphans it terminates', async () => {
+    // a run that crashed after its rollout, next to an instance of an older fleet still serving
+    const out = await fleet({ count: 1 }).rollout(target, { ...context(), runId: 'run-crashed' })
+    const orphan = out.updated[0]!
+    expect(elb.registered()).toContain(orphan)
+    const keep = mock.addInstance({ [TAG.fleet]: 'search-lb', [TAG.run]: 'run-older' })
+    const from = journal.length
+    expect(await fleet().recover!(['run-crashed'])).toEqual([orphan])
+    expect(since(from)).toEqual([`DeregisterTargets ${orphan}`, `TerminateInstances ${orphan}`])
+    expect(mock.instances.get(keep)!.state).toBe('running')
+  }, 60_000)
+
+  it('without a target group no ELBv2 call is made', async () => {
+    const all = new ElbMock({ mockAll: true })
+    try {
+      const m = ec2()
+      const backend = ebsSnapshots({
+        volumeId: VOLUME,
+        mountPath: volume,
+        pollIntervalMs: 1,
+        client: m.client,
+      })
+      const made = await backend.create(
+        { index: first.index, indexDir: join(volume, first.path), documents: first.documents },
+        context(),
+      )
+      const out = await ec2Replicas({
+        fleet: 'search-plain',
+        launchTemplate: LAUNCH_TEMPLATE.name,
+        count: 1,
+        port: await freePort(),
+        healthTimeoutMs: 30_000,
+        pollIntervalMs: 20,
+        client: m.client,
+      }).rollout({ ...target, snapshot: made.snapshot }, context())
+      expect(out.updated).toHaveLength(1)
+      expect(all.calls).toEqual({})
+    } finally {
+      all.restore()
+    }
+  }, 60_000)
 })
