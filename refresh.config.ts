@@ -121,6 +121,8 @@ export default defineConfig({
               count: aws.replicas,
               port: aws.replicaPort,
               pollIntervalMs: aws.pollMs,
+              // registered and healthy before the old replicas are drained and terminated
+              targetGroupArn: aws.targetGroupArn,
             }),
           }),
           promote({ dataDir, alias, retry: { maxAttempts: 1 } }),

@@ -5,6 +5,7 @@
  */
 import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
+import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { AwsCallError, callAws, classifyAwsError, clientConfig, redact } from './aws.js'
 import type { AwsSettings } from './aws-settings.js'
@@ -22,6 +23,7 @@ export interface DoctorClients {
   s3?: S3Client
   ecs?: ECSClient
   ec2?: EC2Client
+  elb?: ElasticLoadBalancingV2Client
 }
 
 /** Runs every check for these settings; never throws for a failed check. */
@@ -160,6 +162,42 @@ export async function awsDoctor(settings: AwsSettings, clients: DoctorClients = 
           kindOf(error) === 'denied'
             ? 'allow ec2:DescribeLaunchTemplates for the orchestrator.'
             : `create the launch template or set ${variable} to an existing one (a name or an lt- id).`,
+      )
+    }
+
+    if (settings.targetGroupArn) {
+      const arn = settings.targetGroupArn
+      await check(
+        'target group',
+        async () => {
+          const elbSdk = await import('@aws-sdk/client-elastic-load-balancing-v2')
+          const elb = clients.elb ?? new elbSdk.ElasticLoadBalancingV2Client(clientConfig(options))
+          try {
+            const out = await callAws(
+              {
+                service: 'elasticloadbalancing',
+                action: 'DescribeTargetGroups',
+                resource: arn,
+                where: 'the aws environment',
+                send: () => elb.send(new elbSdk.DescribeTargetGroupsCommand({ TargetGroupArns: [arn] })),
+              },
+              options,
+            )
+            const group = out.TargetGroups?.[0]
+            if (!group) throw new Error(`target group ${arn} does not exist`)
+            if (group.Port !== undefined && group.Port !== settings.replicaPort)
+              throw new Error(
+                `target group ${group.TargetGroupName} forwards to port ${group.Port}, the replicas serve on ${settings.replicaPort}`,
+              )
+            return `${group.TargetGroupName} (${group.Protocol ?? '?'}:${group.Port ?? '?'}, health check ${group.HealthCheckPath ?? '/'})`
+          } finally {
+            if (!clients.elb) elb.destroy()
+          }
+        },
+        (error) =>
+          kindOf(error) === 'denied'
+            ? 'allow elasticloadbalancing:DescribeTargetGroups, DescribeTargetHealth, RegisterTargets and DeregisterTargets for the orchestrator (docs/aws.md).'
+            : 'set REFRESH_TARGET_GROUP_ARN to an existing target group whose port is REFRESH_REPLICA_PORT (health check path /healthz), or leave it unset.',
       )
     }
 

@@ -34,6 +34,8 @@ export interface AwsSettings {
   fleet: string
   /** The port replicas serve on. */
   replicaPort: number
+  /** An ELBv2 target group the replicas are registered in, if they serve behind a load balancer. */
+  targetGroupArn: string | undefined
   /** How often tasks, instances and snapshots are polled (undefined: each backend's default). */
   pollMs: number | undefined
 }
@@ -57,6 +59,7 @@ export const AWS_VARIABLES = {
   REFRESH_REPLICAS: { about: 'how many read replicas', default: '2' },
   REFRESH_FLEET: { about: 'the replica fleet name (its refresh:fleet tag)', default: 'refresh-replicas' },
   REFRESH_REPLICA_PORT: { about: 'the port replicas serve on', default: '8080' },
+  REFRESH_TARGET_GROUP_ARN: { about: 'the ELBv2 target group of the replicas, if any', default: 'none' },
   REFRESH_AWS_POLL_MS: {
     about: 'how often tasks, instances and snapshots are polled, in ms',
     default: '5000 for tasks and instances, 15000 for snapshots',
@@ -130,9 +133,14 @@ export function awsSettings(env: Env = process.env): AwsSettings {
     replicas: count('REFRESH_REPLICAS', 2, 64),
     fleet: get('REFRESH_FLEET') ?? 'refresh-replicas',
     replicaPort: count('REFRESH_REPLICA_PORT', 8080, 65535),
+    targetGroupArn: get('REFRESH_TARGET_GROUP_ARN'),
     pollMs:
       get('REFRESH_AWS_POLL_MS') === undefined ? undefined : count('REFRESH_AWS_POLL_MS', 5000, 600_000),
   }
+  if (settings.targetGroupArn !== undefined && !settings.targetGroupArn.startsWith('arn:'))
+    problems.push(
+      `REFRESH_TARGET_GROUP_ARN=${settings.targetGroupArn} (expected a target group ARN, arn:aws:elasticloadbalancing:...)`,
+    )
   if (workers === 'ecs' && launchType === 'FARGATE' && settings.subnets.length === 0)
     problems.push('REFRESH_SUBNETS (Fargate tasks need at least one subnet)')
   if (problems.length > 0) {

@@ -94,6 +94,27 @@ describe('refresh doctor on AWS', () => {
     ])
   })
 
+  it('checks the replicas target group when one is set: it exists and forwards to the replica port', async () => {
+    const { ElasticLoadBalancingV2Client, DescribeTargetGroupsCommand } = await import(
+      '@aws-sdk/client-elastic-load-balancing-v2'
+    )
+    const elb = new ElasticLoadBalancingV2Client({ region: 'us-east-1' })
+    const arn = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/replicas/abc'
+    mockClient(elb)
+      .on(DescribeTargetGroupsCommand)
+      .resolves({ TargetGroups: [{ TargetGroupName: 'replicas', Port: 9000, Protocol: 'HTTP' }] })
+    const checks = await awsDoctor(awsSettings({ ...VARS, REFRESH_TARGET_GROUP_ARN: arn }), {
+      ...clients(),
+      elb,
+    })
+    const group = checks.find((c) => c.name === 'target group')
+    expect(group).toMatchObject({ status: 'fail' })
+    expect(group!.detail).toMatch(/forwards to port 9000, the replicas serve on 8080/)
+    expect(() => awsSettings({ ...VARS, REFRESH_TARGET_GROUP_ARN: 'replicas' })).toThrow(
+      /REFRESH_TARGET_GROUP_ARN=replicas \(expected a target group ARN/,
+    )
+  })
+
   it('fails a denied DryRun and a missing bucket, each with its fix', async () => {
     const checks = await awsDoctor(
       awsSettings({ ...VARS, REFRESH_S3_BUCKET: 'no-such-bucket' }),
