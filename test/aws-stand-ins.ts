@@ -42,6 +42,7 @@ export function installAwsStandIns(options: StandInOptions): { ecs: EcsHarness; 
     stateDir: join(options.stateDir, 'ec2'),
     volumes: options.volumes,
     mockAll: true,
+    persist: true,
     ...(options.launchTemplates ? { launchTemplates: options.launchTemplates } : {}),
     ...(options.deny ? { deny: options.deny } : {}),
     ...(options.firstIp ? { firstIp: options.firstIp } : {}),
@@ -49,6 +50,7 @@ export function installAwsStandIns(options: StandInOptions): { ecs: EcsHarness; 
   // the workers and replicas this process starts must not load the stand-ins again
   delete process.env.NODE_OPTIONS
   process.on('exit', () => {
+    ec2.save()
     if (ec2.instances.size === 0) return
     const instances: InstanceSummary[] = [...ec2.instances.values()].map((i) => ({
       id: i.id,

@@ -75,6 +75,11 @@ export interface Ec2MockOptions {
   /** Environment for the instances' processes. */
   env?: NodeJS.ProcessEnv
   /**
+   * Continue from what an earlier mock on the same stateDir saved (`save()`): its snapshots and
+   * its counters, so that snapshot ids, instance ids and IPs never repeat across CLI processes.
+   */
+  persist?: boolean
+  /**
    * Mock every EC2Client of this process (the class), not just `client`: for a refresh CLI
    * process under test, whose config makes its own clients (test/aws-stand-ins.ts).
    */
@@ -163,6 +168,7 @@ export class Ec2Mock {
     this.unhealthy = options.unhealthy
     clientConfig({}) // no Node-version notice from the SDK in test output
     mkdirSync(join(options.stateDir, 'snapshots'), { recursive: true })
+    if (options.persist) this.reload()
     this.client = new EC2Client({
       region: 'us-east-1',
       credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
@@ -539,6 +545,29 @@ export class Ec2Mock {
       found.push(this.instanceOf(i))
     }
     return found
+  }
+
+  /**
+   * Writes what a later mock on the same stateDir continues from (with `persist`): the snapshots
+   * and the counters. Instances are not carried over: their processes belong to this process.
+   */
+  save(): void {
+    const state = { seq: this.seq, launched: this.launched, snapshots: [...this.snapshots.values()] }
+    writeFileSync(join(this.options.stateDir, 'mock-state.json'), JSON.stringify(state))
+  }
+
+  private reload(): void {
+    const file = join(this.options.stateDir, 'mock-state.json')
+    if (!existsSync(file)) return
+    const state = JSON.parse(readFileSync(file, 'utf8')) as {
+      seq: number
+      launched: number
+      snapshots: Array<SnapshotRecord & { startTime: string }>
+    }
+    this.seq = state.seq
+    this.launched = state.launched
+    for (const snap of state.snapshots)
+      this.snapshots.set(snap.id, { ...snap, startTime: new Date(snap.startTime) })
   }
 
   /** Instances not terminated. */

@@ -79,7 +79,7 @@ function instances(): InstanceSummary[] {
 }
 
 describe('refresh on the aws environment of the default config', () => {
-  it('doctor passes, the whole chain runs, a replica answers queries, promote and gc see the result', async () => {
+  it('doctor passes, the whole chain runs, a replica answers queries, promote and gc see the result, a rollback goes back', async () => {
     const doctor = await run([CLI, 'doctor', '--env', 'aws'], { cwd, env, timeoutMs: 60_000 })
     expect(doctor.stderr).toBe('')
     expect(doctor.code).toBe(0)
@@ -150,5 +150,36 @@ describe('refresh on the aws environment of the default config', () => {
     expect(gc.stderr).toBe('')
     expect(gc.code).toBe(0)
     expect(gc.stdout).not.toMatch(/\bremove\b/)
+
+    // a second refresh, then a rollback: the fleet goes back onto the first snapshot, then the alias
+    const again = await run([CLI, 'run', '--env', 'aws', '--plain'], { cwd, env, timeoutMs: 180_000 })
+    expect(again.code).toBe(0)
+    const store2 = new S3Store()
+    const second = await store2.getJson<Alias>(BUCKET, 'refresh/current.json')
+    expect(second?.current.snapshot).not.toBe(alias!.current.snapshot)
+    expect(second?.previous[0]?.snapshot).toBe(alias!.current.snapshot)
+    const rollback = await run([CLI, 'promote', '--env', 'aws', '--rollback'], {
+      cwd,
+      env,
+      timeoutMs: 120_000,
+    })
+    expect(rollback.stderr).not.toMatch(/error/i)
+    expect(rollback.code).toBe(0)
+    expect(rollback.stdout).toContain(
+      `rolled back: current -> ${alias!.current.index} (snapshot ${alias!.current.snapshot})`,
+    )
+    const back = await store2.getJson<Alias>(BUCKET, 'refresh/current.json')
+    expect(back?.current.snapshot).toBe(alias!.current.snapshot)
+    store2.close()
+    const rolledBack = instances().filter((i) =>
+      i.tags.some((t) => t.Key === 'refresh:run' && t.Value?.startsWith('rollback-')),
+    )
+    expect(rolledBack).toHaveLength(2)
+    const viaRollback = await run(
+      [CLI, 'query', 'fox', '--replica', `http://${rolledBack[0]!.ip}:${env.REFRESH_REPLICA_PORT}`],
+      { cwd },
+    )
+    expect(viaRollback.code).toBe(0)
+    expect(viaRollback.stdout).toMatch(new RegExp(`^index ${alias!.current.index} `))
   })
 })
