@@ -9,7 +9,7 @@ import { localProcessRunner } from '../runners/local.js'
 import { splitRange } from '../runners/ranges.js'
 import { runUnits } from '../runners/run-units.js'
 import { type S3Location, type S3Store, s3Location, s3Url } from '../runners/s3.js'
-import type { Runner } from '../runners/types.js'
+import type { Runner, WorkHandle, WorkResult, WorkUnit } from '../runners/types.js'
 import {
   type BlockOptions,
   blockTags,
@@ -87,28 +87,28 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
       const { shards, failShard, failMode, failAttempts } = ctx.config
       defaultRunner ??= options.runner ?? localProcessRunner()
-      const runner = defaultRunner
       const name = `idx-${ctx.runId}`
       const dir = paths.index(name)
 
       const ranges = splitRange(minId, maxId + 1, shards)
-      // with `transfer`, each range's rows go up first (a worker downloads its range only, not
-      // the whole table) and the workers read and write S3
+      // with `transfer`, each range's rows go up as a small database of their own (a worker
+      // downloads its range only, not the whole table), and each range's worker starts as soon
+      // as its input is up; the workers read and write S3
       let s3: S3Store | undefined
-      let remote: { base: string; sources: string[] } | undefined
+      let remote: { base: string; sources: string[]; uploads: RangeUploads } | undefined
+      let runner = defaultRunner
+      // stops the uploads still going when the step ends early (a range failed, a cancel)
+      const uploadsDone = new AbortController()
       if (transfer) {
         const { S3Store } = await import('../runners/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
-        try {
-          remote = {
-            base,
-            sources: await uploadRanges(s3, transfer, base, source, table, ranges, paths.work, ctx),
-          }
-        } catch (error) {
-          s3.close()
-          throw error
-        }
+        const uploads = uploadRanges(s3, transfer, base, source, table, ranges, paths.work, {
+          log: (m) => ctx.log(m),
+          signal: AbortSignal.any([ctx.signal, uploadsDone.signal]),
+        })
+        remote = { base, sources: uploads.urls, uploads }
+        runner = afterInputs(defaultRunner, (unit) => uploads.ready[unit.input.shard as number]!)
       }
       ensureWritableDir(paths.indexes)
       rmSync(dir, { recursive: true, force: true })
@@ -202,6 +202,8 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         // the input and the shard files in S3 are scratch: once the shards are here (or the step
         // failed, and a retry uploads again) they go; `refresh gc` is the backstop after a crash
         if (s3 && remote) {
+          uploadsDone.abort()
+          await remote.uploads.done
           try {
             const keys = (await s3.list(transfer!.bucket, remote.base)).map((o) => o.key)
             await s3.deleteKeys(transfer!.bucket, keys)
@@ -253,12 +255,21 @@ async function downloadShards(
   ctx.log(`downloaded ${shards.length} shards (${bytes} bytes), each checked against its worker's sha256`)
 }
 
+interface RangeUploads {
+  /** The S3 URL of each range's input, in shard order (known before the uploads finish). */
+  urls: string[]
+  /** Settles when that range's input is up (rejects when its upload failed). */
+  ready: Promise<void>[]
+  /** Settles when every upload has settled and the local scratch is gone. */
+  done: Promise<void>
+}
+
 /**
  * Writes each id range of the cleaned table to its own small database (the table's own schema,
- * its rows in [lo, hi)) and uploads it to `<base>input/range-NNN.db`, four at a time. Returns
- * the S3 URL of each range's input, in shard order. The local range files are scratch and go.
+ * its rows in [lo, hi)) and uploads it to `<base>input/range-NNN.db`, four ranges at a time:
+ * a range's worker may start as soon as its own input is up. The local files are scratch.
  */
-async function uploadRanges(
+function uploadRanges(
   s3: S3Store,
   transfer: S3Location,
   base: string,
@@ -267,11 +278,25 @@ async function uploadRanges(
   ranges: ReadonlyArray<readonly [number, number]>,
   workDir: string,
   ctx: { log(message: string, level?: 'debug' | 'info' | 'warn'): void; signal: AbortSignal },
-): Promise<string[]> {
+): RangeUploads {
   const started = performance.now()
   const dir = join(workDir, `.ranges-${basename(base.replace(/\/$/, '')) || 'reindex'}-${process.pid}`)
-  ensureWritableDir(dir)
-  try {
+  const names = ranges.map((_, shard) => `range-${String(shard).padStart(3, '0')}.db`)
+  const urls = names.map((name) => s3Url(transfer.bucket, `${base}input/${name}`))
+  const settle = ranges.map(() => ({
+    resolve: (): void => undefined,
+    reject: (_: unknown): void => undefined,
+  }))
+  const ready = ranges.map(
+    (_, shard) =>
+      new Promise<void>((resolve, reject) => {
+        settle[shard] = { resolve, reject }
+      }),
+  )
+  // a range nobody waits for yet (its unit is queued) must not be an unhandled rejection
+  for (const r of ready) r.catch(() => undefined)
+  const upload = async () => {
+    ensureWritableDir(dir)
     const { default: Database } = await import('better-sqlite3')
     const src = new Database(source, { readonly: true, fileMustExist: true })
     let schema: string
@@ -285,41 +310,100 @@ async function uploadRanges(
     } finally {
       src.close()
     }
-    const files = ranges.map(([lo, hi], shard) => {
-      const file = join(dir, `range-${String(shard).padStart(3, '0')}.db`)
-      rmSync(file, { force: true })
-      const db = new Database(file)
-      try {
-        db.pragma('journal_mode = OFF')
-        db.pragma('synchronous = OFF')
-        db.exec(schema)
-        db.prepare('ATTACH DATABASE ? AS src').run(source)
-        db.prepare(
-          `INSERT INTO main.${identifier(table)} SELECT * FROM src.${identifier(table)} WHERE id >= ? AND id < ? ORDER BY id`,
-        ).run(lo, hi)
-        db.exec('DETACH DATABASE src')
-      } finally {
-        db.close()
-      }
-      return file
-    })
     let bytes = 0
-    const urls: string[] = new Array(files.length)
-    const queue = files.map((file, shard) => ({ file, shard }))
+    let next = 0
     const worker = async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
-        const key = `${base}input/${basename(next.file)}`
-        const up = await s3.upload(next.file, transfer.bucket, key, { signal: ctx.signal })
-        bytes += up.bytes
-        urls[next.shard] = s3Url(transfer.bucket, key)
+      for (let shard = next++; shard < ranges.length; shard = next++) {
+        try {
+          const [lo, hi] = ranges[shard]!
+          const file = join(dir, names[shard]!)
+          rmSync(file, { force: true })
+          const db = new Database(file)
+          try {
+            db.pragma('journal_mode = OFF')
+            db.pragma('synchronous = OFF')
+            db.exec(schema)
+            db.prepare('ATTACH DATABASE ? AS src').run(source)
+            db.prepare(
+              `INSERT INTO main.${identifier(table)} SELECT * FROM src.${identifier(table)} WHERE id >= ? AND id < ? ORDER BY id`,
+            ).run(lo, hi)
+            db.exec('DETACH DATABASE src')
+          } finally {
+            db.close()
+          }
+          const up = await s3.upload(file, transfer.bucket, `${base}input/${names[shard]}`, {
+            signal: ctx.signal,
+          })
+          rmSync(file, { force: true })
+          bytes += up.bytes
+          settle[shard]!.resolve()
+        } catch (error) {
+          settle[shard]!.reject(error)
+        }
       }
     }
-    await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker))
+    await Promise.all(Array.from({ length: Math.min(4, ranges.length) }, worker))
     ctx.log(
-      `uploaded ${files.length} range inputs (${bytes} bytes) to ${s3Url(transfer.bucket, `${base}input/`)} in ${Math.round(performance.now() - started)} ms`,
+      `uploaded ${ranges.length} range inputs (${bytes} bytes) to ${s3Url(transfer.bucket, `${base}input/`)} in ${Math.round(performance.now() - started)} ms`,
     )
-    return urls
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
+  }
+  const done = upload()
+    .catch((error: unknown) => {
+      // every range still waiting fails with the reason
+      for (const s of settle) s.reject(error)
+    })
+    .finally(() => rmSync(dir, { recursive: true, force: true }))
+  return { urls, ready, done }
+}
+
+/**
+ * A runner whose units start only once their input is ready (uploaded); a unit whose input
+ * failed fails without being started, not retried (the upload itself was retried).
+ */
+function afterInputs(runner: Runner, ready: (unit: WorkUnit) => Promise<void>): Runner {
+  return {
+    name: runner.name,
+    close: () => runner.close(),
+    [Symbol.asyncDispose]: () => runner.close(),
+    ...(runner.recover ? { recover: (runIds: readonly string[]) => runner.recover!(runIds) } : {}),
+    start(unit, listener) {
+      const started = performance.now()
+      let inner: WorkHandle | undefined
+      let stopped: string | undefined
+      let resolveStopped!: (result: WorkResult) => void
+      // a unit stopped while its input is still going up ends at once, never starts
+      const whenStopped = new Promise<WorkResult>((resolve) => {
+        resolveStopped = resolve
+      })
+      const started$: Promise<WorkResult> = ready(unit).then(
+        () => {
+          if (stopped !== undefined) return { status: 'stopped', reason: stopped, durationMs: 0 }
+          inner = runner.start(unit, listener)
+          return inner.result
+        },
+        (error: unknown) => ({
+          status: 'failed',
+          error: `the input of ${unit.id} could not be uploaded: ${error instanceof Error ? error.message : String(error)}`,
+          exitCode: null,
+          signal: null,
+          durationMs: performance.now() - started,
+          retriable: false,
+        }),
+      )
+      const result = Promise.race([whenStopped, started$])
+      return {
+        unit,
+        result,
+        get where() {
+          return inner?.where
+        },
+        async stop(reason = 'stopped') {
+          stopped ??= reason
+          if (inner) await inner.stop(reason)
+          else resolveStopped({ status: 'stopped', reason, durationMs: performance.now() - started })
+          await result
+        },
+      }
+    },
   }
 }

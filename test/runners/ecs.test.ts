@@ -390,4 +390,37 @@ describe('ecsRunner with S3 instead of a shared directory (a real local S3 serve
     expect(progress.at(-1)).toMatchObject({ done: rows, total: rows })
     for (const pid of harness.pids()) expect(alive(pid)).toBe(false)
   })
+
+  it('a range input that cannot go up fails the step without starting any task, naming the bucket', async () => {
+    const dir = tempDir()
+    const harness = new EcsHarness({ stateDir: join(dir, 'ecs') })
+    harnesses.push(harness)
+    const runner = ecsRunner({
+      cluster: CLUSTER,
+      taskDefinition: FAMILY,
+      statusUrl: 's3://refresh-test/ecs/',
+      client: harness.client,
+      launchType: 'FARGATE',
+      pollIntervalMs: 50,
+      backoffMs: 5,
+    })
+    const dataDir = join(dir, 'data')
+    const events: RunEvent[] = []
+    const result = await materialize(
+      [
+        catalog({ dataDir }),
+        copy({ dataDir }),
+        clean({ dataDir }),
+        reindex({ dataDir, shards: 4, runner, transfer: 's3://no-such-bucket/ecs/' }),
+      ],
+      { store: join(dir, 'refresh.db'), config: CONFIG, onEvent: (e) => events.push(e) },
+    )
+    await runner.close()
+    expect(result.status).toBe('failure')
+    const failure = events.find((e) => e.type === 'step:failure' && e.step === 'reindex')
+    expect(failure?.type === 'step:failure' && failure.error.message).toMatch(
+      /shard-\d failed after 1 attempt: the input of shard-\d could not be uploaded: the S3 bucket no-such-bucket does not exist/,
+    )
+    expect(harness.runTaskInputs).toHaveLength(0)
+  })
 })
