@@ -170,7 +170,7 @@ EFS) or through a real local S3 server (s3rver, running on this machine, in the 
 | ECS tasks, shared directory | ${f(sharedMs)} ms | ${sign(sharedMs - localMs)} ms |
 | ECS tasks through S3 | ${f(remoteMs)} ms | ${sign(remoteMs - localMs)} ms |
 | of which: range inputs written and uploaded (the first tasks start as their range is up) | ${f(uploadMs)} ms | |
-| of which: from the first task's start to the last shard back home | ${f(tasksMs)} ms | |
+| of which: from the first range's upload to the last shard back home | ${f(tasksMs)} ms | |
 | a task's start-up here (a worker process that loads the S3 client, makes one call and exits) + one poll interval | ${f(startupMs)} + ${POLL_MS} = ${f(allowance)} ms | |
 
 Target: no slower than the local backend plus the task start-up. With a shared directory: ${sharedMs - localMs <= allowance ? 'met' : 'not met'} (${sign(sharedMs - localMs)} ms against ${f(allowance)} ms): the runner itself (RunTask,
