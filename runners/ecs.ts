@@ -21,7 +21,7 @@ import type {
 } from '@aws-sdk/client-ecs'
 import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, sleep, TAG } from './aws.js'
 import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
-import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
+import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
@@ -350,9 +350,12 @@ function fieldOf(action: string, name: string, message: string): string {
 class EcsApi {
   private readonly options: EcsRunnerOptions
   private readonly aws: AwsService<Sdk, ECSClient>
+  /** RunTask calls in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls. */
+  private readonly launchSlot: <T>(fn: () => Promise<T>) => Promise<T>
 
   constructor(options: EcsRunnerOptions, stats: EcsRunnerStats) {
     this.options = options
+    this.launchSlot = limiter(options.launchConcurrency ?? 10)
     this.aws = new AwsService({
       service: 'ecs',
       where: 'ecsRunner({...})',
@@ -405,27 +408,14 @@ class EcsApi {
     }
   }
 
-  private launching = 0
-  private readonly launchQueue: Array<() => void> = []
-
-  async runTask(input: RunTaskCommandInput) {
-    // a slot is handed from one call to the next queued one, so the count never overshoots
-    if (this.launching >= (this.options.launchConcurrency ?? 10)) {
-      await new Promise<void>((r) => this.launchQueue.push(r))
-    } else {
-      this.launching++
-    }
-    try {
-      return await this.call(
+  runTask(input: RunTaskCommandInput) {
+    return this.launchSlot(() =>
+      this.call(
         'RunTask',
         `cluster ${input.cluster} with task definition ${input.taskDefinition}`,
         (sdk, c) => c.send(new sdk.RunTaskCommand(input)),
-      )
-    } finally {
-      const next = this.launchQueue.shift()
-      if (next) next()
-      else this.launching--
-    }
+      ),
+    )
   }
 
   describeTasks(tasks: string[]) {

@@ -94,7 +94,7 @@ describe('refresh on the aws environment of the default config', () => {
     })
     expect(wrong.code).toBe(1)
     expect(wrong.stdout).toMatch(
-      /FAIL {2}s3 bucket +the S3 bucket no-such-bucket does not exist[^]*fix: create the bucket/,
+      /FAIL {2}s3 bucket +the S3 bucket no-such-bucket does not exist[\s\S]*fix: create the bucket/,
     )
     const unset = await run([CLI, 'doctor', '--env', 'aws'], {
       cwd,
