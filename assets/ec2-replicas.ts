@@ -13,10 +13,11 @@
 import { createHash, randomUUID } from 'node:crypto'
 import type { EC2Client, Instance, TagSpecification } from '@aws-sdk/client-ec2'
 import type { ElasticLoadBalancingV2Client, TargetHealth } from '@aws-sdk/client-elastic-load-balancing-v2'
-import { type AwsCallOptions, AwsService, clientConfig, sleep, TAG } from '../runners/aws.js'
+import { sleep } from '../runners/async.js'
+import { type AwsCallOptions, AwsService, clientConfig, TAG } from '../runners/aws.js'
+import { Ec2Api, type LaunchTemplateRef, tagOf } from '../runners/ec2-api.js'
 import { cloudConfigUserData } from '../runners/user-data.js'
 import type { FleetRollout, ReplicaFleet, RolloutTarget } from './backends.js'
-import { Ec2Api, tagOf } from './ec2-api.js'
 
 export interface Ec2ReplicasOptions extends AwsCallOptions {
   /** The fleet's name: the value of its instances' `refresh:fleet` tag. */
@@ -130,32 +131,12 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
       })
     : undefined
 
-  async function resolveVersion(): Promise<number> {
-    const out = await api.call('DescribeLaunchTemplateVersions', template, (sdk, c) =>
-      c.send(
-        new sdk.DescribeLaunchTemplateVersionsCommand({
-          ...(lt!.id ? { LaunchTemplateId: lt!.id } : { LaunchTemplateName: lt!.name }),
-          Versions: [lt!.version ?? '$Default'],
-        }),
-      ),
-    )
-    const version = out.LaunchTemplateVersions?.[0]?.VersionNumber
-    if (version === undefined) {
-      throw new Error(
-        `${template} has no version ${lt!.version ?? '$Default'}; check \`launchTemplate\` in ${WHERE}.`,
-      )
-    }
-    return version
-  }
-
-  async function terminate(ids: string[]): Promise<void> {
-    if (ids.length === 0) return
-    await api.call(
-      'TerminateInstances',
-      `instances ${ids.join(', ')} (tagged ${TAG.fleet}=${fleet})`,
-      (sdk, c) => c.send(new sdk.TerminateInstancesCommand({ InstanceIds: ids })),
-    )
-  }
+  const ref: LaunchTemplateRef = lt.id
+    ? { id: lt.id, ...(lt.version ? { version: lt.version } : {}) }
+    : { name: lt.name!, ...(lt.version ? { version: lt.version } : {}) }
+  const resolveVersion = () => api.pinLaunchTemplate(ref)
+  const terminate = (ids: string[]) =>
+    api.terminateInstances(ids, `instances ${ids.join(', ')} (tagged ${TAG.fleet}=${fleet})`)
 
   /** Registers (`DeregisterTargets` when `add` is false) the instances on the replica port. */
   async function setTargets(add: boolean, ids: string[]): Promise<void> {

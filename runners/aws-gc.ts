@@ -12,8 +12,9 @@
 import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { callAws, clientConfig, TAG } from './aws.js'
+import { AwsService, clientConfig, TAG } from './aws.js'
 import type { AwsSettings } from './aws-settings.js'
+import { Ec2Api, tagOf } from './ec2-api.js'
 import { S3Store } from './s3.js'
 
 export interface GcRun {
@@ -60,23 +61,24 @@ export async function findLeftovers(
     if (isResult(run)) return { kind, id, runId, action: 'keep', reason: `a result of the ${run.status} run` }
     return { kind, id, runId, action: 'remove', reason: `run ended ${run.status}` }
   }
-  await withClients(settings, clients, async ({ ecs, ec2, s3, ecsSdk, ec2Sdk }) => {
+  await withClients(settings, clients, async ({ ecs, ec2, s3 }) => {
     if (settings.cluster) {
+      const cluster = `cluster ${settings.cluster}`
       const arns: string[] = []
       let nextToken: string | undefined
       do {
-        const out = await call('ecs', 'ListTasks', () =>
-          ecs.send(
-            new ecsSdk.ListTasksCommand({ cluster: settings.cluster, desiredStatus: 'RUNNING', nextToken }),
+        const out = await ecs.call('ListTasks', cluster, (sdk, c) =>
+          c.send(
+            new sdk.ListTasksCommand({ cluster: settings.cluster, desiredStatus: 'RUNNING', nextToken }),
           ),
         )
         arns.push(...(out.taskArns ?? []))
         nextToken = out.nextToken
       } while (nextToken)
       for (let i = 0; i < arns.length; i += 100) {
-        const out = await call('ecs', 'DescribeTasks', () =>
-          ecs.send(
-            new ecsSdk.DescribeTasksCommand({
+        const out = await ecs.call('DescribeTasks', cluster, (sdk, c) =>
+          c.send(
+            new sdk.DescribeTasksCommand({
               cluster: settings.cluster,
               tasks: arns.slice(i, i + 100),
               include: ['TAGS'],
@@ -90,56 +92,38 @@ export async function findLeftovers(
       }
     }
 
-    let token: string | undefined
-    do {
-      const out = await call('ec2', 'DescribeInstances', () =>
-        ec2.send(
-          new ec2Sdk.DescribeInstancesCommand({
-            Filters: [
-              { Name: 'tag-key', Values: [TAG.run] },
-              { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
-            ],
-            NextToken: token,
-          }),
-        ),
+    const instances = await ec2.describeInstances(
+      {
+        filters: [
+          { Name: 'tag-key', Values: [TAG.run] },
+          { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+        ],
+      },
+      'instances tagged refresh:run',
+    )
+    for (const instance of instances) {
+      const runId = tagOf(instance.Tags, TAG.run)
+      if (!runId || !instance.InstanceId) continue
+      // a replica a successful rollout launched is the serving fleet, not a leftover
+      const replica = tagOf(instance.Tags, TAG.fleet) !== undefined
+      found.push(
+        judge('ec2-instance', instance.InstanceId, runId, (run) => replica && run.status === 'success'),
       )
-      for (const reservation of out.Reservations ?? []) {
-        for (const instance of reservation.Instances ?? []) {
-          const tags = new Map((instance.Tags ?? []).map((t) => [t.Key, t.Value]))
-          const runId = tags.get(TAG.run)
-          if (!runId || !instance.InstanceId) continue
-          // a replica a successful rollout launched is the serving fleet, not a leftover
-          const replica = tags.has(TAG.fleet)
-          found.push(
-            judge('ec2-instance', instance.InstanceId, runId, (run) => replica && run.status === 'success'),
-          )
-        }
-      }
-      token = out.NextToken
-    } while (token)
+    }
 
-    token = undefined
-    do {
-      const out = await call('ec2', 'DescribeSnapshots', () =>
-        ec2.send(
-          new ec2Sdk.DescribeSnapshotsCommand({
-            OwnerIds: ['self'],
-            Filters: [{ Name: `tag:${TAG.managedBy}`, Values: ['refresh'] }],
-            NextToken: token,
-          }),
-        ),
+    const snapshots = await ec2.describeSnapshots(
+      [{ Name: `tag:${TAG.managedBy}`, Values: ['refresh'] }],
+      'snapshots tagged refresh:managed-by',
+    )
+    for (const snapshot of snapshots) {
+      const runId = tagOf(snapshot.Tags, TAG.run)
+      if (!runId || !snapshot.SnapshotId) continue
+      const id = snapshot.SnapshotId
+      // a run's own snapshot stays whatever came after it (retention removes old ones)
+      found.push(
+        judge('ebs-snapshot', id, runId, (run) => run.status === 'success' || run.snapshots.includes(id)),
       )
-      for (const snapshot of out.Snapshots ?? []) {
-        const runId = snapshot.Tags?.find((t) => t.Key === TAG.run)?.Value
-        if (!runId || !snapshot.SnapshotId) continue
-        const id = snapshot.SnapshotId
-        // a run's own snapshot stays whatever came after it (retention removes old ones)
-        found.push(
-          judge('ebs-snapshot', id, runId, (run) => run.status === 'success' || run.snapshots.includes(id)),
-        )
-      }
-      token = out.NextToken
-    } while (token)
+    }
 
     const runsPrefix = `${settings.prefix}runs/`
     const byRun = new Map<string, string[]>()
@@ -156,13 +140,6 @@ export async function findLeftovers(
     }
   })
   return found
-
-  function call<T>(service: string, action: string, send: () => Promise<T>): Promise<T> {
-    return callAws(
-      { service, action, resource: '*', where: 'the aws environment', send },
-      { region: settings.region },
-    )
-  }
 }
 
 /** Removes the leftovers marked `remove`; returns the ones removed and the ones that failed, with why. */
@@ -173,51 +150,25 @@ export async function removeLeftovers(
 ): Promise<{ removed: Leftover[]; failed: Array<{ leftover: Leftover; error: string }> }> {
   const removed: Leftover[] = []
   const failed: Array<{ leftover: Leftover; error: string }> = []
-  await withClients(settings, clients, async ({ ecs, ec2, s3, ecsSdk, ec2Sdk }) => {
+  await withClients(settings, clients, async ({ ecs, ec2, s3 }) => {
     for (const l of leftovers) {
       if (l.action !== 'remove') continue
       try {
-        const options = { region: settings.region }
-        const where = 'the aws environment'
         if (l.kind === 'ecs-task') {
-          await callAws(
-            {
-              service: 'ecs',
-              action: 'StopTask',
-              resource: l.id,
-              where,
-              send: () =>
-                ecs.send(
-                  new ecsSdk.StopTaskCommand({
-                    cluster: settings.cluster,
-                    task: l.id,
-                    reason: `refresh gc: run ${l.runId} ended`,
-                  }),
-                ),
-            },
-            options,
+          await ecs.call('StopTask', l.id, (sdk, c) =>
+            c.send(
+              new sdk.StopTaskCommand({
+                cluster: settings.cluster,
+                task: l.id,
+                reason: `refresh gc: run ${l.runId} ended`,
+              }),
+            ),
           )
         } else if (l.kind === 'ec2-instance') {
-          await callAws(
-            {
-              service: 'ec2',
-              action: 'TerminateInstances',
-              resource: l.id,
-              where,
-              send: () => ec2.send(new ec2Sdk.TerminateInstancesCommand({ InstanceIds: [l.id] })),
-            },
-            options,
-          )
+          await ec2.terminateInstances([l.id], l.id)
         } else if (l.kind === 'ebs-snapshot') {
-          await callAws(
-            {
-              service: 'ec2',
-              action: 'DeleteSnapshot',
-              resource: l.id,
-              where,
-              send: () => ec2.send(new ec2Sdk.DeleteSnapshotCommand({ SnapshotId: l.id })),
-            },
-            options,
+          await ec2.call('DeleteSnapshot', l.id, (sdk, c) =>
+            c.send(new sdk.DeleteSnapshotCommand({ SnapshotId: l.id })),
           )
         } else {
           await s3.deleteKeys(settings.bucket, l.keys ?? [])
@@ -235,22 +186,28 @@ async function withClients<T>(
   settings: AwsSettings,
   clients: GcClients,
   use: (c: {
-    ecs: ECSClient
-    ec2: EC2Client
+    ecs: AwsService<typeof import('@aws-sdk/client-ecs'), ECSClient>
+    ec2: Ec2Api
     s3: S3Store
-    ecsSdk: typeof import('@aws-sdk/client-ecs')
-    ec2Sdk: typeof import('@aws-sdk/client-ec2')
   }) => Promise<T>,
 ): Promise<T> {
-  const [ecsSdk, ec2Sdk] = await Promise.all([import('@aws-sdk/client-ecs'), import('@aws-sdk/client-ec2')])
-  const ecs = clients.ecs ?? new ecsSdk.ECSClient(clientConfig(settings))
-  const ec2 = clients.ec2 ?? new ec2Sdk.EC2Client(clientConfig(settings))
+  const options = { region: settings.region }
+  const where = 'the aws environment'
+  const ecs = new AwsService({
+    service: 'ecs',
+    where,
+    load: () => import('@aws-sdk/client-ecs'),
+    make: (sdk) => new sdk.ECSClient(clientConfig(options)),
+    client: clients.ecs,
+    options,
+  })
+  const ec2 = new Ec2Api({ ...options, client: clients.ec2 }, where, () => 'REFRESH_* variables')
   const s3 = new S3Store({ client: clients.s3, region: settings.region, where: 'REFRESH_S3_BUCKET' })
   try {
-    return await use({ ecs, ec2, s3, ecsSdk, ec2Sdk })
+    return await use({ ecs, ec2, s3 })
   } finally {
-    if (!clients.ecs) ecs.destroy()
-    if (!clients.ec2) ec2.destroy()
+    ecs.destroy()
+    ec2.destroy()
     s3.close()
   }
 }

@@ -14,19 +14,15 @@
  * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
  */
 import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
-import { AwsCallError, type AwsCallOptions, AwsService, clientConfig, TAG } from './aws.js'
-import { clientToken } from './ecs.js'
-import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
-import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
+import { limiter } from './async.js'
+import { AwsCallError, type AwsCallOptions, TAG } from './aws.js'
+import { Ec2Api, type LaunchTemplateRef } from './ec2-api.js'
+import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
+import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import { cloudConfigUserData } from './user-data.js'
 
-type Sdk = typeof import('@aws-sdk/client-ec2')
-
-/** A launch template by id (`lt-...`) or name, and a version: `$Latest`, `$Default` (the default) or a number. */
-export type LaunchTemplateRef =
-  | { id: string; version?: string | number }
-  | { name: string; version?: string | number }
+export type { LaunchTemplateRef }
 
 export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions {
   /**
@@ -88,7 +84,7 @@ export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
     polls: 0,
     maxCallsPerPoll: { calls: 0, running: 0 },
   }
-  const api = new Ec2Api(options, stats)
+  const api = new Ec2RunnerApi(options, stats)
   const context: Ec2Context = { api, options, status, stats }
   const runner = remoteRunner<number, Ec2Handle>({
     name: 'ec2',
@@ -119,7 +115,7 @@ export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
 }
 
 interface Ec2Context {
-  api: Ec2Api
+  api: Ec2RunnerApi
   options: Ec2RunnerOptions
   status: StatusChannel
   stats: Ec2RunnerStats
@@ -299,8 +295,8 @@ function fieldOf(action: string, name: string, message: string): string {
 }
 
 /** The EC2 calls the runner makes, each counted, retried when AWS throttles or lacks capacity, explained when denied. */
-class Ec2Api {
-  private readonly aws: AwsService<Sdk, EC2Client>
+class Ec2RunnerApi {
+  private readonly ec2: Ec2Api
   private readonly launchSlot: <T>(fn: () => Promise<T>) => Promise<T>
 
   constructor(
@@ -308,48 +304,17 @@ class Ec2Api {
     stats: Ec2RunnerStats,
   ) {
     this.launchSlot = limiter(options.launchConcurrency ?? 10)
-    this.aws = new AwsService({
-      service: 'ec2',
-      where: 'ec2Runner({...})',
-      load: () => import('@aws-sdk/client-ec2'),
-      make: (sdk) => new sdk.EC2Client(clientConfig(options)),
-      client: options.client,
-      field: fieldOf,
-      count: (a) => {
-        stats.calls[a] = (stats.calls[a] ?? 0) + 1
-      },
-      options,
+    this.ec2 = new Ec2Api(options, 'ec2Runner({...})', fieldOf, (a) => {
+      stats.calls[a] = (stats.calls[a] ?? 0) + 1
     })
   }
 
   destroy(): void {
-    this.aws.destroy()
+    this.ec2.destroy()
   }
 
-  private call<T>(
-    action: string,
-    resource: string,
-    send: (sdk: Sdk, client: EC2Client) => Promise<T>,
-  ): Promise<T> {
-    return this.aws.call(action, resource, send)
-  }
-
-  async pinLaunchTemplate(lt: LaunchTemplateRef): Promise<number> {
-    const version = String(lt.version ?? '$Default')
-    const which = 'id' in lt ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }
-    const label = 'id' in lt ? lt.id : lt.name
-    const out = await this.call('DescribeLaunchTemplateVersions', `launch template ${label}`, (sdk, c) =>
-      c.send(new sdk.DescribeLaunchTemplateVersionsCommand({ ...which, Versions: [version] })),
-    )
-    const n = out.LaunchTemplateVersions?.[0]?.VersionNumber
-    if (n === undefined) {
-      throw new AwsCallError(
-        'DescribeLaunchTemplateVersions',
-        'invalid',
-        `launch template ${label} has no version ${version}; check \`launchTemplate\` in ec2Runner({...}).`,
-      )
-    }
-    return n
+  pinLaunchTemplate(lt: LaunchTemplateRef): Promise<number> {
+    return this.ec2.pinLaunchTemplate(lt)
   }
 
   /** Starts the instance once a launch slot is free, unless `canceled()` by then (undefined). */
@@ -357,7 +322,7 @@ class Ec2Api {
     const label = input.LaunchTemplate?.LaunchTemplateId ?? input.LaunchTemplate?.LaunchTemplateName
     return this.launchSlot(async () => {
       if (canceled()) return undefined
-      return this.call('RunInstances', `launch template ${label}`, (sdk, c) =>
+      return this.ec2.call('RunInstances', `launch template ${label}`, (sdk, c) =>
         c.send(new sdk.RunInstancesCommand(input)),
       )
     })
@@ -369,55 +334,30 @@ class Ec2Api {
    * failing the whole batch (InvalidInstanceID.NotFound).
    */
   async describeInstances(ids: string[]): Promise<Map<string, Instance>> {
-    const found = new Map<string, Instance>()
-    let token: string | undefined
-    do {
-      const out = await this.call('DescribeInstances', 'the instances of this run', (sdk, c) =>
-        c.send(
-          new sdk.DescribeInstancesCommand({
-            Filters: [{ Name: 'instance-id', Values: ids }],
-            NextToken: token,
-          }),
-        ),
-      )
-      for (const r of out.Reservations ?? [])
-        for (const i of r.Instances ?? []) if (i.InstanceId) found.set(i.InstanceId, i)
-      token = out.NextToken
-    } while (token)
-    return found
+    const found = await this.ec2.describeInstances(
+      { filters: [{ Name: 'instance-id', Values: ids }] },
+      'the instances of this run',
+    )
+    return new Map(found.flatMap((i) => (i.InstanceId ? [[i.InstanceId, i] as const] : [])))
   }
 
   /** Instances of these runs that still run (or could run again), by tag. */
   async instancesOfRuns(runIds: readonly string[]): Promise<string[]> {
-    const ids: string[] = []
-    let token: string | undefined
-    do {
-      const out = await this.call('DescribeInstances', 'the instances of interrupted runs', (sdk, c) =>
-        c.send(
-          new sdk.DescribeInstancesCommand({
-            Filters: [
-              { Name: `tag:${TAG.run}`, Values: [...runIds] },
-              { Name: `tag:${TAG.managedBy}`, Values: ['refresh'] },
-              { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
-            ],
-            NextToken: token,
-          }),
-        ),
-      )
-      for (const r of out.Reservations ?? [])
-        for (const i of r.Instances ?? []) if (i.InstanceId) ids.push(i.InstanceId)
-      token = out.NextToken
-    } while (token)
-    return ids
+    const found = await this.ec2.describeInstances(
+      {
+        filters: [
+          { Name: `tag:${TAG.run}`, Values: [...runIds] },
+          { Name: `tag:${TAG.managedBy}`, Values: ['refresh'] },
+          { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+        ],
+      },
+      'the instances of interrupted runs',
+    )
+    return found.flatMap((i) => (i.InstanceId ? [i.InstanceId] : []))
   }
 
-  async terminateInstances(ids: string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += 1000) {
-      const batch = ids.slice(i, i + 1000)
-      await this.call('TerminateInstances', `instances ${batch.join(', ')}`, (sdk, c) =>
-        c.send(new sdk.TerminateInstancesCommand({ InstanceIds: batch })),
-      )
-    }
+  terminateInstances(ids: string[]): Promise<void> {
+    return this.ec2.terminateInstances(ids, `instances ${ids.join(', ')}`)
   }
 }
 
@@ -434,7 +374,7 @@ export interface TerminateOrphanInstancesOptions
  */
 export async function terminateOrphanInstances(options: TerminateOrphanInstancesOptions): Promise<string[]> {
   if (options.runIds.length === 0) return []
-  const api = new Ec2Api(options, {
+  const api = new Ec2RunnerApi(options, {
     calls: {},
     instancesStarted: 0,
     polls: 0,

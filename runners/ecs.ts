@@ -10,7 +10,6 @@
  * reads it on each DescribeTasks poll for progress, and once the task has stopped for the output.
  * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
-import { createHash } from 'node:crypto'
 import type {
   CapacityProviderStrategyItem,
   ECSClient,
@@ -19,9 +18,10 @@ import type {
   RunTaskCommandInput,
   Task,
 } from '@aws-sdk/client-ecs'
-import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, sleep, TAG } from './aws.js'
-import { RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
-import { limiter, type StatusChannel, type StatusOptions, statusChannel } from './status.js'
+import { limiter, sleep } from './async.js'
+import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws.js'
+import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
+import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
@@ -317,13 +317,6 @@ class EcsHandle extends RemoteHandle<Pinned> {
 
 function defaultCommand(unit: WorkUnit, statusFile: string): string[] {
   return [unit.task, JSON.stringify(unit.input), '--status-file', statusFile]
-}
-
-/** 64 hex characters (ECS accepts up to 64), the same for the same (run, unit, attempt, placement). */
-export function clientToken(unit: Pick<WorkUnit, 'runId' | 'id' | 'attempt'>, placement = 1): string {
-  return createHash('sha256')
-    .update(`${unit.runId ?? ''}\n${unit.id}\n${unit.attempt}\n${placement}`)
-    .digest('hex')
 }
 
 /** RunTask `failures` worth another placement: no capacity (`RESOURCE:*`, Fargate capacity) or an agent. */

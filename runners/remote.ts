@@ -5,6 +5,7 @@
  * unit is launched, described and stopped; the shell here keeps the handles, the pins, the poll
  * loop and the stats.
  */
+import { createHash } from 'node:crypto'
 import { AwsCallError } from './aws.js'
 import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
 
@@ -203,4 +204,11 @@ export function remoteRunner<P, H extends RemoteHandle<P>>(
       return handle
     },
   }
+}
+
+/** 64 hex characters (ECS accepts up to 64), the same for the same (run, unit, attempt, placement). */
+export function clientToken(unit: Pick<WorkUnit, 'runId' | 'id' | 'attempt'>, placement = 1): string {
+  return createHash('sha256')
+    .update(`${unit.runId ?? ''}\n${unit.id}\n${unit.attempt}\n${placement}`)
+    .digest('hex')
 }

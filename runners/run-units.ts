@@ -1,4 +1,5 @@
 import type { JsonObject } from '../core/json.js'
+import { sleep } from './async.js'
 import type { Runner, WorkHandle, WorkProgress, WorkResult, WorkUnit } from './types.js'
 
 export interface RunUnitsOptions {
@@ -102,18 +103,4 @@ export async function runUnits(
 function abortError(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason
   return reason instanceof Error ? reason : new Error(typeof reason === 'string' ? reason : 'aborted')
-}
-
-/** Sleeps, or returns early when the signal aborts (never rejects). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }

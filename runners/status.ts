@@ -8,6 +8,7 @@
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { limiter } from './async.js'
 import type { AwsCallOptions } from './aws.js'
 import { S3Store, s3Location, s3Url } from './s3.js'
 import type { WorkUnit } from './types.js'
@@ -129,23 +130,6 @@ function s3Channel(
     close() {
       if (owned) store.close()
     },
-  }
-}
-
-/** Runs at most `n` of the given calls at once. */
-export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0
-  const queue: Array<() => void> = []
-  return async (fn) => {
-    if (active >= n) await new Promise<void>((r) => queue.push(r))
-    else active++
-    try {
-      return await fn()
-    } finally {
-      const next = queue.shift()
-      if (next) next()
-      else active--
-    }
   }
 }
 

@@ -1,10 +1,11 @@
 /**
- * The EC2 calls of the EBS snapshot backend and the EC2 replica fleet: the SDK loaded with
- * `import()` on the first call (a local run never loads it), every call made through `callAws`
- * (retried while EC2 throttles, explained when denied or invalid).
+ * The EC2 calls every EC2 backend makes (the EC2 runner, the EBS snapshot backend, the replica
+ * fleet, `refresh gc`): the SDK loaded with `import()` on the first call (a local run never
+ * loads it), every call made through `callAws` (retried while EC2 throttles, explained when
+ * denied or invalid), listings read page by page.
  */
 import type { EC2Client, Filter, Instance, Snapshot } from '@aws-sdk/client-ec2'
-import { type AwsCallOptions, AwsService, clientConfig } from '../runners/aws.js'
+import { AwsCallError, type AwsCallOptions, AwsService, clientConfig } from './aws.js'
 
 export type Ec2Sdk = typeof import('@aws-sdk/client-ec2')
 
@@ -13,8 +14,14 @@ export interface Ec2ApiOptions extends AwsCallOptions {
   client?: EC2Client
 }
 
+/** A launch template by id (`lt-...`) or name, and a version: `$Latest`, `$Default` (the default) or a number. */
+export type LaunchTemplateRef =
+  | { id: string; version?: string | number }
+  | { name: string; version?: string | number }
+
 export class Ec2Api {
   private readonly aws: AwsService<Ec2Sdk, EC2Client>
+  private readonly where: string
 
   constructor(
     options: Ec2ApiOptions,
@@ -22,7 +29,10 @@ export class Ec2Api {
     where: string,
     /** The config field to check when EC2 rejects a request of the given action. */
     fieldOf: (action: string, name: string, message: string) => string,
+    /** Counts each try of an action (stats, benchmarks). */
+    count?: (action: string) => void,
   ) {
+    this.where = where
     this.aws = new AwsService({
       service: 'ec2',
       where,
@@ -30,6 +40,7 @@ export class Ec2Api {
       make: (sdk) => new sdk.EC2Client(clientConfig(options)),
       client: options.client,
       field: fieldOf,
+      ...(count ? { count } : {}),
       options,
     })
   }
@@ -82,6 +93,38 @@ export class Ec2Api {
       NextToken = out.NextToken
     } while (NextToken)
     return found
+  }
+
+  /**
+   * The version number a launch template reference stands for now (`$Default`, `$Latest` or a
+   * number): resolved once and pinned, so a version published mid-step never mixes two images.
+   */
+  async pinLaunchTemplate(lt: LaunchTemplateRef): Promise<number> {
+    const version = String(lt.version ?? '$Default')
+    const which = 'id' in lt ? { LaunchTemplateId: lt.id } : { LaunchTemplateName: lt.name }
+    const label = `launch template ${'id' in lt ? lt.id : lt.name}`
+    const out = await this.call('DescribeLaunchTemplateVersions', label, (sdk, c) =>
+      c.send(new sdk.DescribeLaunchTemplateVersionsCommand({ ...which, Versions: [version] })),
+    )
+    const n = out.LaunchTemplateVersions?.[0]?.VersionNumber
+    if (n === undefined) {
+      throw new AwsCallError(
+        'DescribeLaunchTemplateVersions',
+        'invalid',
+        `${label} has no version ${version}; check \`launchTemplate\` in ${this.where}.`,
+      )
+    }
+    return n
+  }
+
+  /** Terminates instances, 1,000 a call. */
+  async terminateInstances(ids: readonly string[], resource: string): Promise<void> {
+    for (let i = 0; i < ids.length; i += 1000) {
+      const batch = ids.slice(i, i + 1000)
+      await this.call('TerminateInstances', resource, (sdk, c) =>
+        c.send(new sdk.TerminateInstancesCommand({ InstanceIds: batch })),
+      )
+    }
   }
 }
 
