@@ -332,19 +332,8 @@ describe('ecsRunner with S3 instead of a shared directory (a real local S3 serve
     await s3.close()
   })
 
-  it('needs statusUrl or statusDir, and names both when neither is set', () => {
-    expect(() => ecsRunner({ cluster: CLUSTER, taskDefinition: FAMILY })).toThrow(
-      /ecsRunner: `statusUrl` \(an S3 prefix, s3:\/\/bucket\/prefix\/\) or `statusDir` \(a directory shared with the workers\) is required/,
-    )
-  })
-
-  it('refuses a reindex `transfer` that is not an S3 location when the asset is declared', () => {
-    expect(() => reindex({ dataDir: tempDir(), transfer: '/mnt/shared' })).toThrow(
-      /reindex\(\{ transfer \}\): "\/mnt\/shared" is not an S3 URL; expected s3:\/\/bucket\/prefix\//,
-    )
-  })
-
-  it('reindexes 8 ranges with the statuses and the data in S3 (statusUrl + transfer)', async () => {
+  /** The refresh chain up to reindex on the ECS harness, statuses in S3, data through `transfer`. */
+  async function reindexThroughS3(shards: number, transfer: string | { bucket: string; prefix: string }) {
     const dir = tempDir()
     const harness = new EcsHarness({ stateDir: join(dir, 'ecs') })
     harnesses.push(harness)
@@ -364,11 +353,28 @@ describe('ecsRunner with S3 instead of a shared directory (a real local S3 serve
         catalog({ dataDir }),
         copy({ dataDir }),
         clean({ dataDir }),
-        reindex({ dataDir, shards: 8, runner, transfer: { bucket: 'refresh-test', prefix: 'ecs' } }),
+        reindex({ dataDir, shards, runner, transfer }),
       ],
       { store: join(dir, 'refresh.db'), config: CONFIG, onEvent: (e) => events.push(e) },
     )
     await runner.close()
+    return { harness, result, events }
+  }
+
+  it('needs statusUrl or statusDir, and names both when neither is set', () => {
+    expect(() => ecsRunner({ cluster: CLUSTER, taskDefinition: FAMILY })).toThrow(
+      /ecsRunner: `statusUrl` \(an S3 prefix, s3:\/\/bucket\/prefix\/\) or `statusDir` \(a directory shared with the workers\) is required/,
+    )
+  })
+
+  it('refuses a reindex `transfer` that is not an S3 location when the asset is declared', () => {
+    expect(() => reindex({ dataDir: tempDir(), transfer: '/mnt/shared' })).toThrow(
+      /reindex\(\{ transfer \}\): "\/mnt\/shared" is not an S3 URL; expected s3:\/\/bucket\/prefix\//,
+    )
+  })
+
+  it('reindexes 8 ranges with the statuses and the data in S3 (statusUrl + transfer)', async () => {
+    const { harness, result, events } = await reindexThroughS3(8, { bucket: 'refresh-test', prefix: 'ecs' })
     expect(result.status).toBe('success')
     const rows = result.materializations.clean!.metadata.rows as number
     const index = result.materializations.reindex!.metadata
@@ -392,30 +398,7 @@ describe('ecsRunner with S3 instead of a shared directory (a real local S3 serve
   })
 
   it('a range input that cannot go up fails the step without starting any task, naming the bucket', async () => {
-    const dir = tempDir()
-    const harness = new EcsHarness({ stateDir: join(dir, 'ecs') })
-    harnesses.push(harness)
-    const runner = ecsRunner({
-      cluster: CLUSTER,
-      taskDefinition: FAMILY,
-      statusUrl: 's3://refresh-test/ecs/',
-      client: harness.client,
-      launchType: 'FARGATE',
-      pollIntervalMs: 50,
-      backoffMs: 5,
-    })
-    const dataDir = join(dir, 'data')
-    const events: RunEvent[] = []
-    const result = await materialize(
-      [
-        catalog({ dataDir }),
-        copy({ dataDir }),
-        clean({ dataDir }),
-        reindex({ dataDir, shards: 4, runner, transfer: 's3://no-such-bucket/ecs/' }),
-      ],
-      { store: join(dir, 'refresh.db'), config: CONFIG, onEvent: (e) => events.push(e) },
-    )
-    await runner.close()
+    const { harness, result, events } = await reindexThroughS3(4, 's3://no-such-bucket/ecs/')
     expect(result.status).toBe('failure')
     const failure = events.find((e) => e.type === 'step:failure' && e.step === 'reindex')
     expect(failure?.type === 'step:failure' && failure.error.message).toMatch(
