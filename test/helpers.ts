@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach } from 'vitest'
@@ -59,4 +59,51 @@ export function run(
       resolvePromise({ code, signal, stdout, stderr })
     })
   })
+}
+
+/** Waits until `check` holds (polled every 25 ms), or fails naming `what`. */
+export async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+/**
+ * Starts an orchestrator script, waits until `count` of the workers it started are alive (each
+ * recorded as a JSON file with its `pid` in `recordsDir` by a test harness), then kills the
+ * orchestrator with SIGKILL, leaving its workers behind as a crash would.
+ */
+export async function killOnceWorkersRun(
+  args: string[],
+  recordsDir: string,
+  count: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<void> {
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  })
+  let stderr = ''
+  child.stderr.on('data', (d) => {
+    stderr += d
+  })
+  const running = () =>
+    existsSync(recordsDir) &&
+    readdirSync(recordsDir).filter((f) => {
+      const { pid } = JSON.parse(readFileSync(join(recordsDir, f), 'utf8')) as { pid: number | null }
+      if (pid === null) return false
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }).length === count
+  await until(() => running() || child.exitCode !== null, `${count} running workers`)
+  if (stderr.includes('Error')) throw new Error(`the orchestrator failed: ${stderr}`)
+  const exited = new Promise((r) => child.on('close', r))
+  child.kill('SIGKILL')
+  await exited
 }

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { catalog } from '../../assets/catalog.js'
@@ -12,7 +11,7 @@ import { type Ec2RunnerOptions, ec2Runner, terminateOrphanInstances } from '../.
 import { runUnits } from '../../runners/run-units.js'
 import { S3Store } from '../../runners/s3.js'
 import { parseCloudConfigUserData } from '../../runners/user-data.js'
-import { ROOT, tempDir } from '../helpers.js'
+import { killOnceWorkersRun, ROOT, tempDir, until } from '../helpers.js'
 import { type LocalS3, startLocalS3 } from '../s3-server.js'
 import { Ec2Harness, type Ec2HarnessOptions, TEMPLATE_ID, TEMPLATE_NAME } from './ec2-harness.js'
 import { alive } from './ecs-harness.js'
@@ -62,14 +61,6 @@ function setup(options: Partial<Ec2HarnessOptions> = {}, runnerOptions: Partial<
 }
 
 const CONFIG = { catalog: { rows: 4000 }, reindex: { shardRetryDelayMs: 0 } }
-
-async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 /** Shard 2's first attempt reads an input that is not in S3: its worker fails and exits 1. */
 const failShard2Once = (argv: string[]) => {
@@ -296,32 +287,17 @@ describe('ec2Runner against the EC2 harness (real worker processes, a real local
   it('after the orchestrator is SIGKILLed, recover finds its instances by tag and terminates them', async () => {
     const dir = tempDir()
     const stateDir = join(dir, 'ec2')
-    const child = spawn(
-      process.execPath,
+    await killOnceWorkersRun(
       [
         join(ROOT, 'test/fixtures/ec2-orchestrator.mjs'),
         join(dir, 'data'),
         stateDir,
         join(dir, 'refresh.db'),
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...s3.env } },
+      join(stateDir, 'instances'),
+      4,
+      s3.env,
     )
-    let stderr = ''
-    child.stderr.on('data', (d) => {
-      stderr += d
-    })
-    const instancesDir = join(stateDir, 'instances')
-    const started = () =>
-      existsSync(instancesDir) &&
-      readdirSync(instancesDir).filter((f) => {
-        const i = JSON.parse(readFileSync(join(instancesDir, f), 'utf8')) as { pid: number | null }
-        return i.pid !== null && alive(i.pid)
-      }).length === 4
-    await until(() => started() || child.exitCode !== null, '4 running instances')
-    expect(stderr).not.toMatch(/Error/)
-    const exited = new Promise((r) => child.on('close', r))
-    child.kill('SIGKILL')
-    await exited
 
     // the next start: a new harness over the same EC2 state, as EC2 would still run the instances
     const harness = new Ec2Harness({ stateDir })

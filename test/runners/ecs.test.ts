@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { catalog } from '../../assets/catalog.js'
@@ -12,7 +10,7 @@ import { classifyAwsError } from '../../runners/aws.js'
 import { type EcsRunnerOptions, ecsRunner, stopOrphanTasks } from '../../runners/ecs.js'
 import { runUnits } from '../../runners/run-units.js'
 import { S3Store } from '../../runners/s3.js'
-import { ROOT, tempDir } from '../helpers.js'
+import { killOnceWorkersRun, ROOT, tempDir, until } from '../helpers.js'
 import { type LocalS3, startLocalS3 } from '../s3-server.js'
 import { alive, CLUSTER, EcsHarness, FAMILY, type HarnessOptions, TASK_DEF_ARN } from './ecs-harness.js'
 
@@ -52,14 +50,6 @@ function setup(options: Partial<HarnessOptions> = {}, runnerOptions: Partial<Ecs
 }
 
 const CONFIG = { catalog: { rows: 4000 }, reindex: { shardRetryDelayMs: 0 } }
-
-async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 describe('ecsRunner against the ECS harness (real worker processes)', () => {
   it('reindexes 8 ranges: one pinned task definition, one task per range, tagged, batched polls', async () => {
@@ -174,8 +164,7 @@ describe('ecsRunner against the ECS harness (real worker processes)', () => {
   it('after the orchestrator is SIGKILLed, stopOrphanTasks finds its tasks by startedBy and stops them', async () => {
     const dir = tempDir()
     const stateDir = join(dir, 'ecs')
-    const child = spawn(
-      process.execPath,
+    await killOnceWorkersRun(
       [
         join(ROOT, 'test/fixtures/ecs-orchestrator.mjs'),
         join(dir, 'data'),
@@ -183,24 +172,9 @@ describe('ecsRunner against the ECS harness (real worker processes)', () => {
         join(dir, 'status'),
         join(dir, 'refresh.db'),
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      join(stateDir, 'tasks'),
+      4,
     )
-    let stderr = ''
-    child.stderr.on('data', (d) => {
-      stderr += d
-    })
-    const tasksDir = join(stateDir, 'tasks')
-    const started = () =>
-      existsSync(tasksDir) &&
-      readdirSync(tasksDir).filter((f) => {
-        const t = JSON.parse(readFileSync(join(tasksDir, f), 'utf8')) as { pid: number | null }
-        return t.pid !== null && alive(t.pid)
-      }).length === 4
-    await until(() => started() || child.exitCode !== null, '4 running tasks')
-    expect(stderr).not.toMatch(/Error/)
-    const exited = new Promise((r) => child.on('close', r))
-    child.kill('SIGKILL')
-    await exited
 
     // the next start: a new harness over the same ECS state, as ECS would still have the tasks
     const harness = new EcsHarness({ stateDir })

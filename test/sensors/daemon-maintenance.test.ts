@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openStore } from '../../core/store/sqlite.js'
-import { CLI, run, tempDir } from '../helpers.js'
+import { CLI, run, tempDir, until } from '../helpers.js'
 
 const CONFIG = `
 import { asset, defineConfig, schedule, whenMaterialized } from 'refresh'
@@ -36,14 +36,6 @@ function daemon(dir: string): { child: ChildProcess; output: () => string; exite
     out += d
   })
   return { child, output: () => out, exited: new Promise((r) => child.on('close', r)) }
-}
-
-async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 describe('maintenance with a real daemon', () => {
