@@ -105,8 +105,15 @@ export type {
   StoredEvent,
   TickRecord,
 } from './core/store/types.js'
-export { AwsCallError, type AwsCallOptions, type AwsErrorKind, classifyAwsError, TAG } from './runners/aws.js'
-export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws-settings.js'
+export { type S3Location, S3Store, s3Location } from './runners/aws/s3.js'
+export {
+  AwsCallError,
+  type AwsCallOptions,
+  type AwsErrorKind,
+  classifyAwsError,
+  TAG,
+} from './runners/aws/service.js'
+export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws/settings.js'
 export {
   type Ec2Runner,
   type Ec2RunnerOptions,
@@ -127,7 +134,6 @@ export {
 export { type LocalProcessRunnerOptions, localProcessRunner } from './runners/local.js'
 export { type IdRange, splitRange } from './runners/ranges.js'
 export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'
-export { type S3Location, S3Store, s3Location } from './runners/s3.js'
 export { type StatusChannel, type StatusOptions, statusChannel } from './runners/status.js'
 export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
 export {

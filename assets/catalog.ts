@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
-import { S3Store, s3Location } from '../runners/s3.js'
+import { S3Store, s3Location } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
   blockTags,

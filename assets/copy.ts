@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
-import { type S3Options, S3Store, s3Location, s3Url } from '../runners/s3.js'
+import { type S3Options, S3Store, s3Location, s3Url } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
   blockTags,

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError, RefreshError } from '../core/errors.js'
-import type { S3Options } from '../runners/s3.js'
+import type { S3Options } from '../runners/aws/s3.js'
 import { type AliasStore, attachParts, type BackendContext, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,

@@ -15,8 +15,8 @@
  */
 import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
 import { limiter } from './async.js'
-import { AwsCallError, type AwsCallOptions, TAG } from './aws.js'
-import { Ec2Api, type LaunchTemplateRef } from './ec2-api.js'
+import { Ec2Api, type LaunchTemplateRef } from './aws/ec2.js'
+import { AwsCallError, type AwsCallOptions, TAG } from './aws/service.js'
 import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'

@@ -19,7 +19,7 @@ import type {
   Task,
 } from '@aws-sdk/client-ecs'
 import { limiter, sleep } from './async.js'
-import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws.js'
+import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws/service.js'
 import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'

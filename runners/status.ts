@@ -9,8 +9,8 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { limiter } from './async.js'
-import type { AwsCallOptions } from './aws.js'
-import { S3Store, s3Location, s3Url } from './s3.js'
+import { S3Store, s3Location, s3Url } from './aws/s3.js'
+import type { AwsCallOptions } from './aws/service.js'
 import type { WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 

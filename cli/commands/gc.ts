@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.js'
-import type { GcRun, Leftover } from '../../runners/aws-gc.js'
+import type { GcRun, Leftover } from '../../runners/aws/gc.js'
 import { addStoreOptions, openExistingStore, table } from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { DEFAULT_STORE } from '../find-config.js'
@@ -46,7 +46,7 @@ Examples:
 
 async function gc(options: GcOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const { settingsOf } = await import('../../runners/aws-settings.js')
+  const { settingsOf } = await import('../../runners/aws/settings.js')
   const aws = settingsOf(resolved.resources)
   if (!aws) {
     throw new ConfigError(
@@ -57,7 +57,7 @@ async function gc(options: GcOptions, io: Io): Promise<number> {
     ? resolve(io.cwd, options.store)
     : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
   using store = await openExistingStore(storePath)
-  const { findLeftovers, removeLeftovers } = await import('../../runners/aws-gc.js')
+  const { findLeftovers, removeLeftovers } = await import('../../runners/aws/gc.js')
   const runOf = (runId: string): GcRun | undefined => {
     const run = store.getRun(runId)
     if (!run) return undefined

@@ -6,7 +6,7 @@
  * for the SDK (0.4 to 0.6 s of start-up per client package).
  */
 
-import { sleep } from './async.js'
+import { sleep } from '../async.js'
 
 /** What went wrong with an AWS call, for retry decisions and messages. */
 export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'

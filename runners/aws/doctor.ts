@@ -7,9 +7,9 @@ import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
 import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { AwsCallError, callAws, classifyAwsError, clientConfig, redact } from './aws.js'
-import type { AwsSettings } from './aws-settings.js'
 import { S3Store } from './s3.js'
+import { AwsCallError, callAws, classifyAwsError, clientConfig, redact } from './service.js'
+import type { AwsSettings } from './settings.js'
 
 export interface DoctorCheck {
   name: string

@@ -5,7 +5,7 @@
  * denied or invalid), listings read page by page.
  */
 import type { EC2Client, Filter, Instance, Snapshot } from '@aws-sdk/client-ec2'
-import { AwsCallError, type AwsCallOptions, AwsService, clientConfig } from './aws.js'
+import { AwsCallError, type AwsCallOptions, AwsService, clientConfig } from './service.js'
 
 export type Ec2Sdk = typeof import('@aws-sdk/client-ec2')
 

@@ -12,10 +12,10 @@
 import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { AwsService, clientConfig, TAG } from './aws.js'
-import type { AwsSettings } from './aws-settings.js'
-import { Ec2Api, tagOf } from './ec2-api.js'
+import { Ec2Api, tagOf } from './ec2.js'
 import { S3Store } from './s3.js'
+import { AwsService, clientConfig, TAG } from './service.js'
+import type { AwsSettings } from './settings.js'
 
 export interface GcRun {
   status: 'queued' | 'started' | 'paused' | 'success' | 'failure' | 'canceled'

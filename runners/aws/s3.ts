@@ -15,7 +15,7 @@ import { open, rename, rm, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { type AwsCallOptions, AwsService, clientConfig } from './aws.js'
+import { type AwsCallOptions, AwsService, clientConfig } from './service.js'
 
 type Sdk = typeof import('@aws-sdk/client-s3')
 
