@@ -14,9 +14,9 @@ import {
   resolveDataDir,
   upstreamField,
 } from './layout.js'
-import { rollReplicas } from './replicas.js'
+import { localReplicas } from './replicas.js'
 import { s3AliasStore } from './s3-alias.js'
-import { type Alias, type AliasEntry, fileAliasStore, readManifest, replicaNames } from './state.js'
+import { type Alias, type AliasEntry, fileAliasStore, readManifest } from './state.js'
 
 export const promoteConfig = z.object({
   /** Earlier promoted indexes kept for `refresh promote --rollback`; older ones are dropped. */
@@ -187,52 +187,32 @@ export async function rollbackPromotion(
       `${store.where} has no previous index to roll back to (current is ${alias.current.index}); a second \`refresh run\` keeps one.`,
     )
   }
+  // the replicas go back first, checked as in a rollout: the local directories by default
+  const fleet = options.fleet ?? localReplicas(dataDir, { readinessTimeoutMs: options.readinessTimeoutMs })
   const manifest = readManifest(paths, to.snapshot)
-  let updated: string[]
-  if (options.fleet) {
-    const documents = to.documents ?? manifest?.documents
-    if (documents === undefined) {
-      throw new RefreshError(
-        'promote',
-        `the previous entry of ${store.where} (${to.snapshot}) does not say how many documents it holds, so its replicas cannot be checked; promote it again with \`refresh run\`.`,
-      )
-    }
-    const ctx: Parameters<ReplicaFleet['rollout']>[1] = {
-      runId: options.runId ?? `rollback-${new Date().toISOString().replace(/[-:.]/g, '')}`,
-      asset: 'promote',
-      signal: options.signal ?? new AbortController().signal,
-      log: (m) => options.log?.(m),
-    } satisfies Omit<BackendContext, 'progress'>
-    const rollout = await options.fleet.rollout(
-      {
-        snapshot: to.snapshot,
-        index: to.index,
-        documents,
-        probe: to.probe ?? manifest?.probe ?? null,
-        ...(to.path === undefined ? {} : { path: to.path }),
-      },
-      ctx,
+  const documents = to.documents ?? manifest?.documents
+  if (documents === undefined) {
+    throw new RefreshError(
+      'promote',
+      `the previous entry of ${store.where} (${to.snapshot}) does not say how many documents it holds and ${paths.snapshots} has no manifest of it, so its replicas cannot be checked; it cannot be rolled back to.`,
     )
-    updated = rollout.updated
-  } else {
-    if (!manifest) {
-      throw new RefreshError(
-        'promote',
-        `the previous snapshot ${to.snapshot} is gone from ${paths.snapshots}; it cannot be rolled back to.`,
-      )
-    }
-    const names = replicaNames(paths)
-    const rollout =
-      names.length > 0
-        ? await rollReplicas(paths, to.snapshot, {
-            replicas: names.length,
-            readinessTimeoutMs: options.readinessTimeoutMs ?? 10_000,
-            signal: options.signal,
-            log: options.log,
-          })
-        : { updated: [] }
-    updated = rollout.updated
   }
+  const ctx: Parameters<ReplicaFleet['rollout']>[1] = {
+    runId: options.runId ?? `rollback-${new Date().toISOString().replace(/[-:.]/g, '')}`,
+    asset: 'promote',
+    signal: options.signal ?? new AbortController().signal,
+    log: (m) => options.log?.(m),
+  } satisfies Omit<BackendContext, 'progress'>
+  const { updated } = await fleet.rollout(
+    {
+      snapshot: to.snapshot,
+      index: to.index,
+      documents,
+      probe: to.probe ?? manifest?.probe ?? null,
+      ...(to.path === undefined ? {} : { path: to.path }),
+    },
+    ctx,
+  )
   await store.write({ version: 1, current: to, previous: alias.previous.slice(1) } satisfies Alias)
   return { from: alias.current, to, replicas: updated }
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
+import { RefreshError } from '../core/errors.js'
 import { attachParts, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,
@@ -214,6 +215,12 @@ export function localReplicas(
   return {
     name: 'local',
     async rollout(target, ctx) {
+      if (!readManifest(paths, target.snapshot)) {
+        throw new RefreshError(
+          'replicas',
+          `the snapshot ${target.snapshot} is gone from ${paths.snapshots}; it cannot be rolled out (or back) to.`,
+        )
+      }
       const count = options.replicas ?? replicaNames(paths).length
       if (count === 0) return { updated: [], previousSnapshot: null }
       return rollReplicas(paths, target.snapshot, {

@@ -29,8 +29,7 @@ export function registerPromote(program: Command, ctx: CliContext): void {
       if (options.rollback) {
         const r = await rollbackPromotion(dataDir, {
           alias,
-          // the local replica directories are rolled back as before; a remote fleet through its backend
-          fleet: fleet && fleet.name !== 'local' ? fleet : undefined,
+          fleet,
           log: (m) => io.err(m),
         })
         io.out(`rolled back: current -> ${r.to.index} (snapshot ${r.to.snapshot}), was ${r.from.index}`)

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../assets/layout.js'
@@ -95,6 +95,18 @@ describe('the refresh chain on embedded backends', () => {
     })
     expect(existsSync(paths.index(idx(first)))).toBe(false)
     expect(existsSync(paths.index(idx(second)))).toBe(true)
+
+    // a previous snapshot that is gone cannot be rolled back to; nothing changes
+    const kept = `${paths.snapshot(snap(second))}.away`
+    renameSync(paths.snapshot(snap(second)), kept)
+    await expect(rollbackPromotion(dataDir)).rejects.toThrow(
+      new RegExp(
+        `the snapshot ${snap(second)} is gone from .*snapshots; it cannot be rolled out \\(or back\\) to`,
+      ),
+    )
+    expect(readAlias(paths)!.current.snapshot).toBe(snap(third))
+    expect(readReplica(paths, 'replica-1')!.snapshot).toBe(snap(third))
+    renameSync(kept, paths.snapshot(snap(second)))
 
     const back = await rollbackPromotion(dataDir)
     expect(back).toMatchObject({ from: { snapshot: snap(third) }, to: { snapshot: snap(second) } })
