@@ -10,7 +10,7 @@
  * that survives a SIGKILLed orchestrator) sees the instances the first one started.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -26,7 +26,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
 import { parseCloudConfigUserData } from '../../runners/user-data.js'
-import { alive, CLI } from './ecs-harness.js'
+import { alive, CLI, holdScript } from './ecs-harness.js'
 
 export const TEMPLATE_ID = 'lt-0123456789abcdef0'
 export const TEMPLATE_NAME = 'refresh-worker'
@@ -265,7 +265,9 @@ export class Ec2Harness {
           rest = rest.slice(1)
         }
       }
-      const hold = this.options.hold ? ['--import', pathToFileURL(this.holdScript()).href] : []
+      const hold = this.options.hold
+        ? ['--import', pathToFileURL(holdScript(this.options.stateDir)).href]
+        : []
       const [program, args] =
         rest[0] === 'refresh'
           ? [process.execPath, [...hold, CLI, ...rest.slice(1)]]
@@ -308,18 +310,6 @@ export class Ec2Harness {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
     else if (!child && i.pid !== null && alive(i.pid)) process.kill(i.pid, 'SIGTERM')
     this.save(i)
-  }
-
-  /** A preload that keeps the worker from running until it is killed (or for two minutes). */
-  private holdScript(): string {
-    const file = join(this.options.stateDir, 'hold.mjs')
-    if (!existsSync(file)) {
-      writeFileSync(
-        file,
-        'const end = Date.now() + 120_000; const a = new Int32Array(new SharedArrayBuffer(4));\nwhile (Date.now() < end) Atomics.wait(a, 0, 0, 50)\n',
-      )
-    }
-    return file
   }
 
   /** The instance's current state (the worker of an instance started by another harness is checked by its pid). */

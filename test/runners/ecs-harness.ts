@@ -224,7 +224,7 @@ export class EcsHarness {
   private spawnWorker(t: TaskRecord, env: Record<string, string>): void {
     const log = openSync(join(this.options.stateDir, `${t.arn.split('/').at(-1)}.log`), 'a')
     const args = [CLI, 'worker', ...t.command]
-    if (this.options.hold) args.unshift('--import', pathToFileURL(this.holdScript()).href)
+    if (this.options.hold) args.unshift('--import', pathToFileURL(holdScript(this.options.stateDir)).href)
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'ignore', log],
       // the test's environment (startLocalS3's endpoint and credentials, so `statusUrl` and
@@ -243,18 +243,6 @@ export class EcsHarness {
       this.save(t)
     })
     this.save(t)
-  }
-
-  /** A preload that keeps the worker from running until it is killed (or for two minutes). */
-  private holdScript(): string {
-    const file = join(this.options.stateDir, 'hold.mjs')
-    if (!existsSync(file)) {
-      writeFileSync(
-        file,
-        'const end = Date.now() + 120_000; const a = new Int32Array(new SharedArrayBuffer(4));\nwhile (Date.now() < end) Atomics.wait(a, 0, 0, 50)\n',
-      )
-    }
-    return file
   }
 
   private stop(t: TaskRecord, reason: string): void {
@@ -344,4 +332,16 @@ export function alive(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** A preload (in `stateDir`) that keeps a worker from running until it is killed, or for two minutes. */
+export function holdScript(stateDir: string): string {
+  const file = join(stateDir, 'hold.mjs')
+  if (!existsSync(file)) {
+    writeFileSync(
+      file,
+      'const end = Date.now() + 120_000; const a = new Int32Array(new SharedArrayBuffer(4));\nwhile (Date.now() < end) Atomics.wait(a, 0, 0, 50)\n',
+    )
+  }
+  return file
 }
