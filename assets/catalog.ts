@@ -6,7 +6,7 @@ import { type AssetDefinition, asset } from '../core/definitions.js'
 import { S3Store, s3Location } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   fileError,
   layout,
@@ -91,13 +91,9 @@ export function catalog(options: BlockOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   return asset({
-    key: options.key ?? 'catalog',
-    group: options.group ?? 'refresh',
-    tags: blockTags('catalog', dataDir),
+    ...blockFields('catalog', options, dataDir, { deps: [] }),
     description: 'the upstream media catalog (generated, deterministic)',
     config: catalogConfig,
-    retry: options.retry,
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       ensureWritableDir(dataDir)
       const { rows, seed } = ctx.config

@@ -1,7 +1,14 @@
 import Database from 'better-sqlite3'
 import { z } from 'zod'
 import { type AssetDefinition, asset } from '../core/definitions.js'
-import { type BlockOptions, blockTags, fileError, isString, resolveDataDir, upstreamField } from './layout.js'
+import {
+  type BlockOptions,
+  blockFields,
+  fileError,
+  isString,
+  resolveDataDir,
+  upstreamField,
+} from './layout.js'
 
 /** A list given as an array in the config file or as `a,b,c` (for `--set clean.licenses=by,cc0`). */
 const list = (defaults: string[]) =>
@@ -133,14 +140,9 @@ export function clean(options: BlockOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const from = options.upstream ?? 'copy'
   return asset({
-    key: options.key ?? 'clean',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('clean', dataDir),
+    ...blockFields('clean', options, dataDir, { deps: [from], retry: { maxAttempts: 2, delayMs: 500 } }),
     description: 'the working table cleaned by the rules in its config; counts per rule',
     config: cleanConfig,
-    retry: options.retry ?? { maxAttempts: 2, delayMs: 500 },
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       const file = upstreamField(ctx.upstream, from, 'file', isString)
       let result: CleanResult

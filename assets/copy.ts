@@ -6,7 +6,7 @@ import { type AssetDefinition, asset } from '../core/definitions.js'
 import { type S3Options, S3Store, s3Location, s3Url } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   fileError,
   isString,
@@ -65,14 +65,12 @@ export function copy(options: CopyOptions = {}): AssetDefinition {
   const paths = layout(dataDir)
   const from = options.upstream ?? 'catalog'
   return asset({
-    key: options.key ?? 'copy',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('copy', dataDir),
+    ...blockFields('copy', options, dataDir, {
+      deps: [from],
+      retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' },
+    }),
     description: 'the upstream table copied into a fresh working database',
     config: copyConfig,
-    retry: options.retry ?? { maxAttempts: 3, delayMs: 500, backoff: 'exponential' },
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       const source = upstreamField(ctx.upstream, from, 'file', isString)
       ensureWritableDir(paths.work)
@@ -106,14 +104,13 @@ function copyFromS3(
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   return asset({
-    key: options.key ?? 'copy',
-    deps: [],
-    group: options.group ?? 'refresh',
-    tags: { ...blockTags('copy', dataDir), source: url },
+    ...blockFields('copy', options, dataDir, {
+      deps: [],
+      retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' },
+      tags: { source: url },
+    }),
     description: `the upstream export (${url}) loaded into a fresh working database`,
     config: copyConfig,
-    retry: options.retry ?? { maxAttempts: 3, delayMs: 500, backoff: 'exponential' },
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       const { exportObjects, loadExport } = await import('./s3-export.js')
       const store = new S3Store({ ...options.s3, where })

@@ -31,9 +31,26 @@ export interface BlockOptions {
 
 export const DEFAULT_DATA_DIR = '.refresh/data'
 
-/** The tags each block carries: which block it is and where its data lives (`refresh query` reads them). */
-export function blockTags(block: string, dataDir: string): Record<string, string> {
-  return { block, dataDir }
+/**
+ * What every building block's asset shares: its key (the block's name unless `key` says
+ * otherwise), its deps, the `refresh` group, the tags that say which block it is and where its
+ * data lives (`refresh query` and `refresh promote` read them), and its retry policy (the
+ * block's default unless `retry` says otherwise) and timeout.
+ */
+export function blockFields(
+  block: string,
+  options: BlockOptions,
+  dataDir: string,
+  defaults: { deps: string[]; retry?: Partial<RetryPolicy>; tags?: Record<string, string> },
+) {
+  return {
+    key: options.key ?? block,
+    deps: defaults.deps,
+    group: options.group ?? 'refresh',
+    tags: { block, dataDir, ...defaults.tags },
+    retry: options.retry ?? defaults.retry,
+    timeoutMs: options.timeoutMs,
+  }
 }
 
 export function resolveDataDir(dir: string | URL | undefined): string {

@@ -6,7 +6,7 @@ import type { S3Options } from '../runners/aws/s3.js'
 import { type AliasStore, attachParts, type BackendContext, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   isString,
   type Layout,
@@ -91,14 +91,9 @@ export function promote(options: PromoteOptions = {}): AssetDefinition {
   const store = aliasStoreFor(dataDir, options.alias, options.s3)
   const local = options.alias === undefined
   const definition = asset({
-    key: options.key ?? 'promote',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('promote', dataDir),
+    ...blockFields('promote', options, dataDir, { deps: [from], retry: { maxAttempts: 1 } }),
     description: 'the `current` alias pointed at the new index; the previous kept for rollback',
     config: promoteConfig,
-    retry: options.retry ?? { maxAttempts: 1 },
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
       const manifest = readManifest(paths, snapshot)

@@ -12,7 +12,7 @@ import { runUnits } from '../runners/run-units.js'
 import type { Runner, WorkHandle, WorkResult, WorkUnit } from '../runners/types.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   isNumber,
   isString,
@@ -68,15 +68,10 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
   // the runner is made on first use, so declaring the asset starts nothing
   let defaultRunner: Runner | undefined
   return asset({
-    key: options.key ?? 'reindex',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('reindex', dataDir),
+    ...blockFields('reindex', options, dataDir, { deps: [from], retry: { maxAttempts: 1 } }),
     description: 'a new FTS5 index built in shards by workers',
     config: reindexConfig(options.shards ?? 4),
     // shards are retried one by one inside the step; retrying the whole step would redo them all
-    retry: options.retry ?? { maxAttempts: 1 },
-    timeoutMs: options.timeoutMs,
     // a remote runner's workers outlive a killed orchestrator: stop them when the run is recovered
     recover: options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
     async materialize(ctx) {

@@ -8,7 +8,7 @@ import { RefreshError } from '../core/errors.js'
 import { attachParts, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   isNumber,
   isString,
@@ -249,14 +249,9 @@ export function replicas(options: ReplicasOptions = {}): AssetDefinition {
   const fleet = options.fleet
   if (fleet) return attachParts(fleetReplicas(options, fleet, dataDir, from), { fleet })
   const definition = asset({
-    key: options.key ?? 'replicas',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('replicas', dataDir),
+    ...blockFields('replicas', options, dataDir, { deps: [from], retry: { maxAttempts: 1 } }),
     description: 'read replicas rolled onto the snapshot one at a time, each checked by real queries',
     config: replicasConfig,
-    retry: options.retry ?? { maxAttempts: 1 },
-    timeoutMs: options.timeoutMs,
     async materialize(ctx) {
       const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
       const index = upstreamField(ctx.upstream, from, 'index', isString)
@@ -281,14 +276,13 @@ export function replicas(options: ReplicasOptions = {}): AssetDefinition {
 /** `replicas` over a fleet: the upstream snapshot's metadata is the rollout's target. */
 function fleetReplicas(options: ReplicasOptions, fleet: ReplicaFleet, dataDir: string, from: string) {
   return asset({
-    key: options.key ?? 'replicas',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: { ...blockTags('replicas', dataDir), fleet: fleet.name },
+    ...blockFields('replicas', options, dataDir, {
+      deps: [from],
+      retry: { maxAttempts: 1 },
+      tags: { fleet: fleet.name },
+    }),
     description: `read replicas (${fleet.name}) rolled onto the snapshot batch by batch, each checked by real queries`,
     config: replicasConfig,
-    retry: options.retry ?? { maxAttempts: 1 },
-    timeoutMs: options.timeoutMs,
     ...(fleet.recover ? { recover: (runIds: readonly string[]) => fleet.recover!(runIds) } : {}),
     async materialize(ctx) {
       const up = ctx.upstream[from]

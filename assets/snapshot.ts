@@ -11,7 +11,7 @@ import { type S3Options, S3Store, s3Location, s3Url, type UploadOptions } from '
 import type { BackendContext, SnapshotBackend } from './backends.js'
 import {
   type BlockOptions,
-  blockTags,
+  blockFields,
   ensureWritableDir,
   fileError,
   isNumber,
@@ -60,14 +60,9 @@ export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
   const publish =
     options.publish === undefined ? undefined : s3Location(options.publish, 'snapshot({ publish })')
   return asset({
-    key: options.key ?? 'snapshot',
-    deps: [from],
-    group: options.group ?? 'refresh',
-    tags: blockTags('snapshot', dataDir),
+    ...blockFields('snapshot', options, dataDir, { deps: [from], retry: { maxAttempts: 2, delayMs: 500 } }),
     description: 'an immutable, checksummed copy of the new index; the last K kept',
     config: snapshotConfig,
-    retry: options.retry ?? { maxAttempts: 2, delayMs: 500 },
-    timeoutMs: options.timeoutMs,
     recover: backend?.recover ? (runIds) => backend.recover?.(runIds) : undefined,
     async materialize(ctx) {
       const indexDir = upstreamField(ctx.upstream, from, 'dir', isString)
