@@ -17,14 +17,21 @@ import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/cli
 import { limiter } from './async.js'
 import { Ec2Api, type LaunchTemplateRef } from './aws/ec2.js'
 import { AwsCallError, type AwsCallOptions, TAG } from './aws/service.js'
-import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
+import {
+  clientToken,
+  RemoteHandle,
+  type RemoteRunnerOptions,
+  type RemoteRunnerStats,
+  type RemoteShell,
+  remoteRunner,
+} from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import { cloudConfigUserData } from './user-data.js'
 
 export type { LaunchTemplateRef }
 
-export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions {
+export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions, RemoteRunnerOptions {
   /**
    * The launch template of the worker instances (AMI with `refresh` installed, instance
    * profile, network). Its version is resolved once per step (run and asset) to a number and
@@ -45,25 +52,15 @@ export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions {
   environment?: Record<string, string>
   /** How the worker is invoked on the instance (default `['refresh']`, then `worker ...`). */
   program?: string[]
-  /** How often instances are described and their statuses read (default 5000 ms). */
-  pollIntervalMs?: number
-  /** RunInstances calls in flight at once (default 10). */
-  launchConcurrency?: number
   /** Polls an instance may be missing from DescribeInstances (eventual consistency) before it counts as lost (default 12). */
   missingPolls?: number
   /** An EC2 client (tests pass a mocked one); default a new client with the standard credential chain. */
   client?: EC2Client
-  /** Called after each poll: the instances it covered and the DescribeInstances calls it made. */
-  onPoll?(poll: { running: number; calls: number }): void
 }
 
 /** What the runner did, for benchmarks and `refresh show`. */
-export interface Ec2RunnerStats {
-  /** AWS calls by action, retries included. */
-  calls: Record<string, number>
+export interface Ec2RunnerStats extends RemoteRunnerStats {
   instancesStarted: number
-  polls: number
-  maxCallsPerPoll: { calls: number; running: number }
 }
 
 export interface Ec2Runner extends Runner {

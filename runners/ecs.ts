@@ -20,14 +20,21 @@ import type {
 } from '@aws-sdk/client-ecs'
 import { limiter, sleep } from './async.js'
 import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws/service.js'
-import { clientToken, RemoteHandle, type RemoteShell, remoteRunner } from './remote.js'
+import {
+  clientToken,
+  RemoteHandle,
+  type RemoteRunnerOptions,
+  type RemoteRunnerStats,
+  type RemoteShell,
+  remoteRunner,
+} from './remote.js'
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
 type Sdk = typeof import('@aws-sdk/client-ecs')
 
-export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions {
+export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteRunnerOptions {
   cluster: string
   /**
    * A family (`refresh-worker`), `family:revision` or an ARN. Resolved once per step (run and
@@ -50,26 +57,15 @@ export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions {
   environment?: Record<string, string>
   /** The container command for a unit (default `[task, input-json, --status-file, path]`, after the image's ENTRYPOINT `refresh worker`). */
   command?: (unit: WorkUnit, statusFile: string) => string[]
-  /** How often running tasks are described and their status files read (default 5000 ms). */
-  pollIntervalMs?: number
   /** RunTask placements tried per attempt when ECS answers with capacity or agent failures (default 6). */
   placementAttempts?: number
-  /** RunTask calls in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls (default 10). */
-  launchConcurrency?: number
   /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
   client?: ECSClient
-  /** Called after each poll: the tasks it covered and the DescribeTasks calls it made. */
-  onPoll?(poll: { running: number; calls: number }): void
 }
 
 /** What the runner did, for benchmarks and `refresh show`. */
-export interface EcsRunnerStats {
-  /** AWS calls by action, retries included. */
-  calls: Record<string, number>
+export interface EcsRunnerStats extends RemoteRunnerStats {
   tasksStarted: number
-  polls: number
-  /** The most DescribeTasks calls one poll made, and the tasks it was polling then. */
-  maxCallsPerPoll: { calls: number; running: number }
 }
 
 export interface EcsRunner extends Runner {

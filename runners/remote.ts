@@ -18,6 +18,22 @@ export interface PollStats {
   maxCallsPerPoll: { calls: number; running: number }
 }
 
+/** The options every remote runner (ECS, EC2) takes for its polling and launching. */
+export interface RemoteRunnerOptions {
+  /** How often running units are described and their workers' statuses read (default 5000 ms). */
+  pollIntervalMs?: number
+  /** Launch calls (RunTask, RunInstances) in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls (default 10). */
+  launchConcurrency?: number
+  /** Called after each poll: the units it covered and the describe calls it made. */
+  onPoll?(poll: { running: number; calls: number }): void
+}
+
+/** What a remote runner did, for benchmarks and `refresh show`. */
+export interface RemoteRunnerStats extends PollStats {
+  /** AWS calls by action, retries included. */
+  calls: Record<string, number>
+}
+
 /** What a handle may ask of the runner that made it. */
 export interface RemoteShell<P> {
   /** What the step uses (a task definition revision, a launch template version), resolved once per (run, asset). */
