@@ -56,9 +56,12 @@ export {
 export {
   CanceledError,
   ConfigError,
+  type ErrorCode,
   type ErrorInfo,
+  errorCode,
   GraphError,
   GuardBusyError,
+  isInputError,
   isRefreshError,
   NonRetriableError,
   RefreshError,
@@ -66,6 +69,7 @@ export {
   RunParkedError,
   SelectionError,
   StepTimeoutError,
+  StoreBusyError,
   StoreError,
 } from './core/errors.js'
 export {
@@ -90,20 +94,43 @@ export {
 export { type Recovery, recoverRuns } from './core/recovery.js'
 export { retryDelay } from './core/retry.js'
 export { parseSelection, resolveSelection, type SelectionTerm } from './core/selection.js'
-export { type OpenStoreOptions, openStore, type RecoveredRun, SqliteStore } from './core/store/sqlite.js'
+export { type OpenStoreOptions, openStore } from './core/store/open.js'
+export type { ExecutorStore, ReadOnlyStore, RunStore } from './core/store/run-store.js'
 export type {
   AttemptRecord,
+  BackupRecord,
+  CommittedTick,
+  CreateRunResult,
   EventFilter,
+  InstigatorKind,
   InstigatorState,
+  InstigatorStatus,
+  Lease,
+  MaintenanceState,
   MaterializationRecord,
+  NewRun,
+  NewTick,
+  ParkedReplay,
+  ParkedRequest,
+  PoolSlot,
+  RecoveredRun,
+  RecoverOptions,
+  ReplayOutcome,
+  RequestOutcome,
   RunFilter,
   RunGuard,
+  RunHold,
+  RunOwner,
   RunRecord,
+  RunRequest,
+  RunRequestSpec,
   RunStatus,
   StepRecord,
   StepStatus,
   StoredEvent,
   TickRecord,
+  TickStatus,
+  WriteBatch,
 } from './core/store/types.js'
 export { type S3Location, S3Store, s3Location } from './runners/aws/s3.js'
 export {

@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { newRunId } from '../core/ids.js'
-import { openStore } from '../core/store/sqlite.js'
+import { openStore } from '../core/store/open.js'
 import { median } from './lib.js'
 import { packagesIn } from './loaded-packages.js'
 
@@ -64,16 +64,16 @@ function loaded(args: string[], cwd: string, cli = true): Set<string> {
 }
 
 /** 10,000 finished runs, one in seven failed at a step, written through the store's own API. */
-function fillStore(file: string): void {
-  using store = openStore(file)
+async function fillStore(file: string): Promise<void> {
+  await using store = await openStore(file)
   const t0 = Date.now() - RUNS * 60_000
   const plan = ['a', 'b', 'c', 'd', 'e', 'f']
   for (let i = 0; i < RUNS; i++) {
     const now = t0 + i * 60_000
     const id = newRunId(now)
-    store.createRun({ id, status: 'started', selection: '*', plan, config: {}, now })
+    await store.createRun({ id, status: 'started', selection: '*', plan, config: {}, now })
     const failed = i % 7 === 0
-    store.write({
+    await store.write({
       events: [],
       steps: plan.map((key, k) => ({
         runId: id,
@@ -88,7 +88,7 @@ function fillStore(file: string): void {
       attempts: [],
       materializations: [],
     })
-    store.finishRun(id, failed ? 'failure' : 'success', now + 10)
+    await store.finishRun(id, failed ? 'failure' : 'success', now + 10)
   }
 }
 
@@ -107,7 +107,7 @@ export default async function () {
 
     const storeFile = join(dir, 'many.db')
     const fillStart = performance.now()
-    fillStore(storeFile)
+    await fillStore(storeFile)
     const fillMs = performance.now() - fillStart
     const runs = timed([CLI, 'runs', '--store', storeFile], dir)
     const failures = timed([CLI, 'runs', '--store', storeFile, '--status', 'failure', '--limit', '100'], dir)

@@ -18,7 +18,7 @@ import { median } from './lib.js'
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
 
 async function sensorsPerTick(dir: string): Promise<{ skipMs: number; requestMs: number }> {
-  const store = openStore(join(dir, 'sensors.db'))
+  const store = await openStore(join(dir, 'sensors.db'))
   const graph = AssetGraph.build([asset({ key: 'a', materialize: () => {} })])
   const env = { store, graph, runConfig: {}, clock: systemClock }
   const skipping = Array.from({ length: 1000 }, (_, i) =>
@@ -31,15 +31,15 @@ async function sensorsPerTick(dir: string): Promise<{ skipMs: number; requestMs:
   // as the daemon does it: evaluate the due sensors concurrently, commit their ticks together
   const pass = async (sensors: typeof skipping) => {
     const t0 = performance.now()
-    const states = new Map(store.listInstigators().map((s) => [s.name, s]))
-    const ticks = await Promise.all(sensors.map((s) => evaluateSensor(s, env, states.get(s.name))))
-    store.commitTicks(ticks)
+    const states = new Map((await store.listInstigators()).map((s) => [s.name, s]))
+    const ticks = await Promise.all(sensors.map((s) => evaluateSensor(s, env, { state: states.get(s.name) })))
+    await store.commitTicks(ticks)
     return performance.now() - t0
   }
   await pass(skipping) // first sight of each sensor creates its row
   const skipMs = median([await pass(skipping), await pass(skipping), await pass(skipping)])
   const requestMs = median([await pass(requesting), await pass(requesting), await pass(requesting)])
-  store.close()
+  await store.close()
   return { skipMs, requestMs }
 }
 
@@ -85,7 +85,7 @@ export default defineConfig({
   const daemon = daemonProcess(dir)
   await waitFor(daemon, /holding the daemon lease/)
   const storeFile = join(dir, '.refresh/refresh.db')
-  const store = openStore(storeFile)
+  const store = await openStore(storeFile)
   const assets = [
     asset({ key: 'reindex', materialize: () => ({}) }),
     asset({ key: 'snapshot', deps: ['reindex'], materialize: () => ({}) }),
@@ -97,9 +97,9 @@ export default defineConfig({
     const result = await materialize(assets, { store, selection: 'reindex' })
     const materializedAt = result.materializations.reindex!.ts
     for (;;) {
-      const launched = store
-        .listRuns({ limit: 5 })
-        .find((r) => r.origin === 'sensor:snap' && r.startedAt !== null && r.createdAt >= materializedAt)
+      const launched = (await store.listRuns({ limit: 5 })).find(
+        (r) => r.origin === 'sensor:snap' && r.startedAt !== null && r.createdAt >= materializedAt,
+      )
       if (launched) {
         latencies.push(launched.startedAt! - materializedAt)
         break
@@ -108,7 +108,7 @@ export default defineConfig({
     }
     await new Promise((r) => setTimeout(r, 500))
   }
-  store.close()
+  await store.close()
   await stop(daemon)
   return latencies
 }

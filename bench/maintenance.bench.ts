@@ -18,10 +18,10 @@ const assets = [
 ]
 
 async function replay(dir: string, count: number): Promise<{ ms: number; perSecond: number }> {
-  const store = openStore(join(dir, `replay-${count}.db`))
-  store.setMaintenanceOn({ reason: 'bench', by: 'bench', since: Date.now(), drainTimeoutMs: 0 })
+  const store = await openStore(join(dir, `replay-${count}.db`))
+  await store.setMaintenanceOn({ reason: 'bench', by: 'bench', since: Date.now(), drainTimeoutMs: 0 })
   for (let i = 0; i < count; i++) {
-    store.requestRun({
+    await store.requestRun({
       id: `p${i}`,
       selection: 'copy+',
       plan: ['copy', 'reindex'],
@@ -32,18 +32,23 @@ async function replay(dir: string, count: number): Promise<{ ms: number; perSeco
       now: Date.now(),
     })
   }
-  store.setMaintenanceOff()
+  await store.setMaintenanceOff()
   const t0 = performance.now()
-  const replayed = replayParked({ store, graph: AssetGraph.build(assets), runConfig: {}, clock: systemClock })
+  const replayed = await replayParked({
+    store,
+    graph: AssetGraph.build(assets),
+    runConfig: {},
+    clock: systemClock,
+  })
   const ms = performance.now() - t0
   if (replayed.length !== count || replayed.some((r) => r.outcome.outcome !== 'created'))
     throw new Error('replay incomplete')
-  store.close()
+  await store.close()
   return { ms, perSecond: (count / ms) * 1000 }
 }
 
 async function drain(dir: string, runs: number, runMs: number): Promise<{ overhead: number; total: number }> {
-  const store = openStore(join(dir, `drain-${Date.now()}.db`))
+  const store = await openStore(join(dir, `drain-${Date.now()}.db`))
   const ends: number[] = []
   const slow = [
     asset({
@@ -71,7 +76,7 @@ async function drain(dir: string, runs: number, runMs: number): Promise<{ overhe
   const drainedAt = performance.now()
   await Promise.all(inFlight)
   if (result.drained.length !== runs) throw new Error(`drained ${result.drained.length} of ${runs}`)
-  store.close()
+  await store.close()
   return { overhead: drainedAt - Math.max(...ends), total: drainedAt - t0 }
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { newRunId } from '../core/ids.js'
-import { openStore } from '../core/store/sqlite.js'
+import { openStore } from '../core/store/open.js'
 import { median } from './lib.js'
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
@@ -17,16 +17,16 @@ const SQLITE = fileURLToPath(new URL('../../node_modules/better-sqlite3', import
 const RUNS = Number(process.env.OPS_RUNS ?? 100_000)
 
 /** Finished runs of three steps each, one in seven failed, written through the store's own API. */
-function fillStore(file: string): void {
-  using store = openStore(file)
+async function fillStore(file: string): Promise<void> {
+  await using store = await openStore(file)
   const plan = ['copy', 'clean', 'reindex']
   const t0 = Date.now() - RUNS * 60_000
   for (let i = 0; i < RUNS; i++) {
     const now = t0 + i * 60_000
     const id = newRunId(now)
     const failed = i % 7 === 0
-    store.createRun({ id, status: 'started', selection: '*', plan, config: {}, now })
-    store.write({
+    await store.createRun({ id, status: 'started', selection: '*', plan, config: {}, now })
+    await store.write({
       events: [
         {
           type: 'run:end',
@@ -53,7 +53,7 @@ function fillStore(file: string): void {
       attempts: [],
       materializations: [],
     })
-    store.finishRun(id, failed ? 'failure' : 'success', now + 30)
+    await store.finishRun(id, failed ? 'failure' : 'success', now + 30)
   }
 }
 
@@ -116,7 +116,7 @@ export default defineConfig({ assets: [asset({ key: 'copy', materialize: () => (
     )
     const file = join(dir, '.refresh/refresh.db')
     const t0 = performance.now()
-    fillStore(file)
+    await fillStore(file)
     const fillS = (performance.now() - t0) / 1000
     const started = await startDaemon(dir)
     daemon = started.child

@@ -1,35 +1,33 @@
 import { existsSync } from 'node:fs'
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 import { StoreError } from '../core/errors.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
-import type { RunRecord } from '../core/store/types.js'
+import type { RunStore } from '../core/store/run-store.js'
+
+export { requireRun } from '../core/store/run-store.js'
+
+/** `--store`, declared once for every command that takes it. */
+export function storeOption(): Option {
+  return new Option(
+    '--store <location>',
+    'the run store: a file (default: .refresh/refresh.db beside the config)',
+  )
+}
 
 /** `--config`, `--store`, `--env`: how every command that reads the store finds it. */
 export function addStoreOptions(command: Command): Command {
   return command
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config (its store)')
 }
 
 /** Opens a store that must exist already: reading commands never create one. */
-export async function openExistingStore(path: string): Promise<SqliteStore> {
-  if (!existsSync(path)) {
-    throw new StoreError(`no store at ${path}; run \`refresh run\` first, or pass --store FILE.`)
+export async function openExistingStore(location: string): Promise<RunStore> {
+  const { isFileLocation, openStore } = await import('../core/store/open.js')
+  if (isFileLocation(location) && !existsSync(location)) {
+    throw new StoreError(`no store at ${location}; run \`refresh run\` first, or pass --store FILE.`)
   }
-  const { openStore } = await import('../core/store/sqlite.js')
-  return openStore(path)
-}
-
-/** A run by id or unique prefix, or a `StoreError` that says how to list runs. */
-export function requireRun(store: SqliteStore, idOrPrefix: string): RunRecord {
-  const run = store.findRun(idOrPrefix)
-  if (!run) {
-    throw new StoreError(
-      `no run \`${idOrPrefix}\` in ${store.path}; \`refresh runs\` lists the runs (an id prefix of 4 or more characters works too).`,
-    )
-  }
-  return run
+  return openStore(location)
 }
 
 /** Local date and time, to the second: `2026-11-23 09:15:38`. */

@@ -1,8 +1,7 @@
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { ResolvedConfig } from '../core/config.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
-import { DEFAULT_STORE, findConfig } from './find-config.js'
+import type { RunStore } from '../core/store/run-store.js'
+import { findConfig, storeLocationFor } from './find-config.js'
 import type { LoadedConfig } from './load-config.js'
 
 export interface ConfigOptions {
@@ -38,11 +37,9 @@ export async function loadResolved(
 export async function openConfigured(
   options: ConfigOptions & { store?: string },
   cwd: string,
-): Promise<{ loaded: LoadedConfig; resolved: ResolvedConfig; storePath: string; store: SqliteStore }> {
+): Promise<{ loaded: LoadedConfig; resolved: ResolvedConfig; storeLocation: string; store: RunStore }> {
   const { loaded, resolved } = await loadResolved(options, cwd)
-  const storePath = options.store
-    ? resolve(cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
-  const { openStore } = await import('../core/store/sqlite.js')
-  return { loaded, resolved, storePath, store: openStore(storePath) }
+  const { openStore } = await import('../core/store/open.js')
+  const storeLocation = storeLocationFor(options.store, cwd, loaded.dir, resolved.store)
+  return { loaded, resolved, storeLocation, store: await openStore(storeLocation) }
 }

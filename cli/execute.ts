@@ -2,7 +2,8 @@ import type { ResolvedConfig } from '../core/config.js'
 import { CanceledError } from '../core/errors.js'
 import type { RunEventListener } from '../core/events.js'
 import { materialize } from '../core/materialize.js'
-import { openStore, type SqliteStore } from '../core/store/sqlite.js'
+import { openStore } from '../core/store/open.js'
+import type { RunStore } from '../core/store/run-store.js'
 import { EXIT, type Io } from './io.js'
 import { applyOverrides, type Override } from './overrides.js'
 import { jsonReporter, plainReporter } from './reporters/plain.js'
@@ -41,11 +42,11 @@ export interface ExecuteRequest {
  */
 export async function executeRun(
   resolved: ResolvedConfig,
-  storePath: string,
+  storeLocation: string,
   request: ExecuteRequest,
   io: Io,
 ): Promise<number> {
-  const store = openStore(storePath)
+  const store = await openStore(storeLocation)
   let view: TtyView | undefined
   try {
     const { recoverRuns } = await import('../core/recovery.js')
@@ -74,7 +75,7 @@ export async function executeRun(
 
     let config = request.config
     if (request.fromFailure !== undefined && request.overrides?.length) {
-      const parent = store.findRun(request.fromFailure)
+      const parent = await store.findRun(request.fromFailure)
       if (parent)
         config = applyOverrides(parent.config as Record<string, Record<string, unknown>>, request.overrides)
     }
@@ -124,12 +125,12 @@ export async function executeRun(
     }
   } finally {
     await view?.close()
-    store.close()
+    await store.close()
   }
 }
 
 export interface InterruptContext {
-  store: SqliteStore
+  store: Pick<RunStore, 'isOpen' | 'abandonRun' | 'close'>
   controller: AbortController
   runId(): string | undefined
   view(): TtyView | undefined
@@ -161,14 +162,23 @@ export function interruptHandler(ctx: InterruptContext): {
         )
         return
       }
+      if (count > 2) return
       const runId = ctx.runId()
-      if (runId !== undefined && ctx.store.isOpen)
-        ctx.store.abandonRun(runId, 'canceled', `stopped at once (${signal} twice)`, Date.now())
-      ctx.store.close()
-      void ctx.view()?.close()
-      if (ctx.output !== 'json')
-        ctx.io.err(`stopped at once${runId ? `; run ${runId} is marked canceled` : ''}.`)
-      process.exit(EXIT.interrupted)
+      const close = async () => {
+        if (runId !== undefined && ctx.store.isOpen)
+          await ctx.store.abandonRun(runId, 'canceled', `stopped at once (${signal} twice)`, Date.now())
+        await ctx.store.close()
+      }
+      void close()
+        .catch((error: unknown) =>
+          ctx.io.err(`could not mark run ${runId} canceled: ${(error as Error).message}`),
+        )
+        .finally(() => {
+          void ctx.view()?.close()
+          if (ctx.output !== 'json')
+            ctx.io.err(`stopped at once${runId ? `; run ${runId} is marked canceled` : ''}.`)
+          process.exit(EXIT.interrupted)
+        })
     },
   }
 }

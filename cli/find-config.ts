@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { ConfigError } from '../core/errors.js'
+import { isFileLocation, resolveStoreLocation } from '../core/store/open.js'
 
 /** The file names `refresh` looks for, in order, in the current directory. */
 export const CONFIG_NAMES = [
@@ -28,6 +29,28 @@ export function findConfig(explicit: string | undefined, cwd: string): string {
   )
 }
 
+/**
+ * The store a command uses: `--store` (relative to the working directory), else the config's
+ * `store` for the chosen environment, else `.refresh/refresh.db`, both relative to the config.
+ */
+export function storeLocationFor(
+  flag: string | undefined,
+  cwd: string,
+  configDir: string,
+  configured?: string,
+): string {
+  return flag !== undefined
+    ? resolveStoreLocation(flag, cwd)
+    : resolveStoreLocation(configured ?? DEFAULT_STORE, configDir)
+}
+
+/** Where `maintenance on` backs the store up by default: `backups/` beside a store file, else beside the config. */
+export function defaultBackupDir(storeLocation: string, configDir: string): string {
+  return isFileLocation(storeLocation)
+    ? resolve(dirname(storeLocation), 'backups')
+    : resolve(configDir, '.refresh', 'backups')
+}
+
 export interface StoreLocationOptions {
   store?: string
   config?: string
@@ -42,10 +65,10 @@ export interface StoreLocationOptions {
  * is the answer. (A config that takes its `store` from a spread object should pass --store.)
  */
 export async function locateStore(options: StoreLocationOptions, cwd: string): Promise<string> {
-  if (options.store !== undefined) return resolve(cwd, options.store)
+  if (options.store !== undefined) return storeLocationFor(options.store, cwd, cwd)
   const file = findConfig(options.config, cwd)
   if (options.env === undefined && !/\bstore\b/.test(readFileSync(file, 'utf8'))) {
-    return resolve(dirname(file), DEFAULT_STORE)
+    return storeLocationFor(undefined, cwd, dirname(file))
   }
   const [{ loadConfig }, { resolveEnvironment }] = await Promise.all([
     import('./load-config.js'),
@@ -53,5 +76,5 @@ export async function locateStore(options: StoreLocationOptions, cwd: string): P
   ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
-  return resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  return storeLocationFor(undefined, cwd, loaded.dir, resolved.store)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
-import { isRefreshError } from '../core/errors.js'
+import { type ErrorCode, errorCode } from '../core/errors.js'
 import { registerAssets } from './commands/assets.js'
 import { registerCancel } from './commands/cancel.js'
 import { registerDaemon } from './commands/daemon.js'
@@ -79,22 +79,40 @@ for (const stream of [process.stdout, process.stderr]) {
   })
 }
 
+/**
+ * What each error refresh throws on purpose means for the process: its exit status, and what is
+ * added to its message. Bad input exits 2; a parked run 3; an interruption before a run existed
+ * 130; an operation that could not be done (a busy store, a failed AWS call, a guard that is
+ * full) 1. Every other error is a bug: its stack is printed and the exit status is 1.
+ */
+const EXIT_FOR_CODE: Record<ErrorCode, { exit: number; suffix?: string }> = {
+  config: { exit: EXIT.usage },
+  graph: { exit: EXIT.usage },
+  selection: { exit: EXIT.usage },
+  store: { exit: EXIT.usage },
+  promote: { exit: EXIT.usage },
+  query: { exit: EXIT.usage },
+  replicas: { exit: EXIT.usage },
+  parked: { exit: EXIT.parked },
+  // interrupted before a run existed (while waiting for a guard): nothing was recorded
+  canceled: { exit: EXIT.interrupted, suffix: '; nothing was run.' },
+  'guard-busy': { exit: EXIT.failed },
+  'store-busy': { exit: EXIT.failed },
+  aws: { exit: EXIT.failed },
+  integrity: { exit: EXIT.failed },
+  'non-retriable': { exit: EXIT.failed },
+  'retry-after': { exit: EXIT.failed },
+  'step-timeout': { exit: EXIT.failed },
+}
+
 main(process.argv).then(
   (code) => exit(code),
   (error: unknown) => {
-    if (isRefreshError(error)) {
-      process.stderr.write(`refresh: ${error.message}\n`)
-      exit(EXIT.usage)
-    } else if (error instanceof Error && error.name === 'RunParkedError') {
-      process.stderr.write(`refresh: ${error.message}\n`)
-      exit(EXIT.parked)
-    } else if (error instanceof Error && error.name === 'GuardBusyError') {
-      process.stderr.write(`refresh: ${error.message}\n`)
-      exit(EXIT.failed)
-    } else if (error instanceof Error && error.name === 'CanceledError') {
-      // interrupted before a run existed (while waiting for a guard): nothing was recorded
-      process.stderr.write(`refresh: ${error.message}; nothing was run.\n`)
-      exit(EXIT.interrupted)
+    const code = errorCode(error)
+    const known = code === undefined ? undefined : EXIT_FOR_CODE[code]
+    if (known) {
+      process.stderr.write(`refresh: ${(error as Error).message}${known.suffix ?? ''}\n`)
+      exit(known.exit)
     } else {
       const text = error instanceof Error ? (error.stack ?? error.message) : String(error)
       process.stderr.write(`refresh: internal error: ${text}\n`)

@@ -1,27 +1,64 @@
 /**
- * Errors are few and named. Two families:
- * - errors thrown by asset code to steer retries (`NonRetriableError`, `RetryAfterError`);
- * - `RefreshError`s that mean "the input is wrong": a bad config, an unknown asset, a cycle. Their
- *   message names the problem and the fix; the CLI prints them as one paragraph and exits 2.
+ * Errors are few and named, and every error refresh throws on purpose is a `RefreshError` with a
+ * stable `code` (the CLI maps codes to exit statuses in one table, `cli/exit-codes.ts`):
+ * - bad input (`config`, `graph`, `selection`, `store`; `promote`, `query`, `replicas` when
+ *   there is nothing to act on yet): the message names the problem and the fix; the CLI prints
+ *   it as one paragraph and exits 2;
+ * - outcomes that are not failures of refresh itself: `parked` (maintenance mode), `guard-busy`,
+ *   `canceled`, `store-busy`, and failures of the outside world (`aws`, `integrity`);
+ * - errors thrown by asset code to steer retries (`non-retriable`, `retry-after`) and the
+ *   engine's own step outcomes (`step-timeout`).
+ * Anything else that escapes is a bug: the CLI prints its stack and exits 1.
  *
- * Checks use `name` (and a brand) rather than `instanceof`, because a config file loaded through
- * a transpiler may hold its own copy of this module.
+ * Checks use a brand and `code` (or `name`) rather than `instanceof`, because a config file loaded
+ * through a transpiler may hold its own copy of this module.
  */
 
 const BRAND = Symbol.for('refresh.error')
 
-/** Base class of user-facing errors (bad input). `code` is stable and machine-readable. */
+/** Every code a `RefreshError` can carry. */
+export type ErrorCode =
+  | 'config'
+  | 'graph'
+  | 'selection'
+  | 'store'
+  | 'promote'
+  | 'query'
+  | 'replicas'
+  | 'store-busy'
+  | 'parked'
+  | 'guard-busy'
+  | 'canceled'
+  | 'non-retriable'
+  | 'retry-after'
+  | 'step-timeout'
+  | 'aws'
+  | 'integrity'
+
+/** Codes that mean "the input is wrong": the user fixes a config, a flag, a selection, a store path. */
+const INPUT_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'config',
+  'graph',
+  'selection',
+  'store',
+  // nothing promoted yet, nothing to roll back to, no words to search for: what to run is named
+  'promote',
+  'query',
+  'replicas',
+])
+
+/** Base class of every error refresh throws on purpose. `code` is stable and machine-readable. */
 export class RefreshError extends Error {
-  readonly code: string
+  readonly code: ErrorCode
   readonly [BRAND] = true
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'RefreshError'
     this.code = code
   }
 }
 
-/** The config (file, asset definition, run config) is invalid. */
+/** The config (file, asset definition, run config, a factory's options) is invalid. */
 export class ConfigError extends RefreshError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('config', message, options)
@@ -45,7 +82,7 @@ export class SelectionError extends RefreshError {
   }
 }
 
-/** The store file cannot be used (newer schema, not a refresh store, unknown run). */
+/** The store cannot be used as asked (newer schema, not a refresh store, unknown run, closed). */
 export class StoreError extends RefreshError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('store', message, options)
@@ -53,14 +90,23 @@ export class StoreError extends RefreshError {
   }
 }
 
+/** Another writer held the store for longer than the store waits (SQLite's busy timeout, a lock wait). */
+export class StoreBusyError extends RefreshError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('store-busy', message, options)
+    this.name = 'StoreBusyError'
+  }
+}
+
 /**
  * Maintenance mode is on: the run was not started but parked, to be replayed (once, in order)
  * when maintenance ends. Not an error of the input: the CLI exits with its own code (3).
  */
-export class RunParkedError extends Error {
+export class RunParkedError extends RefreshError {
   readonly requestId: number
   constructor(requestId: number, reason: string) {
     super(
+      'parked',
       `maintenance mode is on${reason ? ` (${reason})` : ''}: the run was parked as request #${requestId} and will start when maintenance ends. Pass --force (or force: true) to run anyway.`,
     )
     this.name = 'RunParkedError'
@@ -69,11 +115,12 @@ export class RunParkedError extends Error {
 }
 
 /** A run guard of the config is full and the caller chose not to wait (`--no-wait`). */
-export class GuardBusyError extends Error {
+export class GuardBusyError extends RefreshError {
   readonly runId: string
   readonly guard: string
   constructor(guard: string, runId: string) {
     super(
+      'guard-busy',
       `run guard \`${guard}\` is full: run ${runId} holds it. Wait for it (drop --no-wait), or cancel it with \`refresh cancel ${runId}\`.`,
     )
     this.name = 'GuardBusyError'
@@ -83,44 +130,54 @@ export class GuardBusyError extends Error {
 }
 
 /** Thrown from asset code: the failure is permanent, do not retry. */
-export class NonRetriableError extends Error {
+export class NonRetriableError extends RefreshError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options)
+    super('non-retriable', message, options)
     this.name = 'NonRetriableError'
   }
 }
 
 /** Thrown from asset code: retry, but not before `seconds` have passed (rate limits, 429s). */
-export class RetryAfterError extends Error {
+export class RetryAfterError extends RefreshError {
   readonly seconds: number
   constructor(seconds: number, message?: string, options?: { cause?: unknown }) {
-    super(message ?? `retry after ${seconds} s`, options)
+    super('retry-after', message ?? `retry after ${seconds} s`, options)
     this.name = 'RetryAfterError'
     this.seconds = seconds
   }
 }
 
 /** An attempt ran longer than the asset's `timeoutMs`; its signal was aborted. Retriable. */
-export class StepTimeoutError extends Error {
+export class StepTimeoutError extends RefreshError {
   readonly timeoutMs: number
   constructor(timeoutMs: number) {
-    super(`attempt timed out after ${timeoutMs} ms`)
+    super('step-timeout', `attempt timed out after ${timeoutMs} ms`)
     this.name = 'StepTimeoutError'
     this.timeoutMs = timeoutMs
   }
 }
 
 /** The run was canceled while the step was running or waiting. */
-export class CanceledError extends Error {
+export class CanceledError extends RefreshError {
   constructor(message = 'run canceled') {
-    super(message)
+    super('canceled', message)
     this.name = 'CanceledError'
   }
 }
 
-/** True for errors that mean bad input rather than a failure of the work itself. */
+/** True for any error refresh threw on purpose (it carries a stable `code`). */
 export function isRefreshError(error: unknown): error is RefreshError {
   return typeof error === 'object' && error !== null && (error as { [BRAND]?: boolean })[BRAND] === true
+}
+
+/** The code of an error refresh threw on purpose; undefined for anything else (a bug, a driver's error). */
+export function errorCode(error: unknown): ErrorCode | undefined {
+  return isRefreshError(error) ? error.code : undefined
+}
+
+/** True for errors that mean bad input (a config, a flag, a selection, a store path) rather than a failure. */
+export function isInputError(error: unknown): error is RefreshError {
+  return isRefreshError(error) && INPUT_CODES.has(error.code)
 }
 
 export function isNonRetriable(error: unknown): boolean {

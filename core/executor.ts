@@ -11,6 +11,7 @@ import {
 import {
   CanceledError,
   type ErrorInfo,
+  errorCode,
   isNonRetriable,
   NonRetriableError,
   retryAfterSeconds,
@@ -23,8 +24,8 @@ import { MinHeap } from './graph.js'
 import type { JsonObject } from './json.js'
 import type { RunRecorder } from './recorder.js'
 import { retryDelay } from './retry.js'
-import { HEARTBEAT_INTERVAL_MS, type SqliteStore } from './store/sqlite.js'
-import type { StepStatus } from './store/types.js'
+import type { ExecutorStore } from './store/run-store.js'
+import { HEARTBEAT_INTERVAL_MS, type StepStatus } from './store/types.js'
 
 export interface ExecuteOptions {
   runId: string
@@ -40,7 +41,8 @@ export interface ExecuteOptions {
   signal: AbortSignal | undefined
   clock: Clock
   random: () => number
-  store: SqliteStore
+  /** Only the verbs a run uses: heartbeat and requests, pool slots, batched writes, upstream reads. */
+  store: ExecutorStore
   recorder: RunRecorder
   /** How often the owner polls the store for a cancel request from another process. */
   cancelPollMs: number
@@ -79,6 +81,8 @@ interface InternalStep extends StepState {
   /** Aborts whatever the step is doing now: an attempt or the wait before a retry. */
   abort: AbortController | undefined
   waitingForPool: boolean
+  /** A pool slot is being asked of the store for it (the step counts as running meanwhile). */
+  acquiring: boolean
   progress: {
     lastEmit: number
     pending: { done: number; total: number | null } | undefined
@@ -112,6 +116,7 @@ export class Execution {
   private poolTimer: NodeJS.Timeout | undefined
   private watchTimer: NodeJS.Timeout | undefined
   private lastHeartbeat = 0
+  private watching = false
 
   constructor(options: ExecuteOptions) {
     this.o = options
@@ -131,6 +136,7 @@ export class Execution {
       dependents: [],
       abort: undefined,
       waitingForPool: false,
+      acquiring: false,
       progress: { lastEmit: Number.NEGATIVE_INFINITY, pending: undefined },
     }))
     this.byKey = new Map(this.steps.map((s) => [s.key, s]))
@@ -189,25 +195,32 @@ export class Execution {
     this.pump()
   }
 
-  /** Polls the store for a cancel request and keeps the owner's heartbeat fresh. */
+  /** Polls the store for a cancel request and keeps the owner's heartbeat fresh (one poll at a time). */
   private watch(): void {
-    if (this.finished) return
-    try {
-      const now = this.o.clock.now()
-      if (now - this.lastHeartbeat >= HEARTBEAT_INTERVAL_MS) {
-        this.lastHeartbeat = now
-        const state = this.o.store.heartbeat(this.o.runId, this.owner, now)
-        if (state === 'lost') this.cancel('another process marked this run as interrupted')
-        else if (state === 'cancel') this.cancel('cancel requested')
-        else if (state === 'pause') this.pause('pause requested')
-      } else {
-        const requested = this.o.store.pendingRequests(this.o.runId)
-        if (requested.cancel) this.cancel('cancel requested')
-        else if (requested.pause) this.pause('pause requested')
-      }
-    } catch (error) {
-      // a locked store delays the poll; the next tick tries again
-      if (!isBusy(error)) this.cancel(`the store could not be read: ${(error as Error).message}`)
+    if (this.finished || this.watching) return
+    this.watching = true
+    this.poll()
+      .catch((error: unknown) => {
+        // a busy store delays the poll; the next tick tries again
+        if (!isBusy(error)) this.cancel(`the store could not be read: ${(error as Error).message}`)
+      })
+      .finally(() => {
+        this.watching = false
+      })
+  }
+
+  private async poll(): Promise<void> {
+    const now = this.o.clock.now()
+    if (now - this.lastHeartbeat >= HEARTBEAT_INTERVAL_MS) {
+      this.lastHeartbeat = now
+      const state = await this.o.store.heartbeat(this.o.runId, this.owner, now)
+      if (state === 'lost') this.cancel('another process marked this run as interrupted')
+      else if (state === 'cancel') this.cancel('cancel requested')
+      else if (state === 'pause') this.pause('pause requested')
+    } else {
+      const requested = await this.o.store.pendingRequests(this.o.runId)
+      if (requested.cancel) this.cancel('cancel requested')
+      else if (requested.pause) this.pause('pause requested')
     }
   }
 
@@ -228,42 +241,31 @@ export class Execution {
     })
   }
 
+  /**
+   * Starts what can start now. Steps without a pool start at once; a step with a pool asks the
+   * store for a slot (counted as running while it asks) and pumps again when the answer comes.
+   */
   private pump(): void {
     if (this.finished) return
     if (!this.canceling && !this.pausing) {
       // steps that waited for a pool go first: they were ready earlier
       for (let i = 0; i < this.blocked.length && this.running < this.o.concurrency; ) {
         const step = this.blocked[i]!
-        if (this.acquirePool(step)) {
-          this.blocked.splice(i, 1)
-          step.waitingForPool = false
-          this.start(step)
-        } else i++
-      }
-      while (this.running < this.o.concurrency && this.ready.size > 0) {
-        const step = this.steps[this.ready.pop()]!
-        if (step.status !== 'pending') continue
-        if (step.def.pool !== undefined && !this.acquirePool(step)) {
-          step.waitingForPool = true
-          this.blocked.push(step)
-          this.blocked.sort((a, b) => a.index - b.index)
-          this.emit({
-            type: 'step:waiting',
-            step: step.key,
-            pool: step.def.pool,
-            limit: this.o.pools[step.def.pool]!,
-          })
+        if (this.poolFull(step)) {
+          i++
           continue
         }
-        this.start(step)
+        this.blocked.splice(i, 1)
+        this.acquireAndStart(step)
       }
-      if (this.blocked.length > 0 && this.running < this.o.concurrency && this.poolTimer === undefined) {
-        // a slot held by another process frees without telling us: poll
-        this.poolTimer = setTimeout(() => {
-          this.poolTimer = undefined
-          this.pump()
-        }, POOL_POLL_MS)
+      while (this.running < this.o.concurrency && this.ready.size > 0) {
+        const step = this.steps[this.ready.pop()!]!
+        if (step.status !== 'pending') continue
+        if (step.def.pool === undefined) this.start(step)
+        else if (this.poolFull(step)) this.waitForPool(step)
+        else this.acquireAndStart(step)
       }
+      if (this.blocked.length > 0 && this.running < this.o.concurrency) this.pollPools()
     }
     if (
       this.running === 0 &&
@@ -273,33 +275,77 @@ export class Execution {
     }
   }
 
-  private acquirePool(step: InternalStep): boolean {
-    const pool = step.def.pool
-    if (pool === undefined) return true
+  /** A slot held by another process frees without telling us: pump again a little later. */
+  private pollPools(): void {
+    if (this.poolTimer !== undefined || this.finished) return
+    this.poolTimer = setTimeout(() => {
+      this.poolTimer = undefined
+      this.pump()
+    }, POOL_POLL_MS)
+  }
+
+  /** This run already holds as many slots of the step's pool as the pool allows. */
+  private poolFull(step: InternalStep): boolean {
+    const pool = step.def.pool!
+    return (this.poolInUse.get(pool) ?? 0) >= this.o.pools[pool]!
+  }
+
+  private waitForPool(step: InternalStep): void {
+    this.blocked.push(step)
+    this.blocked.sort((a, b) => a.index - b.index)
+    if (step.waitingForPool) return
+    step.waitingForPool = true
+    const pool = step.def.pool!
+    this.emit({ type: 'step:waiting', step: step.key, pool, limit: this.o.pools[pool]! })
+  }
+
+  /** Asks the store for a slot of the step's pool; starts the step with it, or puts it back to wait. */
+  private acquireAndStart(step: InternalStep): void {
+    const pool = step.def.pool!
     const limit = this.o.pools[pool]!
-    const local = this.poolInUse.get(pool) ?? 0
-    if (local >= limit) return false
-    let acquired: boolean
-    try {
-      acquired = this.o.store.tryAcquirePoolSlot(pool, limit, this.o.runId, step.key, this.o.clock.now())
-    } catch (error) {
-      if (isBusy(error)) return false
-      throw error
-    }
-    if (acquired) this.poolInUse.set(pool, local + 1)
-    return acquired
+    this.running++
+    step.acquiring = true
+    this.poolInUse.set(pool, (this.poolInUse.get(pool) ?? 0) + 1)
+    this.o.store
+      .tryAcquirePoolSlot(pool, limit, this.o.runId, step.key, this.o.clock.now())
+      .catch((error: unknown) => {
+        if (isBusy(error)) return false
+        throw error
+      })
+      .then(
+        (acquired) => {
+          step.acquiring = false
+          this.running--
+          if (!acquired) {
+            this.poolInUse.set(pool, this.poolInUse.get(pool)! - 1)
+            this.waitForPool(step)
+            // another process holds the slots: ask again on the poll, not at once
+            if (!this.canceling && !this.pausing) return this.pollPools()
+          } else if (this.canceling || this.pausing || this.finished) {
+            // the slot came back after the run stopped starting steps: give it back
+            this.releasePool(step)
+            this.ready.push(step.index)
+          } else {
+            step.waitingForPool = false
+            this.start(step)
+          }
+          this.pump()
+        },
+        (error: unknown) => {
+          step.acquiring = false
+          this.running--
+          this.poolInUse.set(pool, this.poolInUse.get(pool)! - 1)
+          this.cancel(`the store could not give a pool slot: ${(error as Error).message}`)
+        },
+      )
   }
 
   private releasePool(step: InternalStep): void {
     const pool = step.def.pool
     if (pool === undefined) return
     this.poolInUse.set(pool, (this.poolInUse.get(pool) ?? 1) - 1)
-    try {
-      this.o.store.releasePoolSlot(pool, this.o.runId, step.key)
-    } catch (error) {
-      // the slot is freed with the run at the latest (finishRun, recovery)
-      if (!isBusy(error)) throw error
-    }
+    // a slot not released now is freed with the run at the latest (finishRun, recovery)
+    this.o.store.releasePoolSlot(pool, this.o.runId, step.key).catch(() => {})
   }
 
   private start(step: InternalStep): void {
@@ -362,7 +408,7 @@ export class Execution {
       let metadata: Metadata | undefined
       let failure: unknown
       try {
-        const ctx = this.context(step, attempt, controller.signal)
+        const ctx = await this.context(step, attempt, controller.signal)
         const value = await raceAbort(
           Promise.resolve().then(() => step.def.materialize(ctx)),
           controller.signal,
@@ -470,9 +516,9 @@ export class Execution {
     }
   }
 
-  private context(step: InternalStep, attempt: number, signal: AbortSignal): AssetContext {
+  private async context(step: InternalStep, attempt: number, signal: AbortSignal): Promise<AssetContext> {
     const upstream: Record<string, Metadata | undefined> = {}
-    for (const dep of step.def.deps) upstream[dep] = this.upstreamMetadata(dep)
+    for (const dep of step.def.deps) upstream[dep] = await this.upstreamMetadata(dep)
     const key = step.key
     return {
       runId: this.o.runId,
@@ -490,12 +536,13 @@ export class Execution {
     }
   }
 
-  private upstreamMetadata(dep: string): Metadata | undefined {
+  /** A dep's metadata: from this run, from the reused lineage, else its latest materialization. */
+  private async upstreamMetadata(dep: string): Promise<Metadata | undefined> {
     const inRun = this.byKey.get(dep)
     if (inRun !== undefined) return inRun.metadata ?? undefined
     const reused = this.o.reused.get(dep)
     if (reused !== undefined) return reused
-    return this.o.store.latestMaterialization(dep)?.metadata
+    return (await this.o.store.latestMaterialization(dep))?.metadata
   }
 
   /** Progress is throttled per step to one event per 100 ms; the latest value is never lost. */
@@ -641,6 +688,5 @@ function reasonText(reason: unknown): string {
 }
 
 function isBusy(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED'
+  return errorCode(error) === 'store-busy'
 }

@@ -17,12 +17,13 @@ import { holdsFor, type RunGuardConfig } from './guards.js'
 import { newRunId } from './ids.js'
 import { RunRecorder } from './recorder.js'
 import { resolveSelection } from './selection.js'
-import { openStore, type SqliteStore } from './store/sqlite.js'
+import { isRunStore, openStore } from './store/open.js'
+import { type RunStore, requireRun } from './store/run-store.js'
 import type { RunRecord } from './store/types.js'
 
 export interface MaterializeOptions {
-  /** A store file path, `:memory:` (the default), or an opened store (left open). */
-  store?: string | SqliteStore
+  /** A store location (a file path; `:memory:`, the default), or an opened store (left open). */
+  store?: string | RunStore
   /** Which assets to run (see the selection syntax); default every asset. An array is a union. */
   selection?: string | readonly string[]
   resources?: Record<string, unknown>
@@ -120,15 +121,13 @@ export async function materialize(
   const graph = buildGraph(assets)
   const concurrency = checkConcurrency(options.concurrency)
   const clock = options.clock ?? systemClock
-  const ownStore = typeof options.store !== 'object'
-  const store = ownStore
-    ? openStore((options.store as string | undefined) ?? ':memory:')
-    : (options.store as SqliteStore)
+  const ownStore = !isRunStore(options.store)
+  const store = isRunStore(options.store) ? options.store : await openStore(options.store ?? ':memory:')
   if (!store.isOpen)
     throw new StoreError('the store passed to materialize() is closed; open it with openStore().')
   try {
     const plan = options.fromFailure
-      ? planReexecution(store, graph, options.fromFailure, clock)
+      ? await planReexecution(store, graph, options.fromFailure, clock)
       : planSelection(graph, options.selection)
     const config = resolveRunConfig(graph.assets, plan.keys, options.config ?? plan.parent?.config, (key) =>
       didYouMean(key, graph.assets.keys()),
@@ -141,7 +140,7 @@ export async function materialize(
     const runId = newRunId(now)
     let waitingFor: string | undefined
     for (;;) {
-      const created = store.createRun({
+      const created = await store.createRun({
         id: runId,
         status: 'started',
         force: options.force,
@@ -157,7 +156,7 @@ export async function materialize(
         owner: { pid: process.pid, host: hostname() },
       })
       if (!created.created && 'parkedRequestId' in created) {
-        throw new RunParkedError(created.parkedRequestId, store.getMaintenance()?.reason ?? '')
+        throw new RunParkedError(created.parkedRequestId, (await store.getMaintenance())?.reason ?? '')
       }
       if (created.created || !('blockedBy' in created)) break
       // a run guard of the config is full: wait for its holder (or give up at once)
@@ -172,7 +171,7 @@ export async function materialize(
     }
     return await executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
   } finally {
-    if (ownStore) store.close()
+    if (ownStore) await store.close()
   }
 }
 
@@ -189,7 +188,7 @@ interface Started {
 
 /** Executes a run already recorded as started by this process, and closes (or pauses) it. */
 async function executeRun(
-  store: SqliteStore,
+  store: RunStore,
   graph: AssetGraph,
   plan: Plan,
   { runId, now, config, pools, concurrency, clock, initial }: Started,
@@ -232,20 +231,16 @@ async function executeRun(
       initial,
     })
     outcome = await execution.run()
-    recorder.flush()
+    await recorder.flush()
   } catch (cause) {
-    // the engine itself failed (not an asset): close the run so that it is not left `started`
-    const error = toErrorInfo(cause)
-    try {
-      recorder.flush()
-    } catch {
-      // the store is what failed; the run row is closed below if it can be
-    }
-    store.finishRun(runId, 'failure', clock.now(), error)
-    throw new StoreError(`run ${runId} failed inside the engine: ${error.message}`, { cause })
+    // the engine or the store failed (not an asset): close the run so that it is not left
+    // `started`, then let the error go up as it is (a bug is reported as a bug, with its stack)
+    await recorder.flush().catch(() => {})
+    await store.finishRun(runId, 'failure', clock.now(), toErrorInfo(cause)).catch(() => {})
+    throw cause
   }
-  if (outcome.status === 'paused') store.markPaused(runId, outcome.endedAt)
-  else store.finishRun(runId, outcome.status, outcome.endedAt)
+  if (outcome.status === 'paused') await store.markPaused(runId, outcome.endedAt)
+  else await store.finishRun(runId, outcome.status, outcome.endedAt)
   if (recorder.listenerError !== undefined) {
     throw new Error(`an onEvent listener threw during run ${runId}`, { cause: recorder.listenerError })
   }
@@ -270,7 +265,7 @@ async function executeRun(
 
 export interface LaunchOptions
   extends Omit<MaterializeOptions, 'store' | 'selection' | 'config' | 'fromFailure' | 'tags'> {
-  store: SqliteStore
+  store: RunStore
 }
 
 /**
@@ -313,21 +308,23 @@ async function runRecorded(
   const graph = buildGraph(assets)
   const { store } = options
   const clock = options.clock ?? systemClock
-  const run = requireRun(store, runId)
+  const run = await requireRun(store, runId)
   if (from === 'paused' && run.status !== 'paused') {
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
   const { config, pools, concurrency } = checkStoredRun(graph, run, options)
-  const initial = settledSteps(store, run.id)
+  const initial = await settledSteps(store, run.id)
   const now = clock.now()
   const owner = { pid: process.pid, host: hostname() }
   const claimed =
-    from === 'queued' ? store.claimQueuedRun(run.id, owner, now) : store.claimPausedRun(run.id, owner, now)
+    from === 'queued'
+      ? await store.claimQueuedRun(run.id, owner, now)
+      : await store.claimPausedRun(run.id, owner, now)
   if (!claimed) return undefined
   return executeRun(
     store,
     graph,
-    storedPlan(store, run),
+    await storedPlan(store, run),
     { runId: run.id, now, config, pools, concurrency, clock, initial },
     options,
   )
@@ -337,26 +334,18 @@ async function runRecorded(
  * The steps of a recorded run that already settled (a run paused, then queued again to be resumed
  * by a daemon, or resumed here), with the metadata their dependents need; undefined when none did.
  */
-function settledSteps(store: SqliteStore, runId: string): Started['initial'] {
+async function settledSteps(store: RunStore, runId: string): Promise<Started['initial']> {
   const initial = new Map<
     string,
     Pick<StepState, 'status' | 'attempts' | 'startedAt' | 'endedAt' | 'error' | 'reason' | 'metadata'>
   >()
-  for (const step of store.getSteps(runId)) {
+  for (const step of await store.getSteps(runId)) {
     if (step.status === 'pending') continue
     const metadata =
-      step.status === 'succeeded' ? (store.runMaterialization(runId, step.key)?.metadata ?? {}) : null
+      step.status === 'succeeded' ? ((await store.runMaterialization(runId, step.key))?.metadata ?? {}) : null
     initial.set(step.key, { ...step, metadata })
   }
   return initial.size > 0 ? initial : undefined
-}
-
-/** A recorded run by id or unique prefix, or a StoreError that says how to list runs. */
-function requireRun(store: SqliteStore, idOrPrefix: string): RunRecord {
-  const run = store.findRun(idOrPrefix)
-  if (!run)
-    throw new StoreError(`no run \`${idOrPrefix}\` in ${store.path}; \`refresh runs\` lists the runs.`)
-  return run
 }
 
 /** Checks a recorded run against the assets defined now; its config, pools and concurrency. */
@@ -379,13 +368,13 @@ function checkStoredRun(graph: AssetGraph, run: RunRecord, options: LaunchOption
 }
 
 /** The plan of a recorded run: its steps, what it reuses from its lineage, its parent. */
-function storedPlan(store: SqliteStore, run: RunRecord): Plan {
+async function storedPlan(store: RunStore, run: RunRecord): Promise<Plan> {
   const reused = new Map<string, { runId: string; metadata: Metadata }>()
   for (const [key, from] of Object.entries(run.reused)) {
-    const m = store.runMaterialization(from, key)
+    const m = await store.runMaterialization(from, key)
     if (m) reused.set(key, { runId: from, metadata: m.metadata })
   }
-  const parent = run.parentRunId === null ? undefined : store.getRun(run.parentRunId)
+  const parent = run.parentRunId === null ? undefined : await store.getRun(run.parentRunId)
   return { selection: run.selection, keys: run.plan, reused, parent }
 }
 
@@ -423,20 +412,16 @@ function planSelection(graph: AssetGraph, selection: string | readonly string[] 
 }
 
 /**
- * Re-execution from failure: the parent's succeeded steps (and what the parent itself reused) are
- * not run again; their materializations feed the new run's steps as upstream metadata.
- */
-/**
  * The plan to re-execute a run from failure: its selection, the steps to run again, and the
  * materializations reused from its lineage (for requests replayed after maintenance).
  */
-export function planFromFailure(
-  store: SqliteStore,
+export async function planFromFailure(
+  store: RunStore,
   graph: AssetGraph,
   parentId: string,
   clock: Clock = systemClock,
-): { selection: string; keys: string[]; reused: Record<string, string>; parentRunId: string } {
-  const plan = planReexecution(store, graph, parentId, clock)
+): Promise<{ selection: string; keys: string[]; reused: Record<string, string>; parentRunId: string }> {
+  const plan = await planReexecution(store, graph, parentId, clock)
   return {
     selection: plan.selection,
     keys: plan.keys,
@@ -445,11 +430,20 @@ export function planFromFailure(
   }
 }
 
-function planReexecution(store: SqliteStore, graph: AssetGraph, parentId: string, clock: Clock): Plan {
-  let parent = requireRun(store, parentId)
+/**
+ * Re-execution from failure: the parent's succeeded steps (and what the parent itself reused) are
+ * not run again; their materializations feed the new run's steps as upstream metadata.
+ */
+async function planReexecution(
+  store: RunStore,
+  graph: AssetGraph,
+  parentId: string,
+  clock: Clock,
+): Promise<Plan> {
+  let parent = await requireRun(store, parentId)
   if (parent.status === 'started') {
-    store.recoverInterruptedRuns({ runIds: [parent.id], now: clock.now() })
-    parent = store.getRun(parent.id)!
+    await store.recoverInterruptedRuns({ runIds: [parent.id], now: clock.now() })
+    parent = (await store.getRun(parent.id))!
   }
   if (parent.status === 'success') {
     throw new ConfigError(
@@ -463,10 +457,10 @@ function planReexecution(store: SqliteStore, graph: AssetGraph, parentId: string
   }
   const reused = new Map<string, { runId: string; metadata: Metadata }>()
   const candidates: Array<[string, string]> = Object.entries(parent.reused)
-  for (const step of store.getSteps(parent.id))
+  for (const step of await store.getSteps(parent.id))
     if (step.status === 'succeeded') candidates.push([step.key, parent.id])
   for (const [key, runId] of candidates) {
-    const m = store.runMaterialization(runId, key)
+    const m = await store.runMaterialization(runId, key)
     // a materialization pruned since is simply run again
     if (m) reused.set(key, { runId, metadata: m.metadata })
   }

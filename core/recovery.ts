@@ -1,5 +1,6 @@
 import type { AssetDefinition } from './definitions.js'
-import type { RecoveredRun, SqliteStore } from './store/sqlite.js'
+import type { RunStore } from './store/run-store.js'
+import type { RecoveredRun } from './store/types.js'
 
 export interface Recovery {
   recovered: RecoveredRun[]
@@ -13,14 +14,16 @@ export interface Recovery {
  * those of the runs that planned it, to stop the remote work they left behind.
  */
 export async function recoverRuns(
-  store: SqliteStore,
+  store: Pick<RunStore, 'recoverInterruptedRuns' | 'getRun'>,
   assets: readonly AssetDefinition[],
   now?: number,
 ): Promise<Recovery> {
-  const recovered = store.recoverInterruptedRuns(now === undefined ? {} : { now })
+  const recovered = await store.recoverInterruptedRuns(now === undefined ? {} : { now })
   const hooks: Recovery['hooks'] = []
   if (recovered.length === 0) return { recovered, hooks }
-  const plans = recovered.map((r) => ({ id: r.runId, plan: new Set(store.getRun(r.runId)?.plan ?? []) }))
+  const plans = await Promise.all(
+    recovered.map(async (r) => ({ id: r.runId, plan: new Set((await store.getRun(r.runId))?.plan ?? []) })),
+  )
   for (const def of assets) {
     if (!def.recover) continue
     const runIds = plans.filter((p) => p.plan.has(def.key)).map((p) => p.id)

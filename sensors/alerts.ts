@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { AlertEvent, AlertsConfig } from '../core/config.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
+import type { RunStore } from '../core/store/run-store.js'
 import type { RunRecord } from '../core/store/types.js'
 
 /** One notification: what happened, and the exact commands to look at it or act on it. */
@@ -89,7 +89,7 @@ function redact(message: string, url: string | undefined): string {
 export async function deliverAlert(
   alert: Alert,
   config: AlertsConfig,
-  store: SqliteStore | undefined,
+  store: AlertStore | undefined,
   options: DeliveryOptions = {},
 ): Promise<AlertFailure[]> {
   const failures: AlertFailure[] = []
@@ -115,8 +115,8 @@ export async function deliverAlert(
   await Promise.all(jobs)
   if (failures.length > 0 && store?.isOpen) {
     try {
-      const previous = readFailures(store)
-      store.putSetting(
+      const previous = await readFailures(store)
+      await store.putSetting(
         FAILURES_KEY,
         JSON.stringify([...failures, ...previous].slice(0, KEEP_FAILURES)),
         Date.now(),
@@ -129,8 +129,8 @@ export async function deliverAlert(
 }
 
 /** Alert deliveries that failed, newest first. */
-export function readFailures(store: SqliteStore): AlertFailure[] {
-  const row = store.getSetting(FAILURES_KEY)
+export async function readFailures(store: Pick<RunStore, 'getSetting'>): Promise<AlertFailure[]> {
+  const row = await store.getSetting(FAILURES_KEY)
   return row ? (JSON.parse(row.value) as AlertFailure[]) : []
 }
 
@@ -227,8 +227,14 @@ interface WatchState {
   outbox: Alert[]
 }
 
+/** What alerting reads and writes: finished runs, their steps, ticks, and its own state in settings. */
+export type AlertStore = Pick<
+  RunStore,
+  'isOpen' | 'runsEndedAfter' | 'getSteps' | 'listRuns' | 'listTicks' | 'getSetting' | 'putSetting'
+>
+
 export interface AlertWatcherOptions {
-  store: SqliteStore
+  store: AlertStore
   config: AlertsConfig
   /** The asset key of the replica rollout (default `replicas`). */
   replicasKey?: string
@@ -258,16 +264,16 @@ export class AlertWatcher {
   }
 
   /** One pass: detect, persist, and start delivering what is in the outbox. */
-  poll(now: number): void {
+  async poll(now: number): Promise<void> {
     const { store, config } = this.o
-    const state = this.load(now)
+    const state = await this.load(now)
     const found: Alert[] = []
     // runs that ended in failure since the cursor (in the order they ended)
-    const ended = store
-      .runsEndedAfter(['failure'], state.endedAt)
-      .filter((r) => !(r.endedAt === state.endedAt && state.ids.includes(r.id)))
+    const ended = (await store.runsEndedAfter(['failure'], state.endedAt)).filter(
+      (r) => !(r.endedAt === state.endedAt && state.ids.includes(r.id)),
+    )
     for (const run of ended) {
-      const failed = store.getSteps(run.id).filter((s) => s.status === 'failed')
+      const failed = (await store.getSteps(run.id)).filter((s) => s.status === 'failed')
       const rollback = failed.find(
         (s) => s.key === (this.o.replicasKey ?? 'replicas') && /rolled back/.test(s.error?.message ?? ''),
       )
@@ -295,7 +301,7 @@ export class AlertWatcher {
     }
     // runs going on past their expected duration: reported once each
     if (config.expectedDurationMs !== undefined) {
-      const started = store.listRuns({ status: 'started' })
+      const started = await store.listRuns({ status: 'started' })
       const live = new Set(started.map((r) => r.id))
       state.overdue = state.overdue.filter((id) => live.has(id))
       for (const run of started) {
@@ -315,7 +321,7 @@ export class AlertWatcher {
     // sensors whose last N ticks all failed: reported once per N failed ticks in a row
     const threshold = config.sensorErrorThreshold ?? 3
     for (const name of this.o.sensors ?? []) {
-      const ticks = store.listTicks(name, threshold)
+      const ticks = await store.listTicks(name, threshold)
       if (ticks.length < threshold || ticks.some((t) => t.status !== 'failure')) continue
       const newest = ticks[0]!
       const reported = state.sensors[name] ?? 0
@@ -331,7 +337,7 @@ export class AlertWatcher {
       })
     }
     state.outbox.push(...found)
-    if (found.length > 0 || ended.length > 0 || this.dirty) this.save(state, now)
+    if (found.length > 0 || ended.length > 0 || this.dirty) await this.save(state, now)
     for (const alert of state.outbox) this.send(alert)
   }
 
@@ -345,17 +351,14 @@ export class AlertWatcher {
     if (this.inFlight.has(id)) return
     this.inFlight.add(id)
     const job = deliverAlert(alert, this.o.config, this.o.store, this.o.delivery)
-      .then((failures) => {
+      .then(async (failures) => {
         // delivered or given up on (the failure is recorded): out of the outbox either way
         const state = this.state
         if (state && this.o.store.isOpen) {
           state.outbox = state.outbox.filter((a) => alertId(a) !== id)
           this.dirty = true
-          try {
-            this.save(state, Date.now())
-          } catch {
-            // the store is locked: the next poll saves it (at worst the alert is sent again after a crash)
-          }
+          // a busy store: the next poll saves it (at worst the alert is sent again after a crash)
+          await this.save(state, Date.now()).catch(() => {})
         }
         this.o.onSent?.(alert, failures)
       })
@@ -366,23 +369,24 @@ export class AlertWatcher {
     this.pending.add(job)
   }
 
-  private load(now: number): WatchState {
+  private async load(now: number): Promise<WatchState> {
     if (this.state) return this.state
-    const row = this.o.store.getSetting(STATE_KEY)
+    const row = await this.o.store.getSetting(STATE_KEY)
     if (row) {
       this.state = JSON.parse(row.value) as WatchState
     } else {
       // first start: alert from now on, not on history
-      this.state = { endedAt: now, ids: [], overdue: [], sensors: {}, outbox: [] }
+      const state: WatchState = { endedAt: now, ids: [], overdue: [], sensors: {}, outbox: [] }
       for (const name of this.o.sensors ?? [])
-        this.state.sensors[name] = this.o.store.listTicks(name, 1)[0]?.id ?? 0
-      this.save(this.state, now)
+        state.sensors[name] = (await this.o.store.listTicks(name, 1))[0]?.id ?? 0
+      await this.save(state, now)
+      this.state = state
     }
     return this.state
   }
 
-  private save(state: WatchState, now: number): void {
-    this.o.store.putSetting(STATE_KEY, JSON.stringify(state), now)
+  private async save(state: WatchState, now: number): Promise<void> {
+    await this.o.store.putSetting(STATE_KEY, JSON.stringify(state), now)
     this.dirty = false
   }
 }

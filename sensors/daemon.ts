@@ -4,7 +4,7 @@ import type { LogLevel } from '../core/definitions.js'
 import type { AssetGraph } from '../core/graph.js'
 import type { RunGuardConfig } from '../core/guards.js'
 import { recoverRuns } from '../core/recovery.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
+import type { RunStore } from '../core/store/run-store.js'
 import type { NewTick } from '../core/store/types.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
 import { replayParked } from './maintenance.js'
@@ -48,7 +48,7 @@ export interface DaemonLogEntry {
 }
 
 export interface DaemonOptions {
-  store: SqliteStore
+  store: RunStore
   graph: AssetGraph
   runConfig: Record<string, Record<string, unknown>>
   /** The config's run guards (runs requested by sensors and schedules hold them too). */
@@ -67,7 +67,7 @@ export interface DaemonOptions {
   /** How long a canceled run may take to stop before it is killed (default 10 s). */
   cancelGraceMs?: number
   /** Called after each completed iteration while holding the lease (alert delivery hooks in here). */
-  onIteration?: (now: number) => void
+  onIteration?: (now: number) => void | Promise<void>
 }
 
 export const DAEMON_LEASE = 'daemon'
@@ -132,10 +132,10 @@ export class Daemon {
     }
     while (!this.stopping) {
       try {
-        if (this.holdLease()) {
+        if (await this.holdLease()) {
           await this.iterate(env)
           this.lastIteration = this.o.clock.now()
-          this.o.onIteration?.(this.lastIteration)
+          await this.o.onIteration?.(this.lastIteration)
         }
       } catch (error) {
         // a failing iteration (a locked store, a bug) is logged; the loop goes on
@@ -153,12 +153,17 @@ export class Daemon {
     this.wake?.()
   }
 
-  private holdLease(): boolean {
+  private async holdLease(): Promise<boolean> {
     const now = this.o.clock.now()
     // renew at a fifth of the time to live: a write a second, not one per loop
     if (this.holding && now - this.lastRenewal < this.o.leaseTtlMs / 5) return true
     this.lastRenewal = now
-    const { acquired, lease } = this.o.store.acquireLease(DAEMON_LEASE, this.holder, this.o.leaseTtlMs, now)
+    const { acquired, lease } = await this.o.store.acquireLease(
+      DAEMON_LEASE,
+      this.holder,
+      this.o.leaseTtlMs,
+      now,
+    )
     if (acquired && !this.holding) {
       this.log('info', 'lease:acquired', `holding the daemon lease as ${this.holder}`)
     } else if (!acquired && this.holding) {
@@ -194,8 +199,11 @@ export class Daemon {
       }
     }
     // requests parked during maintenance: replayed once the gate is off, also after a crash mid-replay
-    if (store.getMaintenance() === null && store.listParked({ pending: true, limit: 1 }).length > 0) {
-      for (const { parked, outcome } of replayParked(env)) {
+    if (
+      (await store.getMaintenance()) === null &&
+      (await store.listParked({ pending: true, limit: 1 })).length > 0
+    ) {
+      for (const { parked, outcome } of await replayParked(env)) {
         const text = outcome.outcome === 'failed' ? `failed: ${outcome.reason}` : describeOutcome(outcome)
         this.log(
           'info',
@@ -205,7 +213,7 @@ export class Daemon {
       }
     }
     // one read of every sensor's and schedule's state per iteration
-    const states = new Map(store.listInstigators().map((s) => [s.name, s]))
+    const states = new Map((await store.listInstigators()).map((s) => [s.name, s]))
     for (const def of this.o.instigators) {
       if (this.stopping) return
       const state = states.get(def.name)
@@ -218,28 +226,28 @@ export class Daemon {
         if (state?.lastTickAt != null && now - state.lastTickAt < def.intervalSeconds * 1000) continue
         // sensors evaluate concurrently, each bounded by its timeout; their ticks commit together
         this.evaluating.add(def.name)
-        evaluateSensor(def, env, state).then((tick) => this.queueCommit(def, tick))
+        evaluateSensor(def, env, { state }).then((tick) => this.queueCommit(def, tick))
       } else {
         const due = this.nextDue.get(def.name)
         if (due && due.version === state?.updatedAt && now < due.at) continue
-        for (const result of tickSchedule(def, env)) this.report(def, result)
-        const after = store.getInstigator(def.name)
+        for (const result of await tickSchedule(def, env)) this.report(def, result)
+        const after = await store.getInstigator(def.name)
         this.nextDue.set(def.name, {
           version: after?.updatedAt,
           at: nextScheduleTick(def, now) ?? Number.POSITIVE_INFINITY,
         })
       }
     }
-    this.launchQueued()
+    await this.launchQueued()
   }
 
   private queueCommit(def: SensorDefinition, tick: NewTick): void {
     this.pendingTicks.push({ def, tick })
     if (this.pendingTicks.length > 1) return
-    setImmediate(() => {
+    setImmediate(async () => {
       const batch = this.pendingTicks.splice(0)
       try {
-        const results = this.o.store.commitTicks(batch.map((b) => b.tick))
+        const results = await this.o.store.commitTicks(batch.map((b) => b.tick))
         results.forEach((result, i) => {
           this.report(batch[i]!.def, result)
         })
@@ -248,12 +256,16 @@ export class Daemon {
       } finally {
         for (const b of batch) this.evaluating.delete(b.def.name)
       }
-      if (!this.stopping) this.launchQueued()
+      if (!this.stopping) {
+        await this.launchQueued().catch((error: unknown) =>
+          this.log('error', 'error', `could not launch queued runs: ${(error as Error).message}`),
+        )
+      }
     })
   }
 
-  private launchQueued(): void {
-    for (const run of this.o.store.queuedRuns()) {
+  private async launchQueued(): Promise<void> {
+    for (const run of await this.o.store.queuedRuns()) {
       if (!run.launchable || this.children.has(run.id) || this.stopping) continue
       const child = this.o.launch(run.id)
       this.children.set(run.id, child)
@@ -265,19 +277,23 @@ export class Daemon {
           runId: run.id,
         },
       )
-      child.exited.then(({ code, signal, stderr }) => {
+      child.exited.then(async ({ code, signal, stderr }) => {
         this.children.delete(run.id)
-        let status = this.o.store.getRun(run.id)?.status ?? 'unknown'
+        let status = (await this.o.store.getRun(run.id).catch(() => undefined))?.status ?? 'unknown'
         const how = signal ? `signal ${signal}` : `exit ${code}`
         const tail = stderr.trim().split('\n').slice(-3).join(' | ')
         if (status === 'queued' && (code !== 0 || signal !== null)) {
           // it died before starting the run (a broken config, say): fail the run, do not relaunch forever
-          this.o.store.abandonRun(
-            run.id,
-            'failure',
-            `the run's process ended (${how}) before starting it: ${tail}`,
-            Date.now(),
-          )
+          await this.o.store
+            .abandonRun(
+              run.id,
+              'failure',
+              `the run's process ended (${how}) before starting it: ${tail}`,
+              Date.now(),
+            )
+            .catch((error: unknown) =>
+              this.log('error', 'error', `could not close run ${run.id}: ${(error as Error).message}`),
+            )
           status = 'failure'
         }
         this.log(
@@ -330,7 +346,7 @@ export class Daemon {
         if (!(await this.waitChildren(this.o.cancelGraceMs))) {
           for (const [runId, child] of this.children) {
             child.kill('SIGKILL')
-            this.o.store.abandonRun(
+            await this.o.store.abandonRun(
               runId,
               'canceled',
               'the daemon stopped and the run did not stop in time',
@@ -341,7 +357,7 @@ export class Daemon {
         }
       }
     }
-    this.o.store.releaseLease(DAEMON_LEASE, this.holder)
+    await this.o.store.releaseLease(DAEMON_LEASE, this.holder)
     this.log('info', 'stopped', 'daemon stopped')
   }
 

@@ -2,16 +2,16 @@ import { z } from 'zod'
 import { formatIssues, type LogLevel } from '../core/definitions.js'
 import { ConfigError } from '../core/errors.js'
 import { parseSelection } from '../core/selection.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
-import type { RunGuard, RunRecord, RunStatus } from '../core/store/types.js'
+import type { ReadOnlyStore } from '../core/store/run-store.js'
+import type { RunGuard, RunRecord, RunRequestSpec, RunStatus } from '../core/store/types.js'
 import { type CronSpec, nextTicks, parseCron } from './cron.js'
 
-/** What a sensor asks for: a run of a selection, optionally keyed (a key runs once per sensor). */
-export interface SensorRunRequest {
-  selection: string
-  runKey?: string
+/**
+ * What a sensor asks for: a run of a selection, optionally keyed (a key runs once per sensor),
+ * with run config per asset laid over the config file's.
+ */
+export type SensorRunRequest = Pick<RunRequestSpec, 'selection' | 'runKey' | 'tags'> & {
   config?: Record<string, Record<string, unknown>>
-  tags?: Record<string, string>
 }
 
 export type SensorResult =
@@ -22,8 +22,8 @@ export interface SensorContext {
   readonly name: string
   /** The cursor the previous successful tick left (null at first). */
   readonly cursor: string | null
-  /** Read access to runs and materializations. */
-  readonly store: SqliteStore
+  /** Read access to runs, materializations and ticks: a view with no writing method at all. */
+  readonly store: ReadOnlyStore
   readonly now: Date
   /** Aborted when the evaluation runs past its timeout. */
   readonly signal: AbortSignal
@@ -160,12 +160,13 @@ export function whenMaterialized(
     defaultStatus: options.defaultStatus,
     guard: options.guard,
     description: `when \`${asset}\` materializes, launch \`${launch}\``,
-    evaluate(ctx) {
+    async evaluate(ctx) {
       const after = ctx.cursor === null ? 0 : Number(ctx.cursor)
-      const newest = ctx.store.latestMaterialization(asset)
+      const newest = await ctx.store.latestMaterialization(asset)
       if (!newest || newest.id <= after) return { skip: `no new materialization of ${asset}` }
       // already covered: every launched root was materialized after this materialization
-      const stale = launchRoots.some((root) => (ctx.store.latestMaterialization(root)?.id ?? 0) < newest.id)
+      const latest = await ctx.store.latestMaterializations()
+      const stale = launchRoots.some((root) => (latest.get(root)?.id ?? 0) < newest.id)
       if (!stale) {
         return {
           skip: `${launchRoots.join(', ')} already materialized after ${asset}`,
@@ -209,15 +210,14 @@ export function onRunStatus(options: {
       if (cursor === null) {
         // first evaluation: alert from now on, not on history (runs that ended this very ms included)
         const endedAt = ctx.now.getTime()
-        const ids = ctx.store
-          .runsEndedAfter([...statuses], endedAt)
+        const ids = (await ctx.store.runsEndedAfter([...statuses], endedAt))
           .filter((r) => r.endedAt === endedAt)
           .map((r) => r.id)
         return { skip: 'started watching run outcomes', cursor: JSON.stringify({ endedAt, ids }) }
       }
-      const fresh = ctx.store
-        .runsEndedAfter([...statuses], cursor.endedAt)
-        .filter((r) => !(r.endedAt === cursor.endedAt && cursor.ids.includes(r.id)))
+      const fresh = (await ctx.store.runsEndedAfter([...statuses], cursor.endedAt)).filter(
+        (r) => !(r.endedAt === cursor.endedAt && cursor.ids.includes(r.id)),
+      )
       for (const run of fresh) await options.notify(run, ctx)
       if (fresh.length === 0) return { skip: 'no run reached that status' }
       const endedAt = fresh.at(-1)!.endedAt!

@@ -48,7 +48,7 @@ let query = startQuery()
 function startQuery(): Worker {
   const worker = new Worker(new URL('./ops-query.js', import.meta.url), {
     workerData: {
-      storePath: data.storePath,
+      storeLocation: data.storeLocation,
       instigators: data.instigators,
       promoteKey: data.promoteKey,
       probeBusyMs: data.probeBusyMs,

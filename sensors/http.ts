@@ -6,7 +6,8 @@ import type { OpsInstigator } from './ops-query.js'
 export interface OpsHttpOptions {
   host: string
   port: number
-  storePath: string
+  /** The store's location, opened again by the query thread (may hold a secret: never printed). */
+  storeLocation: string
   instigators: OpsInstigator[]
   promoteKey?: string
   /** How long a request waits for the store before answering from the last values (default 1000 ms). */
@@ -47,7 +48,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
   const data: HttpWorkerData = {
     host: options.host,
     port: options.port,
-    storePath: options.storePath,
+    storeLocation: options.storeLocation,
     instigators: options.instigators,
     promoteKey: options.promoteKey,
     timeoutMs,

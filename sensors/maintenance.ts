@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { createReadStream, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import type { Clock } from '../core/clock.js'
 import { resolveRunConfig } from '../core/definitions.js'
@@ -9,12 +9,13 @@ import { holdsFor, type RunGuardConfig } from '../core/guards.js'
 import { newRunId } from '../core/ids.js'
 import { planFromFailure } from '../core/materialize.js'
 import { resolveSelection } from '../core/selection.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
+import type { RunStore } from '../core/store/run-store.js'
 import type {
   BackupRecord,
   MaintenanceState,
+  ParkedReplay,
   ParkedRequest,
-  RequestOutcome,
+  ReplayOutcome,
   RunRequest,
 } from '../core/store/types.js'
 
@@ -24,8 +25,8 @@ export interface MaintenanceOnOptions {
   /** In-flight runs may finish for this long; then they are canceled and parked to resume from failure. */
   drainTimeoutMs: number
   clock: Clock
-  /** Where the backup goes (default: `backups/` beside the store). */
-  backupDir?: string
+  /** Where backups go: each in a folder of its own, named for its time. */
+  backupDir: string
   /** A data directory to list in the backup's manifest (with sizes and sha256). */
   dataDir?: string
   /** Progress lines for the operator. */
@@ -49,7 +50,7 @@ export interface MaintenanceOnResult {
  * the store is backed up online with a manifest of the data directory, and the result recorded.
  */
 export async function maintenanceOn(
-  store: SqliteStore,
+  store: RunStore,
   options: MaintenanceOnOptions,
 ): Promise<MaintenanceOnResult> {
   const { clock } = options
@@ -59,55 +60,60 @@ export async function maintenanceOn(
     since: clock.now(),
     drainTimeoutMs: options.drainTimeoutMs,
   }
-  if (!store.setMaintenanceOn(state)) {
-    return { alreadyOn: store.getMaintenance(), drained: [], parked: [], backup: null }
+  if (!(await store.setMaintenanceOn(state))) {
+    return { alreadyOn: await store.getMaintenance(), drained: [], parked: [], backup: null }
   }
   const poll = options.pollMs ?? 250
   const inFlight = () => store.listRuns({ status: 'started' })
-  const initial = inFlight()
+  const initial = await inFlight()
   if (initial.length > 0) {
     options.progress?.(`draining ${initial.length} run(s): ${initial.map((r) => r.id).join(', ')}`)
   }
   const deadline = clock.now() + options.drainTimeoutMs
-  while (inFlight().length > 0 && clock.now() < deadline) await clock.sleep(poll)
+  while ((await inFlight()).length > 0 && clock.now() < deadline) await clock.sleep(poll)
   const parked: MaintenanceOnResult['parked'] = []
-  const late = inFlight()
+  const late = await inFlight()
   if (late.length > 0) {
     options.progress?.(`drain timeout: canceling ${late.length} run(s) to park them`)
-    for (const run of late) store.requestCancel(run.id, clock.now())
+    for (const run of late) await store.requestCancel(run.id, clock.now())
     // their owners poll for the request several times a second
     const cancelDeadline = clock.now() + 30_000
-    while (late.some((r) => store.getRun(r.id)?.status === 'started') && clock.now() < cancelDeadline) {
-      await clock.sleep(poll)
+    const stillStarted = async () => {
+      for (const r of late) if ((await store.getRun(r.id))?.status === 'started') return true
+      return false
     }
+    while ((await stillStarted()) && clock.now() < cancelDeadline) await clock.sleep(poll)
     for (const run of late) {
-      const now = store.getRun(run.id)!
-      if (now.status === 'started')
-        store.abandonRun(run.id, 'canceled', 'canceled by maintenance mode (drain timeout)', clock.now())
-      parked.push({ runId: run.id, requestId: store.parkForResume(store.getRun(run.id)!, clock.now()) })
+      if ((await store.getRun(run.id))?.status === 'started')
+        await store.abandonRun(
+          run.id,
+          'canceled',
+          'canceled by maintenance mode (drain timeout)',
+          clock.now(),
+        )
+      const requestId = await store.parkForResume((await store.getRun(run.id))!, clock.now())
+      parked.push({ runId: run.id, requestId })
     }
   }
   const lateIds = new Set(late.map((r) => r.id))
   const drained = initial.filter((r) => !lateIds.has(r.id)).map((r) => r.id)
   const backup = await backupStore(store, options)
-  store.recordBackup(backup)
+  await store.recordBackup(backup)
   return { alreadyOn: null, drained, parked, backup }
 }
 
 /** The default backup hook: an online SQLite backup of the store and a manifest of the data directory. */
-async function backupStore(store: SqliteStore, options: MaintenanceOnOptions): Promise<BackupRecord> {
+async function backupStore(store: RunStore, options: MaintenanceOnOptions): Promise<BackupRecord> {
   const at = options.clock.now()
-  if (store.isMemory)
-    return { at, ok: false, location: null, detail: 'an in-memory store has nothing to back up' }
   const stamp = new Date(at).toISOString().replace(/[:.]/g, '-')
-  const dir = join(options.backupDir ?? join(store.path, '..', 'backups'), stamp)
+  const dir = join(options.backupDir, stamp)
   try {
-    mkdirSync(dir, { recursive: true })
-    await store.backupTo(join(dir, 'refresh.db'))
+    if ((await store.backupTo(dir)) === null)
+      return { at, ok: false, location: null, detail: 'an in-memory store has nothing to back up' }
     const files = options.dataDir ? await manifest(options.dataDir) : []
     writeFileSync(
       join(dir, 'manifest.json'),
-      `${JSON.stringify({ at: new Date(at).toISOString(), store: store.path, dataDir: options.dataDir ?? null, files }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date(at).toISOString(), store: store.displayName, dataDir: options.dataDir ?? null, files }, null, 2)}\n`,
     )
     const bytes = files.reduce((n, f) => n + f.bytes, 0)
     return {
@@ -150,7 +156,7 @@ function sha256(file: string): Promise<string> {
 }
 
 export interface ReplayEnv {
-  store: SqliteStore
+  store: RunStore
   graph: AssetGraph
   runConfig: Record<string, Record<string, unknown>>
   clock: Clock
@@ -159,37 +165,52 @@ export interface ReplayEnv {
 
 export interface Replayed {
   parked: ParkedRequest
-  outcome: RequestOutcome | { outcome: 'failed'; reason: string }
+  outcome: ReplayOutcome
 }
 
 /**
  * Turns maintenance mode off and replays the parked requests: once each, in arrival order, with
  * their original run keys, against the config in force now. Throws when maintenance is not on.
  */
-export function maintenanceOff(env: ReplayEnv): { state: MaintenanceState; replayed: Replayed[] } {
-  const state = env.store.setMaintenanceOff()
+export async function maintenanceOff(
+  env: ReplayEnv,
+): Promise<{ state: MaintenanceState; replayed: Replayed[] }> {
+  const state = await env.store.setMaintenanceOff()
   if (!state) {
     throw new StoreError(
       'maintenance mode is not on; nothing changed. `refresh maintenance status` shows the gate.',
     )
   }
-  return { state, replayed: replayParked(env) }
+  return { state, replayed: await replayParked(env) }
 }
 
 /**
  * Replays every pending parked request (a daemon also calls this, which finishes a replay that a
- * crash interrupted). Each request is requested and marked replayed in one transaction.
+ * crash interrupted), in arrival order, a batch at a time: each batch is built against the config
+ * in force now, then requested and marked replayed atomically by the store.
  */
-export function replayParked(env: ReplayEnv): Replayed[] {
+export async function replayParked(env: ReplayEnv): Promise<Replayed[]> {
   const out: Replayed[] = []
   for (;;) {
-    const batch = env.store.replayParked((parked) => requestFromParked(env, parked), env.clock.now())
+    const pending = await env.store.listParked({ pending: true, limit: 200 })
+    if (pending.length === 0) return out
+    const replays: ParkedReplay[] = []
+    for (const parked of pending) {
+      try {
+        replays.push({ parkedId: parked.id, request: await requestFromParked(env, parked) })
+      } catch (error) {
+        // a request that no longer resolves (its asset was removed) is reported, not retried forever
+        replays.push({ parkedId: parked.id, failed: (error as Error).message })
+      }
+    }
+    const batch = await env.store.replayParked(replays, env.clock.now())
+    // nothing replayed: the gate went on again (or another replayer took them all)
     if (batch.length === 0) return out
     out.push(...batch)
   }
 }
 
-function requestFromParked(env: ReplayEnv, parked: ParkedRequest): RunRequest {
+async function requestFromParked(env: ReplayEnv, parked: ParkedRequest): Promise<RunRequest> {
   const { graph } = env
   const suggest = (key: string) => didYouMean(key, graph.assets.keys())
   const base = {
@@ -201,7 +222,7 @@ function requestFromParked(env: ReplayEnv, parked: ParkedRequest): RunRequest {
     ...(parked.guard === null ? {} : { guard: parked.guard }),
   }
   if (parked.parentRunId !== null) {
-    const plan = planFromFailure(env.store, graph, parked.parentRunId, env.clock)
+    const plan = await planFromFailure(env.store, graph, parked.parentRunId, env.clock)
     const config = resolveRunConfig(graph.assets, plan.keys, parked.config, suggest)
     return {
       ...base,

@@ -1,10 +1,13 @@
 /**
  * The store side of `/metrics` and `/healthz`, run in its own worker thread with its own
- * connections: better-sqlite3 is synchronous, so a slow or locked store blocks this thread only,
+ * connections to the store (opened again from its location): a store that answers slowly (a
+ * locked SQLite file waits out its busy timeout on the calling thread) delays this thread only,
  * never the HTTP server (which answers from its last values on a timeout) nor the daemon.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { openStore, type SqliteStore } from '../core/store/sqlite.js'
+import { errorCode } from '../core/errors.js'
+import { openStore } from '../core/store/open.js'
+import type { RunStore } from '../core/store/run-store.js'
 import type { RunStatus } from '../core/store/types.js'
 import { type CronSpec, lastTicks, parseCron } from './cron.js'
 
@@ -19,7 +22,8 @@ export interface OpsInstigator {
 }
 
 export interface OpsQueryData {
-  storePath: string
+  /** The store's location, as `openStore` takes it (it may hold a secret: never printed). */
+  storeLocation: string
   instigators: OpsInstigator[]
   /** The asset whose latest materialization is the promoted index, if the config has one. */
   promoteKey?: string
@@ -56,8 +60,8 @@ export type QueryReply =
   | { id: number; kind: 'error'; message: string }
 
 const data = workerData as OpsQueryData
-let reader: SqliteStore | undefined
-let writer: SqliteStore | undefined
+let reader: Promise<RunStore> | undefined
+let writer: Promise<RunStore> | undefined
 let eventCursor: number | undefined
 let tickCursor: number | undefined
 const specs = new Map<string, CronSpec>()
@@ -65,22 +69,28 @@ for (const i of data.instigators) {
   if (i.kind === 'schedule' && i.cron) specs.set(i.name, parseCron(i.cron, i.timezone ?? 'UTC'))
 }
 
-function store(): SqliteStore {
-  reader ??= openStore(data.storePath, { readonly: true, busyTimeoutMs: data.probeBusyMs })
+/** The reading connection, opened on first use (a failed open is tried again next time). */
+function store(): Promise<RunStore> {
+  reader ??= openStore(data.storeLocation, { readonly: true, busyTimeoutMs: data.probeBusyMs }).catch(
+    (error) => {
+      reader = undefined
+      throw error
+    },
+  )
   return reader
 }
 
-function collect(): MetricsSnapshot {
-  const s = store()
+async function collect(): Promise<MetricsSnapshot> {
+  const s = await store()
   const now = Date.now()
   // incremental: the exporter's histograms start at its own start (Prometheus counters do)
-  eventCursor ??= s.maxEventId()
-  tickCursor ??= s.maxTickId()
+  eventCursor ??= await s.maxEventId()
+  tickCursor ??= await s.maxTickId()
   const steps: MetricsSnapshot['steps'] = []
   for (;;) {
-    const ends = s.runEndsAfter(eventCursor, 500)
+    const ends = await s.runEndsAfter(eventCursor, 500)
     for (const end of ends) {
-      for (const step of s.getSteps(end.runId)) {
+      for (const step of await s.getSteps(end.runId)) {
         if (step.status === 'pending' || step.status === 'skipped') continue
         const seconds =
           step.startedAt !== null && step.endedAt !== null ? (step.endedAt - step.startedAt) / 1000 : null
@@ -92,14 +102,14 @@ function collect(): MetricsSnapshot {
   }
   const tickErrors: Record<string, number> = {}
   for (;;) {
-    const ticks = s.ticksAfter(tickCursor, 1000)
+    const ticks = await s.ticksAfter(tickCursor, 1000)
     for (const t of ticks) {
       if (t.status === 'failure') tickErrors[t.instigator] = (tickErrors[t.instigator] ?? 0) + 1
       tickCursor = t.id
     }
     if (ticks.length < 1000) break
   }
-  const states = new Map(s.listInstigators().map((st) => [st.name, st]))
+  const states = new Map((await s.listInstigators()).map((st) => [st.name, st]))
   const sensorLag: Record<string, number> = {}
   const scheduleLateness: Record<string, number> = {}
   for (const def of data.instigators) {
@@ -121,41 +131,43 @@ function collect(): MetricsSnapshot {
     }
   }
   const pools: Record<string, number> = {}
-  for (const slot of s.poolUsage()) pools[slot.pool] = (pools[slot.pool] ?? 0) + 1
-  const lease = s.getLease('daemon')
+  for (const slot of await s.poolUsage()) pools[slot.pool] = (pools[slot.pool] ?? 0) + 1
+  const lease = await s.getLease('daemon')
   return {
     at: now,
-    runs: s.countRuns(),
+    runs: await s.countRuns(),
     steps,
     sensorLag,
     tickErrors,
     scheduleLateness,
-    parked: s.countParked(),
-    maintenance: s.getMaintenance() !== null,
+    parked: await s.countParked(),
+    maintenance: (await s.getMaintenance()) !== null,
     lease: lease ? { holder: lease.holder, expiresAt: lease.expiresAt } : null,
     pools,
-    promotedAt: data.promoteKey ? (s.latestMaterialization(data.promoteKey)?.ts ?? null) : null,
+    promotedAt: data.promoteKey ? ((await s.latestMaterialization(data.promoteKey))?.ts ?? null) : null,
   }
 }
 
-function health(): HealthSnapshot {
+async function health(): Promise<HealthSnapshot> {
   let storeCheck: HealthSnapshot['store'] = { ok: true }
   try {
-    writer ??= openStore(data.storePath, { busyTimeoutMs: data.probeBusyMs })
-    writer.probeWrite(Date.now())
+    writer ??= openStore(data.storeLocation, { busyTimeoutMs: data.probeBusyMs }).catch((error) => {
+      writer = undefined
+      throw error
+    })
+    await (await writer).probeWrite(Date.now())
   } catch (error) {
-    const e = error as Error & { code?: string }
     storeCheck = {
       ok: false,
       detail:
-        e.code === 'SQLITE_BUSY' || /locked|busy/i.test(e.message)
+        errorCode(error) === 'store-busy'
           ? 'store busy: another process holds its write lock'
-          : `store not writable: ${e.message}`,
+          : `store not writable: ${(error as Error).message}`,
     }
   }
   let lease: HealthSnapshot['lease'] = null
   try {
-    const l = store().getLease('daemon')
+    const l = await (await store()).getLease('daemon')
     lease = l ? { holder: l.holder, expiresAt: l.expiresAt } : null
   } catch {
     // unreadable: reported as no lease held
@@ -163,13 +175,13 @@ function health(): HealthSnapshot {
   return { store: storeCheck, lease }
 }
 
-parentPort!.on('message', (request: QueryRequest) => {
+parentPort!.on('message', async (request: QueryRequest) => {
   let reply: QueryReply
   try {
     reply =
       request.kind === 'metrics'
-        ? { id: request.id, kind: 'metrics', snapshot: collect() }
-        : { id: request.id, kind: 'health', health: health() }
+        ? { id: request.id, kind: 'metrics', snapshot: await collect() }
+        : { id: request.id, kind: 'health', health: await health() }
   } catch (error) {
     reply = { id: request.id, kind: 'error', message: (error as Error).message }
   }

@@ -6,7 +6,7 @@ import type { AssetGraph } from '../core/graph.js'
 import { holdsFor, type RunGuardConfig } from '../core/guards.js'
 import { newRunId } from '../core/ids.js'
 import { resolveSelection } from '../core/selection.js'
-import type { SqliteStore } from '../core/store/sqlite.js'
+import { type ReadOnlyStore, type RunStore, readOnlyView } from '../core/store/run-store.js'
 import type {
   CommittedTick,
   InstigatorState,
@@ -26,7 +26,7 @@ import type {
 
 /** What evaluating sensors and schedules needs: the store, the asset graph, defaults, time. */
 export interface TickEnv {
-  store: SqliteStore
+  store: RunStore
   graph: AssetGraph
   /** Run config per asset from the config file (requests' own config is laid over it). */
   runConfig: Record<string, Record<string, unknown>>
@@ -105,7 +105,8 @@ export function effectiveStatus(def: InstigatorDefinition, state: InstigatorStat
  * returns something malformed or runs past its timeout records a failed tick and keeps its cursor.
  */
 export async function tickSensor(def: SensorDefinition, env: TickEnv): Promise<TickResult> {
-  return env.store.commitTick(await evaluateSensor(def, env))
+  const [committed] = await env.store.commitTicks([await evaluateSensor(def, env)])
+  return committed!
 }
 
 /**
@@ -115,9 +116,9 @@ export async function tickSensor(def: SensorDefinition, env: TickEnv): Promise<T
 export async function evaluateSensor(
   def: SensorDefinition,
   env: TickEnv,
-  state: InstigatorState | undefined = env.store.getInstigator(def.name),
+  known?: { state: InstigatorState | undefined },
 ): Promise<NewTick> {
-  const { store, clock } = env
+  const { clock } = env
   const startedAt = clock.now()
   const controller = new AbortController()
   const timer = new AbortController()
@@ -128,6 +129,8 @@ export async function evaluateSensor(
     },
     () => new Promise<never>(() => {}),
   )
+  // the timeout runs from the start, whatever the store takes to answer
+  const state = known ? known.state : await env.store.getInstigator(def.name)
   const base = { instigator: def.name, kind: 'sensor' as const, tickTime: startedAt, startedAt }
   const done = (t: Omit<NewTick, 'instigator' | 'kind' | 'tickTime' | 'startedAt' | 'endedAt'>): NewTick => ({
     ...base,
@@ -140,7 +143,7 @@ export async function evaluateSensor(
         def.evaluate({
           name: def.name,
           cursor: state?.cursor ?? null,
-          store,
+          store: sensorView(env.store),
           now: new Date(startedAt),
           signal: controller.signal,
           log: (message, level = 'info') => env.log?.(def.name, level, String(message)),
@@ -167,11 +170,12 @@ export async function evaluateSensor(
  * or up to N of the most recent, oldest first). Each tick's time is its run key, so no tick ever
  * launches twice, whatever restarts happen.
  */
-export function tickSchedule(def: ScheduleDefinition, env: TickEnv): TickResult[] {
+export async function tickSchedule(def: ScheduleDefinition, env: TickEnv): Promise<TickResult[]> {
   const { store, clock } = env
   const now = clock.now()
   // first sight records the schedule as on from now: it never fires for earlier times
-  const state = store.getInstigator(def.name) ?? store.ensureInstigator(def.name, 'schedule', now)
+  const state =
+    (await store.getInstigator(def.name)) ?? (await store.ensureInstigator(def.name, 'schedule', now))
   if (effectiveStatus(def, state) === 'off') return []
   const after = Math.max(
     state.cursor === null ? Number.NEGATIVE_INFINITY : Number(state.cursor),
@@ -179,7 +183,9 @@ export function tickSchedule(def: ScheduleDefinition, env: TickEnv): TickResult[
   )
   const count = def.missed === 'latest' ? 1 : def.missed.catchUp
   const due = lastTicks(def.spec, after, now, count)
-  return due.map((tickTime) => {
+  const results: TickResult[] = []
+  for (const tickTime of due) {
+    let tick: Parameters<typeof commit>[1]
     try {
       const request = buildRequest(
         env,
@@ -194,26 +200,28 @@ export function tickSchedule(def: ScheduleDefinition, env: TickEnv): TickResult[
       )
       // parked during maintenance under the same missed-tick policy
       request.parkKeep = count
-      return commit(env, {
+      tick = {
         def,
         startedAt: now,
         tickTime,
         status: 'success',
         requests: [request],
         cursor: String(tickTime),
-      })
+      }
     } catch (error) {
       // a tick that cannot be requested (the selection no longer resolves) is recorded, not retried forever
-      return commit(env, {
+      tick = {
         def,
         startedAt: now,
         tickTime,
         status: 'failure',
         error: toErrorInfo(error),
         cursor: String(tickTime),
-      })
+      }
     }
-  })
+    results.push(await commit(env, tick))
+  }
+  return results
 }
 
 /** The next time a schedule is due after `now` (for listings and the daemon's sleep). */
@@ -251,7 +259,7 @@ function buildRequest(
   return request
 }
 
-function commit(
+async function commit(
   env: TickEnv,
   t: {
     def: InstigatorDefinition
@@ -263,18 +271,31 @@ function commit(
     cursor?: string | null
     requests?: RunRequest[]
   },
-): TickResult {
-  const committed = env.store.commitTick({
-    instigator: t.def.name,
-    kind: t.def.kind,
-    tickTime: t.tickTime ?? t.startedAt,
-    startedAt: t.startedAt,
-    endedAt: env.clock.now(),
-    status: t.status,
-    skipReason: t.skipReason,
-    error: t.error ?? undefined,
-    cursor: t.cursor,
-    requests: t.requests,
-  })
-  return committed
+): Promise<TickResult> {
+  const [committed] = await env.store.commitTicks([
+    {
+      instigator: t.def.name,
+      kind: t.def.kind,
+      tickTime: t.tickTime ?? t.startedAt,
+      startedAt: t.startedAt,
+      endedAt: env.clock.now(),
+      status: t.status,
+      skipReason: t.skipReason,
+      error: t.error ?? undefined,
+      cursor: t.cursor,
+      requests: t.requests,
+    },
+  ])
+  return committed!
+}
+
+/** One read-only view per store, handed to every sensor evaluation. */
+const views = new WeakMap<RunStore, ReadOnlyStore>()
+function sensorView(store: RunStore): ReadOnlyStore {
+  let view = views.get(store)
+  if (!view) {
+    view = readOnlyView(store)
+    views.set(store, view)
+  }
+  return view
 }

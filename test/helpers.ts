@@ -11,7 +11,8 @@ export const DIST_INDEX = join(ROOT, 'dist/index.js')
 
 const dirs: string[] = []
 afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  for (const dir of dirs.splice(0))
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
 })
 
 /** A fresh temp directory, removed after the test. */
@@ -62,9 +63,13 @@ export function run(
 }
 
 /** Waits until `check` holds (polled every 25 ms), or fails naming `what`. */
-export async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 20_000,
+): Promise<void> {
   const end = Date.now() + ms
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 25))
   }

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { MaterializationRecord } from '../../core/store/types.js'
-import { formatDateTime, table } from '../common.js'
+import { formatDateTime, storeOption, table } from '../common.js'
 import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { storeLocationFor } from '../find-config.js'
 import { formatDuration, formatMetadata } from '../format.js'
 import type { CliContext, Io } from '../io.js'
 
@@ -20,7 +19,7 @@ export function registerAssets(program: Command, ctx: CliContext): void {
       .summary('assets and their latest materializations')
       .description('every asset with its group, deps and latest materialization (when, run, metadata)'),
   )
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--json', 'one JSON object per asset')
     .addHelpText('after', '\nExamples:\n  refresh assets\n  refresh assets --json\n')
     .action(async (options: AssetsOptions) => {
@@ -32,14 +31,12 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
   const { buildGraph } = await import('../../core/materialize.js')
   const graph = buildGraph(resolved.assets)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   let latest = new Map<string, MaterializationRecord>()
-  if (existsSync(storePath)) {
-    const { openStore } = await import('../../core/store/sqlite.js')
-    using store = openStore(storePath)
-    latest = store.latestMaterializations()
+  const { isFileLocation, openStore } = await import('../../core/store/open.js')
+  if (!isFileLocation(storeLocation) || existsSync(storeLocation)) {
+    await using store = await openStore(storeLocation)
+    latest = await store.latestMaterializations()
   }
   const now = Date.now()
   if (options.json) {

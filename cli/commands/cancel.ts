@@ -39,8 +39,8 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
       `--timeout ${options.timeout}: expected a number of seconds (for example --timeout 30).`,
     )
   }
-  using store = await openExistingStore(await locateStore(options, io.cwd))
-  const run = requireRun(store, idOrPrefix)
+  await using store = await openExistingStore(await locateStore(options, io.cwd))
+  const run = await requireRun(store, idOrPrefix)
   if (run.status !== 'started' && run.status !== 'queued' && run.status !== 'paused') {
     io.out(`run ${run.id} already ended ${run.status}; nothing to cancel.`)
     return run.status === 'canceled' ? EXIT.ok : EXIT.failed
@@ -53,7 +53,7 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
     run.ownerPid !== null &&
     !alive(run.ownerPid)
   ) {
-    store.abandonRun(
+    await store.abandonRun(
       run.id,
       'canceled',
       `canceled by \`refresh cancel\`; its process (pid ${run.ownerPid}) was gone`,
@@ -62,7 +62,7 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
     io.out(`run ${run.id} canceled (its process, pid ${run.ownerPid}, was already gone).`)
     return EXIT.ok
   }
-  const status = store.requestCancel(run.id, requestedAt)
+  const status = await store.requestCancel(run.id, requestedAt)
   if (status === 'canceled') {
     io.out(`run ${run.id} canceled (it had not started).`)
     return EXIT.ok
@@ -72,10 +72,10 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
   if (!options.wait) return EXIT.ok
   const deadline = requestedAt + timeoutS * 1000
   for (;;) {
-    const now = store.getRun(run.id)!
+    const now = (await store.getRun(run.id))!
     if (now.status !== 'started') {
       const took = formatDuration((now.endedAt ?? Date.now()) - requestedAt)
-      const steps = store.getSteps(run.id)
+      const steps = await store.getSteps(run.id)
       const canceled = steps.filter((s) => s.status === 'canceled').length
       const succeeded = steps.filter((s) => s.status === 'succeeded').length
       io.out(

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
+import { storeOption } from '../common.js'
 import { openConfigured } from '../config-options.js'
 import { formatTime } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
@@ -22,7 +23,7 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
     .command('daemon')
     .description('run sensors and schedules, launching each requested run in its own process')
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option('--json', 'one JSON object per log line')
     .option(
@@ -49,7 +50,7 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
     .description('execute one queued run (the daemon starts each run this way)')
     .argument('<run-id>')
     .option('-c, --config <file>', 'config file')
-    .option('--store <file>', 'store file')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .action(async (runId: string, options: DaemonOptions) => {
       ctx.code = await launchCommand(runId, options, ctx.io)
@@ -62,7 +63,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
   }
   const listen = options.http === undefined ? undefined : await parseHttp(options)
-  const { loaded, resolved, storePath, store } = await openConfigured(options, io.cwd)
+  const { loaded, resolved, storeLocation, store } = await openConfigured(options, io.cwd)
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../sensors/daemon.js'),
@@ -101,11 +102,11 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     : undefined
   let lastAlertPoll = 0
   const daemon = new Daemon({
-    onIteration(now) {
+    async onIteration(now) {
       // alerts are detected from the store once a second; delivery runs in the background
       if (!watcher || now - lastAlertPoll < 1_000) return
       lastAlertPoll = now
-      watcher.poll(now)
+      await watcher.poll(now)
     },
     store,
     graph,
@@ -115,7 +116,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     graceMs: graceSeconds * 1000,
     launch(runId) {
       // argument arrays only: no shell
-      const args = [cli, 'launch', runId, '--config', loaded.file, '--store', storePath]
+      const args = [cli, 'launch', runId, '--config', loaded.file, '--store', storeLocation]
       if (options.env !== undefined) args.push('--env', options.env)
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
       let stderr = ''
@@ -145,7 +146,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     try {
       http = await startOpsHttp({
         ...listen,
-        storePath,
+        storeLocation,
         timeoutMs: Number(options.httpTimeoutMs ?? '1000'),
         instigators: instigators.map((i) =>
           i.kind === 'sensor'
@@ -173,7 +174,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         }),
       })
     } catch (error) {
-      store.close()
+      await store.close()
       throw error
     }
     io.out(
@@ -193,9 +194,9 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
           ts: Date.now(),
           level: 'info',
           event: 'starting',
-          message: `daemon on ${storePath}`,
+          message: `daemon on ${store.displayName}`,
         })
-      : `refresh daemon on ${storePath}: ${instigators.length} sensor(s) and schedule(s) from ${loaded.file}`,
+      : `refresh daemon on ${store.displayName}: ${instigators.length} sensor(s) and schedule(s) from ${loaded.file}`,
   )
   const stop = () => daemon.stop()
   process.on('SIGTERM', stop)
@@ -207,7 +208,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     process.off('SIGTERM', stop)
     process.off('SIGINT', stop)
     await http?.close()
-    store.close()
+    await store.close()
   }
   return EXIT.ok
 }
@@ -248,6 +249,6 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    store.close()
+    await store.close()
   }
 }

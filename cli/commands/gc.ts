@@ -1,10 +1,9 @@
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.js'
 import type { GcRun, Leftover } from '../../runners/aws/gc.js'
 import { addStoreOptions, openExistingStore, table } from '../common.js'
 import { loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { storeLocationFor } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
 interface GcOptions {
@@ -53,16 +52,13 @@ async function gc(options: GcOptions, io: Io): Promise<number> {
       `${options.env ? `environment \`${options.env}\`` : 'the default environment'} has no AWS settings, so there is nothing on AWS to collect; use \`refresh gc --env aws\` (an environment with \`resources: { aws: awsSettings() }\`).`,
     )
   }
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
-  using store = await openExistingStore(storePath)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
+  await using store = await openExistingStore(storeLocation)
   const { findLeftovers, removeLeftovers } = await import('../../runners/aws/gc.js')
-  const runOf = (runId: string): GcRun | undefined => {
-    const run = store.getRun(runId)
+  const runOf = async (runId: string): Promise<GcRun | undefined> => {
+    const run = await store.getRun(runId)
     if (!run) return undefined
-    const snapshots = store
-      .materializationsForRun(runId)
+    const snapshots = (await store.materializationsForRun(runId))
       .map((m) => m.metadata.snapshot)
       .filter((s): s is string => typeof s === 'string')
     return { status: run.status as GcRun['status'], snapshots }

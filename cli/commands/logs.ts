@@ -37,8 +37,8 @@ const POLL_MS = 200
 const RECOVER_EVERY_MS = 5_000
 
 async function logsCommand(idOrPrefix: string, options: LogsOptions, io: Io): Promise<number> {
-  using store = await openExistingStore(await locateStore(options, io.cwd))
-  const run = requireRun(store, idOrPrefix)
+  await using store = await openExistingStore(await locateStore(options, io.cwd))
+  const run = await requireRun(store, idOrPrefix)
   if (options.step !== undefined && !run.plan.includes(options.step)) {
     throw new ConfigError(
       `run ${run.id} has no step \`${options.step}\`.${didYouMean(options.step, run.plan)} Its steps: ${run.plan.join(', ')}.`,
@@ -48,8 +48,8 @@ async function logsCommand(idOrPrefix: string, options: LogsOptions, io: Io): Pr
   let afterId = 0
   let lastRecover = Date.now()
   for (;;) {
-    const finished = FINISHED_RUN_STATUSES.includes(store.getRun(run.id)!.status)
-    const events = store.getEvents(run.id, { afterId, step: options.step })
+    const finished = FINISHED_RUN_STATUSES.includes((await store.getRun(run.id))!.status)
+    const events = await store.getEvents(run.id, { afterId, step: options.step })
     for (const event of events) {
       afterId = event.id
       const { id: _, ...plain } = event
@@ -59,7 +59,7 @@ async function logsCommand(idOrPrefix: string, options: LogsOptions, io: Io): Pr
     if (!options.follow || finished) return 0
     if (Date.now() - lastRecover > RECOVER_EVERY_MS) {
       lastRecover = Date.now()
-      store.recoverInterruptedRuns({ runIds: [run.id] })
+      await store.recoverInterruptedRuns({ runIds: [run.id] })
     }
     await new Promise((r) => setTimeout(r, POLL_MS))
   }

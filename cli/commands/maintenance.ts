@@ -3,8 +3,9 @@ import { hostname, userInfo } from 'node:os'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
-import { formatDateTime, requireRun, table, truncate } from '../common.js'
+import { formatDateTime, requireRun, storeOption, table, truncate } from '../common.js'
 import { openConfigured } from '../config-options.js'
+import { defaultBackupDir } from '../find-config.js'
 import { formatDuration } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
@@ -23,7 +24,7 @@ interface Options {
 function storeOptions(command: Command): Command {
   return command
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
 }
 
@@ -87,7 +88,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
     throw new ConfigError(`\`refresh maintenance ${action}\`: the action is one of on, off, status.`)
   }
   const drainTimeoutMs = parseDuration(options.drainTimeout ?? '10m', '--drain-timeout')
-  const { loaded, resolved, store } = await openConfigured(options, io.cwd)
+  const { loaded, resolved, store, storeLocation } = await openConfigured(options, io.cwd)
   const [{ systemClock }, maintenance, { AssetGraph }, { describeOutcome }] = await Promise.all([
     import('../../core/clock.js'),
     import('../../sensors/maintenance.js'),
@@ -104,7 +105,9 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         by: `${userInfo().username}@${hostname()}`,
         drainTimeoutMs,
         clock: systemClock,
-        backupDir: options.backupDir ? resolve(io.cwd, options.backupDir) : undefined,
+        backupDir: options.backupDir
+          ? resolve(io.cwd, options.backupDir)
+          : defaultBackupDir(storeLocation, loaded.dir),
         dataDir: existsSync(dataDir) ? dataDir : undefined,
         progress: (line) => io.out(line),
       })
@@ -128,10 +131,11 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
       io.out(
         `backup: ${result.backup?.ok ? 'ok' : 'FAILED'}: ${result.backup?.detail}${result.backup?.location ? ` (${result.backup.location})` : ''}`,
       )
-      return result.backup?.ok === false && !store.isMemory ? EXIT.failed : EXIT.ok
+      // an in-memory store has nothing to back up: not a failure
+      return result.backup?.ok === false && result.backup.location !== null ? EXIT.failed : EXIT.ok
     }
     if (action === 'off') {
-      const { state, replayed } = maintenance.maintenanceOff({
+      const { state, replayed } = await maintenance.maintenanceOff({
         store,
         graph: AssetGraph.build(resolved.assets),
         runConfig: resolved.config,
@@ -158,27 +162,29 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
       return EXIT.ok
     }
     // status
-    const state = store.getMaintenance()
+    const state = await store.getMaintenance()
     io.out(
       state
         ? `maintenance: ON since ${formatDateTime(state.since)} (${formatDuration(Date.now() - state.since)}), by ${state.by}: ${state.reason}`
         : 'maintenance: off',
     )
-    const started = store.listRuns({ status: 'started' })
+    const started = await store.listRuns({ status: 'started' })
     if (state && started.length) {
       io.out(`draining ${started.length} run(s):`)
       for (const line of table(
         ['RUN', 'SELECTION', 'STARTED', 'STEP'],
-        started.map((r) => [
-          r.id,
-          r.selection,
-          formatDateTime(r.startedAt ?? r.createdAt),
-          store.getSteps(r.id).find((s) => s.status === 'running')?.key ?? '-',
-        ]),
+        await Promise.all(
+          started.map(async (r) => [
+            r.id,
+            r.selection,
+            formatDateTime(r.startedAt ?? r.createdAt),
+            (await store.getSteps(r.id)).find((s) => s.status === 'running')?.key ?? '-',
+          ]),
+        ),
       ))
         io.out(`  ${line}`)
     }
-    const parked = store.listParked({ pending: true })
+    const parked = await store.listParked({ pending: true })
     io.out(`parked requests: ${parked.length}`)
     for (const line of table(
       ['#', 'ARRIVED', 'ORIGIN', 'SELECTION', 'RUN KEY'],
@@ -191,7 +197,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
       ]),
     ).slice(parked.length ? 0 : 1))
       io.out(`  ${line}`)
-    const backup = store.lastBackup()
+    const backup = await store.lastBackup()
     io.out(
       backup
         ? `last backup: ${formatDateTime(backup.at)} ${backup.ok ? 'ok' : 'FAILED'}: ${backup.detail}${backup.location ? ` (${backup.location})` : ''}`
@@ -199,14 +205,14 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
     )
     return EXIT.ok
   } finally {
-    store.close()
+    await store.close()
   }
 }
 
 /** The `maintenance_on|off` alert, when the config has alerts; a failed delivery is reported, not fatal. */
 async function sendMaintenanceAlert(
   config: import('../../core/config.js').AlertsConfig | undefined,
-  store: import('../../core/store/sqlite.js').SqliteStore,
+  store: import('../../sensors/alerts.js').AlertStore,
   event: 'maintenance_on' | 'maintenance_off',
   text: string,
   io: Io,
@@ -226,16 +232,16 @@ async function sendMaintenanceAlert(
 async function pauseCommand(runId: string, options: Options, io: Io): Promise<number> {
   const { store } = await openConfigured(options, io.cwd)
   try {
-    const run = requireRun(store, runId)
-    store.requestPause(run.id, Date.now())
+    const run = await requireRun(store, runId)
+    await store.requestPause(run.id, Date.now())
     io.out(
       `pause requested for run ${run.id}: running steps finish, then it stops (\`refresh resume ${run.id}\` continues it).`,
     )
     // its owner polls for the request several times a second; running steps may take longer
-    for (let i = 0; i < 40 && store.getRun(run.id)?.status === 'started'; i++) {
+    for (let i = 0; i < 40 && (await store.getRun(run.id))?.status === 'started'; i++) {
       await new Promise((r) => setTimeout(r, 250))
     }
-    const status = store.getRun(run.id)?.status
+    const status = (await store.getRun(run.id))?.status
     if (status === 'started') {
       io.out(`run ${run.id} is finishing its running steps; it pauses when they end.`)
       return EXIT.ok
@@ -243,7 +249,7 @@ async function pauseCommand(runId: string, options: Options, io: Io): Promise<nu
     io.out(`run ${run.id} is ${status}.`)
     return EXIT.ok
   } finally {
-    store.close()
+    await store.close()
   }
 }
 
@@ -254,9 +260,9 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   try {
-    const run = requireRun(store, runId)
+    const run = await requireRun(store, runId)
     if (options.daemon) {
-      if (!store.requeuePausedRun(run.id)) {
+      if (!(await store.requeuePausedRun(run.id))) {
         throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
       }
       io.out(
@@ -282,6 +288,6 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    store.close()
+    await store.close()
   }
 }

@@ -1,6 +1,6 @@
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { DEFAULT_STORE, findConfig } from '../find-config.js'
+import { storeOption } from '../common.js'
+import { findConfig, storeLocationFor } from '../find-config.js'
 import type { CliContext, Io } from '../io.js'
 import { collect, parseConcurrency } from './run.js'
 
@@ -25,7 +25,7 @@ export function registerRetry(program: Command, ctx: CliContext): void {
     )
     .argument('<run-id>', 'the run to re-execute (a unique prefix of its id works)')
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option(
       '--set <asset.field=value>',
@@ -58,12 +58,10 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
     ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   return executeRun(
     resolved,
-    storePath,
+    storeLocation,
     {
       fromFailure: runId,
       overrides: parseOverrides(options.set ?? [], resolved.assets),

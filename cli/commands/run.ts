@@ -1,7 +1,7 @@
-import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.js'
-import { DEFAULT_STORE, findConfig } from '../find-config.js'
+import { storeOption } from '../common.js'
+import { findConfig, storeLocationFor } from '../find-config.js'
 import type { CliContext, Io } from '../io.js'
 
 export interface RunOptions {
@@ -24,7 +24,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .description('materialize the selected assets (default: all) and report every step')
     .argument('[selection...]', 'assets to run: key, key+, +key, key+1, 1+key, *, group:name, tag:k=v')
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option(
       '--set <asset.field=value>',
@@ -69,13 +69,11 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
     return 0
   }
   checkPlan(resolved, selection, config)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   const { executeRun, outputMode } = await import('../execute.js')
   return executeRun(
     resolved,
-    storePath,
+    storeLocation,
     {
       selection,
       config,

@@ -45,9 +45,9 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
       `--limit ${options.limit}: expected a whole number of at least 1 (for example --limit 50).`,
     )
   }
-  using store = await openExistingStore(await locateStore(options, io.cwd))
-  const runs = store.listRuns({ status, limit })
-  const failed = store.failedSteps(runs.map((r) => r.id))
+  await using store = await openExistingStore(await locateStore(options, io.cwd))
+  const runs = await store.listRuns({ status, limit })
+  const failed = await store.failedSteps(runs.map((r) => r.id))
   const now = Date.now()
   if (options.json) {
     for (const r of runs) {
@@ -67,7 +67,11 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
     return 0
   }
   if (runs.length === 0) {
-    io.out(status ? `no ${status.join(' or ')} runs in ${store.path}.` : `no runs yet in ${store.path}.`)
+    io.out(
+      status
+        ? `no ${status.join(' or ')} runs in ${store.displayName}.`
+        : `no runs yet in ${store.displayName}.`,
+    )
     return 0
   }
   const rows = runs.map((r) => {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { ConfigError, didYouMean } from '../../core/errors.js'
 import type { InstigatorDefinition } from '../../sensors/definitions.js'
-import { formatDateTime, table, truncate } from '../common.js'
+import { formatDateTime, storeOption, table, truncate } from '../common.js'
 import { openConfigured } from '../config-options.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
@@ -22,7 +22,7 @@ export function registerSensors(program: Command, ctx: CliContext): void {
       .argument('[action]', `${ACTIONS.join(' | ')} (default: list)`, 'list')
       .argument('[name]', `the ${kind} to act on`)
       .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-      .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+      .addOption(storeOption())
       .option('--env <name>', 'a named environment block of the config')
       .addHelpText(
         'after',
@@ -37,7 +37,7 @@ export function registerSensors(program: Command, ctx: CliContext): void {
     .description('the tick history of a sensor or schedule, newest first')
     .argument('<name>', 'sensor or schedule name')
     .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
-    .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
+    .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option('--limit <n>', 'how many ticks', '20')
     .addHelpText('after', '\nExample:\n  refresh ticks snapshot_after_reindex --limit 5')
@@ -95,29 +95,31 @@ async function instigatorsCommand(
         io.out(`no ${kind}s in the config.`)
         return EXIT.ok
       }
-      const rows = mine.map((d) => {
-        const state = store.getInstigator(d.name)
-        const status = effectiveStatus(d, state)
-        const last = state?.lastTickId ? store.getTick(state.lastTickId) : undefined
-        const lastText = last
-          ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
-          : '-'
-        const stateText = `${status}${state && state.status !== 'default' ? '' : ' (default)'}`
-        if (d.kind === 'sensor') {
-          // evaluated by a running daemon once its interval has passed since the last tick
-          const due = state?.lastTickAt == null ? now : state.lastTickAt + d.intervalSeconds * 1000
-          const nextText = status === 'off' ? '-' : due <= now ? 'due' : formatDateTime(due)
-          return [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
-        }
-        const next = status === 'on' ? nextScheduleTick(d, now) : undefined
-        return [
-          d.name,
-          stateText,
-          `${d.cron} (${d.timezone})`,
-          lastText,
-          next === undefined ? '-' : formatDateTime(next),
-        ]
-      })
+      const rows = await Promise.all(
+        mine.map(async (d) => {
+          const state = await store.getInstigator(d.name)
+          const status = effectiveStatus(d, state)
+          const last = state?.lastTickId ? await store.getTick(state.lastTickId) : undefined
+          const lastText = last
+            ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
+            : '-'
+          const stateText = `${status}${state && state.status !== 'default' ? '' : ' (default)'}`
+          if (d.kind === 'sensor') {
+            // evaluated by a running daemon once its interval has passed since the last tick
+            const due = state?.lastTickAt == null ? now : state.lastTickAt + d.intervalSeconds * 1000
+            const nextText = status === 'off' ? '-' : due <= now ? 'due' : formatDateTime(due)
+            return [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
+          }
+          const next = status === 'on' ? nextScheduleTick(d, now) : undefined
+          return [
+            d.name,
+            stateText,
+            `${d.cron} (${d.timezone})`,
+            lastText,
+            next === undefined ? '-' : formatDateTime(next),
+          ]
+        }),
+      )
       const header =
         kind === 'sensor'
           ? ['NAME', 'STATE', 'INTERVAL', 'LAST TICK', 'NEXT TICK', 'WHAT']
@@ -127,7 +129,7 @@ async function instigatorsCommand(
     }
     const def = findDef(defs, kind, name!)
     if (action === 'on' || action === 'off') {
-      store.setInstigatorStatus(def.name, def.kind, action, now)
+      await store.setInstigatorStatus(def.name, def.kind, action, now)
       io.out(
         `${kind} ${def.name} is ${action}${action === 'on' && kind === 'schedule' ? ' (no tick before now will fire)' : ''}.`,
       )
@@ -144,7 +146,7 @@ async function instigatorsCommand(
       guards: resolved.guards,
       clock: systemClock,
     }
-    const results = def.kind === 'sensor' ? [await tickSensor(def, env)] : tickSchedule(def, env)
+    const results = def.kind === 'sensor' ? [await tickSensor(def, env)] : await tickSchedule(def, env)
     if (results.length === 0) {
       const next = def.kind === 'schedule' ? nextScheduleTick(def, now) : undefined
       io.out(`schedule ${def.name}: nothing due${next ? `; next tick ${formatDateTime(next)}` : ''}.`)
@@ -166,7 +168,7 @@ async function instigatorsCommand(
     io.out('queued runs launch when a daemon runs (`refresh daemon`).')
     return code
   } finally {
-    store.close()
+    await store.close()
   }
 }
 
@@ -184,7 +186,7 @@ async function ticksCommand(name: string, options: Options, io: Io): Promise<num
         )}`,
       )
     }
-    const ticks = store.listTicks(name, limit)
+    const ticks = await store.listTicks(name, limit)
     if (ticks.length === 0) {
       io.out(`${name} has not ticked yet.`)
       return EXIT.ok
@@ -198,6 +200,6 @@ async function ticksCommand(name: string, options: Options, io: Io): Promise<num
     for (const line of table(['TICK', 'STATUS', 'RUNS', 'REASON'], rows)) io.out(line)
     return EXIT.ok
   } finally {
-    store.close()
+    await store.close()
   }
 }

@@ -26,11 +26,11 @@ export function registerShow(program: Command, ctx: CliContext): void {
 const BAR = 20
 
 async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Promise<number> {
-  using store = await openExistingStore(await locateStore(options, io.cwd))
-  const run = requireRun(store, idOrPrefix)
-  const steps = store.getSteps(run.id)
-  const attempts = store.getAttempts(run.id)
-  const produced = new Map(store.materializationsForRun(run.id).map((m) => [m.asset, m]))
+  await using store = await openExistingStore(await locateStore(options, io.cwd))
+  const run = await requireRun(store, idOrPrefix)
+  const steps = await store.getSteps(run.id)
+  const attempts = await store.getAttempts(run.id)
+  const produced = new Map((await store.materializationsForRun(run.id)).map((m) => [m.asset, m]))
   if (options.json) {
     io.out(JSON.stringify({ run, steps, attempts, materializations: [...produced.values()] }))
     return 0
@@ -47,7 +47,7 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
   io.out('')
   const rows: string[][] = []
   for (const [key, from] of Object.entries(run.reused)) {
-    const m = store.runMaterialization(from, key)
+    const m = await store.runMaterialization(from, key)
     rows.push([
       '',
       '',

@@ -4,7 +4,7 @@ import type { AssetDefinition } from '../../core/definitions.js'
 import type { RunRecord } from '../../core/store/types.js'
 import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
 import { loadResolved } from '../config-options.js'
-import { DEFAULT_STORE } from '../find-config.js'
+import { storeLocationFor } from '../find-config.js'
 import { formatDuration } from '../format.js'
 import type { CliContext, Io } from '../io.js'
 
@@ -32,9 +32,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
 
 async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const storePath = options.store
-    ? resolve(io.cwd, options.store)
-    : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   const [{ checkInstigators }, { nextScheduleTick }, { readFailures }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../sensors/ticker.js'),
@@ -45,10 +43,10 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     loaded.config.schedules ?? [],
     loaded.file,
   )
-  using store = await openExistingStore(storePath)
+  await using store = await openExistingStore(storeLocation)
   const now = Date.now()
 
-  const lease = store.getLease('daemon')
+  const lease = await store.getLease('daemon')
   const daemon = lease
     ? {
         holder: lease.holder,
@@ -58,22 +56,24 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
         expiresInMs: lease.expiresAt - now,
       }
     : null
-  const maintenance = store.getMaintenance()
-  const inFlight = store.listRuns({ status: ['started', 'paused', 'queued'] }).map((r) => {
-    const steps = store.getSteps(r.id)
-    const current = steps.filter((s) => s.status === 'running' || s.status === 'retrying').map((s) => s.key)
-    const next = steps.find((s) => s.status === 'pending')?.key ?? null
-    return {
-      id: r.id,
-      status: r.status,
-      selection: r.selection,
-      origin: r.origin,
-      since: r.startedAt ?? r.createdAt,
-      steps: current,
-      next,
-    }
-  })
-  const states = new Map(store.listInstigators().map((s) => [s.name, s]))
+  const maintenance = await store.getMaintenance()
+  const inFlight = await Promise.all(
+    (await store.listRuns({ status: ['started', 'paused', 'queued'] })).map(async (r) => {
+      const steps = await store.getSteps(r.id)
+      const current = steps.filter((s) => s.status === 'running' || s.status === 'retrying').map((s) => s.key)
+      const next = steps.find((s) => s.status === 'pending')?.key ?? null
+      return {
+        id: r.id,
+        status: r.status,
+        selection: r.selection,
+        origin: r.origin,
+        since: r.startedAt ?? r.createdAt,
+        steps: current,
+        next,
+      }
+    }),
+  )
+  const states = new Map((await store.listInstigators()).map((s) => [s.name, s]))
   const ticks = instigators.map((def) => {
     const state = states.get(def.name)
     const on = state?.status === 'on' || (state?.status !== 'off' && def.defaultStatus === 'on')
@@ -97,18 +97,18 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
             : null,
         }
   })
-  const parked = store.countParked()
+  const parked = await store.countParked()
   const promoted = await promotedIndex(resolved.assets, loaded.dir)
-  const last = store.listRuns({ status: ['success', 'failure', 'canceled'], limit: 1 })[0]
-  const lastRun = last ? describeRun(last, store.failedSteps([last.id]).get(last.id) ?? null) : null
-  const alertFailures = readFailures(store).slice(0, 3)
+  const last = (await store.listRuns({ status: ['success', 'failure', 'canceled'], limit: 1 }))[0]
+  const lastRun = last ? describeRun(last, (await store.failedSteps([last.id])).get(last.id) ?? null) : null
+  const alertFailures = (await readFailures(store)).slice(0, 3)
 
   if (options.json) {
     io.out(
       JSON.stringify(
         {
           at: now,
-          store: storePath,
+          store: storeLocation,
           daemon,
           maintenance,
           runs: inFlight,
@@ -125,7 +125,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     return 0
   }
 
-  io.out(`store: ${storePath}`)
+  io.out(`store: ${storeLocation}`)
   if (!daemon) io.out('daemon: not running (nobody holds the daemon lease; start one with `refresh daemon`)')
   else if (daemon.alive)
     io.out(

@@ -74,25 +74,47 @@ export interface MaterializationRecord {
 /** An event as read back from the store: what was emitted, plus its sequence number. */
 export type StoredEvent = RunEvent & { id: number }
 
-export interface NewRun {
-  id: string
+/**
+ * What every entry point asks a run for (a command, `materialize()`, a sensor, a schedule, a
+ * request parked during maintenance): declared once, extended by each way a run is recorded.
+ */
+export interface RunRequestSpec {
+  /** The selection as requested (for a re-execution: the parent's). */
   selection: string
-  plan: string[]
-  reused?: Record<string, string>
+  /** Validated run config per asset key. */
   config: Record<string, unknown>
   tags?: Record<string, string>
-  origin?: string
+  /** `sensor:NAME`, `schedule:NAME`, `manual`...: run keys are unique per origin. */
+  origin: string
   runKey?: string
+  /** Re-execute this run from failure. */
   parentRunId?: string
+  /** The sensor's or schedule's guard the run counts against. */
+  guard?: RunGuard
+}
+
+/** A run recorded directly by the process that executes it (or queued): `createRun`. */
+export interface NewRun extends Omit<RunRequestSpec, 'origin' | 'guard'> {
+  id: string
+  origin?: string
+  /** Step keys in plan order. */
+  plan: string[]
+  reused?: Record<string, string>
   rootRunId?: string
   partitionKey?: string
   status: 'queued' | 'started'
   now: number
-  owner?: { pid: number; host: string }
+  owner?: RunOwner
   /** Create the run even in maintenance mode (recorded in its tags). */
   force?: boolean
   /** Run guards of the config this run falls under; it is created only if each has a free slot. */
   holds?: RunHold[]
+}
+
+/** The process that owns (executes) a started run. */
+export interface RunOwner {
+  pid: number
+  host: string
 }
 
 /**
@@ -150,18 +172,9 @@ export interface RunGuard {
 }
 
 /** A request for a run from a sensor, a schedule or a command: created queued, launched later. */
-export interface RunRequest {
+export interface RunRequest extends RunRequestSpec {
   id: string
-  selection: string
   plan: string[]
-  config: Record<string, unknown>
-  tags?: Record<string, string>
-  /** `sensor:NAME`, `schedule:NAME`, `manual`... run keys are unique per origin. */
-  origin: string
-  runKey?: string
-  guard?: RunGuard
-  /** Re-execute this run from failure (a run drained by maintenance mode, replayed). */
-  parentRunId?: string
   /** With `parentRunId`: steps not run again, and the run whose materialization each reuses. */
   reused?: Record<string, string>
   /** In maintenance mode, keep only this many parked requests of the same origin (a schedule's missed policy). */
@@ -259,18 +272,45 @@ export interface BackupRecord {
   detail: string
 }
 
+/** A stored shape: optional fields of `T` come back as null. */
+type Stored<T> = { [K in keyof T]-?: undefined extends T[K] ? Exclude<T[K], undefined> | null : T[K] }
+
 /** A run request kept while maintenance mode was on, self-contained so it can be replayed later. */
-export interface ParkedRequest {
+export type ParkedRequest = Stored<Omit<RunRequestSpec, 'tags'>> & {
   id: number
-  origin: string
-  selection: string
-  config: Record<string, unknown>
   tags: Record<string, string>
-  runKey: string | null
-  guard: RunGuard | null
-  parentRunId: string | null
   createdAt: number
   replayedAt: number | null
   replayRunId: string | null
   replayOutcome: string | null
 }
+
+/** A parked request as its replayer built it: the run request to make, or why none can be made. */
+export type ParkedReplay = { parkedId: number; request: RunRequest } | { parkedId: number; failed: string }
+
+/** What replaying a parked request gave: a request's outcome, or why it could not be built. */
+export type ReplayOutcome = RequestOutcome | { outcome: 'failed'; reason: string }
+
+/** A pool slot held by a running step. */
+export interface PoolSlot {
+  pool: string
+  runId: string
+  step: string
+  acquiredAt: number
+}
+
+export interface RecoverOptions {
+  now?: number
+  /** A run owned by another host is interrupted when its heartbeat is older than this (default 60 s). */
+  staleAfterMs?: number
+  /** Only consider these runs. */
+  runIds?: readonly string[]
+}
+
+export interface RecoveredRun {
+  runId: string
+  reason: string
+}
+
+/** How often a running run writes its heartbeat; staleness thresholds are multiples of it. */
+export const HEARTBEAT_INTERVAL_MS = 5_000

@@ -45,17 +45,17 @@ const IN_FLIGHT = new Set(['queued', 'started', 'paused'])
 /** Finds what runs left behind. `runOf` answers from the store (undefined: a run it does not know). */
 export async function findLeftovers(
   settings: AwsSettings,
-  runOf: (runId: string) => GcRun | undefined,
+  runOf: (runId: string) => Promise<GcRun | undefined>,
   clients: GcClients = {},
 ): Promise<Leftover[]> {
   const found: Leftover[] = []
-  const judge = (
+  const judge = async (
     kind: Leftover['kind'],
     id: string,
     runId: string,
     isResult: (run: GcRun) => boolean,
-  ): Leftover => {
-    const run = runOf(runId)
+  ): Promise<Leftover> => {
+    const run = await runOf(runId)
     if (!run) return { kind, id, runId, action: 'keep', reason: 'run unknown to this store' }
     if (IN_FLIGHT.has(run.status)) return { kind, id, runId, action: 'keep', reason: `run is ${run.status}` }
     if (isResult(run)) return { kind, id, runId, action: 'keep', reason: `a result of the ${run.status} run` }
@@ -87,7 +87,7 @@ export async function findLeftovers(
         )
         for (const task of out.tasks ?? []) {
           const runId = task.tags?.find((t) => t.key === TAG.run)?.value
-          if (runId && task.taskArn) found.push(judge('ecs-task', task.taskArn, runId, () => false))
+          if (runId && task.taskArn) found.push(await judge('ecs-task', task.taskArn, runId, () => false))
         }
       }
     }
@@ -107,7 +107,7 @@ export async function findLeftovers(
       // a replica a successful rollout launched is the serving fleet, not a leftover
       const replica = tagOf(instance.Tags, TAG.fleet) !== undefined
       found.push(
-        judge('ec2-instance', instance.InstanceId, runId, (run) => replica && run.status === 'success'),
+        await judge('ec2-instance', instance.InstanceId, runId, (run) => replica && run.status === 'success'),
       )
     }
 
@@ -121,7 +121,12 @@ export async function findLeftovers(
       const id = snapshot.SnapshotId
       // a run's own snapshot stays whatever came after it (retention removes old ones)
       found.push(
-        judge('ebs-snapshot', id, runId, (run) => run.status === 'success' || run.snapshots.includes(id)),
+        await judge(
+          'ebs-snapshot',
+          id,
+          runId,
+          (run) => run.status === 'success' || run.snapshots.includes(id),
+        ),
       )
     }
 
@@ -134,7 +139,7 @@ export async function findLeftovers(
     }
     for (const [runId, keys] of byRun) {
       found.push({
-        ...judge('s3-prefix', `s3://${settings.bucket}/${runsPrefix}${runId}/`, runId, () => false),
+        ...(await judge('s3-prefix', `s3://${settings.bucket}/${runsPrefix}${runId}/`, runId, () => false)),
         keys,
       })
     }

@@ -39,7 +39,7 @@ beforeAll(async () => {
   generateCatalog(catalogFile, 1200, 7, () => undefined)
 })
 afterAll(async () => {
-  store.close()
+  await store.close()
   await s3.close()
   rmSync(join(catalogFile, '..'), { recursive: true, force: true })
 })

@@ -122,7 +122,7 @@ describe('refresh on the aws environment of the default config', () => {
     expect(alias?.current.index).toMatch(/^idx-/)
     // the run's S3 scratch (input, shards, statuses) is gone
     expect((await store.list(BUCKET, 'refresh/runs/')).map((o) => o.key)).toEqual([])
-    store.close()
+    await store.close()
 
     // two replicas serve the snapshot; refresh query goes through one
     const serving = instances().filter((i) => i.state === 'running')

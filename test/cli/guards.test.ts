@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { CLI, run, tempDir } from '../helpers.js'
 
 const CONFIG = `
@@ -32,8 +32,8 @@ describe('run guards from the CLI', () => {
     for (let i = 0; i < 200 && !holder; i++) {
       await new Promise((r) => setTimeout(r, 50))
       try {
-        using store = openStore(join(dir, '.refresh/refresh.db'))
-        holder = store.listRuns({ status: 'started' })[0]?.id
+        await using store = await openStore(join(dir, '.refresh/refresh.db'))
+        holder = (await store.listRuns({ status: 'started' }))[0]?.id
       } catch {
         // not created yet
       }

@@ -2,16 +2,8 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { interruptHandler } from '../../cli/execute.js'
 import type { Io } from '../../cli/io.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { tempDir } from '../helpers.js'
-
-class ExitCalled extends Error {
-  readonly code: number | undefined
-  constructor(code: number | undefined) {
-    super(`process.exit(${code})`)
-    this.code = code
-  }
-}
 
 afterEach(() => {
   vi.restoreAllMocks()
@@ -23,11 +15,11 @@ function io(): Io & { errors: string[] } {
 }
 
 describe('Ctrl-C during a run', () => {
-  it('once: aborts the run signal and says so; twice: closes the run as canceled and exits 130', () => {
+  it('once: aborts the run signal and says so; twice: closes the run as canceled and exits 130', async () => {
     const file = join(tempDir(), 'refresh.db')
-    const store = openStore(file)
+    const store = await openStore(file)
     const now = Date.now()
-    store.createRun({
+    await store.createRun({
       id: 'run-interrupted-01',
       status: 'started',
       selection: '*',
@@ -36,7 +28,7 @@ describe('Ctrl-C during a run', () => {
       now,
       owner: { pid: process.pid, host: 'here' },
     })
-    store.write({
+    await store.write({
       events: [],
       steps: [
         {
@@ -69,20 +61,26 @@ describe('Ctrl-C during a run', () => {
     expect(controller.signal.aborted).toBe(true)
     expect((controller.signal.reason as Error).message).toBe('interrupted (Ctrl-C)')
     expect(out.errors).toEqual(['canceling... (SIGINT; press Ctrl-C again to stop at once)'])
-    expect(store.getRun('run-interrupted-01')!.status).toBe('started')
+    expect((await store.getRun('run-interrupted-01'))!.status).toBe('started')
 
-    const exit = vi.spyOn(process, 'exit').mockImplementation((code) => {
-      throw new ExitCalled(code as number | undefined)
+    const exited = new Promise<number | undefined>((resolve) => {
+      vi.spyOn(process, 'exit').mockImplementation((code) => {
+        resolve(code as number | undefined)
+        return undefined as never
+      })
     })
-    expect(() => handler.onSignal('SIGINT')).toThrow(ExitCalled)
-    expect(exit).toHaveBeenCalledWith(130)
+    handler.onSignal('SIGINT')
+    expect(await exited).toBe(130)
     expect(out.errors.at(-1)).toBe('stopped at once; run run-interrupted-01 is marked canceled.')
     expect(store.isOpen).toBe(false)
 
-    using reopened = openStore(file)
-    expect(reopened.getRun('run-interrupted-01')!.status).toBe('canceled')
-    expect(reopened.getSteps('run-interrupted-01').map((s) => s.status)).toEqual(['canceled', 'canceled'])
-    const end = reopened.getEvents('run-interrupted-01', { types: ['run:end'] })
+    await using reopened = await openStore(file)
+    expect((await reopened.getRun('run-interrupted-01'))!.status).toBe('canceled')
+    expect((await reopened.getSteps('run-interrupted-01')).map((s) => s.status)).toEqual([
+      'canceled',
+      'canceled',
+    ])
+    const end = await reopened.getEvents('run-interrupted-01', { types: ['run:end'] })
     expect(end).toHaveLength(1)
     expect(end[0]).toMatchObject({ type: 'run:end', status: 'canceled' })
   })

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { CLI, run, tempDir } from '../helpers.js'
 
 const CONFIG = `
@@ -39,8 +39,8 @@ function background(
 async function waitForStatus(dir: string, status: string): Promise<string> {
   for (let i = 0; i < 200; i++) {
     try {
-      using store = openStore(join(dir, '.refresh/refresh.db'))
-      const run = store.listRuns({ status: status as 'started' })[0]
+      await using store = await openStore(join(dir, '.refresh/refresh.db'))
+      const run = (await store.listRuns({ status: status as 'started' }))[0]
       if (run) return run.id
     } catch {
       // the store may not exist yet
@@ -75,8 +75,8 @@ describe('refresh maintenance / pause / resume', () => {
     const again = await cli('maintenance', 'off')
     expect(again.code).toBe(2)
     expect(again.stderr).toMatch(/maintenance mode is not on; nothing changed/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.listRuns().map((r) => [r.status, r.selection, r.plan.join(',')])).toEqual([
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.listRuns()).map((r) => [r.status, r.selection, r.plan.join(',')])).toEqual([
       ['queued', 'clean+', 'clean,reindex'],
     ])
   })
@@ -89,8 +89,8 @@ describe('refresh maintenance / pause / resume', () => {
     expect(on.stdout).toMatch(new RegExp(`draining 1 run\\(s\\): ${runId}`))
     expect(on.stdout).toMatch(new RegExp(`drained: ${runId}`))
     expect(await running.done).toBe(0)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getRun(runId)?.status).toBe('success')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.getRun(runId))?.status).toBe('success')
   })
 
   it('pauses a run before its next step and resumes it in a new process without re-running finished steps', async () => {
@@ -102,9 +102,9 @@ describe('refresh maintenance / pause / resume', () => {
     expect(pause.stdout).toMatch(/pause requested for run/)
     await running.done
     {
-      using store = openStore(join(dir, '.refresh/refresh.db'))
-      expect(store.getRun(runId)?.status).toBe('paused')
-      expect(store.getSteps(runId).map((s) => [s.key, s.status])).toEqual([
+      await using store = await openStore(join(dir, '.refresh/refresh.db'))
+      expect((await store.getRun(runId))?.status).toBe('paused')
+      expect((await store.getSteps(runId)).map((s) => [s.key, s.status])).toEqual([
         ['copy', 'succeeded'],
         ['clean', 'succeeded'],
         ['reindex', 'pending'],
@@ -114,8 +114,8 @@ describe('refresh maintenance / pause / resume', () => {
     expect(resume.code, resume.stderr).toBe(0)
     expect(resume.stdout).toMatch(/resumed: 1 step\(s\) to run \(reindex\)/)
     expect(resume.stdout).not.toMatch(/copy\s+started/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getRun(runId)?.status).toBe('success')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.getRun(runId))?.status).toBe('success')
     const paused = await run([CLI, 'pause', runId], { cwd: dir })
     expect(paused.code).toBe(2)
     expect(paused.stderr).toMatch(/is success; only a started run can be paused/)

@@ -5,7 +5,7 @@ import { asset } from '../../core/definitions.js'
 import { ConfigError, NonRetriableError, RetryAfterError } from '../../core/errors.js'
 import type { RunEvent } from '../../core/events.js'
 import { materialize } from '../../core/materialize.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { noop } from '../helpers.js'
 
 /** A deferred promise: lets a test hold an asset inside `materialize` until it says so. */
@@ -73,7 +73,7 @@ describe('executor', () => {
   })
 
   it('takes upstream metadata of deps outside the selection from the latest materialization', async () => {
-    const store = openStore(':memory:')
+    const store = await openStore(':memory:')
     let version = 0
     const up = noop('up', [], { materialize: () => ({ version: ++version }) })
     const seen: unknown[] = []
@@ -86,7 +86,7 @@ describe('executor', () => {
     await materialize([up, down], { store, selection: 'up' })
     await materialize([up, down], { store, selection: 'down' })
     expect(seen).toEqual([{ version: 2 }])
-    store.close()
+    await store.close()
   })
 
   it('a failed step skips everything downstream; siblings go on', async () => {
@@ -279,7 +279,7 @@ describe('executor', () => {
         downstreamRan = true
       },
     })
-    const store = openStore(':memory:')
+    const store = await openStore(':memory:')
     const pending = materialize([running, later], { store, signal: controller.signal })
     await started.promise
     controller.abort()
@@ -289,11 +289,11 @@ describe('executor', () => {
     expect(downstreamRan).toBe(false)
     expect(result.steps.running?.status).toBe('canceled')
     expect(result.steps.later?.status).toBe('canceled')
-    const run = store.getRun(result.runId)
+    const run = await store.getRun(result.runId)
     expect(run?.status).toBe('canceled')
-    expect(store.getSteps(result.runId).map((s) => s.status)).toEqual(['canceled', 'canceled'])
-    expect(store.getAttempts(result.runId).map((a) => a.status)).toEqual(['canceled'])
-    store.close()
+    expect((await store.getSteps(result.runId)).map((s) => s.status)).toEqual(['canceled', 'canceled'])
+    expect((await store.getAttempts(result.runId)).map((a) => a.status)).toEqual(['canceled'])
+    await store.close()
   })
 
   it('cancel during the wait before a retry ends the step canceled', async () => {
@@ -337,7 +337,7 @@ describe('executor', () => {
   it('cancel requested through the store by another process stops the run', async () => {
     const dir = (await import('../helpers.js')).tempDir()
     const file = `${dir}/refresh.db`
-    const store = openStore(file)
+    const store = await openStore(file)
     const started = gate()
     const pending = materialize(
       [
@@ -353,14 +353,14 @@ describe('executor', () => {
       { store, cancelPollMs: 20 },
     )
     await started.promise
-    const other = openStore(file)
-    const [run] = other.listRuns({ status: 'started' })
-    expect(other.requestCancel(run!.id, Date.now())).toBe('started')
-    other.close()
+    const other = await openStore(file)
+    const [run] = await other.listRuns({ status: 'started' })
+    expect(await other.requestCancel(run!.id, Date.now())).toBe('started')
+    await other.close()
     const result = await pending
     expect(result.status).toBe('canceled')
     expect(result.cancelReason).toBe('cancel requested')
-    store.close()
+    await store.close()
   })
 
   it('rejects metadata that is not a plain JSON object, without retrying', async () => {
@@ -372,7 +372,7 @@ describe('executor', () => {
   })
 
   it('validates run config before the run starts, and records nothing', async () => {
-    const store = openStore(':memory:')
+    const store = await openStore(':memory:')
     const a = asset({ key: 'a', config: z.object({ rows: z.number().int() }), materialize: () => {} })
     await expect(materialize([a], { store, config: { a: { rows: 'many' } } })).rejects.toThrow(
       /config for asset `a` is invalid: rows: Expected number, received string/,
@@ -383,12 +383,12 @@ describe('executor', () => {
     )
     await expect(materialize([a], { store, concurrency: 0 })).rejects.toThrow(/concurrency/)
     await expect(materialize([a], { store, selection: 'nope' })).rejects.toThrow(/not an asset/)
-    expect(store.listRuns()).toHaveLength(0)
-    store.close()
+    expect(await store.listRuns()).toHaveLength(0)
+    await store.close()
   })
 
   it('emits a complete, ordered event stream and persists every event', async () => {
-    const store = openStore(':memory:')
+    const store = await openStore(':memory:')
     const events: RunEvent[] = []
     const result = await materialize(
       [
@@ -415,14 +415,14 @@ describe('executor', () => {
       'step:success b',
       'run:end',
     ])
-    const stored = store.getEvents(result.runId)
+    const stored = await store.getEvents(result.runId)
     expect(stored.map(({ id: _, ...e }) => e)).toEqual(events)
     expect(stored.map((e) => e.id)).toEqual([...stored.map((e) => e.id)].sort((x, y) => x - y))
-    store.close()
+    await store.close()
   })
 
   it('reports a throwing listener after the run, which still completes', async () => {
-    const store = openStore(':memory:')
+    const store = await openStore(':memory:')
     await expect(
       materialize([noop('a')], {
         store,
@@ -431,8 +431,8 @@ describe('executor', () => {
         },
       }),
     ).rejects.toThrow(/an onEvent listener threw/)
-    expect(store.listRuns()[0]?.status).toBe('success')
-    store.close()
+    expect((await store.listRuns())[0]?.status).toBe('success')
+    await store.close()
   })
 
   it('never prints', async () => {

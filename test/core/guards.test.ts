@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { GuardBusyError } from '../../core/errors.js'
 import { launchRun, materialize } from '../../core/materialize.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { noop, tempDir } from '../helpers.js'
 
 const guards = [{ name: 'index_writers', selection: 'reindex,promote', concurrency: 1 }]
@@ -19,7 +19,7 @@ function gate() {
 
 describe('run guards of the config, for every entry point', () => {
   it('a second run touching the guarded assets waits for the first, saying which run it waits for', async () => {
-    using store = openStore(join(tempDir(), 'refresh.db'))
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
     const hold = gate()
     const started = gate()
     const order: string[] = []
@@ -45,17 +45,17 @@ describe('run guards of the config, for every entry point', () => {
       onWait: (w) => waits.push(w),
     })
     await new Promise((r) => setTimeout(r, 80))
-    const [running] = store.listRuns({ status: 'started' })
-    expect(store.listRuns()).toHaveLength(1) // the second run is not recorded while it waits
+    const [running] = await store.listRuns({ status: 'started' })
+    expect(await store.listRuns()).toHaveLength(1) // the second run is not recorded while it waits
     expect(waits).toEqual([{ guard: 'index_writers', runId: running!.id }])
     hold.open()
     expect((await first).status).toBe('success')
     expect((await second).status).toBe('success')
-    expect(store.runHolds((await second).runId)).toEqual([{ key: 'index_writers', limit: 1 }])
+    expect(await store.runHolds((await second).runId)).toEqual([{ key: 'index_writers', limit: 1 }])
   })
 
   it('with wait: false, fails at once naming the run that holds the guard', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const hold = gate()
     const started = gate()
     const first = materialize(
@@ -70,7 +70,7 @@ describe('run guards of the config, for every entry point', () => {
       { store, guards: reindexGuard },
     )
     await started.promise
-    const holder = store.listRuns({ status: 'started' })[0]!.id
+    const holder = (await store.listRuns({ status: 'started' }))[0]!.id
     const attempt = materialize([noop('reindex')], { store, guards: reindexGuard, wait: false })
     await expect(attempt).rejects.toThrow(GuardBusyError)
     await expect(
@@ -91,8 +91,8 @@ describe('run guards of the config, for every entry point', () => {
   })
 
   it('a queued run (daemon) waits while a manual run holds the guard, and the reverse', async () => {
-    using store = openStore(':memory:')
-    store.requestRun({
+    await using store = await openStore(':memory:')
+    await store.requestRun({
       id: 'queued',
       selection: 'reindex',
       plan: ['reindex'],
@@ -115,7 +115,7 @@ describe('run guards of the config, for every entry point', () => {
       { store, guards: reindexGuard },
     )
     await started.promise
-    expect(store.queuedRuns()[0]?.launchable).toBe(false)
+    expect((await store.queuedRuns())[0]?.launchable).toBe(false)
     expect(await launchRun([noop('reindex')], 'queued', { store })).toBeUndefined()
     hold.open()
     await manual

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { materialize } from '../../core/materialize.js'
 import { recoverRuns } from '../../core/recovery.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { noop, ROOT, run, tempDir } from '../helpers.js'
 
 const fixture = (name: string) => join(ROOT, 'test/fixtures', name)
@@ -15,7 +15,7 @@ describe('across processes', () => {
     const dir = tempDir()
     const storeFile = join(dir, 'refresh.db')
     const counterFile = join(dir, 'counter.db')
-    openStore(storeFile).close()
+    await (await openStore(storeFile)).close()
     const counter = new Database(counterFile)
     counter.exec('CREATE TABLE c (cur INTEGER, peak INTEGER); INSERT INTO c VALUES (0, 0)')
     counter.close()
@@ -31,8 +31,8 @@ describe('across processes', () => {
     expect(cur).toBe(0)
     // 12 steps wanting 8 at a time per process: never more than the pool's 2, and the pool was used fully
     expect(peak).toBe(2)
-    using store = openStore(storeFile)
-    expect(store.poolUsage()).toEqual([])
+    await using store = await openStore(storeFile)
+    expect(await store.poolUsage()).toEqual([])
   })
 
   it('a pool limits steps within one run', async () => {
@@ -66,24 +66,24 @@ describe('across processes', () => {
     process.kill(pid, 'SIGKILL')
     expect((await child).signal).toBe('SIGKILL')
 
-    using store = openStore(storeFile)
-    const [stuck] = store.listRuns()
+    await using store = await openStore(storeFile)
+    const [stuck] = await store.listRuns()
     expect(stuck?.status).toBe('started')
     // a live run of this process is never taken
-    expect(store.recoverInterruptedRuns({ runIds: ['none'] })).toEqual([])
-    const recovered = store.recoverInterruptedRuns()
+    expect(await store.recoverInterruptedRuns({ runIds: ['none'] })).toEqual([])
+    const recovered = await store.recoverInterruptedRuns()
     expect(recovered).toEqual([{ runId: stuck!.id, reason: `its process (pid ${pid}) is gone` }])
-    expect(store.recoverInterruptedRuns()).toEqual([])
-    const run1 = store.getRun(stuck!.id)!
+    expect(await store.recoverInterruptedRuns()).toEqual([])
+    const run1 = (await store.getRun(stuck!.id))!
     expect(run1.status).toBe('failure')
     expect(run1.error?.name).toBe('InterruptedError')
-    expect(store.getSteps(stuck!.id).map((s) => [s.key, s.status])).toEqual([
+    expect((await store.getSteps(stuck!.id)).map((s) => [s.key, s.status])).toEqual([
       ['a', 'succeeded'],
       ['b', 'failed'],
       ['c', 'canceled'],
     ])
-    expect(store.getAttempts(stuck!.id, 'b')[0]?.status).toBe('failed')
-    const events = store.getEvents(stuck!.id)
+    expect((await store.getAttempts(stuck!.id, 'b'))[0]?.status).toBe('failed')
+    const events = await store.getEvents(stuck!.id)
     expect(events.at(-1)?.type).toBe('run:end')
 
     const calls: string[] = []
@@ -113,8 +113,8 @@ describe('across processes', () => {
     for (let i = 0; i < 500 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 20))
     process.kill(Number(readFileSync(marker, 'utf8')), 'SIGKILL')
     await child
-    using store = openStore(storeFile)
-    const [stuck] = store.listRuns()
+    await using store = await openStore(storeFile)
+    const [stuck] = await store.listRuns()
     const calls: Array<[string, readonly string[]]> = []
     const recovery = await recoverRuns(store, [
       noop('a'),
@@ -138,20 +138,20 @@ describe('across processes', () => {
     ).toEqual([])
   })
 
-  it('a run owned by another host is interrupted only when its heartbeat is stale', () => {
-    using store = openStore(':memory:')
+  it('a run owned by another host is interrupted only when its heartbeat is stale', async () => {
+    await using store = await openStore(':memory:')
     const now = 1_000_000_000
     const base = { selection: '*', plan: ['a'], config: {}, status: 'started' as const }
-    store.createRun({ ...base, id: 'fresh', now: now - 30_000, owner: { pid: 1, host: 'elsewhere' } })
-    store.createRun({ ...base, id: 'stale', now: now - 120_000, owner: { pid: 1, host: 'elsewhere' } })
-    store.createRun({
+    await store.createRun({ ...base, id: 'fresh', now: now - 30_000, owner: { pid: 1, host: 'elsewhere' } })
+    await store.createRun({ ...base, id: 'stale', now: now - 120_000, owner: { pid: 1, host: 'elsewhere' } })
+    await store.createRun({
       ...base,
       id: 'mine',
       now: now - 120_000,
       owner: { pid: process.pid, host: hostname() },
     })
-    expect(store.recoverInterruptedRuns({ now }).map((r) => r.runId)).toEqual(['stale'])
-    expect(store.getRun('fresh')?.status).toBe('started')
-    expect(store.getRun('mine')?.status).toBe('started')
+    expect((await store.recoverInterruptedRuns({ now })).map((r) => r.runId)).toEqual(['stale'])
+    expect((await store.getRun('fresh'))?.status).toBe('started')
+    expect((await store.getRun('mine'))?.status).toBe('started')
   })
 })

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError, NonRetriableError, StoreError } from '../../core/errors.js'
 import { materialize } from '../../core/materialize.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { noop } from '../helpers.js'
 
 describe('re-execution from failure', () => {
   it('reuses the parent run’s succeeded steps and runs the rest', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const calls: string[] = []
     let brokenFixed = false
     const seen: unknown[] = []
@@ -49,13 +49,13 @@ describe('re-execution from failure', () => {
     })
     // the retried step saw the parent's materialization of copy, not a new one
     expect(seen).toEqual([{ table: `work_${first.runId}` }, { table: `work_${first.runId}` }])
-    const run = store.getRun(second.runId)!
+    const run = (await store.getRun(second.runId))!
     expect(run).toMatchObject({ parentRunId: first.runId, rootRunId: first.runId, selection: '*' })
     expect(run.reused).toEqual({ copy: first.runId, stats: first.runId })
   })
 
   it('follows the lineage through several retries', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     let failing = new Set(['b', 'c'])
     const calls: string[] = []
     const step = (key: string, deps: string[]) =>
@@ -80,11 +80,11 @@ describe('re-execution from failure', () => {
       a: { runId: r1.runId, metadata: { from: 'a' } },
       b: { runId: r2.runId, metadata: { from: 'b' } },
     })
-    expect(store.getRun(r3.runId)?.rootRunId).toBe(r1.runId)
+    expect((await store.getRun(r3.runId))?.rootRunId).toBe(r1.runId)
   })
 
   it('re-executes a canceled run', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const controller = new AbortController()
     const first = await materialize(
       [
@@ -105,7 +105,7 @@ describe('re-execution from failure', () => {
   })
 
   it('keeps the parent’s selection and config unless new config is given', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const { z } = await import('zod')
     const { asset } = await import('../../core/definitions.js')
     const seen: unknown[] = []
@@ -127,7 +127,7 @@ describe('re-execution from failure', () => {
   })
 
   it('refuses to re-execute a successful, unknown or still running run', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const ok = await materialize([noop('a')], { store })
     await expect(materialize([noop('a')], { store, fromFailure: ok.runId })).rejects.toThrow(
       /succeeded; there is nothing to re-execute/,
@@ -141,7 +141,7 @@ describe('re-execution from failure', () => {
       },
     )
     await new Promise((r) => setTimeout(r, 10))
-    const [started] = store.listRuns({ status: 'started' })
+    const [started] = await store.listRuns({ status: 'started' })
     await expect(materialize([noop('a')], { store, fromFailure: started!.id })).rejects.toThrow(
       /is started; only a failed or canceled run/,
     )
@@ -150,7 +150,7 @@ describe('re-execution from failure', () => {
   })
 
   it('refuses when an asset of the parent run is no longer defined', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const first = await materialize(
       [
         noop('a'),

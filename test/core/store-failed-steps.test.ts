@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
 import { NonRetriableError } from '../../core/errors.js'
 import { materialize } from '../../core/materialize.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { noop } from '../helpers.js'
 
 describe('store.failedSteps', () => {
   it('gives the first failed step in plan order of each run that has one, in one query', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const fail = (key: string, deps: string[]) =>
       noop(key, deps, {
         materialize: () => {
@@ -18,8 +18,8 @@ describe('store.failedSteps', () => {
       store,
       concurrency: 1,
     })
-    const steps = store.failedSteps([ok.runId, failed.runId, 'no-such-run'])
+    const steps = await store.failedSteps([ok.runId, failed.runId, 'no-such-run'])
     expect([...steps]).toEqual([[failed.runId, 'b']])
-    expect(store.failedSteps([])).toEqual(new Map())
+    expect(await store.failedSteps([])).toEqual(new Map())
   })
 })

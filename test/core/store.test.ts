@@ -4,15 +4,15 @@ import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { NonRetriableError, StoreError } from '../../core/errors.js'
 import { materialize } from '../../core/materialize.js'
-import { MIGRATIONS, SCHEMA_VERSION } from '../../core/store/schema.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../../core/store/sqlite/migrations.js'
 import { noop, tempDir } from '../helpers.js'
 
 describe('store', () => {
-  it('creates a versioned WAL store with every table', () => {
+  it('creates a versioned WAL store with every table', async () => {
     const file = join(tempDir(), 'nested', 'refresh.db')
-    using store = openStore(file)
-    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+    await using store = await openStore(file)
+    expect(await store.schemaVersion()).toBe(SCHEMA_VERSION)
     const db = new Database(file, { readonly: true })
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
     const tables = (
@@ -64,8 +64,8 @@ describe('store', () => {
       ],
       { store: file, tags: { team: 'search' } },
     )
-    await using store = openStore(file)
-    const run = store.getRun(result.runId)!
+    await using store = await openStore(file)
+    const run = (await store.getRun(result.runId))!
     expect(run).toMatchObject({
       status: 'failure',
       selection: '*',
@@ -73,30 +73,34 @@ describe('store', () => {
       tags: { team: 'search' },
     })
     expect(run.endedAt).not.toBeNull()
-    expect(store.getSteps(result.runId).map((s) => [s.key, s.status, s.attempts])).toEqual([
+    expect((await store.getSteps(result.runId)).map((s) => [s.key, s.status, s.attempts])).toEqual([
       ['a', 'succeeded', 1],
       ['b', 'succeeded', 2],
       ['c', 'failed', 1],
     ])
-    expect(store.getSteps(result.runId)[2]?.error?.message).toBe('broken')
+    expect((await store.getSteps(result.runId))[2]?.error?.message).toBe('broken')
     expect(
-      store.getAttempts(result.runId, 'b').map((a) => [a.attempt, a.status, a.error?.message ?? null]),
+      (await store.getAttempts(result.runId, 'b')).map((a) => [
+        a.attempt,
+        a.status,
+        a.error?.message ?? null,
+      ]),
     ).toEqual([
       [1, 'failed', 'flaky'],
       [2, 'succeeded', null],
     ])
-    expect(store.latestMaterialization('a')?.metadata).toEqual({ rows: 3 })
-    expect(store.latestMaterialization('c')).toBeUndefined()
+    expect((await store.latestMaterialization('a'))?.metadata).toEqual({ rows: 3 })
+    expect(await store.latestMaterialization('c')).toBeUndefined()
     expect(
-      store.getEvents(result.runId, { types: ['log'] }).map((e) => e.type === 'log' && e.message),
+      (await store.getEvents(result.runId, { types: ['log'] })).map((e) => e.type === 'log' && e.message),
     ).toEqual(['copying'])
-    expect(store.getEvents(result.runId, { step: 'b', types: ['step:retry'] })).toHaveLength(1)
-    expect(store.listRuns({ status: 'failure' }).map((r) => r.id)).toEqual([result.runId])
-    expect(store.listRuns({ status: 'success' })).toEqual([])
+    expect(await store.getEvents(result.runId, { step: 'b', types: ['step:retry'] })).toHaveLength(1)
+    expect((await store.listRuns({ status: 'failure' })).map((r) => r.id)).toEqual([result.runId])
+    expect(await store.listRuns({ status: 'success' })).toEqual([])
   })
 
   it('lists runs newest first, filtered by status, paginated', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const ids: string[] = []
     for (let i = 0; i < 5; i++) {
       const fail = i % 2 === 1
@@ -113,58 +117,58 @@ describe('store', () => {
       ids.push(r.runId)
       await new Promise((r) => setTimeout(r, 2))
     }
-    expect(store.listRuns().map((r) => r.id)).toEqual([...ids].reverse())
-    expect(store.listRuns({ status: 'failure' }).map((r) => r.id)).toEqual([ids[3], ids[1]])
-    expect(store.listRuns({ limit: 2 }).map((r) => r.id)).toEqual([ids[4], ids[3]])
-    expect(store.listRuns({ before: ids[2], limit: 5 }).map((r) => r.id)).toEqual([ids[1], ids[0]])
-    expect(store.countRuns()).toMatchObject({ success: 3, failure: 2 })
-    expect(store.findRun(ids[0]!.slice(0, 16))?.id).toBe(ids[0])
+    expect((await store.listRuns()).map((r) => r.id)).toEqual([...ids].reverse())
+    expect((await store.listRuns({ status: 'failure' })).map((r) => r.id)).toEqual([ids[3], ids[1]])
+    expect((await store.listRuns({ limit: 2 })).map((r) => r.id)).toEqual([ids[4], ids[3]])
+    expect((await store.listRuns({ before: ids[2], limit: 5 })).map((r) => r.id)).toEqual([ids[1], ids[0]])
+    expect(await store.countRuns()).toMatchObject({ success: 3, failure: 2 })
+    expect((await store.findRun(ids[0]!.slice(0, 16)))?.id).toBe(ids[0])
   })
 
-  it('refuses a store written by a newer schema, untouched', () => {
+  it('refuses a store written by a newer schema, untouched', async () => {
     const file = join(tempDir(), 'refresh.db')
-    openStore(file).close()
+    await (await openStore(file)).close()
     const db = new Database(file)
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`)
     db.pragma('journal_mode = DELETE')
     db.close()
     const before = readFileSync(file)
-    expect(() => openStore(file)).toThrow(StoreError)
-    expect(() => openStore(file)).toThrow(/written by a newer version of refresh .*left untouched/)
+    await expect(openStore(file)).rejects.toThrow(StoreError)
+    await expect(openStore(file)).rejects.toThrow(/written by a newer version of refresh .*left untouched/)
     expect(readFileSync(file).equals(before)).toBe(true)
   })
 
-  it('refuses an SQLite file of another application, untouched', () => {
+  it('refuses an SQLite file of another application, untouched', async () => {
     const file = join(tempDir(), 'other.db')
     const db = new Database(file)
     db.exec('CREATE TABLE customers (id INTEGER PRIMARY KEY)')
     db.close()
     const before = readFileSync(file)
-    expect(() => openStore(file)).toThrow(
+    await expect(openStore(file)).rejects.toThrow(
       /is an SQLite database but not a refresh store; it was left untouched/,
     )
     expect(readFileSync(file).equals(before)).toBe(true)
   })
 
-  it('refuses a file that is not SQLite, untouched', () => {
+  it('refuses a file that is not SQLite, untouched', async () => {
     const file = join(tempDir(), 'notes.txt')
     writeFileSync(file, 'these are my notes, not a database\n'.repeat(200))
     const before = readFileSync(file)
-    expect(() => openStore(file)).toThrow(/is not a refresh store/)
+    await expect(openStore(file)).rejects.toThrow(/is not a refresh store/)
     expect(readFileSync(file).equals(before)).toBe(true)
   })
 
-  it('migrates an older store forward', () => {
+  it('migrates an older store forward', async () => {
     // version 0 with the refresh application id = a store created but never migrated
     const file = join(tempDir(), 'refresh.db')
     const db = new Database(file)
     db.pragma('application_id = 0x52465348')
     db.close()
-    using store = openStore(file)
-    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
+    await using store = await openStore(file)
+    expect(await store.schemaVersion()).toBe(SCHEMA_VERSION)
   })
 
-  it('migrates a version-1 store with runs in it to the latest schema, keeping them', () => {
+  it('migrates a version-1 store with runs in it to the latest schema, keeping them', async () => {
     const file = join(tempDir(), 'refresh.db')
     const db = new Database(file)
     db.exec(MIGRATIONS[0]!)
@@ -174,20 +178,20 @@ describe('store', () => {
       `INSERT INTO runs (id, status, selection, plan, created_at, ended_at) VALUES ('r1', 'success', '*', '["a"]', 1, 2)`,
     ).run()
     db.close()
-    using store = openStore(file)
-    expect(store.schemaVersion).toBe(SCHEMA_VERSION)
-    expect(store.getRun('r1')).toMatchObject({ status: 'success', plan: ['a'], guard: null })
-    expect(store.runHolds('r1')).toEqual([])
+    await using store = await openStore(file)
+    expect(await store.schemaVersion()).toBe(SCHEMA_VERSION)
+    expect(await store.getRun('r1')).toMatchObject({ status: 'success', plan: ['a'], guard: null })
+    expect(await store.runHolds('r1')).toEqual([])
   })
 
-  it('refuses to open a missing store read-only, and a directory', () => {
+  it('refuses to open a missing store read-only, and a directory', async () => {
     const dir = tempDir()
-    expect(() => openStore(join(dir, 'missing.db'), { readonly: true })).toThrow(/no store at/)
-    expect(() => openStore(dir)).toThrow(/is not a file/)
+    await expect(openStore(join(dir, 'missing.db'), { readonly: true })).rejects.toThrow(/no store at/)
+    await expect(openStore(dir)).rejects.toThrow(/is not a file/)
   })
 
-  it('run keys are unique per origin, checked and claimed atomically with the run', () => {
-    using store = openStore(':memory:')
+  it('run keys are unique per origin, checked and claimed atomically with the run', async () => {
+    await using store = await openStore(':memory:')
     const base = {
       selection: '*',
       plan: ['a'],
@@ -196,12 +200,14 @@ describe('store', () => {
       now: 1,
       origin: 'sensor:s',
     }
-    expect(store.createRun({ ...base, id: 'r1', runKey: 'k' }).created).toBe(true)
-    expect(store.createRun({ ...base, id: 'r2', runKey: 'k' })).toEqual({
+    expect((await store.createRun({ ...base, id: 'r1', runKey: 'k' })).created).toBe(true)
+    expect(await store.createRun({ ...base, id: 'r2', runKey: 'k' })).toEqual({
       created: false,
       existingRunId: 'r1',
     })
-    expect(store.createRun({ ...base, id: 'r3', runKey: 'k', origin: 'sensor:other' }).created).toBe(true)
-    expect(store.getRun('r2')).toBeUndefined()
+    expect((await store.createRun({ ...base, id: 'r3', runKey: 'k', origin: 'sensor:other' })).created).toBe(
+      true,
+    )
+    expect(await store.getRun('r2')).toBeUndefined()
   })
 })

@@ -24,7 +24,7 @@ beforeAll(async () => {
   s3 = await startLocalS3([BUCKET])
 })
 afterAll(async () => {
-  store.close()
+  await store.close()
   await s3.close()
 })
 

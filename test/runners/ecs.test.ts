@@ -302,7 +302,7 @@ describe('ecsRunner with S3 instead of a shared directory (a real local S3 serve
     s3 = await startLocalS3(['refresh-test'])
   })
   afterAll(async () => {
-    store.close()
+    await store.close()
     await s3.close()
   })
 

@@ -69,7 +69,7 @@ describe('the worker over S3 (a real local S3 server)', () => {
     s3 = await startLocalS3(['refresh-test'])
   })
   afterAll(async () => {
-    store.close()
+    await store.close()
     await s3.close()
   })
 

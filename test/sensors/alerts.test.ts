@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newRunId } from '../../core/ids.js'
-import { openStore, type SqliteStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
+import type { RunStore } from '../../core/store/run-store.js'
 import { AlertWatcher, readFailures } from '../../sensors/alerts.js'
 import { tempDir } from '../helpers.js'
 
@@ -30,10 +31,10 @@ async function webhook(): Promise<{ url: string; calls: Array<Record<string, unk
 }
 
 /** A finished run whose `replicas` step failed with `message`. */
-function failedRun(store: SqliteStore, message: string): string {
+async function failedRun(store: RunStore, message: string): Promise<string> {
   const now = Date.now()
   const id = newRunId(now)
-  store.createRun({
+  await store.createRun({
     id,
     status: 'started',
     selection: 'snapshot+',
@@ -41,7 +42,7 @@ function failedRun(store: SqliteStore, message: string): string {
     config: {},
     now,
   })
-  store.write({
+  await store.write({
     events: [],
     steps: [
       {
@@ -68,23 +69,23 @@ function failedRun(store: SqliteStore, message: string): string {
     attempts: [],
     materializations: [],
   })
-  store.finishRun(id, 'failure', now + 1)
+  await store.finishRun(id, 'failure', now + 1)
   return id
 }
 
 describe('AlertWatcher (a real store file, a local webhook)', () => {
   it('reports a replica rollback and the run failure once each, with the run id and commands', async () => {
-    using store = openStore(join(tempDir(), 'refresh.db'))
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
     const hook = await webhook()
     const watcher = new AlertWatcher({ store, config: { webhook: { url: hook.url } } })
-    watcher.poll(Date.now() - 1)
-    const id = failedRun(
+    await watcher.poll(Date.now() - 1)
+    const id = await failedRun(
       store,
       'replica replica-2 failed while switching to s2: no rows; rolled back replica-1',
     )
-    watcher.poll(Date.now())
+    await watcher.poll(Date.now())
     await watcher.drain()
-    watcher.poll(Date.now())
+    await watcher.poll(Date.now())
     await watcher.drain()
     expect(hook.calls.map((c) => [c.event, c.runId])).toEqual([
       ['replica_rollback', id],
@@ -93,13 +94,13 @@ describe('AlertWatcher (a real store file, a local webhook)', () => {
     expect(hook.calls[1]!.commands).toContain(`refresh retry ${id}`)
     // a new watcher on the same store (a restarted daemon) does not repeat them
     const again = new AlertWatcher({ store, config: { webhook: { url: hook.url } } })
-    again.poll(Date.now())
+    await again.poll(Date.now())
     await again.drain()
     expect(hook.calls).toHaveLength(2)
   })
 
   it('reports a sensor after N failed ticks in a row, once per streak of N', async () => {
-    using store = openStore(join(tempDir(), 'refresh.db'))
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
     const hook = await webhook()
     const watcher = new AlertWatcher({
       store,
@@ -107,30 +108,32 @@ describe('AlertWatcher (a real store file, a local webhook)', () => {
       sensors: ['exports'],
     })
     const now = Date.now()
-    store.ensureInstigator('exports', 'sensor', now)
-    watcher.poll(now)
+    await store.ensureInstigator('exports', 'sensor', now)
+    await watcher.poll(now)
     const fail = (t: number) =>
-      store.commitTick({
-        instigator: 'exports',
-        kind: 'sensor',
-        tickTime: t,
-        startedAt: t,
-        endedAt: t,
-        status: 'failure',
-        error: { name: 'Error', message: 'bucket not found' },
-      })
-    fail(now + 1)
-    watcher.poll(now + 1)
-    fail(now + 2)
-    watcher.poll(now + 2)
-    watcher.poll(now + 3)
+      store.commitTicks([
+        {
+          instigator: 'exports',
+          kind: 'sensor',
+          tickTime: t,
+          startedAt: t,
+          endedAt: t,
+          status: 'failure',
+          error: { name: 'Error', message: 'bucket not found' },
+        },
+      ])
+    await fail(now + 1)
+    await watcher.poll(now + 1)
+    await fail(now + 2)
+    await watcher.poll(now + 2)
+    await watcher.poll(now + 3)
     await watcher.drain()
     expect(hook.calls.map((c) => [c.event, c.name])).toEqual([['sensor_failing', 'exports']])
     expect(hook.calls[0]!.text).toMatch(/sensor exports failed 2 ticks in a row: bucket not found/)
   })
 
   it('an unreachable webhook: retried, then recorded without its URL', async () => {
-    using store = openStore(join(tempDir(), 'refresh.db'))
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
     const closed = await webhook()
     await new Promise((r) => servers.pop()!.close(r))
     const url = closed.url.replace('/hook', '/hook/SECRET-TOKEN')
@@ -141,15 +144,15 @@ describe('AlertWatcher (a real store file, a local webhook)', () => {
       delivery: { attempts: 2, backoffMs: 10 },
       onSent: (alert, failures) => sent.push(`${alert.event}: ${failures.map((f) => f.error).join()}`),
     })
-    watcher.poll(Date.now() - 1)
-    const id = failedRun(store, 'replica replica-1 did not answer')
-    watcher.poll(Date.now())
+    await watcher.poll(Date.now() - 1)
+    const id = await failedRun(store, 'replica replica-1 did not answer')
+    await watcher.poll(Date.now())
     await watcher.drain()
-    const failures = readFailures(store)
+    const failures = await readFailures(store)
     expect(failures).toMatchObject([{ event: 'run_failure', runId: id, target: 'webhook', attempts: 2 }])
     expect(failures[0]!.error).toMatch(/fetch failed/)
     expect(JSON.stringify(failures) + sent.join()).not.toContain('SECRET-TOKEN')
     // given up on: out of the outbox, not retried forever
-    expect(JSON.parse(store.getSetting('alerts:state')!.value).outbox).toEqual([])
+    expect(JSON.parse((await store.getSetting('alerts:state'))!.value).outbox).toEqual([])
   })
 })

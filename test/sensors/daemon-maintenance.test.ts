@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { CLI, run, tempDir, until } from '../helpers.js'
 
 const CONFIG = `
@@ -51,39 +51,39 @@ describe('maintenance with a real daemon', () => {
     ).toBe(0)
     // a forced partial run during maintenance: the sensor sees reindex materialized
     expect((await run([CLI, 'run', 'reindex', '--force', '--plain'], { cwd: dir })).code).toBe(0)
-    const store = openStore(storeFile)
+    const store = await openStore(storeFile)
     try {
-      await until(() => {
-        const origins = store.listParked({ pending: true }).map((p) => p.origin)
+      await until(async () => {
+        const origins = (await store.listParked({ pending: true })).map((p) => p.origin)
         return origins.includes('sensor:snapshot_after_reindex') && origins.includes('schedule:often')
       }, 'both requests parked')
       await new Promise((r) => setTimeout(r, 4500)) // two more schedule ticks: still one parked request
-      const parked = store.listParked({ pending: true })
+      const parked = await store.listParked({ pending: true })
       expect(parked.filter((p) => p.origin === 'schedule:often')).toHaveLength(1)
       expect(parked.filter((p) => p.origin === 'sensor:snapshot_after_reindex')).toHaveLength(1)
-      expect(store.listRuns().filter((r) => r.origin !== 'manual')).toEqual([])
+      expect((await store.listRuns()).filter((r) => r.origin !== 'manual')).toEqual([])
 
       const off = await run([CLI, 'maintenance', 'off'], { cwd: dir })
       expect(off.code).toBe(0)
       for (const p of parked) {
-        const replayed = store.listParked().find((x) => x.id === p.id)!
+        const replayed = (await store.listParked()).find((x) => x.id === p.id)!
         expect(replayed.replayedAt).not.toBeNull()
-        const r = store.getRun(replayed.replayRunId!)!
+        const r = (await store.getRun(replayed.replayRunId!))!
         expect([r.origin, r.runKey]).toEqual([p.origin, p.runKey])
       }
       // the daemon launches them; each exactly once
-      await until(
-        () =>
-          parked.every(
-            (p) =>
-              store.getRun(store.listParked().find((x) => x.id === p.id)!.replayRunId!)?.status === 'success',
-          ),
-        'replayed runs to finish',
-      )
-      const keyed = store.listRuns().filter((r) => r.origin === 'sensor:snapshot_after_reindex')
+      await until(async () => {
+        const now = await store.listParked()
+        for (const p of parked) {
+          const replayRunId = now.find((x) => x.id === p.id)!.replayRunId
+          if (replayRunId === null || (await store.getRun(replayRunId))?.status !== 'success') return false
+        }
+        return true
+      }, 'replayed runs to finish')
+      const keyed = (await store.listRuns()).filter((r) => r.origin === 'sensor:snapshot_after_reindex')
       expect(keyed).toHaveLength(1)
     } finally {
-      store.close()
+      await store.close()
     }
     d.child.kill('SIGTERM')
     await d.exited
@@ -93,13 +93,13 @@ describe('maintenance with a real daemon', () => {
     const dir = tempDir()
     writeFileSync(join(dir, 'refresh.config.ts'), CONFIG.replace(/schedules: \[.*\],/, ''))
     const storeFile = join(dir, '.refresh/refresh.db')
-    const store = openStore(storeFile)
+    const store = await openStore(storeFile)
     const count = 3000
     try {
-      store.setMaintenanceOn({ reason: 'test', by: 'test', since: Date.now(), drainTimeoutMs: 0 })
+      await store.setMaintenanceOn({ reason: 'test', by: 'test', since: Date.now(), drainTimeoutMs: 0 })
       const guard = { key: 'one-at-a-time', concurrency: 1, onConflict: 'queue' as const }
       for (let i = 0; i < count; i++) {
-        const o = store.requestRun({
+        const o = await store.requestRun({
           id: `x${i}`,
           selection: 'snapshot',
           plan: ['snapshot'],
@@ -112,21 +112,21 @@ describe('maintenance with a real daemon', () => {
         expect(o.outcome).toBe('parked')
       }
       // the gate goes off without replaying: the daemon replays
-      store.setMaintenanceOff()
+      await store.setMaintenanceOff()
       const first = daemon(dir)
-      const replayed = () => store.listParked().filter((p) => p.replayedAt !== null).length
-      await until(() => replayed() > 0, 'the replay to start')
+      const replayed = async () => (await store.listParked()).filter((p) => p.replayedAt !== null).length
+      await until(async () => (await replayed()) > 0, 'the replay to start')
       first.child.kill('SIGKILL')
       await first.exited
-      const midway = replayed()
+      const midway = await replayed()
       const second = daemon(dir)
-      await until(() => replayed() === count, 'the replay to finish', 60_000)
+      await until(async () => (await replayed()) === count, 'the replay to finish', 60_000)
       second.child.kill('SIGKILL')
       await second.exited
-      const parked = store.listParked()
+      const parked = await store.listParked()
       const runIds = parked.map((p) => p.replayRunId)
       expect(new Set(runIds).size).toBe(count)
-      const runs = store.listRuns().filter((r) => r.origin === 'sensor:files')
+      const runs = (await store.listRuns()).filter((r) => r.origin === 'sensor:files')
       expect(runs).toHaveLength(count)
       expect(new Set(runs.map((r) => r.runKey)).size).toBe(count)
       // in order: replayed runs were created in the order the requests arrived
@@ -135,7 +135,7 @@ describe('maintenance with a real daemon', () => {
       expect(keysInRunOrder).toEqual(parked.map((p) => byId.get(p.replayRunId!)!.runKey))
       expect(midway).toBeLessThan(count)
     } finally {
-      store.close()
+      await store.close()
     }
   })
 })

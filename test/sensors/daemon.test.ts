@@ -2,8 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { openStore } from '../../core/store/sqlite.js'
-import { CLI, ROOT, run, tempDir } from '../helpers.js'
+import { openStore } from '../../core/store/open.js'
+import { CLI, run, tempDir } from '../helpers.js'
 
 const CONFIG = `
 import { asset, defineConfig, whenMaterialized, schedule } from 'refresh'
@@ -98,12 +98,12 @@ describe('refresh daemon (real processes)', () => {
     const partial = await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
     expect(partial.code, partial.stderr).toBe(0)
     await daemon.waitFor(/run \S+ ended success/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    const launched = store.listRuns().find((r) => r.origin === 'sensor:snapshot_after_reindex')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    const launched = (await store.listRuns()).find((r) => r.origin === 'sensor:snapshot_after_reindex')
     expect(launched).toMatchObject({ status: 'success', selection: 'snapshot+', plan: ['snapshot'] })
     daemon.child.kill('SIGTERM')
     expect(await daemon.exited).toEqual({ code: 0, signal: null })
-    expect(store.getLease('daemon')).toBeUndefined()
+    expect(await store.getLease('daemon')).toBeUndefined()
   })
 
   it('a second daemon waits, then takes over within seconds when the first is killed', async () => {
@@ -120,8 +120,10 @@ describe('refresh daemon (real processes)', () => {
     // the survivor does the work: one sensor run per partial run, launched once
     await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
     await second.waitFor(/run \S+ ended success/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.listRuns().filter((r) => r.origin === 'sensor:snapshot_after_reindex')).toHaveLength(1)
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.listRuns()).filter((r) => r.origin === 'sensor:snapshot_after_reindex')).toHaveLength(
+      1,
+    )
     expect(first.output()).not.toMatch(/launched run/)
   })
 
@@ -136,8 +138,11 @@ describe('refresh daemon (real processes)', () => {
     await new Promise((r) => setTimeout(r, 500))
     process.kill(pid, 'SIGKILL')
     await daemon.waitFor(/marked failed: its process \(pid \d+\) is gone/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getRun(runId)).toMatchObject({ status: 'failure', error: { name: 'InterruptedError' } })
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect(await store.getRun(runId)).toMatchObject({
+      status: 'failure',
+      error: { name: 'InterruptedError' },
+    })
     daemon.child.kill('SIGTERM')
     expect((await daemon.exited).code).toBe(0)
   })
@@ -152,8 +157,8 @@ describe('refresh daemon (real processes)', () => {
     daemon.child.kill('SIGTERM')
     expect((await daemon.exited).code).toBe(0)
     expect(daemon.output()).toMatch(/1 run\(s\) in flight may finish within 5 s/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getRun(runId)?.status).toBe('success')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.getRun(runId))?.status).toBe('success')
   })
 
   it('on SIGTERM, cancels a run that outlives the grace period, cleanly', async () => {
@@ -167,9 +172,9 @@ describe('refresh daemon (real processes)', () => {
     daemon.child.kill('SIGTERM')
     expect((await daemon.exited).code).toBe(0)
     expect(daemon.output()).toMatch(/canceling run \S+ \(grace period over\)/)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getRun(runId)?.status).toBe('canceled')
-    expect(store.getSteps(runId).map((s) => s.status)).toEqual(['canceled'])
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.getRun(runId))?.status).toBe('canceled')
+    expect((await store.getSteps(runId)).map((s) => s.status)).toEqual(['canceled'])
   })
 
   it('a run whose process dies before starting it is failed, not relaunched forever', async () => {
@@ -188,41 +193,9 @@ describe('refresh daemon (real processes)', () => {
     await daemon.waitFor(/run \S+ ended failure \(exit 2\).*cannot reach the catalog/)
     await new Promise((r) => setTimeout(r, 1000))
     expect(daemon.output().match(/launched run/g)).toHaveLength(1)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    const failed = store.listRuns().find((r) => r.origin === 'sensor:snapshot_after_reindex')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    const failed = (await store.listRuns()).find((r) => r.origin === 'sensor:snapshot_after_reindex')
     expect(failed?.status).toBe('failure')
     expect(failed?.error?.message).toMatch(/before starting it/)
-  })
-
-  it('many processes requesting the same run key create exactly one run', async () => {
-    const dir = tempDir()
-    const file = join(dir, 'refresh.db')
-    openStore(file).close()
-    const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) =>
-        run([join(ROOT, 'test/fixtures/request-child.mjs'), file, 'key', String(i)]),
-      ),
-    )
-    const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string; runId: string })
-    expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
-    expect(new Set(outcomes.map((o) => o.runId)).size).toBe(1)
-    using store = openStore(file)
-    expect(store.listRuns()).toHaveLength(1)
-  })
-
-  it('many processes hitting one coalescing guard create exactly one follow-up', async () => {
-    const dir = tempDir()
-    const file = join(dir, 'refresh.db')
-    openStore(file).close()
-    const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) =>
-        run([join(ROOT, 'test/fixtures/request-child.mjs'), file, 'guard', String(i)]),
-      ),
-    )
-    const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string; runId: string })
-    expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
-    expect(outcomes.filter((o) => o.outcome === 'coalesced')).toHaveLength(7)
-    using store = openStore(file)
-    expect(store.listRuns({ status: 'queued' })).toHaveLength(1)
   })
 })

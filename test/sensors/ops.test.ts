@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newRunId } from '../../core/ids.js'
-import { openStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
 import { CLI, ROOT, run, tempDir } from '../helpers.js'
 
 const CONFIG = `
@@ -200,12 +200,12 @@ describe('refresh daemon --http (real processes)', () => {
     const daemon = await startDaemon(dir, ['--http-timeout-ms', '1'])
     // 3,000 runs end after the exporter started: their steps are a backlog far beyond 1 ms of work
     {
-      using store = openStore(join(dir, '.refresh/refresh.db'))
+      await using store = await openStore(join(dir, '.refresh/refresh.db'))
       const t0 = Date.now()
       for (let i = 0; i < 3000; i++) {
         const now = t0 + i
         const id = newRunId(now)
-        store.createRun({
+        await store.createRun({
           id,
           status: 'started',
           selection: 'slow+',
@@ -213,7 +213,7 @@ describe('refresh daemon --http (real processes)', () => {
           config: {},
           now,
         })
-        store.write({
+        await store.write({
           events: [
             {
               type: 'run:end',
@@ -240,7 +240,7 @@ describe('refresh daemon --http (real processes)', () => {
           attempts: [],
           materializations: [],
         })
-        store.finishRun(id, 'success', now + 5)
+        await store.finishRun(id, 'success', now + 5)
       }
     }
     const stale = await get(daemon.url, '/metrics')
@@ -268,8 +268,8 @@ describe('refresh daemon --http (real processes)', () => {
     expect(result.stderr).toBe(
       `refresh: --http 127.0.0.1:${port}: the port is in use by another process (another daemon's endpoint?). Pick a free port with --http HOST:PORT, or stop the process that holds it; the daemon did not start.\n`,
     )
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.getLease('daemon')).toBeUndefined()
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect(await store.getLease('daemon')).toBeUndefined()
     const bad = await run([CLI, 'daemon', '--http', 'localhost:http'], { cwd: dir })
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/--http localhost:http: expected PORT or HOST:PORT, like 9464/)
@@ -285,8 +285,8 @@ describe('alerts (real daemon, a local webhook)', () => {
     const failed = await run([CLI, 'run', 'broken', '--plain'], { cwd: dir, env })
     expect(failed.code).toBe(1)
     await until(() => hook.calls.length === 1)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    const runId = store.listRuns({ status: 'failure' })[0]!.id
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    const runId = (await store.listRuns({ status: 'failure' }))[0]!.id
     expect(hook.calls[0]).toMatchObject({ event: 'run_failure', runId })
     expect(hook.calls[0]!.text).toContain(
       `run ${runId} (broken) failed: step broken failed: upstream catalog unreachable`,
@@ -302,7 +302,11 @@ describe('alerts (real daemon, a local webhook)', () => {
     // a few iterations of the restarted daemon's watcher
     await new Promise((r) => setTimeout(r, 2_500))
     expect(hook.calls).toHaveLength(1)
-    for (const text of [first.output(), second.output(), JSON.stringify(store.getSetting('alerts:state'))])
+    for (const text of [
+      first.output(),
+      second.output(),
+      JSON.stringify(await store.getSetting('alerts:state')),
+    ])
       expect(text).not.toContain('T0KEN-SECRET')
   })
 
@@ -318,13 +322,17 @@ describe('alerts (real daemon, a local webhook)', () => {
     )
     expect(hook.calls).toHaveLength(4)
     expect(hook.calls.every((c) => c.event === 'run_overdue')).toBe(true)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    expect(store.listRuns()[0]!.status).toBe('success')
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    expect((await store.listRuns())[0]!.status).toBe('success')
     const status = await run([CLI, 'status'], { cwd: dir, env })
     expect(status.stdout).toMatch(
       /alerts: last failed delivery .*: run_overdue \(run \S+\) to the webhook after 4 attempts: the webhook answered HTTP 500/,
     )
-    for (const text of [daemon.output(), status.stdout, JSON.stringify(store.getSetting('alerts:failures'))])
+    for (const text of [
+      daemon.output(),
+      status.stdout,
+      JSON.stringify(await store.getSetting('alerts:failures')),
+    ])
       expect(text).not.toContain('T0KEN-SECRET')
   })
 
@@ -358,8 +366,8 @@ describe('refresh status', () => {
     expect(failed.code).toBe(1)
     const status = await run([CLI, 'status'], { cwd: dir })
     expect(status.code, status.stderr).toBe(0)
-    using store = openStore(join(dir, '.refresh/refresh.db'))
-    const runId = store.listRuns()[0]!.id
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    const runId = (await store.listRuns())[0]!.id
     const lines = status.stdout.trim().split('\n')
     expect(lines.slice(1)).toEqual([
       'daemon: not running (nobody holds the daemon lease; start one with `refresh daemon`)',

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../core/clock.js'
 import { AssetGraph } from '../../core/graph.js'
 import { launchRun, materialize } from '../../core/materialize.js'
-import { openStore, type SqliteStore } from '../../core/store/sqlite.js'
+import { openStore } from '../../core/store/open.js'
+import type { RunStore } from '../../core/store/run-store.js'
 import { onRunStatus, schedule, sensor, whenMaterialized } from '../../sensors/definitions.js'
 import { type TickEnv, tickSchedule, tickSensor } from '../../sensors/ticker.js'
 import { noop } from '../helpers.js'
@@ -15,7 +16,7 @@ const assets = [
 ]
 
 function env(
-  store: SqliteStore,
+  store: RunStore,
   clock = new ManualClock(Date.parse('2026-11-20T12:00:00Z')),
 ): TickEnv & { clock: ManualClock } {
   return { store, graph: AssetGraph.build(assets), runConfig: {}, clock }
@@ -23,7 +24,7 @@ function env(
 
 describe('sensors', () => {
   it('persists the cursor and the tick result; requests become queued runs', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const e = env(store)
     const seen: Array<string | null> = []
     const s = sensor({
@@ -39,17 +40,17 @@ describe('sensors', () => {
     expect(seen).toEqual([null, '1'])
     expect(first.tick).toMatchObject({ instigator: 'files', status: 'success', cursor: '1' })
     expect(first.outcomes[0]?.outcome).toBe('created')
-    const runs = store.listRuns()
+    const runs = await store.listRuns()
     expect(runs.map((r) => [r.status, r.origin, r.runKey, r.plan.join(',')])).toEqual([
       ['queued', 'sensor:files', 'file-2', 'copy,reindex,snapshot,promote'],
       ['queued', 'sensor:files', 'file-1', 'copy,reindex,snapshot,promote'],
     ])
-    expect(store.getInstigator('files')?.cursor).toBe('2')
-    expect(store.listTicks('files').map((t) => t.status)).toEqual(['success', 'success'])
+    expect((await store.getInstigator('files'))?.cursor).toBe('2')
+    expect((await store.listTicks('files')).map((t) => t.status)).toEqual(['success', 'success'])
   })
 
   it('a repeated run key is skipped and recorded with the existing run id', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const s = sensor({ name: 'same', evaluate: () => ({ runs: [{ selection: 'copy', runKey: 'k' }] }) })
     const first = await tickSensor(s, env(store))
     const second = await tickSensor(s, env(store))
@@ -57,11 +58,11 @@ describe('sensors', () => {
     expect(second.outcomes).toEqual([{ outcome: 'duplicate', runId }])
     expect(second.tick).toMatchObject({ status: 'skipped', runIds: [runId] })
     expect(second.tick.skipReason).toBe(`run key k already used by run ${runId}`)
-    expect(store.listRuns()).toHaveLength(1)
+    expect(await store.listRuns()).toHaveLength(1)
   })
 
   it('a failed keyed run can be re-executed from failure; the key still blocks a new request', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const s = sensor({ name: 'keyed', evaluate: () => ({ runs: [{ selection: 'copy', runKey: 'file-1' }] }) })
     const runId = (await tickSensor(s, env(store))).tick.runIds[0]!
     const failing = [noop('copy', [], { materialize: () => Promise.reject(new Error('bad file')) })]
@@ -72,7 +73,7 @@ describe('sensors', () => {
   })
 
   it('a tick that throws records the error and does not advance the cursor', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     let fail = false
     const s = sensor({
       name: 'flaky',
@@ -86,13 +87,13 @@ describe('sensors', () => {
     const failed = await tickSensor(s, env(store))
     expect(failed.tick).toMatchObject({ status: 'failure', cursor: '1' })
     expect(failed.tick.error?.message).toBe('upstream API down')
-    expect(store.getInstigator('flaky')?.cursor).toBe('1')
+    expect((await store.getInstigator('flaky'))?.cursor).toBe('1')
     fail = false
     expect((await tickSensor(s, env(store))).tick.cursor).toBe('2')
   })
 
   it('a malformed result or an unknown selection fails the tick', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const bad = await tickSensor(sensor({ name: 'bad', evaluate: () => ({ run: [] }) as never }), env(store))
     expect(bad.tick.status).toBe('failure')
     expect(bad.tick.error?.message).toMatch(/return \{ runs: \[\.\.\.\] \} or \{ skip: 'reason' \}/)
@@ -101,11 +102,11 @@ describe('sensors', () => {
       env(store),
     )
     expect(typo.tick.error?.message).toMatch(/Did you mean `snapshot`/)
-    expect(store.listRuns()).toHaveLength(0)
+    expect(await store.listRuns()).toHaveLength(0)
   })
 
   it('a slow evaluation is bounded by its timeout and recorded as failed', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const e = env(store)
     let aborted = false
     const slow = sensor({
@@ -127,7 +128,7 @@ describe('sensors', () => {
   })
 
   it('guard coalesce: requests while a run is in flight become exactly one follow-up', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     let n = 0
     const s = sensor({
       name: 'snap',
@@ -148,21 +149,21 @@ describe('sensors', () => {
       { store },
     )
     await new Promise((r) => setTimeout(r, 20))
-    expect(store.getRun(firstRun)?.status).toBe('started')
+    expect((await store.getRun(firstRun))?.status).toBe('started')
     const followUps = [await tickSensor(s, e), await tickSensor(s, e), await tickSensor(s, e)]
     const followUp = followUps[0]!.tick.runIds[0]!
     expect(followUps.map((t) => t.outcomes[0]?.outcome)).toEqual(['created', 'coalesced', 'coalesced'])
     expect(followUps.map((t) => t.tick.runIds[0])).toEqual([followUp, followUp, followUp])
-    expect(store.listRuns({ status: 'queued' }).map((r) => r.id)).toEqual([followUp])
+    expect((await store.listRuns({ status: 'queued' })).map((r) => r.id)).toEqual([followUp])
     // the follow-up cannot launch while the guard is full, and can once it frees
-    expect(store.claimQueuedRun(followUp, { pid: process.pid, host: 'h' }, Date.now())).toBe(false)
+    expect(await store.claimQueuedRun(followUp, { pid: process.pid, host: 'h' }, Date.now())).toBe(false)
     release()
     expect((await inFlight)?.status).toBe('success')
     expect((await launchRun(assets, followUp, { store }))?.status).toBe('success')
   })
 
   it('guard skip: extra requests are recorded as skipped with the reason', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     let n = 0
     const s = sensor({
       name: 'once',
@@ -175,13 +176,13 @@ describe('sensors', () => {
     expect(second.tick.skipReason).toBe(
       `guard \`once\` is full (1 at a time; run ${first.tick.runIds[0]} is in flight)`,
     )
-    expect(store.listRuns()).toHaveLength(1)
+    expect(await store.listRuns()).toHaveLength(1)
     // a skipped key was not claimed: it can be requested again later
-    expect(store.listTicks('once')).toHaveLength(2)
+    expect(await store.listTicks('once')).toHaveLength(2)
   })
 
   it('guard queue: every request is kept and launched in order', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     let n = 0
     const s = sensor({
       name: 'q',
@@ -190,19 +191,19 @@ describe('sensors', () => {
     })
     const ids = [] as string[]
     for (let i = 0; i < 3; i++) ids.push((await tickSensor(s, env(store))).tick.runIds[0]!)
-    const queued = store.queuedRuns()
+    const queued = await store.queuedRuns()
     expect(queued.map((r) => [r.id, r.launchable])).toEqual([
       [ids[0], true],
       [ids[1], false],
       [ids[2], false],
     ])
     // launching out of order is refused
-    expect(store.claimQueuedRun(ids[1]!, { pid: 1, host: 'h' }, 0)).toBe(false)
+    expect(await store.claimQueuedRun(ids[1]!, { pid: 1, host: 'h' }, 0)).toBe(false)
     for (const id of ids) expect((await launchRun(assets, id, { store }))?.status).toBe('success')
   })
 
   it('whenMaterialized launches snapshot+ after a run that materialized reindex but not snapshot', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const s = whenMaterialized('reindex', {
       name: 'snapshot_after_reindex',
       launch: 'snapshot+',
@@ -219,7 +220,7 @@ describe('sensors', () => {
     await materialize(assets, { store, selection: 'reindex' })
     const partial = await tickSensor(s, e)
     expect(partial.tick.status).toBe('success')
-    const [run] = store.listRuns({ status: 'queued' })
+    const [run] = await store.listRuns({ status: 'queued' })
     expect(run).toMatchObject({
       selection: 'snapshot+',
       plan: ['snapshot', 'promote'],
@@ -227,11 +228,11 @@ describe('sensors', () => {
     })
     // evaluated again: the same materialization is not requested twice
     expect((await tickSensor(s, e)).tick.status).toBe('skipped')
-    expect(store.listRuns({ status: 'queued' })).toHaveLength(1)
+    expect(await store.listRuns({ status: 'queued' })).toHaveLength(1)
   })
 
   it('onRunStatus calls back once per run reaching the status, from when it started watching', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const failing = [noop('copy', [], { materialize: () => Promise.reject(new Error('x')) })]
     await materialize(failing, { store })
     const notified: string[] = []
@@ -253,21 +254,21 @@ describe('schedules', () => {
     schedule({ name: 'nightly', cron: '0 3 * * *', timezone: 'America/Chicago', selection: '*', ...extra })
 
   it('fires each tick once, with the tick time as run key; nothing for times before it was on', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const e = env(store, new ManualClock(Date.parse('2026-11-20T12:00:00Z')))
-    expect(tickSchedule(nightly(), e)).toEqual([]) // first sight: on from now, 03:00 today is before that
+    expect(await tickSchedule(nightly(), e)).toEqual([]) // first sight: on from now, 03:00 today is before that
     await e.clock.advance(16 * 3_600_000) // 2026-11-21T04:00Z: not yet 03:00 CST (09:00Z)
-    expect(tickSchedule(nightly(), e)).toEqual([])
+    expect(await tickSchedule(nightly(), e)).toEqual([])
     await e.clock.advance(5 * 3_600_000 + 1) // 09:00Z
-    const [fired] = tickSchedule(nightly(), e)
+    const [fired] = await tickSchedule(nightly(), e)
     expect(fired?.tick).toMatchObject({ status: 'success', tickTime: Date.parse('2026-11-21T09:00:00Z') })
-    expect(store.listRuns()[0]).toMatchObject({
+    expect((await store.listRuns())[0]).toMatchObject({
       runKey: '2026-11-21T09:00:00.000Z',
       origin: 'schedule:nightly',
       status: 'queued',
     })
-    expect(tickSchedule(nightly(), e)).toEqual([])
-    expect(store.listRuns()).toHaveLength(1)
+    expect(await tickSchedule(nightly(), e)).toEqual([])
+    expect(await store.listRuns()).toHaveLength(1)
   })
 
   it('missed ticks: `latest` launches only the most recent; catchUp launches up to N, oldest first', async () => {
@@ -275,43 +276,38 @@ describe('schedules', () => {
       ['latest', ['2026-11-25T09:00:00.000Z']],
       [{ catchUp: 3 }, ['2026-11-23T09:00:00.000Z', '2026-11-24T09:00:00.000Z', '2026-11-25T09:00:00.000Z']],
     ] as const) {
-      using store = openStore(':memory:')
+      await using store = await openStore(':memory:')
       const e = env(store, new ManualClock(Date.parse('2026-11-20T12:00:00Z')))
-      tickSchedule(nightly({ missed }), e)
+      await tickSchedule(nightly({ missed }), e)
       await e.clock.advance(5 * 86_400_000) // five days without a daemon
-      tickSchedule(nightly({ missed }), e)
-      expect(
-        store
-          .listRuns()
-          .map((r) => r.runKey)
-          .reverse(),
-      ).toEqual(expected)
+      await tickSchedule(nightly({ missed }), e)
+      expect((await store.listRuns()).map((r) => r.runKey).reverse()).toEqual(expected)
     }
   })
 
   it('turning a schedule back on after months does not flood the queue', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const e = env(store, new ManualClock(Date.parse('2026-01-01T00:00:00Z')))
     const s = nightly({ missed: { catchUp: 50 } })
-    tickSchedule(s, e)
-    store.setInstigatorStatus('nightly', 'schedule', 'off', e.clock.now())
+    await tickSchedule(s, e)
+    await store.setInstigatorStatus('nightly', 'schedule', 'off', e.clock.now())
     await e.clock.advance(120 * 86_400_000)
-    expect(tickSchedule(s, e)).toEqual([])
-    store.setInstigatorStatus('nightly', 'schedule', 'on', e.clock.now())
-    expect(tickSchedule(s, e)).toEqual([])
+    expect(await tickSchedule(s, e)).toEqual([])
+    await store.setInstigatorStatus('nightly', 'schedule', 'on', e.clock.now())
+    expect(await tickSchedule(s, e)).toEqual([])
     await e.clock.advance(86_400_000)
-    expect(tickSchedule(s, e)).toHaveLength(1)
-    expect(store.listRuns()).toHaveLength(1)
+    expect(await tickSchedule(s, e)).toHaveLength(1)
+    expect(await store.listRuns()).toHaveLength(1)
   })
 
   it('a schedule that is off by default fires only once turned on', async () => {
-    using store = openStore(':memory:')
+    await using store = await openStore(':memory:')
     const e = env(store, new ManualClock(Date.parse('2026-11-20T12:00:00Z')))
     const s = nightly({ defaultStatus: 'off' })
     await e.clock.advance(86_400_000)
-    expect(tickSchedule(s, e)).toEqual([])
-    store.setInstigatorStatus('nightly', 'schedule', 'on', e.clock.now())
+    expect(await tickSchedule(s, e)).toEqual([])
+    await store.setInstigatorStatus('nightly', 'schedule', 'on', e.clock.now())
     await e.clock.advance(86_400_000)
-    expect(tickSchedule(s, e)).toHaveLength(1)
+    expect(await tickSchedule(s, e)).toHaveLength(1)
   })
 })

@@ -80,7 +80,7 @@ describe('refresh gc on AWS', () => {
     ec2Mock.on(TerminateInstancesCommand).resolves({})
     ec2Mock.on(DeleteSnapshotCommand).resolves({})
 
-    const leftovers = await findLeftovers(settings(), (id) => runs[id], { ecs, ec2 })
+    const leftovers = await findLeftovers(settings(), async (id) => runs[id], { ecs, ec2 })
     const byId = Object.fromEntries(leftovers.map((l) => [l.id, `${l.action}: ${l.reason}`]))
     expect(byId).toEqual({
       'arn:task/1': 'remove: run ended failure',
@@ -115,6 +115,6 @@ describe('refresh gc on AWS', () => {
     ])
     const left = (await store.list('refresh-gc', 'refresh/')).map((o) => o.key)
     expect(left).toEqual(['refresh/runs/live/reindex/shards/shard-000.db', 'refresh/snapshots/keep.json'])
-    store.close()
+    await store.close()
   })
 })

@@ -14,7 +14,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'refresh-s3-store-'))
 })
 afterAll(async () => {
-  store.close()
+  await store.close()
   await s3.close()
   rmSync(dir, { recursive: true, force: true })
 })

@@ -1,5 +1,8 @@
+import type Database from 'better-sqlite3'
+import { StoreError } from '../../errors.js'
+
 /**
- * The store's schema, as forward-only migrations. `PRAGMA user_version` holds the version applied;
+ * The SQLite store's schema, as forward-only migrations. `PRAGMA user_version` holds the version applied;
  * `PRAGMA application_id` marks the file as a refresh store so that any other SQLite file is
  * refused untouched. A migration is never edited once released: add the next one instead.
  */
@@ -181,3 +184,48 @@ export const MIGRATIONS: readonly string[] = [
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
+
+/**
+ * Reads the file's identity before writing anything, then migrates it forward: a file that is not
+ * SQLite, an SQLite file of another application, or a refresh store of a newer schema is refused
+ * untouched. Two processes migrating at once are safe: the migration is one IMMEDIATE transaction
+ * that reads the version again once it holds the lock.
+ */
+export function checkAndMigrate(db: Database.Database, file: string, readonly: boolean): void {
+  let appId: number
+  let version: number
+  let objects: number
+  try {
+    appId = db.pragma('application_id', { simple: true }) as number
+    version = db.pragma('user_version', { simple: true }) as number
+    objects = (db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number }).n
+  } catch (cause) {
+    throw new StoreError(
+      `${file} is not a refresh store (${(cause as Error).message}); point --store at a refresh store or at a new file.`,
+      { cause },
+    )
+  }
+  if (appId !== APPLICATION_ID && !(appId === 0 && objects === 0)) {
+    throw new StoreError(
+      `${file} is an SQLite database but not a refresh store; it was left untouched. Point --store at a refresh store or at a new file.`,
+    )
+  }
+  if (version > SCHEMA_VERSION) {
+    throw new StoreError(
+      `${file} was written by a newer version of refresh (schema ${version}; this version knows up to ${SCHEMA_VERSION}); it was left untouched. Upgrade refresh to open it.`,
+    )
+  }
+  if (version === SCHEMA_VERSION) return
+  if (readonly) {
+    throw new StoreError(
+      `${file} has schema ${version} and needs migrating to ${SCHEMA_VERSION}; open it writable once.`,
+    )
+  }
+  db.transaction(() => {
+    // another process may have migrated between our read and this IMMEDIATE transaction
+    let current = db.pragma('user_version', { simple: true }) as number
+    for (; current < SCHEMA_VERSION; current++) db.exec(MIGRATIONS[current]!)
+    db.pragma(`application_id = ${APPLICATION_ID}`)
+    db.pragma(`user_version = ${SCHEMA_VERSION}`)
+  }).immediate()
+}

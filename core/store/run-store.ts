@@ -1,0 +1,296 @@
+import { type ErrorInfo, StoreError } from '../errors.js'
+import type {
+  AttemptRecord,
+  BackupRecord,
+  CommittedTick,
+  CreateRunResult,
+  EventFilter,
+  InstigatorKind,
+  InstigatorState,
+  InstigatorStatus,
+  Lease,
+  MaintenanceState,
+  MaterializationRecord,
+  NewRun,
+  NewTick,
+  ParkedReplay,
+  ParkedRequest,
+  PoolSlot,
+  RecoveredRun,
+  RecoverOptions,
+  ReplayOutcome,
+  RequestOutcome,
+  RunFilter,
+  RunHold,
+  RunOwner,
+  RunRecord,
+  RunRequest,
+  RunStatus,
+  StepRecord,
+  StoredEvent,
+  TickRecord,
+  WriteBatch,
+} from './types.js'
+
+/**
+ * The run store: every run, step, attempt, event, materialization, sensor tick, cursor, lease and
+ * maintenance state. The engine, the daemon, the CLI and the operations code talk to this and to
+ * nothing below it; `openStore(location)` picks the implementation.
+ *
+ * Every method returns a Promise. Every guarantee is one method, atomic by contract: an
+ * implementation keeps it with a single writer (SQLite's IMMEDIATE transactions) or with row locks
+ * and unique constraints (Postgres). Contention that outlasts the store's own waiting surfaces as
+ * a `StoreBusyError`, never as a driver's error code; a store that cannot be used (closed, newer
+ * schema, unknown run) throws a `StoreError`.
+ */
+export interface RunStore extends AsyncDisposable {
+  /** Which implementation this is. */
+  readonly kind: 'sqlite'
+  /**
+   * What `openStore` opens this store from again (another thread, a child process). It may hold a
+   * secret (a password in a URL): never print it; print `displayName`.
+   */
+  readonly location: string
+  /** The location with any secret removed, for messages. */
+  readonly displayName: string
+  /** Opened for reading only: every writing method fails with a `StoreError`. */
+  readonly readonly: boolean
+  readonly isOpen: boolean
+  /** Closes the store (idempotent). */
+  close(): Promise<void>
+  /** The schema version of the open store. */
+  schemaVersion(): Promise<number>
+
+  // ---- runs ------------------------------------------------------------------------------------
+
+  /**
+   * Inserts a run and its pending steps. Atomic: the run key is checked and claimed, the
+   * maintenance gate is read (the run is parked instead while it is on, unless `force`), and the
+   * run's holds are counted, in the one operation that inserts the run.
+   */
+  createRun(run: NewRun): Promise<CreateRunResult>
+  getRun(id: string): Promise<RunRecord | undefined>
+  /** A run by id or unique prefix (4 characters or more); a prefix of several runs is a `StoreError` listing them. */
+  findRun(idOrPrefix: string): Promise<RunRecord | undefined>
+  /** Runs, newest first. */
+  listRuns(filter?: RunFilter): Promise<RunRecord[]>
+  /** The first failed step (plan order) of each given run that has one, in one query. */
+  failedSteps(runIds: readonly string[]): Promise<Map<string, string>>
+  countRuns(): Promise<Record<RunStatus, number>>
+  /** The run guards of the config a run holds. */
+  runHolds(runId: string): Promise<RunHold[]>
+  /** Ends a run still started, queued or paused (frees its pool slots); returns whether it changed. */
+  finishRun(
+    runId: string,
+    status: 'success' | 'failure' | 'canceled',
+    now: number,
+    error?: ErrorInfo,
+  ): Promise<boolean>
+  /**
+   * Writes the owner's heartbeat and reads back what the owner is asked to do; `lost` when the run
+   * is no longer started by this owner (recovery took it).
+   */
+  heartbeat(runId: string, owner: RunOwner, now: number): Promise<'ok' | 'cancel' | 'pause' | 'lost'>
+  /** Asks the owner of a run to cancel it; a queued or paused run is canceled at once. Returns its status after. */
+  requestCancel(runId: string, now: number): Promise<RunStatus>
+  /** Asks the owner of a started run to pause it (a `StoreError` for any other status). */
+  requestPause(runId: string, now: number): Promise<RunStatus>
+  /** What the owner of a run is asked to do, in one read (polled a few times a second). */
+  pendingRequests(runId: string): Promise<{ cancel: boolean; pause: boolean }>
+  /** The executor stopped a run at a pause: it keeps its pending steps and its guard slot. */
+  markPaused(runId: string, now: number): Promise<boolean>
+  /** paused -> queued, for a daemon to launch like any queued run; false if it is not paused. */
+  requeuePausedRun(runId: string): Promise<boolean>
+  /** paused -> started, owned by the caller (`refresh resume`); false if not paused or maintenance is on. */
+  claimPausedRun(runId: string, owner: RunOwner, now: number): Promise<boolean>
+  /**
+   * Marks started runs whose owner is gone (pid gone on this host, heartbeat stale elsewhere) as
+   * failed (interrupted), closing their steps and slots and writing their closing events.
+   */
+  recoverInterruptedRuns(options?: RecoverOptions): Promise<RecoveredRun[]>
+  /** Closes a started or queued run that no executor will finish, with its closing events. */
+  abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): Promise<boolean>
+
+  // ---- steps, attempts, events, materializations ------------------------------------------------
+
+  /** Commits an executor's accumulated writes atomically (all of the batch or none of it). */
+  write(batch: WriteBatch): Promise<void>
+  getSteps(runId: string): Promise<StepRecord[]>
+  getAttempts(runId: string, step?: string): Promise<AttemptRecord[]>
+  /** A run's events in order. */
+  getEvents(runId: string, filter?: EventFilter): Promise<StoredEvent[]>
+  countEvents(runId?: string): Promise<number>
+  /** The newest event id (0 when there is none): where an incremental reader starts. */
+  maxEventId(): Promise<number>
+  /** Runs that ended (a `run:end` event) after event `afterId`, oldest first. */
+  runEndsAfter(afterId: number, limit?: number): Promise<Array<{ eventId: number; runId: string }>>
+  latestMaterialization(asset: string): Promise<MaterializationRecord | undefined>
+  /** The latest materialization of every asset that has one, keyed by asset. */
+  latestMaterializations(): Promise<Map<string, MaterializationRecord>>
+  /** The materialization an asset got in a given run, if any. */
+  runMaterialization(runId: string, asset: string): Promise<MaterializationRecord | undefined>
+  materializationsForRun(runId: string): Promise<MaterializationRecord[]>
+
+  // ---- pools -----------------------------------------------------------------------------------
+
+  /** Takes a slot in a named pool if fewer than `limit` are held by started runs (atomic across processes). */
+  tryAcquirePoolSlot(pool: string, limit: number, runId: string, step: string, now: number): Promise<boolean>
+  releasePoolSlot(pool: string, runId: string, step: string): Promise<void>
+  poolUsage(): Promise<PoolSlot[]>
+
+  // ---- run requests, guards and launching ------------------------------------------------------
+
+  /**
+   * Records a run request as a queued run, or says why not. Atomic: the run key, the maintenance
+   * gate and the request's guard are checked in the operation that inserts the run, so requests
+   * from many processes still give one run per key and one follow-up per coalescing guard.
+   */
+  requestRun(request: RunRequest): Promise<RequestOutcome>
+  /** queued -> started, owned by the caller, if its guard and holds have room and maintenance is off. */
+  claimQueuedRun(runId: string, owner: RunOwner, now: number): Promise<boolean>
+  /** Queued runs, oldest first, with whether each could be claimed now. */
+  queuedRuns(limit?: number): Promise<Array<RunRecord & { launchable: boolean }>>
+
+  // ---- sensors and schedules: state, ticks, cursors --------------------------------------------
+
+  getInstigator(name: string): Promise<InstigatorState | undefined>
+  listInstigators(): Promise<InstigatorState[]>
+  /** Turns a sensor or schedule on or off; turning one on records when (schedules never fire before it). */
+  setInstigatorStatus(
+    name: string,
+    kind: InstigatorKind,
+    status: InstigatorStatus,
+    now: number,
+  ): Promise<InstigatorState>
+  /** Makes sure a row exists (first sight by a daemon: enabled from now). */
+  ensureInstigator(name: string, kind: InstigatorKind, now: number): Promise<InstigatorState>
+  /**
+   * Records ticks with their run requests and new cursors atomically: all of it is stored or none,
+   * so a crash mid-tick never loses a request nor advances a cursor past it.
+   */
+  commitTicks(ticks: readonly NewTick[]): Promise<CommittedTick[]>
+  getTick(id: number): Promise<TickRecord | undefined>
+  /** An instigator's ticks, newest first. */
+  listTicks(instigator: string, limit?: number): Promise<TickRecord[]>
+  /** The newest tick id (0 when there is none). */
+  maxTickId(): Promise<number>
+  /** Ticks with an id above `afterId`, oldest first. */
+  ticksAfter(afterId: number, limit?: number): Promise<TickRecord[]>
+  /** Finished runs in the given statuses that ended at or after `endedAt`, in the order they ended. */
+  runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit?: number): Promise<RunRecord[]>
+
+  // ---- leases ----------------------------------------------------------------------------------
+
+  /** Takes or renews a named lease: granted when free, expired or already the holder's (atomic). */
+  acquireLease(
+    name: string,
+    holder: string,
+    ttlMs: number,
+    now: number,
+  ): Promise<{ acquired: boolean; lease: Lease }>
+  releaseLease(name: string, holder: string): Promise<void>
+  getLease(name: string): Promise<Lease | undefined>
+
+  // ---- maintenance mode and parked requests -----------------------------------------------------
+
+  /** The maintenance gate, or null when it is off. */
+  getMaintenance(): Promise<MaintenanceState | null>
+  /** Turns the gate on; false (and nothing changed) when it already is. */
+  setMaintenanceOn(state: MaintenanceState): Promise<boolean>
+  /** Turns the gate off; the state it had, or null when it was not on. */
+  setMaintenanceOff(): Promise<MaintenanceState | null>
+  /** Parked requests in arrival order; `pending`: only those not replayed yet. */
+  listParked(options?: { pending?: boolean; limit?: number }): Promise<ParkedRequest[]>
+  countParked(): Promise<number>
+  /**
+   * Replays parked requests, each turned into a run request (or found unbuildable) by the caller
+   * against the config in force now: each is requested and its parked row marked replayed
+   * atomically, so a crash mid-replay never replays one twice nor drops one. A request another
+   * replayer handled meanwhile is left out; nothing is replayed while the gate is on.
+   */
+  replayParked(
+    replays: readonly ParkedReplay[],
+    now: number,
+  ): Promise<Array<{ parked: ParkedRequest; outcome: ReplayOutcome }>>
+  /** Parks a started run that maintenance drained: replayed later as a re-execution from failure. */
+  parkForResume(run: RunRecord, now: number): Promise<number>
+
+  // ---- settings, health and backups -------------------------------------------------------------
+
+  /** A value of the settings table (JSON text by convention), or undefined. */
+  getSetting(key: string): Promise<{ value: string; updatedAt: number } | undefined>
+  putSetting(key: string, value: string, now: number): Promise<void>
+  /** A real short write (the health check's probe): a `StoreBusyError` when another writer holds the store. */
+  probeWrite(now: number): Promise<void>
+  /**
+   * Writes a consistent online copy of the whole store into the directory `dir` (created if
+   * missing) while others go on writing; returns what it wrote, or null when the store has nothing
+   * to back up (it lives in memory).
+   */
+  backupTo(dir: string): Promise<string | null>
+  recordBackup(record: BackupRecord): Promise<void>
+  lastBackup(): Promise<BackupRecord | null>
+}
+
+/**
+ * What the executor of one run uses: its owner's heartbeat and requests, pool slots, batched
+ * writes, and the materializations its steps read. Nothing else of the store reaches a run.
+ */
+export type ExecutorStore = Pick<
+  RunStore,
+  | 'heartbeat'
+  | 'pendingRequests'
+  | 'tryAcquirePoolSlot'
+  | 'releasePoolSlot'
+  | 'write'
+  | 'latestMaterialization'
+>
+
+/** The reading methods a sensor's `ctx.store` exposes: nothing in it can write. */
+export const READ_METHODS = [
+  'getRun',
+  'findRun',
+  'listRuns',
+  'countRuns',
+  'getSteps',
+  'getAttempts',
+  'getEvents',
+  'latestMaterialization',
+  'latestMaterializations',
+  'runMaterialization',
+  'materializationsForRun',
+  'runsEndedAfter',
+  'getInstigator',
+  'listTicks',
+  'getMaintenance',
+] as const satisfies ReadonlyArray<keyof RunStore>
+
+/** A read-only view of the store (a sensor's `ctx.store`): its type and its object have no writing method. */
+export type ReadOnlyStore = Pick<RunStore, (typeof READ_METHODS)[number]>
+
+/**
+ * Builds the read-only view of a store: a new object holding only the reading methods, so that a
+ * sensor cannot reach a writing one, not even by a cast.
+ */
+export function readOnlyView(store: RunStore): ReadOnlyStore {
+  const view: Record<string, unknown> = {}
+  for (const method of READ_METHODS) {
+    const fn = store[method] as (...args: unknown[]) => unknown
+    view[method] = (...args: unknown[]) => fn.apply(store, args)
+  }
+  return Object.freeze(view) as unknown as ReadOnlyStore
+}
+
+/** A recorded run by id or unique prefix, or a `StoreError` that says how to list runs. */
+export async function requireRun(
+  store: Pick<RunStore, 'findRun' | 'displayName'>,
+  idOrPrefix: string,
+): Promise<RunRecord> {
+  const run = await store.findRun(idOrPrefix)
+  if (!run) {
+    throw new StoreError(
+      `no run \`${idOrPrefix}\` in ${store.displayName}; \`refresh runs\` lists the runs (a unique prefix of an id works too).`,
+    )
+  }
+  return run
+}

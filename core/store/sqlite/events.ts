@@ -1,0 +1,187 @@
+import type Database from 'better-sqlite3'
+import type { RunEvent } from '../../events.js'
+import type {
+  AttemptRecord,
+  EventFilter,
+  MaterializationRecord,
+  StepRecord,
+  StoredEvent,
+  WriteBatch,
+} from '../types.js'
+import { type Row, toAttempt, toMaterialization, toStep } from './rows.js'
+
+/** What a run writes as it goes: step and attempt states, events, materializations; and their reads. */
+export class EventsSql {
+  private readonly s
+  private readonly writeTx: (batch: WriteBatch) => void
+
+  constructor(db: Database.Database) {
+    const s = {
+      updateStep: db.prepare(
+        `UPDATE steps SET status = ?, attempts = ?, started_at = ?, ended_at = ?, error = ?, reason = ?
+         WHERE run_id = ? AND key = ?`,
+      ),
+      upsertAttempt: db.prepare(
+        `INSERT INTO attempts (run_id, step_key, attempt, status, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, step_key, attempt) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at,
+           error = excluded.error`,
+      ),
+      insertMaterialization: db.prepare(
+        'INSERT INTO materializations (asset_key, run_id, attempt, ts, metadata, partition_key) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      insertEvent: db.prepare(
+        'INSERT INTO events (run_id, ts, type, step_key, payload) VALUES (?, ?, ?, ?, ?)',
+      ),
+      getSteps: db.prepare('SELECT * FROM steps WHERE run_id = ? ORDER BY plan_index'),
+      getAttempts: db.prepare(
+        'SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at, step_key, attempt',
+      ),
+      getStepAttempts: db.prepare(
+        'SELECT * FROM attempts WHERE run_id = ? AND step_key = ? ORDER BY attempt',
+      ),
+      getEvents: db.prepare(
+        `SELECT id, payload FROM events
+         WHERE run_id = @run_id AND id > @after
+           AND (@step IS NULL OR step_key = @step)
+           AND (@types IS NULL OR type IN (SELECT value FROM json_each(@types)))
+         ORDER BY id LIMIT @limit`,
+      ),
+      countAllEvents: db.prepare('SELECT count(*) AS n FROM events'),
+      countRunEvents: db.prepare('SELECT count(*) AS n FROM events WHERE run_id = ?'),
+      maxEventId: db.prepare('SELECT max(id) AS id FROM events'),
+      runEndsAfter: db.prepare(
+        `SELECT id, run_id FROM events WHERE id > ? AND type = 'run:end' ORDER BY id LIMIT ?`,
+      ),
+      latestMaterialization: db.prepare(
+        'SELECT * FROM materializations WHERE asset_key = ? ORDER BY id DESC LIMIT 1',
+      ),
+      latestMaterializations: db.prepare(
+        `SELECT m.* FROM materializations m
+         JOIN (SELECT max(id) AS id FROM materializations GROUP BY asset_key) latest ON latest.id = m.id`,
+      ),
+      runMaterialization: db.prepare(
+        'SELECT * FROM materializations WHERE run_id = ? AND asset_key = ? ORDER BY id DESC LIMIT 1',
+      ),
+      runMaterializations: db.prepare('SELECT * FROM materializations WHERE run_id = ? ORDER BY id'),
+    }
+    this.s = s
+    const writeTx = db.transaction((b: WriteBatch) => {
+      for (const step of b.steps) {
+        s.updateStep.run(
+          step.status,
+          step.attempts,
+          step.startedAt,
+          step.endedAt,
+          step.error ? JSON.stringify(step.error) : null,
+          step.reason,
+          step.runId,
+          step.key,
+        )
+      }
+      for (const a of b.attempts) {
+        s.upsertAttempt.run(
+          a.runId,
+          a.step,
+          a.attempt,
+          a.status,
+          a.startedAt,
+          a.endedAt,
+          a.error ? JSON.stringify(a.error) : null,
+        )
+      }
+      for (const m of b.materializations) {
+        s.insertMaterialization.run(
+          m.asset,
+          m.runId,
+          m.attempt,
+          m.ts,
+          JSON.stringify(m.metadata),
+          m.partitionKey,
+        )
+      }
+      this.insertEvents(b.events)
+    })
+    this.writeTx = (batch) => writeTx.immediate(batch)
+  }
+
+  /** Commits an executor's accumulated writes in one transaction. */
+  write(batch: WriteBatch): void {
+    if (
+      batch.events.length === 0 &&
+      batch.steps.length === 0 &&
+      batch.attempts.length === 0 &&
+      batch.materializations.length === 0
+    ) {
+      return
+    }
+    this.writeTx(batch)
+  }
+
+  /** Appends events (inside the caller's transaction). */
+  insertEvents(events: readonly RunEvent[]): void {
+    for (const e of events) {
+      this.s.insertEvent.run(e.runId, e.ts, e.type, 'step' in e ? e.step : null, JSON.stringify(e))
+    }
+  }
+
+  getSteps(runId: string): StepRecord[] {
+    return (this.s.getSteps.all(runId) as Row[]).map(toStep)
+  }
+
+  getAttempts(runId: string, step?: string): AttemptRecord[] {
+    const rows = (
+      step === undefined ? this.s.getAttempts.all(runId) : this.s.getStepAttempts.all(runId, step)
+    ) as Row[]
+    return rows.map(toAttempt)
+  }
+
+  getEvents(runId: string, filter: EventFilter = {}): StoredEvent[] {
+    const rows = this.s.getEvents.all({
+      run_id: runId,
+      after: filter.afterId ?? 0,
+      step: filter.step ?? null,
+      types: filter.types ? JSON.stringify(filter.types) : null,
+      limit: filter.limit ?? -1,
+    }) as Array<{ id: number; payload: string }>
+    return rows.map((row) => ({ ...(JSON.parse(row.payload) as RunEvent), id: row.id }))
+  }
+
+  countEvents(runId?: string): number {
+    const row = (runId === undefined ? this.s.countAllEvents.get() : this.s.countRunEvents.get(runId)) as {
+      n: number
+    }
+    return row.n
+  }
+
+  maxEventId(): number {
+    return (this.s.maxEventId.get() as { id: number | null }).id ?? 0
+  }
+
+  runEndsAfter(afterId: number, limit = 1000): Array<{ eventId: number; runId: string }> {
+    const rows = this.s.runEndsAfter.all(afterId, limit) as Array<{ id: number; run_id: string }>
+    return rows.map((r) => ({ eventId: r.id, runId: r.run_id }))
+  }
+
+  latestMaterialization(asset: string): MaterializationRecord | undefined {
+    const row = this.s.latestMaterialization.get(asset) as Row | undefined
+    return row ? toMaterialization(row) : undefined
+  }
+
+  latestMaterializations(): Map<string, MaterializationRecord> {
+    const out = new Map<string, MaterializationRecord>()
+    for (const row of this.s.latestMaterializations.all() as Row[]) {
+      const m = toMaterialization(row)
+      out.set(m.asset, m)
+    }
+    return out
+  }
+
+  runMaterialization(runId: string, asset: string): MaterializationRecord | undefined {
+    const row = this.s.runMaterialization.get(runId, asset) as Row | undefined
+    return row ? toMaterialization(row) : undefined
+  }
+
+  materializationsForRun(runId: string): MaterializationRecord[] {
+    return (this.s.runMaterializations.all(runId) as Row[]).map(toMaterialization)
+  }
+}

@@ -1,0 +1,492 @@
+import { hostname } from 'node:os'
+import type Database from 'better-sqlite3'
+import { type ErrorInfo, StoreError } from '../../errors.js'
+import type { RunEvent } from '../../events.js'
+import type {
+  CreateRunResult,
+  NewRun,
+  PoolSlot,
+  RecoveredRun,
+  RecoverOptions,
+  RunFilter,
+  RunHold,
+  RunOwner,
+  RunRecord,
+  RunStatus,
+} from '../types.js'
+import type { EventsSql } from './events.js'
+import type { MaintenanceSql } from './maintenance.js'
+import { escapeLike, type Row, toRun } from './rows.js'
+
+const DEFAULT_STALE_AFTER_MS = 60_000
+
+/** Runs and their lifecycle: creation, owner heartbeats, cancel and pause requests, recovery, pool slots. */
+export class RunsSql {
+  private readonly s
+
+  private readonly db: Database.Database
+  private readonly displayName: string
+  private readonly maintenance: MaintenanceSql
+  private readonly events: EventsSql
+
+  constructor(db: Database.Database, displayName: string, maintenance: MaintenanceSql, events: EventsSql) {
+    this.db = db
+    this.displayName = displayName
+    this.maintenance = maintenance
+    this.events = events
+    this.s = {
+      getRunKey: db.prepare('SELECT run_id FROM run_keys WHERE origin = ? AND run_key = ?'),
+      insertRunKey: db.prepare(
+        'INSERT INTO run_keys (origin, run_key, run_id, created_at) VALUES (?, ?, ?, ?)',
+      ),
+      insertRun: db.prepare(
+        `INSERT INTO runs (id, status, selection, plan, reused, config, tags, origin, run_key, parent_run_id,
+           root_run_id, partition_key, created_at, started_at, owner_pid, owner_host, heartbeat_at, guard, guard_limit)
+         VALUES (@id, @status, @selection, @plan, @reused, @config, @tags, @origin, @run_key, @parent_run_id,
+           @root_run_id, @partition_key, @created_at, @started_at, @owner_pid, @owner_host, @heartbeat_at, @guard,
+           @guard_limit)`,
+      ),
+      insertStep: db.prepare(
+        `INSERT INTO steps (run_id, key, plan_index, status, partition_key) VALUES (?, ?, ?, 'pending', ?)`,
+      ),
+      getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      findRunPrefix: db.prepare(`SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT 6`),
+      listRuns: db.prepare(
+        `SELECT * FROM runs
+         WHERE (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses)))
+           AND (@before IS NULL OR id < @before)
+         ORDER BY id DESC LIMIT @limit`,
+      ),
+      countRuns: db.prepare('SELECT status, count(*) AS n FROM runs GROUP BY status'),
+      failedSteps: db.prepare(
+        `SELECT run_id, failed FROM (
+           SELECT r.value AS run_id,
+             (SELECT s.key FROM steps s WHERE s.run_id = r.value AND s.status = 'failed'
+              ORDER BY s.plan_index LIMIT 1) AS failed
+           FROM json_each(?) r)
+         WHERE failed IS NOT NULL`,
+      ),
+      finishRun: db.prepare(
+        `UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ? AND status IN ('started', 'queued', 'paused')`,
+      ),
+      heartbeat: db.prepare(
+        `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'started' AND owner_pid = ? AND owner_host = ?
+         RETURNING cancel_requested_at, pause_requested_at`,
+      ),
+      requestCancel: db.prepare(
+        'UPDATE runs SET cancel_requested_at = ? WHERE id = ? AND cancel_requested_at IS NULL',
+      ),
+      cancelQueued: db.prepare(
+        `UPDATE runs SET status = 'canceled', cancel_requested_at = coalesce(cancel_requested_at, ?), ended_at = ? WHERE id = ?`,
+      ),
+      cancelPendingSteps: db.prepare(
+        `UPDATE steps SET status = 'canceled', ended_at = ? WHERE run_id = ? AND status = 'pending'`,
+      ),
+      closeRunningSteps: db.prepare(
+        `UPDATE steps SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status IN ('running', 'retrying')`,
+      ),
+      closeRunningAttempts: db.prepare(
+        `UPDATE attempts SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'`,
+      ),
+      startedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'started'`),
+      requestPause: db.prepare(
+        'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
+      ),
+      requeuePaused: db.prepare(
+        `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
+         WHERE id = ? AND status = 'paused'`,
+      ),
+      pendingRequests: db.prepare('SELECT cancel_requested_at, pause_requested_at FROM runs WHERE id = ?'),
+      markPaused: db.prepare(
+        `UPDATE runs SET status = 'paused', heartbeat_at = ? WHERE id = ? AND status = 'started'`,
+      ),
+      resumeRun: db.prepare(
+        `UPDATE runs SET status = 'started', pause_requested_at = NULL, started_at = coalesce(started_at, ?),
+           owner_pid = ?, owner_host = ?, heartbeat_at = ? WHERE id = ? AND status = 'paused'`,
+      ),
+      startRun: db.prepare(
+        `UPDATE runs SET status = 'started', started_at = ?, owner_pid = ?, owner_host = ?, heartbeat_at = ?
+         WHERE id = ? AND status = 'queued'`,
+      ),
+      holdInFlight: db.prepare(
+        `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
+         WHERE h.hold = ? AND r.status IN ('started', 'paused') ORDER BY r.rowid`,
+      ),
+      getHolds: db.prepare('SELECT hold, hold_limit FROM run_holds WHERE run_id = ? ORDER BY hold'),
+      insertHold: db.prepare('INSERT INTO run_holds (run_id, hold, hold_limit) VALUES (?, ?, ?)'),
+      freeDeadSlots: db.prepare(
+        `DELETE FROM pool_slots WHERE pool = ? AND run_id NOT IN (SELECT id FROM runs WHERE status = 'started')`,
+      ),
+      countSlots: db.prepare('SELECT count(*) AS n FROM pool_slots WHERE pool = ?'),
+      insertSlot: db.prepare(
+        'INSERT INTO pool_slots (pool, run_id, step_key, acquired_at) VALUES (?, ?, ?, ?)',
+      ),
+      releaseSlot: db.prepare('DELETE FROM pool_slots WHERE pool = ? AND run_id = ? AND step_key = ?'),
+      releaseRunSlots: db.prepare('DELETE FROM pool_slots WHERE run_id = ?'),
+      poolUsage: db.prepare('SELECT * FROM pool_slots ORDER BY pool, acquired_at'),
+    }
+  }
+
+  // ---- creation --------------------------------------------------------------------------------
+
+  /**
+   * Inserts a run and its pending steps in one IMMEDIATE transaction, with its run key checked and
+   * claimed, the maintenance gate read and its holds counted in that same transaction: two
+   * processes asking for the same (origin, key) at once still create one run.
+   */
+  createRun(runInput: NewRun): CreateRunResult {
+    let input = runInput
+    const origin = input.origin ?? 'manual'
+    return this.db
+      .transaction((): CreateRunResult => {
+        const existing = this.runForKey(origin, input.runKey)
+        if (existing) return { created: false, existingRunId: existing }
+        const gate = this.maintenance.gate()
+        if (gate && !input.force) {
+          const parkedRequestId = this.maintenance.park({ ...input, origin, now: input.now })
+          return { created: false, parkedRequestId }
+        }
+        const blockedBy = this.firstFullHold(input.holds ?? [], input.id)
+        if (blockedBy) return { created: false, blockedBy }
+        this.claimKey(origin, input.runKey, input.id, input.now)
+        if (gate) input = { ...input, tags: { ...input.tags, 'refresh/forced': 'maintenance' } }
+        this.insertRunRow(input)
+        return { created: true, run: this.getRun(input.id)! }
+      })
+      .immediate()
+  }
+
+  /** The run a key already created, if any (inside the caller's transaction). */
+  runForKey(origin: string, runKey: string | undefined): string | undefined {
+    if (runKey === undefined) return undefined
+    return (this.s.getRunKey.get(origin, runKey) as { run_id: string } | undefined)?.run_id
+  }
+
+  /** Claims a run key for a run (inside the caller's transaction, after `runForKey` found none). */
+  claimKey(origin: string, runKey: string | undefined, runId: string, now: number): void {
+    if (runKey !== undefined) this.s.insertRunKey.run(origin, runKey, runId, now)
+  }
+
+  /** Inserts a run row, its pending steps and its holds (inside the caller's transaction). */
+  insertRunRow(input: NewRun & { guard?: string; guardLimit?: number }): void {
+    const started = input.status === 'started'
+    this.s.insertRun.run({
+      id: input.id,
+      status: input.status,
+      selection: input.selection,
+      plan: JSON.stringify(input.plan),
+      reused: JSON.stringify(input.reused ?? {}),
+      config: JSON.stringify(input.config),
+      tags: JSON.stringify(input.tags ?? {}),
+      origin: input.origin ?? 'manual',
+      run_key: input.runKey ?? null,
+      parent_run_id: input.parentRunId ?? null,
+      root_run_id: input.rootRunId ?? input.parentRunId ?? null,
+      partition_key: input.partitionKey ?? null,
+      created_at: input.now,
+      started_at: started ? input.now : null,
+      owner_pid: input.owner?.pid ?? null,
+      owner_host: input.owner?.host ?? null,
+      heartbeat_at: started ? input.now : null,
+      guard: input.guard ?? null,
+      guard_limit: input.guardLimit ?? null,
+    })
+    input.plan.forEach((key, index) => {
+      this.s.insertStep.run(input.id, key, index, input.partitionKey ?? null)
+    })
+    for (const h of input.holds ?? []) this.s.insertHold.run(input.id, h.key, h.limit)
+  }
+
+  /** The first of a run's holds that is full, and the run that fills it (inside a transaction). */
+  firstFullHold(holds: readonly RunHold[], self: string): { runId: string; hold: string } | undefined {
+    for (const h of holds) {
+      const holders = (this.s.holdInFlight.all(h.key) as Array<{ run_id: string }>).filter(
+        (r) => r.run_id !== self,
+      )
+      if (holders.length >= h.limit) return { runId: holders[0]!.run_id, hold: h.key }
+    }
+    return undefined
+  }
+
+  runHolds(runId: string): RunHold[] {
+    return (this.s.getHolds.all(runId) as Array<{ hold: string; hold_limit: number }>).map((r) => ({
+      key: r.hold,
+      limit: r.hold_limit,
+    }))
+  }
+
+  /** queued -> started for its owner (inside the caller's transaction, once the checks passed). */
+  start(runId: string, owner: RunOwner, now: number): void {
+    this.s.startRun.run(now, owner.pid, owner.host, now, runId)
+  }
+
+  // ---- reads -----------------------------------------------------------------------------------
+
+  getRun(id: string): RunRecord | undefined {
+    const row = this.s.getRun.get(id) as Row | undefined
+    return row ? toRun(row) : undefined
+  }
+
+  findRun(idOrPrefix: string): RunRecord | undefined {
+    const exact = this.getRun(idOrPrefix)
+    if (exact) return exact
+    if (idOrPrefix.length === 0) return undefined
+    const rows = (this.s.findRunPrefix.all(`${escapeLike(idOrPrefix)}%`) as Row[]).map(toRun)
+    if (rows.length > 1) {
+      const shown = rows.slice(0, 5).map((r) => `${r.id} (${r.status})`)
+      const more = rows.length > 5 ? ', and more' : ''
+      throw new StoreError(
+        `run id prefix \`${idOrPrefix}\` matches several runs: ${shown.join(', ')}${more}; type more of the id.`,
+      )
+    }
+    return rows[0]
+  }
+
+  listRuns(filter: RunFilter = {}): RunRecord[] {
+    const statuses =
+      filter.status === undefined
+        ? null
+        : JSON.stringify(Array.isArray(filter.status) ? filter.status : [filter.status])
+    const rows = this.s.listRuns.all({
+      statuses,
+      before: filter.before ?? null,
+      limit: filter.limit ?? -1,
+    }) as Row[]
+    return rows.map(toRun)
+  }
+
+  failedSteps(runIds: readonly string[]): Map<string, string> {
+    const rows = this.s.failedSteps.all(JSON.stringify(runIds)) as Array<{ run_id: string; failed: string }>
+    return new Map(rows.map((r) => [r.run_id, r.failed]))
+  }
+
+  countRuns(): Record<RunStatus, number> {
+    const counts: Record<RunStatus, number> = {
+      queued: 0,
+      started: 0,
+      paused: 0,
+      success: 0,
+      failure: 0,
+      canceled: 0,
+    }
+    for (const row of this.s.countRuns.all() as Array<{ status: RunStatus; n: number }>)
+      counts[row.status] = row.n
+    return counts
+  }
+
+  private requireRun(runId: string): RunRecord {
+    const run = this.getRun(runId)
+    if (!run) throw new StoreError(`no run \`${runId}\` in ${this.displayName}; \`refresh runs\` lists them.`)
+    return run
+  }
+
+  // ---- the owner's side ------------------------------------------------------------------------
+
+  /**
+   * Ends a run. Only a run still started, queued or paused changes: a run that recovery already
+   * marked as interrupted keeps that verdict.
+   */
+  finishRun(
+    runId: string,
+    status: 'success' | 'failure' | 'canceled',
+    now: number,
+    error?: ErrorInfo,
+  ): boolean {
+    return this.db
+      .transaction(() => {
+        const changed =
+          this.s.finishRun.run(status, now, error ? JSON.stringify(error) : null, runId).changes > 0
+        if (changed) this.s.releaseRunSlots.run(runId)
+        return changed
+      })
+      .immediate()
+  }
+
+  heartbeat(runId: string, owner: RunOwner, now: number): 'ok' | 'cancel' | 'pause' | 'lost' {
+    const row = this.s.heartbeat.get(now, runId, owner.pid, owner.host) as
+      | { cancel_requested_at: number | null; pause_requested_at: number | null }
+      | undefined
+    if (!row) return 'lost'
+    if (row.cancel_requested_at !== null) return 'cancel'
+    return row.pause_requested_at === null ? 'ok' : 'pause'
+  }
+
+  pendingRequests(runId: string): { cancel: boolean; pause: boolean } {
+    const row = this.s.pendingRequests.get(runId) as
+      | { cancel_requested_at: number | null; pause_requested_at: number | null }
+      | undefined
+    return { cancel: row?.cancel_requested_at != null, pause: row?.pause_requested_at != null }
+  }
+
+  markPaused(runId: string, now: number): boolean {
+    return this.s.markPaused.run(now, runId).changes > 0
+  }
+
+  // ---- requests from other processes -----------------------------------------------------------
+
+  requestCancel(runId: string, now: number): RunStatus {
+    return this.db
+      .transaction(() => {
+        const run = this.requireRun(runId)
+        if (run.status === 'queued' || run.status === 'paused') {
+          this.s.cancelQueued.run(now, now, runId)
+          this.s.cancelPendingSteps.run(now, runId)
+          return 'canceled'
+        }
+        if (run.status === 'started') this.s.requestCancel.run(now, runId)
+        return run.status
+      })
+      .immediate()
+  }
+
+  requestPause(runId: string, now: number): RunStatus {
+    return this.db
+      .transaction(() => {
+        const run = this.requireRun(runId)
+        if (run.status !== 'started') {
+          throw new StoreError(`run ${runId} is ${run.status}; only a started run can be paused.`)
+        }
+        this.s.requestPause.run(now, runId)
+        return run.status
+      })
+      .immediate()
+  }
+
+  requeuePausedRun(runId: string): boolean {
+    return this.s.requeuePaused.run(runId).changes > 0
+  }
+
+  claimPausedRun(runId: string, owner: RunOwner, now: number): boolean {
+    return this.db
+      .transaction(() => {
+        if (this.getRun(runId)?.status !== 'paused') return false
+        if (this.maintenance.gate()) return false
+        this.s.resumeRun.run(now, owner.pid, owner.host, now, runId)
+        return true
+      })
+      .immediate()
+  }
+
+  // ---- crash recovery --------------------------------------------------------------------------
+
+  /**
+   * Marks started runs whose owning process is gone as failed (interrupted). On this host a run is
+   * gone when its pid no longer exists; on another host when its heartbeat is older than
+   * `staleAfterMs`. (A live pid with a heartbeat ten times that old is taken as a reused pid.)
+   */
+  recoverInterruptedRuns(options: RecoverOptions = {}): RecoveredRun[] {
+    const now = options.now ?? Date.now()
+    const staleAfter = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS
+    const host = hostname()
+    const candidates = (this.s.startedRuns.all() as Row[])
+      .map(toRun)
+      .filter((r) => !options.runIds || options.runIds.includes(r.id))
+    const recovered: RecoveredRun[] = []
+    for (const run of candidates) {
+      const beat = run.heartbeatAt ?? run.startedAt ?? run.createdAt
+      const age = now - beat
+      let reason: string | undefined
+      if (run.ownerHost === host && run.ownerPid !== null) {
+        if (!pidAlive(run.ownerPid)) reason = `its process (pid ${run.ownerPid}) is gone`
+        else if (age > staleAfter * 10) reason = `its heartbeat stopped ${Math.round(age / 1000)} s ago`
+      } else if (age > staleAfter) {
+        reason = `its heartbeat stopped ${Math.round(age / 1000)} s ago (owner ${run.ownerHost ?? '?'}:${run.ownerPid ?? '?'})`
+      }
+      if (reason === undefined) continue
+      const error = {
+        name: 'InterruptedError',
+        message: `run interrupted: ${reason}. Re-execute it from failure with \`refresh retry ${run.id}\`.`,
+      }
+      if (this.closeRun(run.id, 'failure', error, now)) recovered.push({ runId: run.id, reason })
+    }
+    return recovered
+  }
+
+  abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): boolean {
+    const error = { name: status === 'canceled' ? 'CanceledError' : 'Error', message: reason }
+    return this.closeRun(runId, status, error, now)
+  }
+
+  /**
+   * Closes a started (or queued) run that no executor will finish: running steps and attempts end
+   * canceled (or failed), unstarted steps canceled, slots are freed, and closing events are written
+   * so that followers of the run's events see its end.
+   */
+  private closeRun(runId: string, status: 'failure' | 'canceled', error: ErrorInfo, now: number): boolean {
+    return this.db
+      .transaction(() => {
+        const run = this.getRun(runId)
+        if (run?.status !== 'started' && run?.status !== 'queued') return false
+        const errorJson = JSON.stringify(error)
+        // an interrupted run ended when its owner last showed signs of life
+        const interrupted = error.name === 'InterruptedError'
+        const endedAt = interrupted ? Math.max(run.heartbeatAt ?? now, run.startedAt ?? now) : now
+        const stepStatus = status === 'canceled' ? 'canceled' : 'failed'
+        this.s.finishRun.run(status, endedAt, errorJson, runId)
+        this.s.closeRunningSteps.run(stepStatus, endedAt, errorJson, runId)
+        this.s.closeRunningAttempts.run(stepStatus, endedAt, errorJson, runId)
+        this.s.cancelPendingSteps.run(endedAt, runId)
+        this.s.releaseRunSlots.run(runId)
+        const steps = this.events.getSteps(runId)
+        const count = (s: string) => steps.filter((step) => step.status === s).length
+        const events: RunEvent[] = [
+          { type: 'log', runId, ts: now, step: null, level: 'error', message: error.message },
+          {
+            type: 'run:end',
+            runId,
+            ts: now,
+            status,
+            durationMs: endedAt - (run.startedAt ?? run.createdAt),
+            succeeded: count('succeeded'),
+            failed: count('failed'),
+            skipped: count('skipped'),
+            canceled: count('canceled'),
+          },
+        ]
+        this.events.insertEvents(events)
+        return true
+      })
+      .immediate()
+  }
+
+  // ---- pools -----------------------------------------------------------------------------------
+
+  /**
+   * Takes a slot in a named pool if fewer than `limit` are held by started runs. The count and the
+   * insert are one IMMEDIATE transaction, so processes sharing the file never exceed the limit
+   * together. Slots of runs that are no longer started are freed on the way.
+   */
+  tryAcquirePoolSlot(pool: string, limit: number, runId: string, step: string, now: number): boolean {
+    return this.db
+      .transaction(() => {
+        this.s.freeDeadSlots.run(pool)
+        const { n } = this.s.countSlots.get(pool) as { n: number }
+        if (n >= limit) return false
+        this.s.insertSlot.run(pool, runId, step, now)
+        return true
+      })
+      .immediate()
+  }
+
+  releasePoolSlot(pool: string, runId: string, step: string): void {
+    this.s.releaseSlot.run(pool, runId, step)
+  }
+
+  poolUsage(): PoolSlot[] {
+    return (this.s.poolUsage.all() as Row[]).map((r) => ({
+      pool: r.pool as string,
+      runId: r.run_id as string,
+      step: r.step_key as string,
+      acquiredAt: r.acquired_at as number,
+    }))
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,644 @@
+/**
+ * The `RunStore` contract, written once against the interface and run unchanged against every
+ * implementation (see sqlite.test.ts; the Postgres store adds one call). Each guarantee the engine,
+ * the daemon and the CLI rely on is asserted here through the store's own methods only, with
+ * several real processes where the guarantee is about several processes.
+ */
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { errorCode } from '../../core/errors.js'
+import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
+import type { NewRun, NewTick, RunRequest } from '../../core/store/types.js'
+import { ROOT, run } from '../helpers.js'
+
+export interface ContractTarget {
+  /** Other processes can open the store from its location (a file, a server); not `:memory:`. */
+  shareable: boolean
+  /** A fresh, empty store, and a location other processes can open it from (if it can be shared). */
+  fresh(): Promise<{ store: RunStore; location: string | null }>
+  /**
+   * Holds the store's write lock from another connection until `release` is called, for the
+   * busy-store case (its wait must be shorter than the test's).
+   */
+  holdWriteLock?(location: string): Promise<{ release(): Promise<void> }>
+  /** Opens a store at `location` with a short busy wait, for the busy-store case. */
+  openImpatient?(location: string): Promise<RunStore>
+  /** Every older schema version, and a store location created at that version with one run `r1` in it. */
+  olderSchemas?: {
+    versions: readonly number[]
+    create(version: number): Promise<string>
+    open(location: string): Promise<RunStore>
+  }
+}
+
+const dead = { pid: 2 ** 22 + 12_345, host: 'this-host' }
+
+function newRun(id: string, extra: Partial<NewRun> = {}): NewRun {
+  return { id, selection: '*', plan: ['a', 'b'], config: {}, status: 'queued', now: 1_000, ...extra }
+}
+
+function request(id: string, extra: Partial<RunRequest> = {}): RunRequest {
+  return {
+    id,
+    selection: 'snapshot+',
+    plan: ['snapshot'],
+    config: {},
+    origin: 'sensor:snap',
+    now: 1_000,
+    ...extra,
+  }
+}
+
+function tick(instigator: string, extra: Partial<NewTick> = {}): NewTick {
+  return { instigator, kind: 'sensor', tickTime: 10, startedAt: 10, endedAt: 11, status: 'success', ...extra }
+}
+
+function child(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return run([join(ROOT, 'test/fixtures', args[0]!), ...args.slice(1)])
+}
+
+export function storeContract(name: string, target: ContractTarget): void {
+  const open = async () => (await target.fresh()).store
+  /** A case about several processes (or connections) sharing one store: only for a store that can be shared. */
+  const itShared = (title: string, fn: (location: string) => Promise<void>) => {
+    if (!target.shareable) return
+    it(title, async () => {
+      const { store, location } = await target.fresh()
+      await store.close()
+      await fn(location!)
+    })
+  }
+
+  describe(`RunStore contract: ${name}`, () => {
+    describe('runs', () => {
+      it('creates a run with its pending steps, finds it by id and by unique prefix', async () => {
+        await using store = await open()
+        const created = await store.createRun(
+          newRun('01abc-one', { status: 'started', owner: { pid: 1, host: 'h' } }),
+        )
+        expect(created).toMatchObject({
+          created: true,
+          run: { id: '01abc-one', status: 'started', plan: ['a', 'b'] },
+        })
+        expect((await store.getSteps('01abc-one')).map((s) => [s.key, s.status])).toEqual([
+          ['a', 'pending'],
+          ['b', 'pending'],
+        ])
+        expect((await store.findRun('01abc-o'))?.id).toBe('01abc-one')
+        await store.createRun(newRun('01abc-two'))
+        await expect(store.findRun('01abc')).rejects.toThrow(
+          /matches several runs: 01abc-two \(queued\), 01abc-one/,
+        )
+        expect(await store.findRun('zzz')).toBeUndefined()
+      })
+
+      it('pages runs newest first, by status, before a given run', async () => {
+        await using store = await open()
+        for (let i = 0; i < 7; i++) await store.createRun(newRun(`run-${i}`))
+        await store.finishRun('run-2', 'success', 2_000)
+        const first = await store.listRuns({ limit: 3 })
+        expect(first.map((r) => r.id)).toEqual(['run-6', 'run-5', 'run-4'])
+        const next = await store.listRuns({ limit: 3, before: first.at(-1)!.id })
+        expect(next.map((r) => r.id)).toEqual(['run-3', 'run-2', 'run-1'])
+        expect((await store.listRuns({ status: 'success' })).map((r) => r.id)).toEqual(['run-2'])
+        expect(await store.countRuns()).toMatchObject({ queued: 6, success: 1 })
+      })
+
+      it('run keys are unique per origin: one run per (origin, key), checked and claimed with the run', async () => {
+        await using store = await open()
+        const base = { origin: 'sensor:s', runKey: 'k' }
+        expect((await store.createRun(newRun('r1', base))).created).toBe(true)
+        expect(await store.createRun(newRun('r2', base))).toEqual({ created: false, existingRunId: 'r1' })
+        expect((await store.createRun(newRun('r3', { ...base, origin: 'sensor:other' }))).created).toBe(true)
+        expect(await store.requestRun(request('r4', { origin: 'sensor:s', runKey: 'k' }))).toEqual({
+          outcome: 'duplicate',
+          runId: 'r1',
+        })
+        expect(await store.getRun('r2')).toBeUndefined()
+      })
+
+      itShared(
+        'run keys are used exactly once under concurrent requests from several processes',
+        async (location) => {
+          const results = await Promise.all(
+            Array.from({ length: 8 }, (_, i) => child(['request-child.mjs', location, 'key', String(i)])),
+          )
+          const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string; runId: string })
+          expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
+          expect(outcomes.filter((o) => o.outcome === 'duplicate')).toHaveLength(7)
+          expect(new Set(outcomes.map((o) => o.runId)).size).toBe(1)
+        },
+      )
+
+      it('writes a batch atomically and reads events back in order, filtered', async () => {
+        await using store = await open()
+        await store.createRun(newRun('r', { status: 'started', owner: { pid: 1, host: 'h' } }))
+        await store.write({
+          events: [
+            { type: 'step:start', runId: 'r', ts: 1, step: 'a', attempt: 1, maxAttempts: 1 },
+            { type: 'log', runId: 'r', ts: 2, step: 'a', level: 'info', message: 'hello' },
+            { type: 'step:start', runId: 'r', ts: 3, step: 'b', attempt: 1, maxAttempts: 1 },
+          ],
+          steps: [
+            {
+              runId: 'r',
+              key: 'a',
+              status: 'succeeded',
+              attempts: 1,
+              startedAt: 1,
+              endedAt: 2,
+              error: null,
+              reason: null,
+            },
+          ],
+          attempts: [
+            { runId: 'r', step: 'a', attempt: 1, status: 'succeeded', startedAt: 1, endedAt: 2, error: null },
+          ],
+          materializations: [
+            { asset: 'a', runId: 'r', attempt: 1, ts: 2, metadata: { rows: 3 }, partitionKey: null },
+          ],
+        })
+        const events = await store.getEvents('r')
+        expect(events.map((e) => e.type)).toEqual(['step:start', 'log', 'step:start'])
+        expect(events.map((e) => e.id)).toEqual([...events.map((e) => e.id)].sort((x, y) => x - y))
+        expect((await store.getEvents('r', { step: 'b' })).map((e) => e.ts)).toEqual([3])
+        expect((await store.getEvents('r', { types: ['log'] })).map((e) => e.ts)).toEqual([2])
+        expect((await store.getEvents('r', { afterId: events[0]!.id })).length).toBe(2)
+        expect(await store.countEvents('r')).toBe(3)
+        expect((await store.latestMaterialization('a'))?.metadata).toEqual({ rows: 3 })
+        expect((await store.runMaterialization('r', 'a'))?.attempt).toBe(1)
+        expect((await store.getAttempts('r', 'a'))[0]?.status).toBe('succeeded')
+        // a batch that cannot be written (an unknown run) leaves nothing of itself behind
+        await expect(
+          store.write({
+            events: [{ type: 'log', runId: 'r', ts: 4, step: null, level: 'info', message: 'kept?' }],
+            steps: [],
+            attempts: [],
+            materializations: [
+              { asset: 'a', runId: 'r', attempt: 2, ts: 5, metadata: {}, partitionKey: null },
+            ],
+          }),
+        ).resolves.toBeUndefined()
+        await expect(
+          store.write({
+            events: [{ type: 'log', runId: 'r', ts: 6, step: null, level: 'info', message: 'not kept' }],
+            steps: [],
+            attempts: [
+              {
+                runId: 'no-such-run',
+                step: 'a',
+                attempt: 1,
+                status: 'running',
+                startedAt: 6,
+                endedAt: null,
+                error: null,
+              },
+            ],
+            materializations: [],
+          }),
+        ).rejects.toThrow()
+        expect((await store.getEvents('r')).map((e) => ('message' in e ? e.message : e.type))).not.toContain(
+          'not kept',
+        )
+      })
+    })
+
+    describe('guards and holds', () => {
+      it('coalesce: requests while a run is queued become that one follow-up (their keys point to it)', async () => {
+        await using store = await open()
+        const guard = { key: 'snap', concurrency: 1, onConflict: 'coalesce' as const }
+        expect(await store.requestRun(request('r1', { guard }))).toEqual({ outcome: 'created', runId: 'r1' })
+        expect(await store.claimQueuedRun('r1', { pid: 1, host: 'h' }, 2_000)).toBe(true)
+        expect(await store.requestRun(request('r2', { guard }))).toEqual({ outcome: 'created', runId: 'r2' })
+        expect(await store.requestRun(request('r3', { guard, runKey: 'k3' }))).toEqual({
+          outcome: 'coalesced',
+          runId: 'r2',
+        })
+        expect(await store.requestRun(request('r4', { guard, runKey: 'k3' }))).toEqual({
+          outcome: 'duplicate',
+          runId: 'r2',
+        })
+        // the follow-up waits for the run in flight, then goes
+        expect(await store.claimQueuedRun('r2', { pid: 1, host: 'h' }, 3_000)).toBe(false)
+        expect((await store.queuedRuns()).map((r) => [r.id, r.launchable])).toEqual([['r2', false]])
+        await store.finishRun('r1', 'success', 4_000)
+        expect((await store.queuedRuns()).map((r) => [r.id, r.launchable])).toEqual([['r2', true]])
+        expect(await store.claimQueuedRun('r2', { pid: 1, host: 'h' }, 5_000)).toBe(true)
+      })
+
+      itShared('coalesce from several processes at once: exactly one follow-up', async (location) => {
+        const results = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => child(['request-child.mjs', location, 'guard', String(i)])),
+        )
+        const outcomes = results.map((r) => JSON.parse(r.stdout) as { outcome: string })
+        expect(outcomes.filter((o) => o.outcome === 'created')).toHaveLength(1)
+        expect(outcomes.filter((o) => o.outcome === 'coalesced')).toHaveLength(7)
+      })
+
+      it('skip: a request while the guard is full is dropped with its reason', async () => {
+        await using store = await open()
+        const guard = { key: 'g', concurrency: 1, onConflict: 'skip' as const }
+        await store.requestRun(request('r1', { guard }))
+        expect(await store.requestRun(request('r2', { guard }))).toEqual({
+          outcome: 'skipped',
+          reason: 'guard `g` is full (1 at a time; run r1 is in flight)',
+          blockingRunId: 'r1',
+        })
+        expect(await store.getRun('r2')).toBeUndefined()
+      })
+
+      it('queue: every request is kept and launched in request order as slots free', async () => {
+        await using store = await open()
+        const guard = { key: 'q', concurrency: 1, onConflict: 'queue' as const }
+        for (const id of ['r1', 'r2', 'r3']) await store.requestRun(request(id, { guard }))
+        const owner = { pid: 1, host: 'h' }
+        expect(await store.claimQueuedRun('r2', owner, 2)).toBe(false) // r1 first
+        expect(await store.claimQueuedRun('r1', owner, 2)).toBe(true)
+        expect(await store.claimQueuedRun('r2', owner, 3)).toBe(false) // full
+        await store.finishRun('r1', 'failure', 4)
+        expect(await store.claimQueuedRun('r2', owner, 5)).toBe(true)
+        expect((await store.queuedRuns()).map((r) => r.id)).toEqual(['r3'])
+      })
+
+      it('holds: a run is created, or claimed, only while each hold it falls under has room', async () => {
+        await using store = await open()
+        const holds = [{ key: 'index_writers', limit: 1 }]
+        const owner = { pid: 1, host: 'h' }
+        expect((await store.createRun(newRun('a', { status: 'started', owner, holds }))).created).toBe(true)
+        expect(await store.createRun(newRun('b', { status: 'started', owner, holds }))).toEqual({
+          created: false,
+          blockedBy: { runId: 'a', hold: 'index_writers' },
+        })
+        await store.requestRun(request('c', { holds }))
+        expect(await store.runHolds('c')).toEqual(holds)
+        expect((await store.queuedRuns()).map((r) => [r.id, r.launchable])).toEqual([['c', false]])
+        expect(await store.claimQueuedRun('c', owner, 2)).toBe(false)
+        await store.finishRun('a', 'success', 3)
+        expect(await store.claimQueuedRun('c', owner, 4)).toBe(true)
+      })
+    })
+
+    describe('pool slots', () => {
+      it('never grants more slots than the limit; slots of ended runs are freed', async () => {
+        await using store = await open()
+        const owner = { pid: 1, host: 'h' }
+        await store.createRun(newRun('r1', { status: 'started', owner }))
+        await store.createRun(newRun('r2', { status: 'started', owner }))
+        expect(await store.tryAcquirePoolSlot('db', 2, 'r1', 'a', 1)).toBe(true)
+        expect(await store.tryAcquirePoolSlot('db', 2, 'r2', 'a', 2)).toBe(true)
+        expect(await store.tryAcquirePoolSlot('db', 2, 'r2', 'b', 3)).toBe(false)
+        expect((await store.poolUsage()).map((s) => s.runId)).toEqual(['r1', 'r2'])
+        await store.releasePoolSlot('db', 'r1', 'a')
+        expect(await store.tryAcquirePoolSlot('db', 2, 'r2', 'b', 4)).toBe(true)
+        await store.finishRun('r2', 'success', 5)
+        expect(await store.poolUsage()).toEqual([])
+      })
+
+      itShared('holds a pool limit across processes running at once', async (location) => {
+        const counter = join(
+          location.startsWith('/') ? join(location, '..') : ROOT,
+          `pool-counter-${process.pid}-${Date.now()}.db`,
+        )
+        const { default: Database } = await import('better-sqlite3')
+        const db = new Database(counter)
+        db.exec('CREATE TABLE c (cur INTEGER, peak INTEGER); INSERT INTO c VALUES (0, 0)')
+        db.close()
+        const runs = await Promise.all(
+          ['x', 'y', 'z'].map((label) => child(['pool-child.mjs', location, counter, label, '4', '40', '2'])),
+        )
+        for (const r of runs) expect(r.stdout.trim(), r.stderr).toBe('success')
+        const check = new Database(counter, { readonly: true })
+        const { cur, peak } = check.prepare('SELECT cur, peak FROM c').get() as { cur: number; peak: number }
+        check.close()
+        expect(cur).toBe(0)
+        expect(peak).toBe(2)
+      })
+    })
+
+    describe('leases', () => {
+      it('one holder at a time; renewed by its holder; taken over once expired; released', async () => {
+        await using store = await open()
+        expect((await store.acquireLease('daemon', 'one', 5_000, 0)).acquired).toBe(true)
+        const refused = await store.acquireLease('daemon', 'two', 5_000, 1_000)
+        expect(refused).toMatchObject({ acquired: false, lease: { holder: 'one', expiresAt: 5_000 } })
+        expect(await store.acquireLease('daemon', 'one', 5_000, 2_000)).toMatchObject({
+          acquired: true,
+          lease: { holder: 'one', acquiredAt: 0, expiresAt: 7_000 },
+        })
+        // the holder stopped renewing: the next one takes over once it expired, not before
+        expect((await store.acquireLease('daemon', 'two', 5_000, 6_999)).acquired).toBe(false)
+        expect(await store.acquireLease('daemon', 'two', 5_000, 7_001)).toMatchObject({
+          acquired: true,
+          lease: { holder: 'two', acquiredAt: 7_001 },
+        })
+        await store.releaseLease('daemon', 'one') // not its lease any more: nothing happens
+        expect((await store.getLease('daemon'))?.holder).toBe('two')
+        await store.releaseLease('daemon', 'two')
+        expect(await store.getLease('daemon')).toBeUndefined()
+      })
+    })
+
+    describe('ticks and cursors', () => {
+      it('a tick commits with its requests and its cursor; identical skips fold into one row', async () => {
+        await using store = await open()
+        const [first] = await store.commitTicks([
+          tick('s', { requests: [request('r1', { runKey: 'k1', origin: 'sensor:s' })], cursor: '1' }),
+        ])
+        expect(first).toMatchObject({ tick: { status: 'success', runIds: ['r1'], cursor: '1' } })
+        expect((await store.getInstigator('s'))?.cursor).toBe('1')
+        const skip = () =>
+          tick('s', {
+            status: 'skipped',
+            skipReason: 'nothing new',
+            tickTime: 20,
+            startedAt: 20,
+            endedAt: 21,
+          })
+        const [a] = await store.commitTicks([skip()])
+        const [b] = await store.commitTicks([skip()])
+        expect(b!.tick.id).toBe(a!.tick.id)
+        expect(b!.tick.repeats).toBe(2)
+        // a repeated key: the tick launched nothing and says why; a failed tick never moves the cursor
+        const [again] = await store.commitTicks([
+          tick('s', { requests: [request('r2', { runKey: 'k1', origin: 'sensor:s' })], cursor: '2' }),
+        ])
+        expect(again!.tick).toMatchObject({
+          status: 'skipped',
+          skipReason: 'run key k1 already used by run r1',
+        })
+        await store.commitTicks([tick('s', { status: 'failure', error: { name: 'Error', message: 'x' } })])
+        expect((await store.getInstigator('s'))?.cursor).toBe('2')
+        expect((await store.listTicks('s')).map((t) => t.status)).toEqual([
+          'failure',
+          'skipped',
+          'skipped',
+          'success',
+        ])
+        expect(await store.maxTickId()).toBeGreaterThan(0)
+        expect((await store.ticksAfter(0)).length).toBe(4)
+      })
+
+      it('ticks commit all together or not at all: a failing request leaves no run and no cursor moved', async () => {
+        await using store = await open()
+        await store.createRun(newRun('taken'))
+        await expect(
+          store.commitTicks([
+            tick('a', { requests: [request('fresh', { origin: 'sensor:a' })], cursor: 'a1' }),
+            tick('b', { requests: [request('taken', { origin: 'sensor:b' })], cursor: 'b1' }),
+          ]),
+        ).rejects.toThrow()
+        expect(await store.getRun('fresh')).toBeUndefined()
+        expect((await store.getInstigator('a'))?.cursor ?? null).toBeNull()
+        expect(await store.listTicks('a')).toEqual([])
+      })
+
+      it('turning an instigator on records when; ensure never changes an existing row', async () => {
+        await using store = await open()
+        expect(await store.ensureInstigator('nightly', 'schedule', 100)).toMatchObject({
+          status: 'default',
+          enabledAt: 100,
+        })
+        expect(await store.setInstigatorStatus('nightly', 'schedule', 'off', 200)).toMatchObject({
+          status: 'off',
+        })
+        expect(await store.setInstigatorStatus('nightly', 'schedule', 'on', 300)).toMatchObject({
+          status: 'on',
+          enabledAt: 300,
+        })
+        expect(await store.ensureInstigator('nightly', 'schedule', 400)).toMatchObject({
+          status: 'on',
+          enabledAt: 300,
+        })
+        expect((await store.listInstigators()).map((i) => i.name)).toEqual(['nightly'])
+      })
+    })
+
+    describe('maintenance mode', () => {
+      it('parks every new run while on (forced runs go, tagged); replays each parked request once', async () => {
+        await using store = await open()
+        const gate = { reason: 'deploy', by: 'ops@h', since: 1, drainTimeoutMs: 0 }
+        expect(await store.setMaintenanceOn(gate)).toBe(true)
+        expect(await store.setMaintenanceOn(gate)).toBe(false)
+        const parkedRun = await store.createRun(newRun('m1'))
+        expect(parkedRun).toMatchObject({ created: false, parkedRequestId: expect.any(Number) })
+        const forced = await store.createRun(newRun('m2', { force: true }))
+        expect(forced).toMatchObject({ created: true, run: { tags: { 'refresh/forced': 'maintenance' } } })
+        expect(await store.requestRun(request('m3', { runKey: 'k' }))).toMatchObject({ outcome: 'parked' })
+        // the same key parked twice is one request
+        const again = await store.requestRun(request('m4', { runKey: 'k' }))
+        expect(again).toMatchObject({ outcome: 'parked' })
+        expect(await store.countParked()).toBe(2)
+        // queued runs are held while the gate is on
+        expect(await store.replayParked([], 2)).toEqual([])
+        expect(await store.setMaintenanceOff()).toEqual(gate)
+        expect(await store.setMaintenanceOff()).toBeNull()
+        const pending = await store.listParked({ pending: true })
+        expect(pending.map((p) => [p.origin, p.runKey])).toEqual([
+          ['manual', null],
+          ['sensor:snap', 'k'],
+        ])
+        const replays = pending.map((p, i) => ({
+          parkedId: p.id,
+          request: request(`replayed-${i}`, { origin: p.origin, ...(p.runKey ? { runKey: p.runKey } : {}) }),
+        }))
+        const replayed = await store.replayParked(replays, 10)
+        expect(replayed.map((r) => r.outcome.outcome)).toEqual(['created', 'created'])
+        // replaying the same requests again (a second replayer, a crash mid-replay): nothing twice
+        expect(await store.replayParked(replays, 11)).toEqual([])
+        expect(await store.countParked()).toBe(0)
+        expect((await store.listParked()).every((p) => p.replayedAt === 10)).toBe(true)
+        expect((await store.listRuns({ status: 'queued' })).map((r) => r.id).sort()).toEqual([
+          'm2',
+          'replayed-0',
+          'replayed-1',
+        ])
+      })
+
+      it('a request that cannot be built is marked failed, not retried forever', async () => {
+        await using store = await open()
+        await store.setMaintenanceOn({ reason: 'r', by: 'b', since: 1, drainTimeoutMs: 0 })
+        await store.requestRun(request('x'))
+        await store.setMaintenanceOff()
+        const [parked] = await store.listParked({ pending: true })
+        const [result] = await store.replayParked(
+          [{ parkedId: parked!.id, failed: 'asset `gone` is no longer defined' }],
+          5,
+        )
+        expect(result).toMatchObject({
+          outcome: { outcome: 'failed' },
+          parked: { replayOutcome: 'failed: asset `gone` is no longer defined' },
+        })
+        expect(await store.countParked()).toBe(0)
+      })
+    })
+
+    describe('cancel and pause requests', () => {
+      it('a started run is asked to cancel through its heartbeat; a queued one is canceled at once', async () => {
+        await using store = await open()
+        const owner = { pid: 1, host: 'h' }
+        await store.createRun(newRun('s', { status: 'started', owner }))
+        await store.createRun(newRun('q'))
+        expect(await store.heartbeat('s', owner, 2)).toBe('ok')
+        expect(await store.requestCancel('s', 3)).toBe('started')
+        expect(await store.pendingRequests('s')).toEqual({ cancel: true, pause: false })
+        expect(await store.heartbeat('s', owner, 4)).toBe('cancel')
+        expect(await store.heartbeat('s', { pid: 2, host: 'h' }, 4)).toBe('lost')
+        expect(await store.requestCancel('q', 5)).toBe('canceled')
+        expect((await store.getSteps('q')).map((s) => s.status)).toEqual(['canceled', 'canceled'])
+        await expect(store.requestCancel('nope', 6)).rejects.toThrow(/no run `nope`/)
+      })
+
+      it('pause: requested, marked paused, requeued for a daemon or claimed back', async () => {
+        await using store = await open()
+        const owner = { pid: 1, host: 'h' }
+        await store.createRun(newRun('p', { status: 'started', owner }))
+        expect(await store.requestPause('p', 2)).toBe('started')
+        expect(await store.heartbeat('p', owner, 3)).toBe('pause')
+        expect(await store.markPaused('p', 4)).toBe(true)
+        await expect(store.requestPause('p', 5)).rejects.toThrow(
+          /is paused; only a started run can be paused/,
+        )
+        expect(await store.claimPausedRun('p', { pid: 9, host: 'h' }, 6)).toBe(true)
+        expect(await store.getRun('p')).toMatchObject({ status: 'started', ownerPid: 9 })
+        expect(await store.pendingRequests('p')).toEqual({ cancel: false, pause: false })
+        await store.markPaused('p', 7)
+        expect(await store.requeuePausedRun('p')).toBe(true)
+        expect((await store.getRun('p'))?.status).toBe('queued')
+      })
+    })
+
+    describe('recovery', () => {
+      it('marks a started run whose owner is gone as interrupted, closing its steps; its owner then finds it lost', async () => {
+        await using store = await open()
+        const { hostname } = await import('node:os')
+        const gone = { pid: dead.pid, host: hostname() }
+        await store.createRun(newRun('gone', { status: 'started', owner: gone }))
+        await store.createRun(
+          newRun('remote', { status: 'started', owner: { pid: 1, host: 'elsewhere' }, now: 1_000 }),
+        )
+        await store.createRun(
+          newRun('alive', { status: 'started', owner: { pid: process.pid, host: hostname() }, now: 1_000 }),
+        )
+        await store.tryAcquirePoolSlot('db', 1, 'gone', 'a', 1_000)
+        const recovered = await store.recoverInterruptedRuns({ now: 2_000, staleAfterMs: 60_000 })
+        expect(recovered.map((r) => r.runId)).toEqual(['gone'])
+        expect(await store.getRun('gone')).toMatchObject({
+          status: 'failure',
+          error: { name: 'InterruptedError' },
+        })
+        expect((await store.getSteps('gone')).map((s) => s.status)).toEqual(['canceled', 'canceled'])
+        expect(await store.poolUsage()).toEqual([])
+        expect((await store.getEvents('gone', { types: ['run:end'] })).length).toBe(1)
+        expect(await store.heartbeat('gone', gone, 3_000)).toBe('lost')
+        // another host's run: only once its heartbeat is stale
+        expect((await store.recoverInterruptedRuns({ now: 1_000 + 61_000 })).map((r) => r.runId)).toEqual([
+          'remote',
+        ])
+        expect((await store.getRun('alive'))?.status).toBe('started')
+      })
+
+      it('abandons a queued or started run with closing events; a finished run is left alone', async () => {
+        await using store = await open()
+        await store.createRun(newRun('q'))
+        expect(await store.abandonRun('q', 'failure', 'its process died before starting it', 5)).toBe(true)
+        expect(await store.getRun('q')).toMatchObject({
+          status: 'failure',
+          error: { message: 'its process died before starting it' },
+        })
+        expect(await store.abandonRun('q', 'canceled', 'again', 6)).toBe(false)
+        expect((await store.runEndsAfter(0)).map((e) => e.runId)).toEqual(['q'])
+      })
+    })
+
+    describe('views, settings, errors', () => {
+      it("a sensor's read-only view has no writing method, not even through a cast", async () => {
+        await using store = await open()
+        const view = readOnlyView(store)
+        expect(Object.keys(view).sort()).toEqual(
+          [
+            'countRuns',
+            'findRun',
+            'getAttempts',
+            'getEvents',
+            'getInstigator',
+            'getMaintenance',
+            'getRun',
+            'getSteps',
+            'latestMaterialization',
+            'latestMaterializations',
+            'listRuns',
+            'listTicks',
+            'materializationsForRun',
+            'runMaterialization',
+            'runsEndedAfter',
+          ].sort(),
+        )
+        for (const write of ['createRun', 'write', 'abandonRun', 'setMaintenanceOff', 'requestRun', 'close'])
+          expect((view as unknown as Record<string, unknown>)[write]).toBeUndefined()
+        // @ts-expect-error: the type has no writing method either
+        expect(() => view.abandonRun('x', 'failure', 'no', 1)).toThrow(TypeError)
+        expect(Object.isFrozen(view)).toBe(true)
+        await store.createRun(newRun('r'))
+        expect((await view.getRun('r'))?.id).toBe('r')
+      })
+
+      it('keeps settings and the last backup', async () => {
+        await using store = await open()
+        expect(await store.getSetting('x')).toBeUndefined()
+        await store.putSetting('x', '{"a":1}', 5)
+        expect(await store.getSetting('x')).toEqual({ value: '{"a":1}', updatedAt: 5 })
+        await store.recordBackup({ at: 7, ok: true, location: '/b', detail: 'ok' })
+        expect(await store.lastBackup()).toEqual({ at: 7, ok: true, location: '/b', detail: 'ok' })
+        await store.probeWrite(8)
+      })
+
+      it('a closed store says so; closing twice is fine', async () => {
+        const store = await open()
+        await store.close()
+        await store.close()
+        expect(store.isOpen).toBe(false)
+        await expect(store.getRun('x')).rejects.toThrow(/is closed/)
+      })
+
+      itShared(
+        'contention that outlasts the wait surfaces as a StoreBusyError, never as a driver code',
+        async (location) => {
+          if (!target.holdWriteLock || !target.openImpatient)
+            throw new Error(
+              'a shareable target says how to hold its write lock (holdWriteLock, openImpatient)',
+            )
+          const lock = await target.holdWriteLock(location)
+          await using impatient = await target.openImpatient(location)
+          try {
+            const error = await impatient.probeWrite(1).then(
+              () => undefined,
+              (e: unknown) => e,
+            )
+            expect(errorCode(error)).toBe('store-busy')
+            expect((error as Error).name).toBe('StoreBusyError')
+            expect((error as Error).message).not.toMatch(/SQLITE_|ECONN/)
+          } finally {
+            await lock.release()
+          }
+          await impatient.probeWrite(2)
+        },
+      )
+    })
+
+    if (target.olderSchemas) {
+      const older = target.olderSchemas
+      describe('migrations', () => {
+        for (const version of older.versions) {
+          it(`migrates a store of schema ${version} forward, keeping its runs`, async () => {
+            const location = await older.create(version)
+            await using store = await older.open(location)
+            expect(await store.getRun('r1')).toMatchObject({ id: 'r1', status: 'success', plan: ['a'] })
+            expect(await store.runHolds('r1')).toEqual([])
+            // and it works as a current store
+            expect((await store.createRun(newRun('r2'))).created).toBe(true)
+          })
+        }
+      })
+    }
+  })
+}
