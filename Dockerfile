@@ -18,7 +18,13 @@ COPY sensors sensors
 COPY runners runners
 COPY cli cli
 COPY bench bench
-RUN npm run build && npm prune --omit=dev
+# keep refresh's dependencies and the peers the worker uses (zod; @aws-sdk/client-s3 for s3:// inputs,
+# outputs and status), at the versions `npm ci` installed from the lock file; drop the other dev tools
+RUN npm run build \
+ && node -e "const fs = require('node:fs'); const p = JSON.parse(fs.readFileSync('package.json', 'utf8')); \
+      for (const peer of ['zod', '@aws-sdk/client-s3']) { p.dependencies[peer] = p.devDependencies[peer]; delete p.devDependencies[peer] } \
+      fs.writeFileSync('package.json', JSON.stringify(p, null, 2))" \
+ && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-slim
 WORKDIR /app

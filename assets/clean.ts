@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3'
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import {
   type BlockOptions,

@@ -15,6 +15,7 @@ import type { JsonObject } from '../core/json.js'
 import { sleep } from '../runners/async.js'
 import { Ec2Api, tagOf } from '../runners/aws/ec2.js'
 import { type AwsCallOptions, TAG } from '../runners/aws/service.js'
+import type { AwsSdkClient } from '../runners/aws/types.js'
 import type { BackendContext, RolloutTarget, SnapshotBackend, SnapshotInput } from './backends.js'
 import { writeJsonAtomic } from './layout.js'
 import { hashFile, probeTerm } from './snapshot.js'
@@ -35,7 +36,7 @@ export interface EbsSnapshotsOptions extends AwsCallOptions {
   pollIntervalMs?: number
   /** Snapshot ids that must never be deleted (for example the promoted alias's, current and previous). */
   protect?: () => Promise<Iterable<string>>
-  client?: import('@aws-sdk/client-ec2').EC2Client
+  client?: AwsSdkClient
 }
 
 const WHERE = 'ebsSnapshots({...})'

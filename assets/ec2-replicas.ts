@@ -11,11 +11,12 @@
  * ELBv2 SDK is never loaded.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import type { EC2Client, Instance, TagSpecification } from '@aws-sdk/client-ec2'
+import type { Instance, TagSpecification } from '@aws-sdk/client-ec2'
 import type { ElasticLoadBalancingV2Client, TargetHealth } from '@aws-sdk/client-elastic-load-balancing-v2'
 import { sleep } from '../runners/async.js'
-import { Ec2Api, type LaunchTemplateRef, tagOf } from '../runners/aws/ec2.js'
+import { Ec2Api, tagOf } from '../runners/aws/ec2.js'
 import { type AwsCallOptions, AwsService, clientConfig, TAG } from '../runners/aws/service.js'
+import type { AwsSdkClient, LaunchTemplateRef } from '../runners/aws/types.js'
 import { cloudConfigUserData } from '../runners/user-data.js'
 import type { FleetRollout, ReplicaFleet, RolloutTarget } from './backends.js'
 
@@ -43,7 +44,7 @@ export interface Ec2ReplicasOptions extends AwsCallOptions {
   /** How often instances are described and checked (default 5000 ms). */
   pollIntervalMs?: number
   subnetId?: string
-  client?: EC2Client
+  client?: AwsSdkClient
   /**
    * The ARN of an ELBv2 target group the replicas serve behind: new instances are registered (on
    * `port`) and must turn healthy there before the next batch; the old ones are deregistered with
@@ -55,7 +56,7 @@ export interface Ec2ReplicasOptions extends AwsCallOptions {
   /** How long the old instances may drain before they are terminated anyway (default 5 min). */
   drainTimeoutMs?: number
   /** An ELBv2 client (tests pass a mocked one); default a new client with the standard credential chain. */
-  elbClient?: ElasticLoadBalancingV2Client
+  elbClient?: AwsSdkClient
 }
 
 type ElbSdk = typeof import('@aws-sdk/client-elastic-load-balancing-v2')
@@ -123,6 +124,7 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
     ? new AwsService<ElbSdk, ElasticLoadBalancingV2Client>({
         service: 'elasticloadbalancing',
         where: WHERE,
+        package: '@aws-sdk/client-elastic-load-balancing-v2',
         load: () => import('@aws-sdk/client-elastic-load-balancing-v2'),
         make: (sdk) => new sdk.ElasticLoadBalancingV2Client(clientConfig(options)),
         client: options.elbClient,

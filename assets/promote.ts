@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError, RefreshError } from '../core/errors.js'
 import type { S3Options } from '../runners/aws/s3.js'

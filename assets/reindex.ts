@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'

@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync } fr
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { RefreshError } from '../core/errors.js'
 import { attachParts, type ReplicaFleet } from './backends.js'

@@ -44,7 +44,7 @@ export function parseOverrides(flags: readonly string[], assets: readonly AssetD
         `--set ${flag}: asset \`${def.key}\` declares no config schema; add \`config: z.object({...})\` to it first.`,
       )
     }
-    let schema: ZodLike | undefined = def.config as unknown as ZodLike
+    let schema: unknown = def.config
     for (const [i, part] of path.entries()) {
       const fields = objectShape(schema)
       if (fields === undefined) {
@@ -90,25 +90,106 @@ export function applyOverrides(
   return out
 }
 
-/** The little of zod's internals this needs; read by name so any copy of zod works. */
-interface ZodLike {
-  _def: {
-    typeName?: string
-    innerType?: ZodLike
-    schema?: ZodLike
-    type?: ZodLike
-    in?: ZodLike
-    values?: unknown
-    value?: unknown
-    options?: ZodLike[]
-    shape?: () => Record<string, ZodLike>
-  }
+/**
+ * What `--set` needs to know of a schema, read from zod's internals by name so that any copy of
+ * zod works: zod 3 keeps them in `_def` (`typeName: 'ZodObject'`), zod 4 in `_zod.def`
+ * (`type: 'object'`). Wrappers (optional, default, effects, pipes...) are seen through.
+ */
+type SchemaNode =
+  | { kind: 'object'; shape: Record<string, unknown> }
+  | { kind: 'array'; element: unknown }
+  | { kind: 'union'; options: readonly unknown[] }
+  | { kind: 'literal'; value: unknown }
+  | { kind: LeafKind }
+
+type LeafKind = 'string' | 'number' | 'bigint' | 'boolean' | 'enum' | 'date' | 'record' | 'tuple' | 'other'
+
+interface Zod3Def {
+  typeName?: string
+  innerType?: unknown
+  schema?: unknown
+  type?: unknown
+  in?: unknown
+  value?: unknown
+  options?: readonly unknown[]
+  shape?: () => Record<string, unknown>
+  getter?: () => unknown
 }
 
-function unwrap(schema: ZodLike | undefined): ZodLike | undefined {
+interface Zod4Def {
+  type?: string
+  innerType?: unknown
+  in?: unknown
+  out?: unknown
+  values?: readonly unknown[]
+  options?: readonly unknown[]
+  shape?: Record<string, unknown>
+  element?: unknown
+  getter?: () => unknown
+}
+
+const ZOD3_KINDS: Record<string, LeafKind> = {
+  ZodString: 'string',
+  ZodNumber: 'number',
+  ZodBigInt: 'bigint',
+  ZodBoolean: 'boolean',
+  ZodEnum: 'enum',
+  ZodNativeEnum: 'enum',
+  ZodDate: 'date',
+  ZodRecord: 'record',
+  ZodTuple: 'tuple',
+}
+const ZOD4_KINDS: Record<string, LeafKind> = {
+  string: 'string',
+  number: 'number',
+  bigint: 'bigint',
+  boolean: 'boolean',
+  enum: 'enum',
+  date: 'date',
+  record: 'record',
+  tuple: 'tuple',
+}
+
+/** The schema under its wrappers, as a node; undefined when it is not a zod schema. */
+function nodeOf(schema: unknown): SchemaNode | undefined {
   let s = schema
-  for (let i = 0; s && i < 20; i++) {
-    const d = s._def
+  for (let depth = 0; depth < 20; depth++) {
+    if (typeof s !== 'object' || s === null) return undefined
+    if ('_zod' in s) {
+      const d: Zod4Def = (s as { _zod: { def: Zod4Def } })._zod.def
+      switch (d.type) {
+        case 'optional':
+        case 'nullable':
+        case 'default':
+        case 'prefault':
+        case 'nonoptional':
+        case 'catch':
+        case 'readonly':
+          s = d.innerType
+          continue
+        case 'pipe': {
+          // `z.preprocess(fn, schema)` is a pipe from a transform: the text goes to the schema
+          const from = (d.in as { _zod?: { def?: { type?: string } } } | undefined)?._zod?.def?.type
+          s = from === 'transform' ? d.out : d.in
+          continue
+        }
+        case 'lazy':
+          s = d.getter?.()
+          continue
+        case 'object':
+          return { kind: 'object', shape: d.shape ?? {} }
+        case 'array':
+          return { kind: 'array', element: d.element }
+        case 'union':
+          return { kind: 'union', options: d.options ?? [] }
+        case 'literal':
+          return { kind: 'literal', value: d.values?.[0] }
+        default:
+          return { kind: ZOD4_KINDS[d.type ?? ''] ?? 'other' }
+      }
+    }
+    const d = (s as { _def?: Zod3Def })._def
+    if (typeof d !== 'object' || d === null) return undefined
     switch (d.typeName) {
       case 'ZodOptional':
       case 'ZodNullable':
@@ -116,69 +197,81 @@ function unwrap(schema: ZodLike | undefined): ZodLike | undefined {
       case 'ZodCatch':
       case 'ZodReadonly':
         s = d.innerType
-        break
+        continue
       case 'ZodEffects':
         s = d.schema
-        break
+        continue
       case 'ZodBranded':
         s = d.type
-        break
+        continue
       case 'ZodPipeline':
         s = d.in
-        break
+        continue
+      case 'ZodLazy':
+        s = d.getter?.()
+        continue
+      case 'ZodObject':
+        return { kind: 'object', shape: d.shape?.() ?? {} }
+      case 'ZodArray':
+        return { kind: 'array', element: d.type }
+      case 'ZodUnion':
+      case 'ZodDiscriminatedUnion':
+        return { kind: 'union', options: d.options ?? [] }
+      case 'ZodLiteral':
+        return { kind: 'literal', value: d.value }
       default:
-        return s
+        return { kind: ZOD3_KINDS[d.typeName ?? ''] ?? 'other' }
     }
   }
-  return s
+  return undefined
 }
 
-function objectShape(schema: ZodLike | undefined): Record<string, ZodLike> | undefined {
-  const s = unwrap(schema)
-  return s?._def.typeName === 'ZodObject' && s._def.shape ? s._def.shape() : undefined
+function objectShape(schema: unknown): Record<string, unknown> | undefined {
+  const node = nodeOf(schema)
+  return node?.kind === 'object' ? node.shape : undefined
 }
 
-function coerce(text: string, schema: ZodLike | undefined, fail: (expected: string) => never): unknown {
-  const s = unwrap(schema)
-  switch (s?._def.typeName) {
-    case 'ZodString':
+function coerce(text: string, schema: unknown, fail: (expected: string) => never): unknown {
+  const node = nodeOf(schema)
+  switch (node?.kind) {
+    case 'string':
       return text
-    case 'ZodNumber': {
+    case 'number': {
       const n = Number(text)
       if (text.trim() === '' || !Number.isFinite(n)) fail('a number')
       return n
     }
-    case 'ZodBigInt':
+    case 'bigint':
       try {
         return BigInt(text)
       } catch {
         return fail('an integer')
       }
-    case 'ZodBoolean':
+    case 'boolean':
       if (text === 'true' || text === '1' || text === 'yes') return true
       if (text === 'false' || text === '0' || text === 'no') return false
       return fail('true or false')
-    case 'ZodEnum':
+    case 'enum':
       return text
-    case 'ZodLiteral':
-      return typeof s._def.value === 'string' ? text : parseJsonOr(text)
-    case 'ZodDate':
+    case 'literal':
+      return typeof node.value === 'string' ? text : parseJsonOr(text)
+    case 'date':
       return new Date(text)
-    case 'ZodArray':
-    case 'ZodObject':
-    case 'ZodRecord':
-    case 'ZodTuple': {
+    case 'array':
+    case 'object':
+    case 'record':
+    case 'tuple': {
       const parsed = parseJsonOr(text, NOT_JSON)
       if (parsed !== NOT_JSON) return parsed
-      if (s._def.typeName === 'ZodArray') {
-        return text === '' ? [] : text.split(',').map((item) => coerce(item.trim(), s._def.type, fail))
+      if (node.kind === 'array') {
+        return text === '' ? [] : text.split(',').map((item) => coerce(item.trim(), node.element, fail))
       }
       return fail('JSON (for example {"a":1})')
     }
-    case 'ZodUnion': {
+    case 'union': {
       // the first option that takes the text as it is, else the text as JSON
       const mismatch = Symbol('mismatch')
-      for (const option of s._def.options ?? []) {
+      for (const option of node.options) {
         try {
           return coerce(text, option, () => {
             throw mismatch

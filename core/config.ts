@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { type AssetDefinition, formatIssues, isAssetDefinition } from './definitions.js'
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'

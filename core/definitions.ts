@@ -1,6 +1,13 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { ConfigError } from './errors.js'
 import type { JsonObject } from './json.js'
+import {
+  type ConfigOutput,
+  type ConfigSchema,
+  isConfigSchema,
+  parseWithSchema,
+  type SchemaIssue,
+} from './schema.js'
 
 /**
  * Resources injected into every asset's context (S3 clients, databases, fakes in tests).
@@ -47,8 +54,6 @@ export interface AssetContext<C = unknown> {
   progress(done: number, total?: number): void
 }
 
-type ConfigSchema = z.ZodTypeAny
-
 export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
   /** Unique; letters, digits, `_`, `-`, `.`, with `/`-separated prefixes (`media/copy`). */
   key: string
@@ -56,7 +61,7 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
   group?: string
   tags?: Readonly<Record<string, string>>
   description?: string
-  /** A zod schema for the asset's run config; validated before the run starts. */
+  /** A zod (3 or 4) schema for the asset's run config; validated before the run starts. */
   config?: S
   retry?: Partial<RetryPolicy>
   /** Per-attempt timeout: the attempt's signal is aborted and the attempt fails (retriable). */
@@ -69,7 +74,7 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
    */
   recover?: (runIds: readonly string[]) => Promise<unknown> | unknown
   materialize(
-    ctx: AssetContext<S extends ConfigSchema ? z.output<S> : Record<string, never>>,
+    ctx: AssetContext<S extends ConfigSchema ? ConfigOutput<S> : Record<string, never>>,
   ): MaterializeReturn
 }
 
@@ -135,7 +140,7 @@ const specSchema = z
     group: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
     tags: z.record(z.string(), z.string()).optional(),
     description: z.string().optional(),
-    config: z.custom<ConfigSchema>(isZodSchema, 'must be a zod schema (z.object({...}))').optional(),
+    config: z.custom<ConfigSchema>(isConfigSchema, 'must be a zod schema (z.object({...}))').optional(),
     retry: retrySchema.optional(),
     timeoutMs: z.number().int().positive().optional(),
     pool: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
@@ -148,15 +153,6 @@ const specSchema = z
     ),
   })
   .strict()
-
-function isZodSchema(value: unknown): boolean {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { safeParse?: unknown }).safeParse === 'function' &&
-    typeof (value as { parse?: unknown }).parse === 'function'
-  )
-}
 
 /** Declares an asset. Throws a `ConfigError` naming the field when the definition is invalid. */
 export function asset<S extends ConfigSchema | undefined = undefined>(spec: AssetSpec<S>): AssetDefinition {
@@ -198,7 +194,7 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
 }
 
 /** One line per zod issue: `path.to.field: message`. */
-export function formatIssues(error: z.ZodError): string {
+export function formatIssues(error: { readonly issues: readonly SchemaIssue[] }): string {
   return error.issues
     .map((issue) => {
       const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.')
@@ -236,11 +232,9 @@ export function resolveRunConfig(
       out[key] = {}
       continue
     }
-    const parsed = def.config.safeParse(value ?? {})
+    const parsed = parseWithSchema(def.config, value ?? {})
     if (!parsed.success) {
-      throw new ConfigError(
-        `config for asset \`${key}\` is invalid: ${formatIssues(parsed.error as z.ZodError)}`,
-      )
+      throw new ConfigError(`config for asset \`${key}\` is invalid: ${formatIssues(parsed)}`)
     }
     out[key] = parsed.data
   }

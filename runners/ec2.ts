@@ -13,10 +13,11 @@
  * with the run, the asset and the unit, so `recover(runIds)` finds a crashed run's instances by
  * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
  */
-import type { EC2Client, Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
+import type { Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
 import { limiter } from './async.js'
-import { Ec2Api, type LaunchTemplateRef } from './aws/ec2.js'
+import { Ec2Api } from './aws/ec2.js'
 import { AwsCallError, type AwsCallOptions, TAG } from './aws/service.js'
+import type { AwsSdkClient, LaunchTemplateRef } from './aws/types.js'
 import {
   clientToken,
   RemoteHandle,
@@ -55,7 +56,7 @@ export interface Ec2RunnerOptions extends AwsCallOptions, StatusOptions, RemoteR
   /** Polls an instance may be missing from DescribeInstances (eventual consistency) before it counts as lost (default 12). */
   missingPolls?: number
   /** An EC2 client (tests pass a mocked one); default a new client with the standard credential chain. */
-  client?: EC2Client
+  client?: AwsSdkClient
 }
 
 /** What the runner did, for benchmarks and `refresh show`. */

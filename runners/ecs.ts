@@ -10,16 +10,15 @@
  * reads it on each DescribeTasks poll for progress, and once the task has stopped for the output.
  * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
-import type {
-  CapacityProviderStrategyItem,
-  ECSClient,
-  LaunchType,
-  NetworkConfiguration,
-  RunTaskCommandInput,
-  Task,
-} from '@aws-sdk/client-ecs'
+import type { ECSClient, RunTaskCommandInput, Task } from '@aws-sdk/client-ecs'
 import { limiter, sleep } from './async.js'
 import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws/service.js'
+import type {
+  AwsSdkClient,
+  EcsCapacityProviderStrategyItem,
+  EcsLaunchType,
+  EcsNetworkConfiguration,
+} from './aws/types.js'
 import {
   clientToken,
   RemoteHandle,
@@ -45,10 +44,10 @@ export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteR
   /** The worker container's name in the task definition (default `worker`). */
   container?: string
   /** `FARGATE`, `EC2` or `EXTERNAL`; leave out to use `capacityProviderStrategy` or the cluster default. */
-  launchType?: LaunchType
-  capacityProviderStrategy?: CapacityProviderStrategyItem[]
+  launchType?: EcsLaunchType
+  capacityProviderStrategy?: EcsCapacityProviderStrategyItem[]
   /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
-  networkConfiguration?: NetworkConfiguration
+  networkConfiguration?: EcsNetworkConfiguration
   /**
    * Plain (non-secret) environment for the worker container. Secrets belong in the task
    * definition's `secrets` (from Secrets Manager or SSM), never here: overrides are visible to
@@ -60,7 +59,7 @@ export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteR
   /** RunTask placements tried per attempt when ECS answers with capacity or agent failures (default 6). */
   placementAttempts?: number
   /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
-  client?: ECSClient
+  client?: AwsSdkClient
 }
 
 /** What the runner did, for benchmarks and `refresh show`. */
@@ -348,6 +347,7 @@ class EcsApi {
     this.aws = new AwsService({
       service: 'ecs',
       where: 'ecsRunner({...})',
+      package: '@aws-sdk/client-ecs',
       load: () => import('@aws-sdk/client-ecs'),
       make: (sdk) => new sdk.ECSClient(clientConfig(options)),
       client: options.client,

@@ -7,6 +7,7 @@
  */
 import { renameSync, rmSync, writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
+import { isRefreshError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
 import type { S3Store } from './aws/s3.js'
 import { type IndexShardInput, indexShard, type TaskReporter } from './index-shard.js'
@@ -62,7 +63,7 @@ export async function workerMain(argv: readonly string[], options: WorkerOptions
     status = await statusSink(options)
   } catch (error) {
     await base({ type: 'error', error: (error as Error).message })
-    return 1
+    return exitCodeOf(error)
   }
   const send = async (message: Message) => {
     status.update(message)
@@ -107,9 +108,17 @@ export async function workerMain(argv: readonly string[], options: WorkerOptions
       },
     })
   } catch (error) {
-    return finish({ type: 'error', error: error instanceof Error ? error.message : String(error) }, 1)
+    return finish(
+      { type: 'error', error: error instanceof Error ? error.message : String(error) },
+      exitCodeOf(error),
+    )
   }
   return finish({ type: 'result', output }, 0)
+}
+
+/** 2 for bad input (a `RefreshError`, such as an AWS SDK package that is not installed), else 1. */
+function exitCodeOf(error: unknown): number {
+  return isRefreshError(error) ? 2 : 1
 }
 
 interface StatusSink {

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { formatIssues, type LogLevel } from '../core/definitions.js'
 import { ConfigError } from '../core/errors.js'
 import { parseSelection } from '../core/selection.js'
@@ -107,7 +107,7 @@ function toGuard(name: string, guard: z.infer<typeof guardSchema> | undefined): 
     : undefined
 }
 
-function parse<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+function parse<T>(schema: z.ZodType<T, unknown>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value)
   if (!parsed.success) throw new ConfigError(`${what} is invalid: ${formatIssues(parsed.error)}`)
   return parsed.data

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import type { Clock } from '../core/clock.js'
 import { formatIssues, type LogLevel, resolveRunConfig } from '../core/definitions.js'
 import { didYouMean, toErrorInfo } from '../core/errors.js'

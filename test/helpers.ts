@@ -39,8 +39,17 @@ export function run(
   args: string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<Exec> {
+  return runProgram(process.execPath, args, options)
+}
+
+/** Runs a program with its arguments (no shell) as a real child process, killed after `timeoutMs`. */
+export function runProgram(
+  program: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Exec> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(program, args, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

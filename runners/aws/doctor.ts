@@ -7,8 +7,16 @@ import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
 import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2'
 import type { S3Client } from '@aws-sdk/client-s3'
+import { isPeerInstalled } from '../../core/peers.js'
 import { S3Store } from './s3.js'
-import { AwsCallError, callAws, classifyAwsError, clientConfig, redact } from './service.js'
+import {
+  AwsCallError,
+  type AwsSdkPackage,
+  callAws,
+  classifyAwsError,
+  clientConfig,
+  redact,
+} from './service.js'
 import type { AwsSettings } from './settings.js'
 
 export interface DoctorCheck {
@@ -28,6 +36,20 @@ export interface DoctorClients {
 
 /** Runs every check for these settings; never throws for a failed check. */
 export async function awsDoctor(settings: AwsSettings, clients: DoctorClients = {}): Promise<DoctorCheck[]> {
+  const needed: AwsSdkPackage[] = ['@aws-sdk/client-s3', '@aws-sdk/client-ecs', '@aws-sdk/client-ec2']
+  if (settings.targetGroupArn) needed.push('@aws-sdk/client-elastic-load-balancing-v2')
+  const missing = needed.filter((name) => !isPeerInstalled(name))
+  if (missing.length > 0) {
+    // every other check calls AWS through these packages
+    return [
+      {
+        name: 'aws sdk',
+        status: 'fail',
+        detail: `not installed: ${missing.join(', ')} (optional peer dependencies of refresh)`,
+        fix: `npm install ${missing.join(' ')}`,
+      },
+    ]
+  }
   const [s3sdk, ecsSdk, ec2Sdk] = await Promise.all([
     import('@aws-sdk/client-s3'),
     import('@aws-sdk/client-ecs'),

@@ -6,18 +6,14 @@
  */
 import type { EC2Client, Filter, Instance, Snapshot } from '@aws-sdk/client-ec2'
 import { AwsCallError, type AwsCallOptions, AwsService, clientConfig } from './service.js'
+import type { AwsSdkClient, LaunchTemplateRef } from './types.js'
 
 export type Ec2Sdk = typeof import('@aws-sdk/client-ec2')
 
 export interface Ec2ApiOptions extends AwsCallOptions {
   /** An EC2 client (tests pass a mocked one); default a new client with the standard credential chain. */
-  client?: EC2Client
+  client?: AwsSdkClient
 }
-
-/** A launch template by id (`lt-...`) or name, and a version: `$Latest`, `$Default` (the default) or a number. */
-export type LaunchTemplateRef =
-  | { id: string; version?: string | number }
-  | { name: string; version?: string | number }
 
 export class Ec2Api {
   private readonly aws: AwsService<Ec2Sdk, EC2Client>
@@ -36,6 +32,7 @@ export class Ec2Api {
     this.aws = new AwsService({
       service: 'ec2',
       where,
+      package: '@aws-sdk/client-ec2',
       load: () => import('@aws-sdk/client-ec2'),
       make: (sdk) => new sdk.EC2Client(clientConfig(options)),
       client: options.client,

@@ -201,6 +201,7 @@ async function withClients<T>(
   const ecs = new AwsService({
     service: 'ecs',
     where,
+    package: '@aws-sdk/client-ecs',
     load: () => import('@aws-sdk/client-ecs'),
     make: (sdk) => new sdk.ECSClient(clientConfig(options)),
     client: clients.ecs,

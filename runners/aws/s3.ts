@@ -16,6 +16,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { type AwsCallOptions, AwsService, clientConfig } from './service.js'
+import type { AwsSdkClient } from './types.js'
 
 type Sdk = typeof import('@aws-sdk/client-s3')
 
@@ -63,7 +64,7 @@ export const isS3Url = (value: unknown): value is string =>
 
 export interface S3Options extends AwsCallOptions {
   /** An S3 client (tests may pass one); default a client with the standard credential chain. */
-  client?: S3Client
+  client?: AwsSdkClient
   /** Where the S3 settings come from, for error messages (`copy({ source })`). */
   where?: string
 }
@@ -108,6 +109,7 @@ export class S3Store {
     this.aws = new AwsService({
       service: 's3',
       where: options.where ?? 'the S3 options',
+      package: '@aws-sdk/client-s3',
       load: () => import('@aws-sdk/client-s3'),
       make: (sdk) =>
         new sdk.S3Client({

@@ -3,10 +3,13 @@
  * transient), how a call is retried with backoff and explained when it fails for good, and the
  * options every client is built from. No AWS SDK package is imported here: each backend loads
  * its own client with `import()` on first use, so a command that never touches AWS never pays
- * for the SDK (0.4 to 0.6 s of start-up per client package).
+ * for the SDK (0.4 to 0.6 s of start-up per client package). The client packages are optional
+ * peer dependencies: a backend checks that its package is installed when it is made.
  */
 
+import { requirePeer } from '../../core/peers.js'
 import { sleep } from '../async.js'
+import type { AwsSdkClient } from './types.js'
 
 /** What went wrong with an AWS call, for retry decisions and messages. */
 export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
@@ -187,18 +190,35 @@ export const TAG = {
   managedBy: 'refresh:managed-by',
 } as const
 
+/** The AWS SDK client packages refresh uses: optional peer dependencies of refresh. */
+export type AwsSdkPackage =
+  | '@aws-sdk/client-s3'
+  | '@aws-sdk/client-ecs'
+  | '@aws-sdk/client-ec2'
+  | '@aws-sdk/client-elastic-load-balancing-v2'
+
+/**
+ * Throws a `ConfigError` that names `npm install <package>` unless the SDK package is installed;
+ * `where` names what needs it (`ecsRunner({...})`).
+ */
+export function requireAwsSdk(pkg: AwsSdkPackage, service: string, where: string): void {
+  requirePeer(pkg, `AWS ${service.toUpperCase()} for ${where}`)
+}
+
 /** How an AWS service's client is made and its calls are explained. */
 export interface AwsServiceSpec<M, C> {
   /** The service's short name for messages and IAM actions: `ecs`, `s3`, `ec2`. */
   service: string
   /** Where its options are set, for the invalid-request message (`ecsRunner({...})`). */
   where: string
+  /** The SDK package `load` imports: checked to be installed when the service is made. */
+  package: AwsSdkPackage
   /** Loads the SDK package (`() => import('@aws-sdk/client-ecs')`): on the first call only. */
   load(): Promise<M>
   /** Makes the default client (call `clientConfig` in it). */
   make(sdk: M): C
-  /** A client to use instead (tests pass a mocked one); never destroyed here. */
-  client?: C
+  /** A client to use instead (tests pass a mocked one), as the public options type it; never destroyed here. */
+  client?: AwsSdkClient | undefined
   /** The config field to check when the service says a request of this action is invalid. */
   field?(action: string, name: string, message: string): string
   /** Counts each try of an action (stats, benchmarks). */
@@ -216,11 +236,15 @@ export class AwsService<M, C extends { destroy(): void }> {
   private readonly spec: AwsServiceSpec<M, C>
 
   constructor(spec: AwsServiceSpec<M, C>) {
+    requireAwsSdk(spec.package, spec.service, spec.where)
     this.spec = spec
   }
 
   private get(): Promise<{ sdk: M; client: C }> {
-    this.loaded ??= this.spec.load().then((sdk) => ({ sdk, client: this.spec.client ?? this.spec.make(sdk) }))
+    // a client passed in is this service's SDK client: the public options only type it loosely (types.ts)
+    this.loaded ??= this.spec
+      .load()
+      .then((sdk) => ({ sdk, client: (this.spec.client as C | undefined) ?? this.spec.make(sdk) }))
     return this.loaded
   }
 

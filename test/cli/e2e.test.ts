@@ -216,7 +216,7 @@ describe('refresh CLI end to end', () => {
     const r1 = await cli(wrongType, 'run')
     expect(r1.code).toBe(2)
     expect(r1.stderr).toBe(
-      'refresh: config for asset `alpha` is invalid: rows: Expected number, received string\n',
+      'refresh: config for asset `alpha` is invalid: rows: Invalid input: expected number, received string\n',
     )
 
     const badTop = project(
@@ -228,7 +228,7 @@ describe('refresh CLI end to end', () => {
     const r2 = await cli(badTop, 'validate')
     expect(r2.code).toBe(2)
     expect(r2.stderr).toMatch(
-      /refresh\.config\.ts is invalid: concurrency: Number must be greater than or equal to 1\n$/,
+      /refresh\.config\.ts is invalid: concurrency: Too small: expected number to be >=1\n$/,
     )
     expect(r2.stderr).not.toContain('    at ')
 

@@ -1,26 +1,21 @@
 import { describe, expect, it } from 'vitest'
-import { z } from 'zod'
+import { z as z4 } from 'zod'
+import * as zm from 'zod/mini'
+import { z as z3 } from 'zod/v3'
 import { applyOverrides, parseOverrides } from '../../cli/overrides.js'
+import type { AssetDefinition } from '../../core/definitions.js'
 import { isRefreshError } from '../../core/errors.js'
+import { parseWithSchema } from '../../core/schema.js'
 import { noop } from '../helpers.js'
 
-const assets = [
-  noop('catalog', [], {
-    config: z.object({
-      rows: z.number().int().default(10),
-      dryRun: z.boolean().default(false),
-      mode: z.enum(['full', 'delta']).default('full'),
-      name: z.string().optional(),
-      shards: z.array(z.number()).default([]),
-      s3: z.object({ bucket: z.string(), retries: z.number() }).partial().default({}),
-      limit: z.union([z.number(), z.literal('all')]).default('all'),
-    }),
-  }),
-  noop('media.copy', ['catalog'], { config: z.object({ batch: z.coerce.number().default(1) }) }),
-  noop('plain'),
-]
+// the same schemas in zod 3 and zod 4: a config may use either (zod is a peer dependency); every
+// call below has the same meaning in both, so zod 3 is typed as zod 4 to share them
+const zods = [
+  ['zod 3', z3 as unknown as typeof z4],
+  ['zod 4', z4],
+] as const
 
-function errorOf(flags: string[]): string {
+function errorOf(flags: string[], assets: readonly AssetDefinition[]): string {
   try {
     parseOverrides(flags, assets)
   } catch (error) {
@@ -30,7 +25,25 @@ function errorOf(flags: string[]): string {
   throw new Error('expected an error')
 }
 
-describe('--set asset.field=value', () => {
+describe.each(zods)('--set asset.field=value, %s schemas', (_, z) => {
+  const catalogConfig = z.object({
+    rows: z.number().int().default(10),
+    dryRun: z.boolean().default(false),
+    mode: z.enum(['full', 'delta']).default('full'),
+    name: z.string().optional(),
+    shards: z.array(z.number()).default([]),
+    s3: z.object({ bucket: z.string(), retries: z.number() }).partial().default({}),
+    limit: z.union([z.number(), z.literal('all')]).default('all'),
+    when: z.preprocess((v) => v, z.number()).optional(),
+    lazy: z.lazy(() => z.object({ depth: z.number() })).optional(),
+  })
+  const assets = [
+    noop('catalog', [], { config: catalogConfig }),
+    noop('media.copy', ['catalog'], { config: z.object({ batch: z.coerce.number().default(1) }) }),
+    noop('plain'),
+  ]
+  const errorFor = (flags: string[]) => errorOf(flags, assets)
+
   it('coerces each value to what the schema expects at its path', () => {
     const overrides = parseOverrides(
       [
@@ -43,6 +56,8 @@ describe('--set asset.field=value', () => {
         'catalog.s3.bucket=media',
         'catalog.limit=50',
         'media.copy.batch=7',
+        'catalog.when=12',
+        'catalog.lazy.depth=2',
       ],
       assets,
     )
@@ -56,10 +71,15 @@ describe('--set asset.field=value', () => {
         shards: [1, 2, 3],
         s3: { retries: 4, bucket: 'media' },
         limit: 50,
+        when: 12,
+        lazy: { depth: 2 },
       },
       'media.copy': { batch: 7 },
     })
-    expect(assets[0]!.config!.parse(config.catalog)).toMatchObject({ rows: 500, limit: 50 })
+    expect(parseWithSchema(catalogConfig, config.catalog)).toMatchObject({
+      success: true,
+      data: { rows: 500, limit: 50 },
+    })
   })
 
   it('takes JSON for arrays and objects, and leaves a union literal as text', () => {
@@ -79,14 +99,36 @@ describe('--set asset.field=value', () => {
   })
 
   it('names the problem and the fix', () => {
-    expect(errorOf(['catalog.rows=abc'])).toBe(
+    expect(errorFor(['catalog.rows=abc'])).toBe(
       '--set catalog.rows=abc: `catalog.rows` expects a number, not `abc`.',
     )
-    expect(errorOf(['catalog.dryRun=maybe'])).toContain('expects true or false')
-    expect(errorOf(['catalg.rows=1'])).toContain('`catalg` is not an asset. Did you mean `catalog`?')
-    expect(errorOf(['catalog.rowz=1'])).toContain('`catalog` has no field `rowz`. Did you mean `rows`?')
-    expect(errorOf(['plain.x=1'])).toContain('declares no config schema')
-    expect(errorOf(['catalog'])).toContain('write it as asset.field=value')
-    expect(errorOf(['catalog=1'])).toContain('name a field of `catalog`')
+    expect(errorFor(['catalog.dryRun=maybe'])).toContain('expects true or false')
+    expect(errorFor(['catalg.rows=1'])).toContain('`catalg` is not an asset. Did you mean `catalog`?')
+    expect(errorFor(['catalog.rowz=1'])).toContain('`catalog` has no field `rowz`. Did you mean `rows`?')
+    expect(errorFor(['plain.x=1'])).toContain('declares no config schema')
+    expect(errorFor(['catalog'])).toContain('write it as asset.field=value')
+    expect(errorFor(['catalog=1'])).toContain('name a field of `catalog`')
+  })
+
+  it('rejects a field the schema does not declare, at any depth', () => {
+    expect(errorFor(['catalog.nosuch=1'])).toBe(
+      '--set catalog.nosuch=1: `catalog` has no field `nosuch`. Fields: rows, dryRun, mode, name, shards, s3, limit, when, lazy.',
+    )
+    expect(errorFor(['catalog.s3.region=eu'])).toContain('`catalog.s3` has no field `region`.')
+    expect(errorFor(['catalog.lazy.deep=1'])).toContain('`catalog.lazy` has no field `deep`.')
+  })
+})
+
+describe('--set with zod 4 mini schemas', () => {
+  const assets = [
+    noop('source', [], {
+      config: zm.object({ rows: zm._default(zm.number(), 5), on: zm.optional(zm.boolean()) }),
+    }),
+  ]
+
+  it('coerces by the schema and rejects unknown fields', () => {
+    expect(parseOverrides(['source.rows=7', 'source.on=yes'], assets).map((o) => o.value)).toEqual([7, true])
+    expect(errorOf(['source.nosuch=1'], assets)).toContain('`source` has no field `nosuch`.')
+    expect(errorOf(['source.rows=many'], assets)).toContain('expects a number')
   })
 })

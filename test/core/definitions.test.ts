@@ -1,9 +1,12 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, expectTypeOf, it } from 'vitest'
 import { z } from 'zod'
+import * as zm from 'zod/mini'
+import { z as z3 } from 'zod/v3'
 import { resolveEnvironment, validateConfig } from '../../core/config.js'
-import { asset, DEFAULT_RETRY } from '../../core/definitions.js'
+import { type AssetDefinition, asset, DEFAULT_RETRY, resolveRunConfig } from '../../core/definitions.js'
 import { ConfigError, didYouMean, isRefreshError } from '../../core/errors.js'
 import { retryDelay } from '../../core/retry.js'
+import { parseWithSchema } from '../../core/schema.js'
 import { noop } from '../helpers.js'
 
 describe('asset definitions', () => {
@@ -19,11 +22,14 @@ describe('asset definitions', () => {
     [{ key: 'a+b' }, /key: must be letters/],
     [
       { key: 'a', retry: { maxAttempts: 0 } },
-      /asset `a` is invalid: retry.maxAttempts: Number must be greater than or equal to 1/,
+      /asset `a` is invalid: retry.maxAttempts: Too small: expected number to be >=1/,
     ],
-    [{ key: 'a', retry: { backoff: 'quadratic' } }, /retry.backoff: Invalid enum value/],
-    [{ key: 'a', retry: { tries: 3 } }, /Unrecognized key\(s\) in object: 'tries'/],
-    [{ key: 'a', timeoutMs: -1 }, /timeoutMs: Number must be greater than 0/],
+    [
+      { key: 'a', retry: { backoff: 'quadratic' } },
+      /retry.backoff: Invalid option: expected one of "constant"\|"linear"\|"exponential"/,
+    ],
+    [{ key: 'a', retry: { tries: 3 } }, /retry: Unrecognized key: "tries"/],
+    [{ key: 'a', timeoutMs: -1 }, /timeoutMs: Too small: expected number to be >0/],
     [{ key: 'a', config: { batch: 1 } }, /config: must be a zod schema/],
     [{ key: 'a', deps: ['a'] }, /depends on itself/],
     [{ key: 'a', deps: ['b', 'b'] }, /lists dep `b` twice/],
@@ -106,10 +112,10 @@ describe('config file validation', () => {
       'refresh.config.ts is invalid: assets[1]: must be an asset made with asset({...})',
     )
     expect(() => validateConfig({ assets: [noop('a')], pools: { db: 0 } }, 'f.ts')).toThrow(
-      /f.ts is invalid: pools.db: Number must be greater than or equal to 1/,
+      /f.ts is invalid: pools.db: Too small: expected number to be >=1/,
     )
     expect(() => validateConfig({ assets: [noop('a')], asets: [] }, 'f.ts')).toThrow(
-      /Unrecognized key\(s\) in object: 'asets'/,
+      /Unrecognized key: "asets"/,
     )
     expect(() => validateConfig({ assets: [] }, 'f.ts')).toThrow(/assets: declare at least one asset/)
     expect(() => validateConfig(undefined, 'f.ts')).toThrow(ConfigError)
@@ -118,7 +124,70 @@ describe('config file validation', () => {
 
   it('validates an asset’s run config with its schema', () => {
     const a = asset({ key: 'a', config: z.object({ n: z.number() }), materialize: () => {} })
-    expect(a.config?.safeParse({ n: 1 }).success).toBe(true)
+    expect(parseWithSchema(a.config!, { n: 1 }).success).toBe(true)
+  })
+})
+
+describe('config schemas from zod 3 and zod 4 (zod is a peer dependency: the project picks)', () => {
+  const check = (key: string, def: AssetDefinition, raw: unknown) =>
+    resolveRunConfig(new Map([[key, def]]), [key], { [key]: raw }, () => '')
+
+  it('types ctx.config and validates with a zod 4 classic, a zod 4 mini and a zod 3 schema', () => {
+    const classic = asset({
+      key: 'classic',
+      config: z.object({ rows: z.number().int().default(3), mode: z.enum(['a', 'b']).optional() }),
+      materialize: (ctx) => {
+        expectTypeOf(ctx.config).toEqualTypeOf<{ rows: number; mode?: 'a' | 'b' | undefined }>()
+      },
+    })
+    const mini = asset({
+      key: 'mini',
+      config: zm.object({ rows: zm._default(zm.number(), 3) }),
+      materialize: (ctx) => {
+        expectTypeOf(ctx.config).toEqualTypeOf<{ rows: number }>()
+      },
+    })
+    const three = asset({
+      key: 'three',
+      config: z3.object({ rows: z3.number().int().default(3), mode: z3.enum(['a', 'b']).optional() }),
+      materialize: (ctx) => {
+        expectTypeOf(ctx.config).toEqualTypeOf<{ rows: number; mode?: 'a' | 'b' | undefined }>()
+      },
+    })
+    const none = asset({
+      key: 'none',
+      materialize: (ctx) => {
+        expectTypeOf(ctx.config).toEqualTypeOf<Record<string, never>>()
+      },
+    })
+    expect(none.config).toBeUndefined()
+    for (const def of [classic, mini, three]) {
+      expect(check(def.key, def, {})).toEqual({ [def.key]: { rows: 3 } })
+      expect(check(def.key, def, { rows: 7 })).toEqual({ [def.key]: { rows: 7 } })
+      expect(() => check(def.key, def, { rows: 'many' })).toThrow(
+        new RegExp(
+          `config for asset \`${def.key}\` is invalid: rows: .*expected number, received string`,
+          'i',
+        ),
+      )
+    }
+  })
+
+  it('names the path of a nested problem whichever zod made the schema', () => {
+    const four = asset({
+      key: 'four',
+      config: z.object({ s3: z.object({ bucket: z.string() }) }),
+      materialize: () => {},
+    })
+    const three = asset({
+      key: 'three',
+      config: z3.object({ s3: z3.object({ bucket: z3.string() }) }),
+      materialize: () => {},
+    })
+    expect(() => check('four', four, { s3: {} })).toThrow(/config for asset `four` is invalid: s3.bucket: /)
+    expect(() => check('three', three, { s3: {} })).toThrow(
+      /config for asset `three` is invalid: s3.bucket: Required/,
+    )
   })
 })
 

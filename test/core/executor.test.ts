@@ -375,7 +375,7 @@ describe('executor', () => {
     const store = await openStore(':memory:')
     const a = asset({ key: 'a', config: z.object({ rows: z.number().int() }), materialize: () => {} })
     await expect(materialize([a], { store, config: { a: { rows: 'many' } } })).rejects.toThrow(
-      /config for asset `a` is invalid: rows: Expected number, received string/,
+      /config for asset `a` is invalid: rows: Invalid input: expected number, received string/,
     )
     await expect(materialize([a], { store, config: { b: {} } })).rejects.toThrow(ConfigError)
     await expect(materialize([a], { store, config: { A: { rows: 1 } } })).rejects.toThrow(
