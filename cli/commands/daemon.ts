@@ -21,7 +21,10 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
   program
     .command('daemon')
     .description('run sensors and schedules, launching each requested run in its own process')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
     .option('--env <name>', 'a named environment block of the config')
     .option('--json', 'one JSON object per log line')

@@ -22,7 +22,10 @@ interface Options {
 
 function storeOptions(command: Command): Command {
   return command
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
     .option('--env <name>', 'a named environment block of the config')
 }

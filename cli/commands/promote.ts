@@ -12,7 +12,10 @@ export function registerPromote(program: Command, ctx: CliContext): void {
     .command('promote')
     .description('show the promoted index, or point `current` back at the previous one (--rollback)')
     .option('--rollback', 'roll the replicas and the `current` alias back to the previous index')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'a named environment block of the config')
     .addHelpText('after', '\nExamples:\n  refresh promote\n  refresh promote --rollback')
     .action(async (options: PromoteOptions) => {

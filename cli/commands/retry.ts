@@ -24,7 +24,10 @@ export function registerRetry(program: Command, ctx: CliContext): void {
       're-execute a failed or canceled run from failure: its succeeded steps are reused, the rest run again',
     )
     .argument('<run-id>', 'the run to re-execute (a unique prefix of its id works)')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
     .option('--env <name>', 'a named environment block of the config')
     .option(

@@ -21,7 +21,10 @@ export function registerSensors(program: Command, ctx: CliContext): void {
       .description(`list ${kind}s with their state, last and next tick; turn one on or off; evaluate one now`)
       .argument('[action]', `${ACTIONS.join(' | ')} (default: list)`, 'list')
       .argument('[name]', `the ${kind} to act on`)
-      .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+      .option(
+        '-c, --config <file>',
+        'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+      )
       .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
       .option('--env <name>', 'a named environment block of the config')
       .addHelpText(
@@ -36,7 +39,10 @@ export function registerSensors(program: Command, ctx: CliContext): void {
     .command('ticks')
     .description('the tick history of a sensor or schedule, newest first')
     .argument('<name>', 'sensor or schedule name')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--store <file>', 'store file (default: .refresh/refresh.db beside the config)')
     .option('--env <name>', 'a named environment block of the config')
     .option('--limit <n>', 'how many ticks', '20')

@@ -14,7 +14,10 @@ export function registerValidate(program: Command, ctx: CliContext): void {
     .command('validate')
     .summary('check the config without running anything')
     .description('load and check the config (graph, schemas, pools) in every environment; run nothing')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'check only this environment (default: the top level and every environment)')
     .addHelpText('after', '\nExamples:\n  refresh validate\n  refresh validate --env aws\n')
     .action(async (options: ValidateOptions) => {
