@@ -241,7 +241,7 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
       pools: resolved.pools,
       concurrency: resolved.concurrency,
       signal: controller.signal,
-      onEvent: plainReporter(io.out, { timestamps: true }),
+      onEvent: plainReporter(io.out),
     })
     if (!result) {
       io.err(`run ${runId} was not launched: it is not queued any more, or its guard is full.`)

@@ -274,7 +274,7 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
       pools: resolved.pools,
       concurrency: resolved.concurrency,
       signal: controller.signal,
-      onEvent: plainReporter(io.out, { timestamps: !io.isTTY }),
+      onEvent: plainReporter(io.out),
     })
     if (!result) {
       io.err(`run ${run.id} cannot be resumed now: maintenance mode is on (\`refresh maintenance status\`).`)

@@ -87,7 +87,9 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
       failed.get(r.id) ?? '',
     ]
   })
-  for (const line of table(['ID', 'STATUS', 'SELECTION', 'STARTED', 'DURATION', 'FAILED STEP'], rows))
+  // on a narrow terminal the selection is cut first, then the start time and the duration give way
+  const header = ['ID', 'STATUS', 'SELECTION', 'STARTED', 'DURATION', 'FAILED STEP']
+  for (const line of table(header, rows, { width: io.columns, flex: 2, drop: [3, 4], flexMin: 6 }))
     io.out(line)
   return 0
 }

@@ -140,7 +140,7 @@ describe('refresh CLI end to end', () => {
     const show = await cli(dir, 'show', id.slice(0, 8))
     expect(show.code).toBe(0)
     expect(show.stdout).toContain(`run ${id} · success · *`)
-    expect(show.stdout).toMatch(/\+\d+ ms\s+\d+ ms\s+█+\s*1\s+succeeded\s+beta\s+doubled=6/)
+    expect(show.stdout).toMatch(/beta\s+succeeded\s+\+\d+ ms\s+\d+ ms\s+█+\s*1\s+doubled=6/)
 
     const logs = await cli(dir, 'logs', id, '--step', 'beta')
     expect(logs.code).toBe(0)
