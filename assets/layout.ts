@@ -156,17 +156,21 @@ export function readJson<T>(path: string): T | undefined {
   }
 }
 
-/** A dep's metadata field, or a clear error when the upstream step did not produce it. */
+/**
+ * A dep's metadata field, or a clear error when the upstream step did not produce it. The fix it
+ * names runs this step with everything upstream of it (`refresh run +clean`), which works
+ * whatever is missing further up; `+key`'s own `key+` would fail in turn when the gap is higher.
+ */
 export function upstreamField<T>(
-  upstream: Readonly<Record<string, Record<string, unknown> | undefined>>,
+  ctx: { key: string; upstream: Readonly<Record<string, Record<string, unknown> | undefined>> },
   key: string,
   field: string,
   check: (v: unknown) => v is T,
 ): T {
-  const value = upstream[key]?.[field]
+  const value = ctx.upstream[key]?.[field]
   if (!check(value)) {
     throw new NonRetriableError(
-      `upstream asset \`${key}\` has no \`${field}\` in its metadata; materialize it first (\`refresh run ${key}+\`).`,
+      `upstream asset \`${key}\` has no \`${field}\` in its metadata (it has not materialized yet in this store); run \`${ctx.key}\` with everything upstream of it: \`refresh run +${ctx.key}\`.`,
     )
   }
   return value

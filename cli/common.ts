@@ -25,15 +25,48 @@ export async function openExistingStore(path: string): Promise<SqliteStore> {
   return openStore(path)
 }
 
-/** A run by id or unique prefix, or a `StoreError` that says how to list runs. */
+/**
+ * Opens the store for a listing (`runs`, `status`). Before the first run there is no store, and a
+ * listing of nothing is empty, not an error (as Dagster and Airflow show an empty list): an empty
+ * in-memory store answers instead, and `exists` says which it is. Nothing is created on disk.
+ */
+export async function openListedStore(path: string): Promise<{ store: SqliteStore; exists: boolean }> {
+  const { openStore } = await import('../core/store/sqlite.js')
+  if (!existsSync(path)) return { store: openStore(':memory:'), exists: false }
+  return { store: openStore(path), exists: true }
+}
+
+/** Most matches an ambiguous prefix lists. */
+const MATCHES_SHOWN = 10
+
+/**
+ * A run by id or unique prefix, or a `StoreError` that says what to type: for an unknown id, how
+ * to list runs; for a prefix several runs share, those runs (the newest ten), to pick one from.
+ * Ids sort by time, so the runs with a prefix are the newest ones below the prefix followed by
+ * `~` (after every id character): one bounded listing, not a scan of every run.
+ */
 export function requireRun(store: SqliteStore, idOrPrefix: string): RunRecord {
-  const run = store.findRun(idOrPrefix)
-  if (!run) {
+  const exact = store.getRun(idOrPrefix)
+  if (exact) return exact
+  const matches = store
+    .listRuns({ before: `${idOrPrefix}~`, limit: MATCHES_SHOWN + 1 })
+    .filter((r) => r.id.startsWith(idOrPrefix))
+  if (matches.length === 1) return matches[0]!
+  if (matches.length === 0) {
     throw new StoreError(
-      `no run \`${idOrPrefix}\` in ${store.path}; \`refresh runs\` lists the runs (an id prefix of 4 or more characters works too).`,
+      `no run \`${idOrPrefix}\` in ${store.path}; \`refresh runs\` lists the runs (a unique prefix of an id works too).`,
     )
   }
-  return run
+  const shown = matches.slice(0, MATCHES_SHOWN)
+  const more = matches.length > MATCHES_SHOWN ? ` The newest ${MATCHES_SHOWN} of them:` : ''
+  throw new StoreError(
+    `run id prefix \`${idOrPrefix}\` is ambiguous: it matches ${matches.length > MATCHES_SHOWN ? `more than ${MATCHES_SHOWN}` : matches.length} runs; type more of the id.${more}\n${shown
+      .map(
+        (r) =>
+          `  ${r.id}  ${r.status.padEnd(8)}  ${formatDateTime(r.startedAt ?? r.createdAt)}  ${r.selection}`,
+      )
+      .join('\n')}`,
+  )
 }
 
 /** Local date and time, to the second: `2026-11-23 09:15:38`. */

@@ -75,8 +75,13 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     loaded.config.schedules ?? [],
     loaded.file,
   )
-  const { AssetGraph } = await import('../../core/graph.js')
+  const [{ AssetGraph }, { checkInstigatorSelections }] = await Promise.all([
+    import('../../core/graph.js'),
+    import('../../sensors/selections.js'),
+  ])
   const graph = AssetGraph.build(resolved.assets)
+  // a selection that names no asset would fail every tick, every iteration: refuse to start
+  checkInstigatorSelections(instigators, graph, loaded.file)
   const cli = fileURLToPath(new URL('../main.js', import.meta.url))
   const alerts = loaded.config.alerts
   const watcher = alerts

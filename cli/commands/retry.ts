@@ -64,11 +64,18 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
   const storePath = options.store
     ? resolve(io.cwd, options.store)
     : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
+  // the run by id or unique prefix, said here when it is unknown or the prefix is ambiguous
+  const { openExistingStore, requireRun } = await import('../common.js')
+  let fromFailure: string
+  {
+    using store = await openExistingStore(storePath)
+    fromFailure = requireRun(store, runId).id
+  }
   return executeRun(
     resolved,
     storePath,
     {
-      fromFailure: runId,
+      fromFailure,
       overrides: parseOverrides(options.set ?? [], resolved.assets),
       concurrency,
       output: outputMode(options, io),

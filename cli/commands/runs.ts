@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { ConfigError, didYouMean } from '../../core/errors.js'
 import type { RunStatus } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
 import { locateStore, type StoreLocationOptions } from '../find-config.js'
 import { formatDuration } from '../format.js'
 import type { CliContext, Io } from '../io.js'
@@ -45,7 +45,9 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
       `--limit ${options.limit}: expected a whole number of at least 1 (for example --limit 50).`,
     )
   }
-  using store = await openExistingStore(await locateStore(options, io.cwd))
+  const path = await locateStore(options, io.cwd)
+  const { store: opened, exists } = await openListedStore(path)
+  using store = opened
   const runs = store.listRuns({ status, limit })
   const failed = store.failedSteps(runs.map((r) => r.id))
   const now = Date.now()
@@ -67,7 +69,8 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
     return 0
   }
   if (runs.length === 0) {
-    io.out(status ? `no ${status.join(' or ')} runs in ${store.path}.` : `no runs yet in ${store.path}.`)
+    const where = exists ? store.path : `${path} (no store yet: \`refresh run\` creates it)`
+    io.out(status ? `no ${status.join(' or ')} runs in ${where}.` : `no runs yet in ${where}.`)
     return 0
   }
   const rows = runs.map((r) => {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { AssetDefinition } from '../../core/definitions.js'
 import type { RunRecord } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { DEFAULT_STORE } from '../find-config.js'
 import { formatDuration } from '../format.js'
@@ -45,7 +45,9 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     loaded.config.schedules ?? [],
     loaded.file,
   )
-  using store = await openExistingStore(storePath)
+  // before the first run: the same screen, every part empty
+  const { store: opened, exists } = await openListedStore(storePath)
+  using store = opened
   const now = Date.now()
 
   const lease = store.getLease('daemon')
@@ -109,6 +111,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
         {
           at: now,
           store: storePath,
+          storeExists: exists,
           daemon,
           maintenance,
           runs: inFlight,
@@ -125,7 +128,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     return 0
   }
 
-  io.out(`store: ${storePath}`)
+  io.out(`store: ${storePath}${exists ? '' : ' (none yet: `refresh run` creates it)'}`)
   if (!daemon) io.out('daemon: not running (nobody holds the daemon lease; start one with `refresh daemon`)')
   else if (daemon.alive)
     io.out(

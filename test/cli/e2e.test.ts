@@ -347,7 +347,7 @@ export default defineConfig({ assets: [a, b, c] })
 
   it('input errors of the store commands exit 2 and say what to do', async () => {
     const dir = project(CHAIN)
-    const none = await cli(dir, 'runs')
+    const none = await cli(dir, 'show', 'zzzz')
     expect(none.code).toBe(2)
     expect(none.stderr).toContain('no store at')
     expect(none.stderr).toContain('run `refresh run` first')
