@@ -25,20 +25,19 @@ import {
 } from 'refresh'
 
 // every file of the refresh (catalog, working databases, indexes, snapshots, replicas, the
-// `current` alias) lives here, beside this config
-const dataDir = new URL('./.refresh/data/', import.meta.url)
-
+// `current` alias) lives in .refresh/data beside this config, whatever the working directory
+// (`dataDir` on each block to put it elsewhere)
 export default defineConfig({
   assets: [
-    catalog({ dataDir }), // generated upstream data; `--set catalog.rows=1000000` for more
-    copy({ dataDir, retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' } }),
-    clean({ dataDir }), // rules are config with defaults: licenses, minTagAccuracy, deniedTags...
+    catalog(), // generated upstream data; `--set catalog.rows=1000000` for more
+    copy({ retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' } }),
+    clean(), // rules are config with defaults: licenses, minTagAccuracy, deniedTags...
     // one worker process per id range; a failed shard is retried alone (reindex.shardAttempts),
     // so the step itself is not retried: that would rebuild every shard
-    reindex({ dataDir, shards: 4, runner: localProcessRunner(), retry: { maxAttempts: 1 } }),
-    snapshot({ dataDir, retry: { maxAttempts: 2, delayMs: 1000 } }), // verified by sha256; keeps the last 3
-    replicas({ dataDir }), // rolled one at a time, each checked by real queries; rolled back on failure
-    promote({ dataDir, retry: { maxAttempts: 1 } }), // never retried blindly: a failed promote needs a look
+    reindex({ shards: 4, runner: localProcessRunner(), retry: { maxAttempts: 1 } }),
+    snapshot({ retry: { maxAttempts: 2, delayMs: 1000 } }), // verified by sha256; keeps the last 3
+    replicas(), // rolled one at a time, each checked by real queries; rolled back on failure
+    promote({ retry: { maxAttempts: 1 } }), // never retried blindly: a failed promote needs a look
   ],
   config: {
     replicas: { replicas: 2 },

@@ -144,7 +144,7 @@ export function clean(options: BlockOptions = {}): AssetDefinition {
     description: 'the working table cleaned by the rules in its config; counts per rule',
     config: cleanConfig,
     async materialize(ctx) {
-      const file = upstreamField(ctx.upstream, from, 'file', isString)
+      const file = upstreamField(ctx, from, 'file', isString)
       let result: CleanResult
       try {
         result = cleanTable(file, ctx.config)

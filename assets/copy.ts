@@ -72,7 +72,7 @@ export function copy(options: CopyOptions = {}): AssetDefinition {
     description: 'the upstream table copied into a fresh working database',
     config: copyConfig,
     async materialize(ctx) {
-      const source = upstreamField(ctx.upstream, from, 'file', isString)
+      const source = upstreamField(ctx, from, 'file', isString)
       ensureWritableDir(paths.work)
       const file = paths.workDb(ctx.runId)
       let rows: number

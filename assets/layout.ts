@@ -8,16 +8,19 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs'
-import { isAbsolute, join, resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { configDir } from '../core/config-dir.js'
 import type { RetryPolicy } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
 
 /** What every building block's factory accepts. */
 export interface BlockOptions {
   /**
-   * Where the refresh keeps its files (default `.refresh/data` under the current directory).
-   * Pass `new URL('./.refresh/data/', import.meta.url)` to keep it beside the config file.
+   * Where the refresh keeps its files: default `.refresh/data` beside the config file (like the
+   * store), whatever the working directory. A relative path is resolved beside the config too;
+   * an absolute path or a `file:` URL is used as is. Outside a config (a test calling
+   * `materialize()`), relative paths resolve against the current directory.
    */
   dataDir?: string | URL
   /** The asset's key (default: the block's name). */
@@ -53,10 +56,11 @@ export function blockFields(
   }
 }
 
+/** The absolute data directory of a block: see `BlockOptions.dataDir`. */
 export function resolveDataDir(dir: string | URL | undefined): string {
   if (dir instanceof URL) return fileURLToPath(dir)
-  if (dir === undefined) return resolve(DEFAULT_DATA_DIR)
-  return isAbsolute(dir) ? dir : resolve(dir)
+  const base = configDir() ?? process.cwd()
+  return resolve(base, dir ?? DEFAULT_DATA_DIR)
 }
 
 /** Every path of the data directory, in one place. */
@@ -152,17 +156,21 @@ export function readJson<T>(path: string): T | undefined {
   }
 }
 
-/** A dep's metadata field, or a clear error when the upstream step did not produce it. */
+/**
+ * A dep's metadata field, or a clear error when the upstream step did not produce it. The fix it
+ * names runs this step with everything upstream of it (`refresh run +clean`), which works
+ * whatever is missing further up; `+key`'s own `key+` would fail in turn when the gap is higher.
+ */
 export function upstreamField<T>(
-  upstream: Readonly<Record<string, Record<string, unknown> | undefined>>,
+  ctx: { key: string; upstream: Readonly<Record<string, Record<string, unknown> | undefined>> },
   key: string,
   field: string,
   check: (v: unknown) => v is T,
 ): T {
-  const value = upstream[key]?.[field]
+  const value = ctx.upstream[key]?.[field]
   if (!check(value)) {
     throw new NonRetriableError(
-      `upstream asset \`${key}\` has no \`${field}\` in its metadata; materialize it first (\`refresh run ${key}+\`).`,
+      `upstream asset \`${key}\` has no \`${field}\` in its metadata (it has not materialized yet in this store); run \`${ctx.key}\` with everything upstream of it: \`refresh run +${ctx.key}\`.`,
     )
   }
   return value

@@ -95,7 +95,7 @@ export function promote(options: PromoteOptions = {}): AssetDefinition {
     description: 'the `current` alias pointed at the new index; the previous kept for rollback',
     config: promoteConfig,
     async materialize(ctx) {
-      const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
+      const snapshot = upstreamField(ctx, from, 'snapshot', isString)
       const manifest = readManifest(paths, snapshot)
       const up = ctx.upstream[from] ?? {}
       // a snapshot kept elsewhere (EBS) has no local manifest: its upstream metadata says what it holds

@@ -75,9 +75,9 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
     // a remote runner's workers outlive a killed orchestrator: stop them when the run is recovered
     recover: options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
     async materialize(ctx) {
-      const source = upstreamField(ctx.upstream, from, 'file', isString)
-      const table = upstreamField(ctx.upstream, from, 'table', isString)
-      const rows = upstreamField(ctx.upstream, from, 'rows', isNumber)
+      const source = upstreamField(ctx, from, 'file', isString)
+      const table = upstreamField(ctx, from, 'table', isString)
+      const rows = upstreamField(ctx, from, 'rows', isNumber)
       const minId = (ctx.upstream[from]?.minId as number | null | undefined) ?? 1
       const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
       const { shards, failShard, failMode, failAttempts } = ctx.config

@@ -253,8 +253,8 @@ export function replicas(options: ReplicasOptions = {}): AssetDefinition {
     description: 'read replicas rolled onto the snapshot one at a time, each checked by real queries',
     config: replicasConfig,
     async materialize(ctx) {
-      const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
-      const index = upstreamField(ctx.upstream, from, 'index', isString)
+      const snapshot = upstreamField(ctx, from, 'snapshot', isString)
+      const index = upstreamField(ctx, from, 'index', isString)
       const result = await rollReplicas(paths, snapshot, {
         ...ctx.config,
         signal: ctx.signal,
@@ -286,9 +286,9 @@ function fleetReplicas(options: ReplicasOptions, fleet: ReplicaFleet, dataDir: s
     ...(fleet.recover ? { recover: (runIds: readonly string[]) => fleet.recover!(runIds) } : {}),
     async materialize(ctx) {
       const up = ctx.upstream[from]
-      const snapshot = upstreamField(ctx.upstream, from, 'snapshot', isString)
-      const index = upstreamField(ctx.upstream, from, 'index', isString)
-      const documents = upstreamField(ctx.upstream, from, 'documents', isNumber)
+      const snapshot = upstreamField(ctx, from, 'snapshot', isString)
+      const index = upstreamField(ctx, from, 'index', isString)
+      const documents = upstreamField(ctx, from, 'documents', isNumber)
       const probe = typeof up?.probe === 'string' ? up.probe : null
       const path = typeof up?.path === 'string' ? up.path : undefined
       const result = await fleet.rollout(

@@ -65,9 +65,9 @@ export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
     config: snapshotConfig,
     recover: backend?.recover ? (runIds) => backend.recover?.(runIds) : undefined,
     async materialize(ctx) {
-      const indexDir = upstreamField(ctx.upstream, from, 'dir', isString)
-      const index = upstreamField(ctx.upstream, from, 'index', isString)
-      const documents = upstreamField(ctx.upstream, from, 'documents', isNumber)
+      const indexDir = upstreamField(ctx, from, 'dir', isString)
+      const index = upstreamField(ctx, from, 'index', isString)
+      const documents = upstreamField(ctx, from, 'documents', isNumber)
       if (backend) return backend.create({ index, indexDir, documents }, backendContext(ctx))
       const id = `snap-${ctx.runId}`
       const final = paths.snapshot(id)

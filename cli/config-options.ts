@@ -12,7 +12,10 @@ export interface ConfigOptions {
 /** `--config`, `--env`: for commands that read the config but run nothing. */
 export function addConfigOptions(command: Command): Command {
   return command
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'a named environment block of the config')
 }
 

@@ -4,17 +4,17 @@ import type { RunEventListener } from '../core/events.js'
 import { materialize } from '../core/materialize.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
-import { EXIT, type Io } from './io.js'
+import { canRedraw, colorsWanted, EXIT, type Io } from './io.js'
 import { applyOverrides, type Override } from './overrides.js'
 import { jsonReporter, plainReporter } from './reporters/plain.js'
 import type { TtyView } from './view/tty.js'
 
 export type OutputMode = 'tty' | 'plain' | 'json'
 
-/** `--json` wins, then `--plain`; the live view only on a terminal. */
+/** `--json` wins, then `--plain`; the live view only on a terminal that can redraw, outside CI. */
 export function outputMode(options: { plain?: boolean; json?: boolean }, io: Io): OutputMode {
   if (options.json) return 'json'
-  if (options.plain || !io.isTTY) return 'plain'
+  if (options.plain || !canRedraw(io)) return 'plain'
   return 'tty'
 }
 
@@ -65,12 +65,11 @@ export async function executeRun(
     if (request.output === 'tty') {
       // ink and React load here and nowhere else
       const { mountTtyView } = await import('./view/tty.js')
-      const mounted = mountTtyView()
+      const mounted = mountTtyView(process.stdout, { color: colorsWanted(io) })
       view = mounted
       listener = (event) => mounted.onEvent(event)
     } else {
-      listener =
-        request.output === 'json' ? jsonReporter(io.out) : plainReporter(io.out, { timestamps: !io.isTTY })
+      listener = request.output === 'json' ? jsonReporter(io.out) : plainReporter(io.out)
     }
 
     let config = request.config

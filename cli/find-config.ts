@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { ConfigError } from '../core/errors.js'
 import { isFileLocation, resolveStoreLocation } from '../core/store/open.js'
 
-/** The file names `refresh` looks for, in order, in the current directory. */
+/** The file names `refresh` looks for, in order, in the current directory and then each parent. */
 export const CONFIG_NAMES = [
   'refresh.config.ts',
   'refresh.config.mts',
@@ -13,19 +13,41 @@ export const CONFIG_NAMES = [
 
 export const DEFAULT_STORE = '.refresh/refresh.db'
 
-/** Finds the config: `--config FILE`, else the first refresh.config.* in `cwd`. */
-export function findConfig(explicit: string | undefined, cwd: string): string {
+/**
+ * Finds the config: `--config FILE`, else `REFRESH_CONFIG`, else the first refresh.config.* in
+ * `cwd` or the nearest directory above it (as Vitest finds its config), so every command works
+ * from a subdirectory of the project. Relative paths in the config resolve against its own
+ * directory, wherever the command runs.
+ */
+export function findConfig(
+  explicit: string | undefined,
+  cwd: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
   if (explicit !== undefined) {
     const file = resolve(cwd, explicit)
     if (!existsSync(file)) throw new ConfigError(`--config ${explicit}: no such file (looked for ${file}).`)
     return file
   }
-  for (const name of CONFIG_NAMES) {
-    const file = resolve(cwd, name)
-    if (existsSync(file)) return file
+  const fromEnv = env.REFRESH_CONFIG
+  if (fromEnv !== undefined && fromEnv !== '') {
+    const file = resolve(cwd, fromEnv)
+    if (!existsSync(file)) {
+      throw new ConfigError(
+        `REFRESH_CONFIG=${fromEnv}: no such file (looked for ${file}); point it at your refresh.config.ts, or unset it to search from the current directory.`,
+      )
+    }
+    return file
+  }
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    for (const name of CONFIG_NAMES) {
+      const file = join(dir, name)
+      if (existsSync(file)) return file
+    }
+    if (dirname(dir) === dir) break
   }
   throw new ConfigError(
-    `no refresh.config.ts in ${cwd}; create one (\`export default defineConfig({ assets: [...] })\`) or pass --config FILE.`,
+    `no refresh.config.ts in ${cwd} or any directory above it; create one (\`export default defineConfig({ assets: [...] })\`), or pass --config FILE (or set REFRESH_CONFIG).`,
   )
 }
 

@@ -15,15 +15,81 @@ export function formatTime(ts: number): string {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`
 }
 
-/** `key=value` pairs of metadata on one line, long values shortened. */
-export function formatMetadata(metadata: Record<string, unknown>, max = 6): string {
-  const entries = Object.entries(metadata)
-  const parts = entries.slice(0, max).map(([k, v]) => {
-    const text = typeof v === 'string' ? v : JSON.stringify(v)
-    return `${k}=${text.length > 40 ? `${text.slice(0, 37)}...` : text}`
-  })
-  if (entries.length > max) parts.push(`(+${entries.length - max} more)`)
-  return parts.join(' ')
+/** Longest a metadata value is shown before it is shortened. */
+const VALUE_MAX = 40
+
+/**
+ * `key=value` pairs of metadata on one line, at most `max` of them, long values shortened (see
+ * `shortValue`); with `width`, only the pairs that fit whole (see `fitPairs`).
+ */
+export function formatMetadata(metadata: Record<string, unknown>, max = 6, width?: number): string {
+  const pairs = Object.entries(metadata).map(([k, v]) => `${k}=${shortValue(v)}`)
+  if (width !== undefined) return fitPairs(pairs.slice(0, max), width, pairs.length)
+  const shown = pairs.slice(0, max)
+  if (pairs.length > max) shown.push(`(+${pairs.length - max} more)`)
+  return shown.join(' ')
+}
+
+/**
+ * A value as shown in a line. Numbers and booleans are never cut (`rows=100000…` would read as
+ * a smaller number); a path keeps its end, where the file name is (`…/work/01m83wd.db`); other
+ * long text keeps its start.
+ */
+export function shortValue(value: unknown, max = VALUE_MAX): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value)
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value))
+  if (text.length <= max) return text
+  if (typeof value === 'string' && /^(\/|\.{0,2}\/|[a-z][a-z0-9+.-]*:\/\/)\S+$/i.test(text))
+    return shortPath(text, max)
+  return `${text.slice(0, max - 1).trimEnd()}…`
+}
+
+/**
+ * A path cut at the front so that what identifies it stays: as many trailing segments as fit
+ * after `…/`, and always the last one whole, even when that alone is longer than `max`.
+ */
+export function shortPath(path: string, max: number): string {
+  if (path.length <= max) return path
+  const segments = path.split('/')
+  let tail = segments.pop() ?? ''
+  while (segments.length > 0) {
+    const next = `${segments.at(-1)}/${tail}`
+    if (next.length + 2 > max) break
+    tail = next
+    segments.pop()
+  }
+  return `…/${tail}`
+}
+
+/**
+ * Whole `key=value` pairs that fit in `width`, then `+N` for those left out (when it fits): a
+ * pair is dropped rather than cut, so no value is ever shown partly.
+ */
+export function fitPairs(pairs: readonly string[], width: number, total = pairs.length): string {
+  let out = ''
+  let shown = 0
+  for (const pair of pairs) {
+    const next = out ? `${out} ${pair}` : pair
+    const rest = total - shown - 1
+    // room for the count of what would still be left out
+    const reserve = rest > 0 ? ` +${rest}`.length : 0
+    if (next.length + reserve > width) break
+    out = next
+    shown++
+  }
+  const left = total - shown
+  if (left > 0) {
+    const options = shown === 0 ? [`(${left} values)`, `+${left}`] : [`(+${left} more)`, `+${left}`]
+    const more = options.find((m) => out.length + 1 + m.length <= width)
+    if (more) out = out ? `${out} ${more}` : more
+  }
+  return out
+}
+
+/** Text cut at `max` characters with `…` (for messages, where the start says the most). */
+export function cutEnd(text: string, max: number): string {
+  if (max <= 0) return ''
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text
 }
 
 export function firstLine(text: string): string {

@@ -4,6 +4,13 @@ export interface Io {
   err(line: string): void
   isTTY: boolean
   cwd: string
+  /**
+   * How wide a line may be: `COLUMNS` when set, else the terminal's width; undefined in a pipe,
+   * where tables are not cut.
+   */
+  columns?: number
+  /** The environment the output depends on (`NO_COLOR`, `CI`, `TERM`); default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>
 }
 
 export const EXIT = {
@@ -18,12 +25,40 @@ export const EXIT = {
 } as const
 
 export function processIo(): Io {
+  const fromEnv = Number(process.env.COLUMNS)
   return {
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
     isTTY: process.stdout.isTTY === true,
     cwd: process.cwd(),
+    columns:
+      Number.isInteger(fromEnv) && fromEnv > 0
+        ? fromEnv
+        : process.stdout.isTTY
+          ? process.stdout.columns
+          : undefined,
+    env: process.env,
   }
+}
+
+/** A set variable that is not `0` or `false` (how `CI=true`, `CI=1` and `CI=woodpecker` all read). */
+function flag(value: string | undefined): boolean {
+  return value !== undefined && value !== '' && value !== '0' && value.toLowerCase() !== 'false'
+}
+
+/**
+ * Whether the live view may draw: only on a terminal that can redraw (not `TERM=dumb`) and not
+ * in CI (`CI` set), whose logs keep every frame a live view draws.
+ */
+export function canRedraw(io: Io): boolean {
+  const env = io.env ?? process.env
+  return io.isTTY && !flag(env.CI) && env.TERM !== 'dumb'
+}
+
+/** Colors unless `NO_COLOR` is set to anything (https://no-color.org). */
+export function colorsWanted(io: Io): boolean {
+  const value = (io.env ?? process.env).NO_COLOR
+  return value === undefined || value === ''
 }
 
 /** What every command's action gets: where to write, and the exit code to set. */

@@ -1,4 +1,6 @@
+import { dirname, isAbsolute } from 'node:path'
 import { z } from 'zod/v4'
+import { withConfigDir } from './config-dir.js'
 import { type AssetDefinition, formatIssues, isAssetDefinition } from './definitions.js'
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'
@@ -139,9 +141,33 @@ export function validateConfig(value: unknown, source: string): RefreshConfig {
       `${source} must export a config as its default export: \`export default defineConfig({ assets: [...] })\`.`,
     )
   }
+  checkAssetList((value as { assets?: unknown }).assets, 'assets', source)
+  const envs = (value as { environments?: unknown }).environments
+  if (typeof envs === 'object' && envs !== null) {
+    for (const [name, env] of Object.entries(envs)) {
+      if (typeof env === 'object' && env !== null)
+        checkAssetList((env as { assets?: unknown }).assets, `environments.${name}.assets`, source)
+    }
+  }
   const parsed = configSchema.safeParse(value)
   if (!parsed.success) throw new ConfigError(`${source} is invalid: ${formatIssues(parsed.error)}`)
   return parsed.data as RefreshConfig
+}
+
+/**
+ * A building block's factory put in `assets` as is (`catalog` instead of `catalog()`) is the
+ * likeliest wrong entry: say so, with the call to write.
+ */
+function checkAssetList(assets: unknown, path: string, source: string): void {
+  if (!Array.isArray(assets)) return
+  for (const [i, entry] of assets.entries()) {
+    if (typeof entry !== 'function') continue
+    const name = (entry as { name?: unknown }).name
+    const call = typeof name === 'string' && name !== '' ? `${name}()` : 'it'
+    throw new ConfigError(
+      `${source} is invalid: ${path}.${i} is a function${typeof name === 'string' && name ? ` (\`${name}\`)` : ''}, not an asset. A building block's factory makes the asset when called: write \`${call}\` (with options, for example \`${call.replace('()', '({ dataDir })')}\`), or declare one with \`asset({ key, materialize })\`.`,
+    )
+  }
 }
 
 /** The config with one environment's block laid over the top level (config < environment). */
@@ -160,7 +186,8 @@ export interface ResolvedConfig {
 function evaluateEnvironment(make: () => EnvironmentConfig, name: string, source: string): EnvironmentConfig {
   let value: unknown
   try {
-    value = make()
+    // blocks built here keep their data beside the config, as those of the top level do
+    value = isAbsolute(source) ? withConfigDir(dirname(source), make) : make()
   } catch (cause) {
     if (cause instanceof ConfigError) throw cause
     throw new ConfigError(
@@ -168,6 +195,7 @@ function evaluateEnvironment(make: () => EnvironmentConfig, name: string, source
       { cause },
     )
   }
+  checkAssetList((value as { assets?: unknown } | null)?.assets, `environments.${name}.assets`, source)
   const parsed = environmentSchema.safeParse(value)
   if (!parsed.success) {
     throw new ConfigError(`${source}: environment \`${name}\` is invalid: ${formatIssues(parsed.error)}`)

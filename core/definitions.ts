@@ -1,5 +1,5 @@
 import { z } from 'zod/v4'
-import { ConfigError } from './errors.js'
+import { ConfigError, didYouMean } from './errors.js'
 import type { JsonObject } from './json.js'
 import {
   type ConfigOutput,
@@ -220,7 +220,10 @@ export function resolveRunConfig(
     }
   }
   const out: Record<string, unknown> = {}
-  for (const key of keys) {
+  const planned = new Set(keys)
+  // config given for an asset outside the plan is checked too (and not used): a wrong field is
+  // wrong whatever runs, and would otherwise surface only on the run that includes it
+  for (const key of [...planned, ...Object.keys(given).filter((k) => !planned.has(k))]) {
     const def = assets.get(key)!
     const value = given[key]
     if (!def.config) {
@@ -229,16 +232,35 @@ export function resolveRunConfig(
           `config is given for \`${key}\`, but the asset declares no config schema; add \`config: z.object({...})\` to it or remove the config.`,
         )
       }
-      out[key] = {}
+      if (planned.has(key)) out[key] = {}
       continue
     }
     const parsed = parseWithSchema(def.config, value ?? {})
     if (!parsed.success) {
       throw new ConfigError(`config for asset \`${key}\` is invalid: ${formatIssues(parsed)}`)
     }
-    out[key] = parsed.data
+    checkNoDroppedFields(key, value, parsed.data, def.config)
+    if (planned.has(key)) out[key] = parsed.data
   }
   return out
+}
+
+/**
+ * A field the schema does not declare is dropped by zod's default object parsing, so a typo (or a
+ * field of another asset) would be ignored without a word. A field given but missing from what
+ * the schema returned is refused, naming the fields there are; a schema that keeps unknown fields
+ * (`.passthrough()`) keeps accepting them.
+ */
+function checkNoDroppedFields(key: string, given: unknown, parsed: unknown, schema: unknown): void {
+  if (!isPlainObject(given) || !isPlainObject(parsed)) return
+  const dropped = Object.keys(given).filter((field) => !(field in parsed))
+  if (dropped.length === 0) return
+  const shape = (schema as { shape?: unknown }).shape
+  const fields = Object.keys(isPlainObject(shape) ? shape : parsed)
+  const field = dropped[0]!
+  throw new ConfigError(
+    `config for asset \`${key}\` has no field \`${field}\`.${didYouMean(field, fields)} Its fields: ${fields.join(', ') || 'none'}.`,
+  )
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {

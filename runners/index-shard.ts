@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
@@ -96,9 +96,19 @@ async function buildShard(
   output: string,
   report: TaskReporter,
 ): Promise<JsonObject> {
-  rmSync(output, { force: true })
-  rmSync(`${output}-journal`, { force: true })
-  const db = new Database(output)
+  // ATTACH creates a database that does not exist: a missing source would leave an empty file
+  // behind (and an empty shard); it is refused before anything is written
+  if (!existsSync(source)) {
+    throw new Error(
+      `the source database ${source} does not exist; pass the cleaned database the \`clean\` step wrote (its metadata's \`file\`).`,
+    )
+  }
+  // built under a temporary name and renamed into place: a failed build leaves no shard file
+  const building = `${output}.${process.pid}.building`
+  rmSync(building, { force: true })
+  rmSync(`${building}-journal`, { force: true })
+  let built = false
+  const db = new Database(building)
   try {
     for (const pragma of BUILD_PRAGMAS) db.pragma(pragma)
     db.prepare('ATTACH DATABASE ? AS src').run(source)
@@ -136,6 +146,7 @@ async function buildShard(
       throw error
     }
     db.exec('DETACH DATABASE src')
+    built = true
     return {
       shard: input.shard,
       documents: done,
@@ -143,6 +154,9 @@ async function buildShard(
     }
   } finally {
     db.close()
+    if (built) renameSync(building, output)
+    else rmSync(building, { force: true })
+    rmSync(`${building}-journal`, { force: true })
   }
 }
 

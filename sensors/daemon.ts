@@ -6,10 +6,10 @@ import type { RunGuardConfig } from '../core/guards.js'
 import { recoverRuns } from '../core/recovery.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { NewTick } from '../core/store/types.js'
+import type { DaemonEvent, DaemonEventListener } from './daemon-events.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
 import { replayParked } from './maintenance.js'
 import {
-  describeOutcome,
   effectiveStatus,
   evaluateSensor,
   nextScheduleTick,
@@ -26,27 +26,6 @@ export interface LaunchedRun {
   kill(signal: NodeJS.Signals): void
 }
 
-/** One line of the daemon's log; the CLI prints it as text or JSON. */
-export interface DaemonLogEntry {
-  ts: number
-  level: LogLevel
-  event:
-    | 'lease:waiting'
-    | 'lease:acquired'
-    | 'lease:lost'
-    | 'tick'
-    | 'sensor:log'
-    | 'run:launched'
-    | 'run:exited'
-    | 'run:recovered'
-    | 'stopping'
-    | 'stopped'
-    | 'error'
-  message: string
-  name?: string
-  runId?: string
-}
-
 export interface DaemonOptions {
   store: RunStore
   graph: AssetGraph
@@ -56,7 +35,8 @@ export interface DaemonOptions {
   instigators: readonly InstigatorDefinition[]
   /** Starts a queued run in a child process (so a crashing asset cannot take the daemon down). */
   launch(runId: string): LaunchedRun
-  log(entry: DaemonLogEntry): void
+  /** Everything the daemon does, as typed events (the CLI prints them as text or JSON). */
+  onEvent: DaemonEventListener
   clock?: Clock
   /** How often the loop wakes (default 250 ms): bounds the latency of due sensors and launches. */
   loopMs?: number
@@ -128,7 +108,7 @@ export class Daemon {
       runConfig: this.o.runConfig,
       guards: this.o.guards,
       clock: this.o.clock,
-      log: (name, level, message) => this.log(level, 'sensor:log', `${name}: ${message}`, { name }),
+      log: (name, level, message) => this.emit(level, { type: 'sensor:log', name, message }),
     }
     while (!this.stopping) {
       try {
@@ -139,7 +119,7 @@ export class Daemon {
         }
       } catch (error) {
         // a failing iteration (a locked store, a bug) is logged; the loop goes on
-        this.log('error', 'error', `daemon iteration failed: ${(error as Error).stack ?? String(error)}`)
+        this.emitError('daemon iteration failed', error)
       }
       await this.sleep(this.o.loopMs)
     }
@@ -165,16 +145,15 @@ export class Daemon {
       now,
     )
     if (acquired && !this.holding) {
-      this.log('info', 'lease:acquired', `holding the daemon lease as ${this.holder}`)
+      this.emit('info', { type: 'lease:acquired', holder: this.holder })
     } else if (!acquired && this.holding) {
-      this.log('error', 'lease:lost', `lost the daemon lease to ${lease.holder}; waiting`)
+      this.emit('error', { type: 'lease:lost', holder: lease.holder })
     } else if (!acquired && !this.lastSkip.has('lease')) {
-      const seconds = Math.max(0, Math.ceil((lease.expiresAt - now) / 1000))
-      this.log(
-        'warn',
-        'lease:waiting',
-        `another daemon holds the lease (${lease.holder}); waiting to take over if it stops renewing it (${seconds} s)`,
-      )
+      this.emit('warn', {
+        type: 'lease:waiting',
+        holder: lease.holder,
+        expiresInMs: Math.max(0, lease.expiresAt - now),
+      })
     }
     if (acquired) this.lastSkip.delete('lease')
     else this.lastSkip.set('lease', lease.holder)
@@ -188,14 +167,15 @@ export class Daemon {
     if (now - this.lastRecovery >= 5_000) {
       this.lastRecovery = now
       const recovery = await recoverRuns(store, [...this.o.graph.assets.values()], now)
-      for (const r of recovery.recovered) {
-        this.log('warn', 'run:recovered', `run ${r.runId} marked failed: ${r.reason}`, { runId: r.runId })
-      }
+      for (const r of recovery.recovered)
+        this.emit('warn', { type: 'run:recovered', runId: r.runId, reason: r.reason })
       for (const h of recovery.hooks) {
-        const what = `${h.asset} for ${h.runIds.join(', ')}`
-        if (h.error)
-          this.log('error', 'run:recovered', `could not stop what ${what} left running: ${h.error.message}`)
-        else this.log('info', 'run:recovered', `stopped what ${what} left running`)
+        this.emit(h.error ? 'error' : 'info', {
+          type: 'recovery:hook',
+          asset: h.asset,
+          runIds: h.runIds,
+          error: h.error?.message ?? null,
+        })
       }
     }
     // requests parked during maintenance: replayed once the gate is off, also after a crash mid-replay
@@ -204,12 +184,13 @@ export class Daemon {
       (await store.listParked({ pending: true, limit: 1 })).length > 0
     ) {
       for (const { parked, outcome } of await replayParked(env)) {
-        const text = outcome.outcome === 'failed' ? `failed: ${outcome.reason}` : describeOutcome(outcome)
-        this.log(
-          'info',
-          'tick',
-          `replayed parked request #${parked.id} (${parked.origin}, ${parked.selection}): ${text}`,
-        )
+        this.emit(outcome.outcome === 'failed' ? 'warn' : 'info', {
+          type: 'parked:replayed',
+          requestId: parked.id,
+          origin: parked.origin,
+          selection: parked.selection,
+          outcome,
+        })
       }
     }
     // one read of every sensor's and schedule's state per iteration
@@ -252,13 +233,13 @@ export class Daemon {
           this.report(batch[i]!.def, result)
         })
       } catch (error) {
-        this.log('error', 'error', `could not record sensor ticks: ${(error as Error).message}`)
+        this.emitError('could not record sensor ticks', error)
       } finally {
         for (const b of batch) this.evaluating.delete(b.def.name)
       }
       if (!this.stopping) {
         await this.launchQueued().catch((error: unknown) =>
-          this.log('error', 'error', `could not launch queued runs: ${(error as Error).message}`),
+          this.emitError('could not launch queued runs', error),
         )
       }
     })
@@ -269,14 +250,13 @@ export class Daemon {
       if (!run.launchable || this.children.has(run.id) || this.stopping) continue
       const child = this.o.launch(run.id)
       this.children.set(run.id, child)
-      this.log(
-        'info',
-        'run:launched',
-        `launched run ${run.id} (${run.selection}, from ${run.origin}) as pid ${child.pid}`,
-        {
-          runId: run.id,
-        },
-      )
+      this.emit('info', {
+        type: 'run:launched',
+        runId: run.id,
+        selection: run.selection,
+        origin: run.origin,
+        pid: child.pid,
+      })
       child.exited.then(async ({ code, signal, stderr }) => {
         this.children.delete(run.id)
         let status = (await this.o.store.getRun(run.id).catch(() => undefined))?.status ?? 'unknown'
@@ -291,41 +271,40 @@ export class Daemon {
               `the run's process ended (${how}) before starting it: ${tail}`,
               Date.now(),
             )
-            .catch((error: unknown) =>
-              this.log('error', 'error', `could not close run ${run.id}: ${(error as Error).message}`),
-            )
+            .catch((error: unknown) => this.emitError(`could not close run ${run.id}`, error))
           status = 'failure'
         }
-        this.log(
-          status === 'success' ? 'info' : 'warn',
-          'run:exited',
-          `run ${run.id} ended ${status} (${how})${tail && status !== 'success' ? `: ${tail}` : ''}`,
-          { runId: run.id },
-        )
+        this.emit(status === 'success' ? 'info' : 'warn', {
+          type: 'run:exited',
+          runId: run.id,
+          status,
+          code,
+          signal,
+          stderrTail: status === 'success' ? '' : tail,
+        })
         this.wake?.()
       })
     }
   }
 
   private report(def: SensorDefinition | ScheduleDefinition, { tick, outcomes }: TickResult): void {
-    const kind = def.kind
     if (tick.status === 'skipped') {
-      // one line per change of skip reason, not one a second
+      // one event per change of skip reason, not one a second
       const reason = tick.skipReason ?? ''
       if (this.lastSkip.get(def.name) === reason) return
       this.lastSkip.set(def.name, reason)
-      this.log('info', 'tick', `${kind} ${def.name}: skipped (${reason})`, { name: def.name })
-      return
+    } else {
+      this.lastSkip.delete(def.name)
     }
-    this.lastSkip.delete(def.name)
-    if (tick.status === 'failure') {
-      this.log('error', 'tick', `${kind} ${def.name}: failed: ${tick.error?.message ?? 'unknown error'}`, {
-        name: def.name,
-      })
-      return
-    }
-    const parts = outcomes.map(describeOutcome)
-    this.log('info', 'tick', `${kind} ${def.name}: ${parts.join(', ')}`, { name: def.name })
+    this.emit(tick.status === 'failure' ? 'error' : 'info', {
+      type: 'tick',
+      kind: def.kind,
+      name: def.name,
+      status: tick.status,
+      outcomes,
+      skipReason: tick.skipReason,
+      error: tick.status === 'failure' ? (tick.error?.message ?? 'unknown error') : null,
+    })
   }
 
   private async shutdown(): Promise<void> {
@@ -333,14 +312,10 @@ export class Daemon {
     for (let i = 0; i < 100 && this.evaluating.size > 0; i++) await new Promise((r) => setTimeout(r, 50))
     const running = [...this.children.entries()]
     if (running.length > 0) {
-      this.log(
-        'info',
-        'stopping',
-        `stopping: ${running.length} run(s) in flight may finish within ${Math.round(this.o.graceMs / 1000)} s`,
-      )
+      this.emit('info', { type: 'stopping', running: running.length, graceMs: this.o.graceMs })
       if (!(await this.waitChildren(this.o.graceMs))) {
         for (const [runId, child] of this.children) {
-          this.log('warn', 'stopping', `canceling run ${runId} (grace period over)`, { runId })
+          this.emit('warn', { type: 'run:canceling', runId, reason: 'grace period over' })
           child.kill('SIGINT')
         }
         if (!(await this.waitChildren(this.o.cancelGraceMs))) {
@@ -358,7 +333,7 @@ export class Daemon {
       }
     }
     await this.o.store.releaseLease(DAEMON_LEASE, this.holder)
-    this.log('info', 'stopped', 'daemon stopped')
+    this.emit('info', { type: 'stopped', holder: this.holder })
   }
 
   private async waitChildren(ms: number): Promise<boolean> {
@@ -383,12 +358,14 @@ export class Daemon {
     })
   }
 
-  private log(
-    level: LogLevel,
-    event: DaemonLogEntry['event'],
-    message: string,
-    extra: Partial<DaemonLogEntry> = {},
-  ): void {
-    this.o.log({ ts: this.o.clock.now(), level, event, message, ...extra })
+  private emit(level: LogLevel, event: DistributiveOmit<DaemonEvent, 'ts' | 'level'>): void {
+    this.o.onEvent({ ...event, ts: this.o.clock.now(), level } as DaemonEvent)
+  }
+
+  private emitError(what: string, error: unknown): void {
+    const e = error instanceof Error ? error : new Error(String(error))
+    this.emit('error', { type: 'error', message: `${what}: ${e.message}`, stack: e.stack ?? null })
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never

@@ -47,6 +47,8 @@ export interface SensorDefinition {
   readonly defaultStatus: DefaultStatus
   readonly guard: RunGuard | undefined
   readonly description: string | undefined
+  /** Selections known before any tick (`whenMaterialized`'s asset and launch), checked by validation. */
+  readonly selections?: ReadonlyArray<{ field: string; selection: string }>
   evaluate(ctx: SensorContext): Promise<SensorResult> | SensorResult
 }
 
@@ -154,7 +156,11 @@ export function whenMaterialized(
 ): SensorDefinition {
   const launch = parse(selectionSchema, options?.launch, `sensor \`${options?.name ?? '?'}\`: launch`)
   const launchRoots = rootsOf(launch)
-  return sensor({
+  const selections = [
+    { field: 'watched asset', selection: asset },
+    { field: 'launch', selection: launch },
+  ]
+  return withSelections(selections, {
     name: options.name,
     intervalSeconds: options.intervalSeconds ?? 1,
     defaultStatus: options.defaultStatus,
@@ -179,6 +185,13 @@ export function whenMaterialized(
       }
     },
   })
+}
+
+function withSelections(
+  selections: SensorDefinition['selections'],
+  options: Parameters<typeof sensor>[0],
+): SensorDefinition {
+  return Object.freeze({ ...sensor(options), selections })
 }
 
 /** The plain keys a selection names (`snapshot+` -> snapshot), the assets whose age matters. */

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach } from 'vitest'
 import { asset } from '../core/definitions.js'
+import { readRecords } from './runners/records.js'
 
 export const ROOT = resolve(import.meta.dirname, '..')
 export const CLI = join(ROOT, 'dist/cli/main.js')
@@ -105,8 +106,7 @@ export async function killOnceWorkersRun(
   })
   const running = () =>
     existsSync(recordsDir) &&
-    readdirSync(recordsDir).filter((f) => {
-      const { pid } = JSON.parse(readFileSync(join(recordsDir, f), 'utf8')) as { pid: number | null }
+    readRecords<{ pid: number | null }>(recordsDir).filter(({ pid }) => {
       if (pid === null) return false
       try {
         process.kill(pid, 0)

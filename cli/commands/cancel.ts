@@ -23,7 +23,7 @@ export function registerCancel(program: Command, ctx: CliContext): void {
     .option('--no-wait', 'request the cancel and return at once')
     .addHelpText(
       'after',
-      '\nExit code 0 when the run ended canceled, 1 when it ended otherwise or is still running at the timeout.\n\nExamples:\n  refresh cancel 01m83v10zz4pxmqvqy\n  refresh cancel 01m83v --timeout 30\n',
+      '\nExit code 0 when the run ended canceled (or had already succeeded), 1 when it ended failed or is still running at the timeout.\n\nExamples:\n  refresh cancel 01m83v10zz4pxmqvqy\n  refresh cancel 01m83v --timeout 30\n',
     )
     .action(async (runId: string, options: CancelOptions) => {
       ctx.code = await cancelCommand(runId, options, ctx.io)
@@ -43,7 +43,7 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
   const run = await requireRun(store, idOrPrefix)
   if (run.status !== 'started' && run.status !== 'queued' && run.status !== 'paused') {
     io.out(`run ${run.id} already ended ${run.status}; nothing to cancel.`)
-    return run.status === 'canceled' ? EXIT.ok : EXIT.failed
+    return endedExit(run.status)
   }
   const requestedAt = Date.now()
   // a run whose process is gone would never see the request: close it here instead
@@ -81,7 +81,7 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
       io.out(
         `run ${run.id} ended ${now.status} ${took} after the request: ${succeeded} succeeded, ${canceled} canceled. Resume it with: refresh retry ${run.id}`,
       )
-      return now.status === 'canceled' ? EXIT.ok : EXIT.failed
+      return endedExit(now.status)
     }
     if (Date.now() >= deadline) {
       io.err(
@@ -91,6 +91,15 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
     }
     await new Promise((r) => setTimeout(r, POLL_MS))
   }
+}
+
+/**
+ * The exit code once the run has ended: 1 is kept for a run that failed (as `refresh run` exits);
+ * ending canceled is what was asked, and a run that succeeded before the cancel reached it has
+ * nothing wrong to report.
+ */
+function endedExit(status: string): number {
+  return status === 'failure' ? EXIT.failed : EXIT.ok
 }
 
 function alive(pid: number): boolean {

@@ -4,7 +4,6 @@ import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
 import { storeOption } from '../common.js'
 import { openConfigured } from '../config-options.js'
-import { formatTime } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
 
@@ -22,7 +21,10 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
   program
     .command('daemon')
     .description('run sensors and schedules, launching each requested run in its own process')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option('--json', 'one JSON object per log line')
@@ -73,10 +75,17 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     loaded.config.schedules ?? [],
     loaded.file,
   )
-  const { AssetGraph } = await import('../../core/graph.js')
+  const [{ AssetGraph }, { checkInstigatorSelections }] = await Promise.all([
+    import('../../core/graph.js'),
+    import('../../sensors/selections.js'),
+  ])
   const graph = AssetGraph.build(resolved.assets)
+  // a selection that names no asset would fail every tick, every iteration: refuse to start
+  checkInstigatorSelections(instigators, graph, loaded.file)
   const cli = fileURLToPath(new URL('../main.js', import.meta.url))
   const alerts = loaded.config.alerts
+  const { daemonReporter } = await import('../reporters/daemon.js')
+  const report = daemonReporter(io.out, options.json === true)
   const watcher = alerts
     ? new (await import('../../sensors/alerts.js')).AlertWatcher({
         store,
@@ -84,19 +93,14 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         replicasKey: resolved.assets.find((a) => a.tags.block === 'replicas')?.key,
         sensors: instigators.filter((i) => i.kind === 'sensor').map((i) => i.name),
         onSent(alert, failures) {
-          const line = (level: string, message: string) =>
-            io.out(
-              options.json
-                ? JSON.stringify({ ts: Date.now(), level, event: 'alert', message, runId: alert.runId })
-                : `${formatTime(Date.now())} ${level === 'info' ? '' : `${level}: `}${message}`,
-            )
-          if (failures.length === 0)
-            line('info', `alert sent: ${alert.event}${alert.runId ? ` (run ${alert.runId})` : ''}`)
-          for (const f of failures)
-            line(
-              'warn',
-              `alert ${alert.event} not delivered to the ${f.target} after ${f.attempts} attempts: ${f.error}`,
-            )
+          report({
+            type: 'alert',
+            ts: Date.now(),
+            level: failures.length === 0 ? 'info' : 'warn',
+            alert: alert.event,
+            runId: alert.runId ?? null,
+            failures: failures.map((f) => ({ target: f.target, attempts: f.attempts, error: f.error })),
+          })
         },
       })
     : undefined
@@ -134,11 +138,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         },
       }
     },
-    log(entry) {
-      if (options.json) io.out(JSON.stringify(entry))
-      else
-        io.out(`${formatTime(entry.ts)} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}`)
-    },
+    onEvent: report,
   })
   let http: Awaited<ReturnType<typeof import('../../sensors/http.js').startOpsHttp>> | undefined
   if (listen) {
@@ -177,27 +177,16 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
       await store.close()
       throw error
     }
-    io.out(
-      options.json
-        ? JSON.stringify({
-            ts: Date.now(),
-            level: 'info',
-            event: 'http',
-            message: `serving http://${http.address}`,
-          })
-        : `serving /healthz, /readyz and /metrics on http://${http.address}`,
-    )
+    report({ type: 'http', ts: Date.now(), level: 'info', address: http.address })
   }
-  io.out(
-    options.json
-      ? JSON.stringify({
-          ts: Date.now(),
-          level: 'info',
-          event: 'starting',
-          message: `daemon on ${store.displayName}`,
-        })
-      : `refresh daemon on ${store.displayName}: ${instigators.length} sensor(s) and schedule(s) from ${loaded.file}`,
-  )
+  report({
+    type: 'starting',
+    ts: Date.now(),
+    level: 'info',
+    store: store.displayName,
+    instigators: instigators.length,
+    config: loaded.file,
+  })
   const stop = () => daemon.stop()
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
@@ -239,7 +228,7 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
       pools: resolved.pools,
       concurrency: resolved.concurrency,
       signal: controller.signal,
-      onEvent: plainReporter(io.out, { timestamps: true }),
+      onEvent: plainReporter(io.out),
     })
     if (!result) {
       io.err(`run ${runId} was not launched: it is not queued any more, or its guard is full.`)

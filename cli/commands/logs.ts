@@ -44,7 +44,7 @@ async function logsCommand(idOrPrefix: string, options: LogsOptions, io: Io): Pr
       `run ${run.id} has no step \`${options.step}\`.${didYouMean(options.step, run.plan)} Its steps: ${run.plan.join(', ')}.`,
     )
   }
-  const print = options.json ? jsonReporter(io.out) : plainReporter(io.out, { timestamps: true })
+  const print = options.json ? jsonReporter(io.out) : plainReporter(io.out, { debug: true })
   let afterId = 0
   let lastRecover = Date.now()
   for (;;) {

@@ -23,7 +23,10 @@ interface Options {
 
 function storeOptions(command: Command): Command {
   return command
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
 }
@@ -277,7 +280,7 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
       pools: resolved.pools,
       concurrency: resolved.concurrency,
       signal: controller.signal,
-      onEvent: plainReporter(io.out, { timestamps: !io.isTTY }),
+      onEvent: plainReporter(io.out),
     })
     if (!result) {
       io.err(`run ${run.id} cannot be resumed now: maintenance mode is on (\`refresh maintenance status\`).`)

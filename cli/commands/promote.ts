@@ -5,6 +5,7 @@ interface PromoteOptions {
   config?: string
   env?: string
   rollback?: boolean
+  json?: boolean
 }
 
 export function registerPromote(program: Command, ctx: CliContext): void {
@@ -12,9 +13,16 @@ export function registerPromote(program: Command, ctx: CliContext): void {
     .command('promote')
     .description('show the promoted index, or point `current` back at the previous one (--rollback)')
     .option('--rollback', 'roll the replicas and the `current` alias back to the previous index')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'a named environment block of the config')
-    .addHelpText('after', '\nExamples:\n  refresh promote\n  refresh promote --rollback')
+    .option('--json', 'the alias (or the rollback) as one JSON object')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  refresh promote\n  refresh promote --json\n  refresh promote --rollback',
+    )
     .action(async (options: PromoteOptions) => {
       // the assets (and the config loader) load here, not for every command
       const [{ findBlocks }, { rollbackPromotion }, { fileAliasStore }, { layout }] = await Promise.all([
@@ -32,15 +40,32 @@ export function registerPromote(program: Command, ctx: CliContext): void {
           fleet,
           log: (m) => io.err(m),
         })
+        if (options.json) {
+          io.out(JSON.stringify({ rolledBack: true, from: r.from, to: r.to, replicas: r.replicas }))
+          ctx.code = EXIT.ok
+          return
+        }
         io.out(`rolled back: current -> ${r.to.index} (snapshot ${r.to.snapshot}), was ${r.from.index}`)
         if (r.replicas.length) io.out(`replicas now serving ${r.to.snapshot}: ${r.replicas.join(', ')}`)
         ctx.code = EXIT.ok
         return
       }
       const current = await alias.read()
+      if (options.json) {
+        io.out(
+          JSON.stringify({
+            where: alias.where,
+            current: current?.current ?? null,
+            previous: current?.previous ?? [],
+          }),
+        )
+        ctx.code = EXIT.ok
+        return
+      }
       if (!current) {
+        // nothing to show is not a failed run: an empty answer, as `refresh runs` gives before any run
         io.out(`nothing promoted yet in ${alias.where}; run \`refresh run\`.`)
-        ctx.code = EXIT.failed
+        ctx.code = EXIT.ok
         return
       }
       io.out(

@@ -17,7 +17,10 @@ export function registerQuery(program: Command, ctx: CliContext): void {
     .description('search the promoted index (through a replica) and print the hits')
     .argument('<text>', 'words to search for (all must match)')
     .option('-n, --limit <n>', 'hits to show', '10')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'a named environment block of the config')
     .option('--json', 'the result as one JSON object')
     .option('--replica <url>', 'ask a running `refresh serve` replica over HTTP (an EC2 replica, say)')

@@ -24,7 +24,10 @@ export function registerRetry(program: Command, ctx: CliContext): void {
       're-execute a failed or canceled run from failure: its succeeded steps are reused, the rest run again',
     )
     .argument('<run-id>', 'the run to re-execute (a unique prefix of its id works)')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option(
@@ -59,11 +62,18 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
+  // the run by id or unique prefix, said here when it is unknown or the prefix is ambiguous
+  const { openExistingStore, requireRun } = await import('../common.js')
+  let fromFailure: string
+  {
+    await using store = await openExistingStore(storeLocation)
+    fromFailure = (await requireRun(store, runId)).id
+  }
   return executeRun(
     resolved,
     storeLocation,
     {
-      fromFailure: runId,
+      fromFailure,
       overrides: parseOverrides(options.set ?? [], resolved.assets),
       concurrency,
       output: outputMode(options, io),

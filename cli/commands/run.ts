@@ -23,7 +23,10 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .summary('materialize assets (default: all)')
     .description('materialize the selected assets (default: all) and report every step')
     .argument('[selection...]', 'assets to run: key, key+, +key, key+1, 1+key, *, group:name, tag:k=v')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option(

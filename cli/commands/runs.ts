@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { ConfigError, didYouMean } from '../../core/errors.js'
 import type { RunStatus } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
 import { locateStore, type StoreLocationOptions } from '../find-config.js'
 import { formatDuration } from '../format.js'
 import type { CliContext, Io } from '../io.js'
@@ -45,7 +45,9 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
       `--limit ${options.limit}: expected a whole number of at least 1 (for example --limit 50).`,
     )
   }
-  await using store = await openExistingStore(await locateStore(options, io.cwd))
+  const location = await locateStore(options, io.cwd)
+  const { store: opened, exists } = await openListedStore(location)
+  await using store = opened
   const runs = await store.listRuns({ status, limit })
   const failed = await store.failedSteps(runs.map((r) => r.id))
   const now = Date.now()
@@ -67,11 +69,8 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
     return 0
   }
   if (runs.length === 0) {
-    io.out(
-      status
-        ? `no ${status.join(' or ')} runs in ${store.displayName}.`
-        : `no runs yet in ${store.displayName}.`,
-    )
+    const where = exists ? store.displayName : `${location} (no store yet: \`refresh run\` creates it)`
+    io.out(status ? `no ${status.join(' or ')} runs in ${where}.` : `no runs yet in ${where}.`)
     return 0
   }
   const rows = runs.map((r) => {
@@ -91,7 +90,9 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
       failed.get(r.id) ?? '',
     ]
   })
-  for (const line of table(['ID', 'STATUS', 'SELECTION', 'STARTED', 'DURATION', 'FAILED STEP'], rows))
+  // on a narrow terminal the selection is cut first, then the start time and the duration give way
+  const header = ['ID', 'STATUS', 'SELECTION', 'STARTED', 'DURATION', 'FAILED STEP']
+  for (const line of table(header, rows, { width: io.columns, flex: 2, drop: [3, 4], flexMin: 6 }))
     io.out(line)
   return 0
 }

@@ -10,6 +10,7 @@ interface Options {
   store?: string
   env?: string
   limit?: string
+  json?: boolean
 }
 
 const ACTIONS = ['list', 'on', 'off', 'tick'] as const
@@ -19,14 +20,18 @@ export function registerSensors(program: Command, ctx: CliContext): void {
     program
       .command(`${kind}s`)
       .description(`list ${kind}s with their state, last and next tick; turn one on or off; evaluate one now`)
-      .argument('[action]', `${ACTIONS.join(' | ')} (default: list)`, 'list')
+      .argument('[action]', ACTIONS.join(' | '), 'list')
       .argument('[name]', `the ${kind} to act on`)
-      .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+      .option(
+        '-c, --config <file>',
+        'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+      )
       .addOption(storeOption())
       .option('--env <name>', 'a named environment block of the config')
+      .option('--json', `one JSON object per ${kind} (list), or the result of the action`)
       .addHelpText(
         'after',
-        `\nExamples:\n  refresh ${kind}s\n  refresh ${kind}s off ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}\n  refresh ${kind}s tick ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}`,
+        `\nExamples:\n  refresh ${kind}s\n  refresh ${kind}s --json\n  refresh ${kind}s off ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}\n  refresh ${kind}s tick ${kind === 'sensor' ? 'snapshot_after_reindex' : 'nightly'}`,
       )
       .action(async (action: string, name: string | undefined, options: Options) => {
         ctx.code = await instigatorsCommand(kind, action, name, options, ctx.io)
@@ -36,11 +41,18 @@ export function registerSensors(program: Command, ctx: CliContext): void {
     .command('ticks')
     .description('the tick history of a sensor or schedule, newest first')
     .argument('<name>', 'sensor or schedule name')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .addOption(storeOption())
     .option('--env <name>', 'a named environment block of the config')
     .option('--limit <n>', 'how many ticks', '20')
-    .addHelpText('after', '\nExample:\n  refresh ticks snapshot_after_reindex --limit 5')
+    .option('--json', 'one JSON object per tick')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  refresh ticks snapshot_after_reindex --limit 5\n  refresh ticks nightly --json',
+    )
     .action(async (name: string, options: Options) => {
       ctx.code = await ticksCommand(name, options, ctx.io)
     })
@@ -92,44 +104,70 @@ async function instigatorsCommand(
     if (action === 'list') {
       const mine = defs.filter((d) => d.kind === kind)
       if (mine.length === 0) {
-        io.out(`no ${kind}s in the config.`)
+        if (!options.json) io.out(`no ${kind}s in the config.`)
         return EXIT.ok
       }
-      const rows = await Promise.all(
+      const listed = await Promise.all(
         mine.map(async (d) => {
           const state = await store.getInstigator(d.name)
           const status = effectiveStatus(d, state)
           const last = state?.lastTickId ? await store.getTick(state.lastTickId) : undefined
-          const lastText = last
-            ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
-            : '-'
-          const stateText = `${status}${state && state.status !== 'default' ? '' : ' (default)'}`
-          if (d.kind === 'sensor') {
-            // evaluated by a running daemon once its interval has passed since the last tick
-            const due = state?.lastTickAt == null ? now : state.lastTickAt + d.intervalSeconds * 1000
-            const nextText = status === 'off' ? '-' : due <= now ? 'due' : formatDateTime(due)
-            return [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
-          }
-          const next = status === 'on' ? nextScheduleTick(d, now) : undefined
-          return [
-            d.name,
-            stateText,
-            `${d.cron} (${d.timezone})`,
-            lastText,
-            next === undefined ? '-' : formatDateTime(next),
-          ]
+          // a sensor is evaluated by a running daemon once its interval has passed since the last tick
+          const next =
+            status === 'off'
+              ? null
+              : d.kind === 'sensor'
+                ? state?.lastTickAt == null
+                  ? now
+                  : Math.max(now, state.lastTickAt + d.intervalSeconds * 1000)
+                : (nextScheduleTick(d, now) ?? null)
+          return { d, status, isDefault: !state || state.status === 'default', last, next }
         }),
       )
+      if (options.json) {
+        for (const { d, status, isDefault, last, next } of listed) {
+          io.out(
+            JSON.stringify({
+              name: d.name,
+              kind: d.kind,
+              status,
+              statusIsDefault: isDefault,
+              ...(d.kind === 'sensor'
+                ? { intervalSeconds: d.intervalSeconds, description: d.description ?? null }
+                : { cron: d.cron, timezone: d.timezone, selection: d.selection }),
+              lastTick: last
+                ? { at: last.startedAt, status: last.status, error: last.error?.message ?? null }
+                : null,
+              nextTickAt: next,
+            }),
+          )
+        }
+        return EXIT.ok
+      }
+      const rows = listed.map(({ d, status, isDefault, last, next }) => {
+        const lastText = last
+          ? `${formatDateTime(last.startedAt)} ${last.status}${last.status === 'failure' ? `: ${truncate(last.error?.message ?? '', 50)}` : ''}`
+          : '-'
+        const stateText = `${status}${isDefault ? ' (default)' : ''}`
+        const nextText = next === null ? '-' : next <= now ? 'due' : formatDateTime(next)
+        return d.kind === 'sensor'
+          ? [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
+          : [d.name, stateText, `${d.cron} (${d.timezone})`, lastText, nextText]
+      })
       const header =
         kind === 'sensor'
           ? ['NAME', 'STATE', 'INTERVAL', 'LAST TICK', 'NEXT TICK', 'WHAT']
           : ['NAME', 'STATE', 'CRON', 'LAST TICK', 'NEXT TICK']
-      for (const line of table(header, rows)) io.out(line)
+      for (const line of table(header, rows, { width: io.columns })) io.out(line)
       return EXIT.ok
     }
     const def = findDef(defs, kind, name!)
     if (action === 'on' || action === 'off') {
       await store.setInstigatorStatus(def.name, def.kind, action, now)
+      if (options.json) {
+        io.out(JSON.stringify({ name: def.name, kind: def.kind, status: action }))
+        return EXIT.ok
+      }
       io.out(
         `${kind} ${def.name} is ${action}${action === 'on' && kind === 'schedule' ? ' (no tick before now will fire)' : ''}.`,
       )
@@ -147,6 +185,10 @@ async function instigatorsCommand(
       clock: systemClock,
     }
     const results = def.kind === 'sensor' ? [await tickSensor(def, env)] : await tickSchedule(def, env)
+    if (options.json) {
+      io.out(JSON.stringify({ name: def.name, kind: def.kind, ticks: results }))
+      return results.some((r) => r.tick.status === 'failure') ? EXIT.failed : EXIT.ok
+    }
     if (results.length === 0) {
       const next = def.kind === 'schedule' ? nextScheduleTick(def, now) : undefined
       io.out(`schedule ${def.name}: nothing due${next ? `; next tick ${formatDateTime(next)}` : ''}.`)
@@ -187,6 +229,10 @@ async function ticksCommand(name: string, options: Options, io: Io): Promise<num
       )
     }
     const ticks = await store.listTicks(name, limit)
+    if (options.json) {
+      for (const t of ticks) io.out(JSON.stringify(t))
+      return EXIT.ok
+    }
     if (ticks.length === 0) {
       io.out(`${name} has not ticked yet.`)
       return EXIT.ok
@@ -197,7 +243,7 @@ async function ticksCommand(name: string, options: Options, io: Io): Promise<num
       t.runIds.join(', ') || '-',
       truncate(t.status === 'failure' ? (t.error?.message ?? '') : (t.skipReason ?? ''), 80),
     ])
-    for (const line of table(['TICK', 'STATUS', 'RUNS', 'REASON'], rows)) io.out(line)
+    for (const line of table(['TICK', 'STATUS', 'RUNS', 'REASON'], rows, { width: io.columns })) io.out(line)
     return EXIT.ok
   } finally {
     await store.close()

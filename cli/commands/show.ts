@@ -1,5 +1,12 @@
 import type { Command } from 'commander'
-import { addStoreOptions, formatDateTime, openExistingStore, requireRun, table } from '../common.js'
+import {
+  addStoreOptions,
+  type Cell,
+  formatDateTime,
+  openExistingStore,
+  requireRun,
+  table,
+} from '../common.js'
 import { locateStore, type StoreLocationOptions } from '../find-config.js'
 import { firstLine, formatDuration, formatMetadata } from '../format.js'
 import type { CliContext, Io } from '../io.js'
@@ -45,17 +52,21 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
   )
   if (run.error) io.out(`${run.error.name}: ${firstLine(run.error.message)}`)
   io.out('')
-  const rows: string[][] = []
+  const rows: Cell[][] = []
+  const metadataCell = (prefix: string, metadata: Record<string, unknown>): Cell => ({
+    text: `${prefix}${formatMetadata(metadata, 4)}`,
+    fit: (max) => `${prefix}${formatMetadata(metadata, 4, max - prefix.length)}`.trimEnd(),
+  })
   for (const [key, from] of Object.entries(run.reused)) {
     const m = await store.runMaterialization(from, key)
     rows.push([
-      '',
-      '',
-      '',
-      '',
-      'reused',
       key,
-      `from run ${from}${m ? `  ${formatMetadata(m.metadata, 4)}` : ''}`,
+      'reused',
+      '',
+      '',
+      '',
+      '',
+      m ? metadataCell(`from run ${from}  `, m.metadata) : `from run ${from}`,
     ])
   }
   for (const step of steps) {
@@ -66,30 +77,30 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
       step.startedAt !== null ? timelineBar(step.startedAt - start, (step.endedAt ?? end) - start, span) : ''
     const own = attempts.filter((a) => a.step === step.key)
     const tries = step.attempts ? String(step.attempts) : ''
-    let detail = ''
+    let detail: Cell = ''
     const m = produced.get(step.key)
-    if (step.status === 'succeeded') detail = m ? formatMetadata(m.metadata, 4) : ''
+    if (step.status === 'succeeded') detail = m ? metadataCell('', m.metadata) : ''
     else if (step.status === 'skipped') detail = step.reason ? `upstream ${step.reason} failed` : ''
     else if (step.error) detail = `${step.error.name}: ${firstLine(step.error.message)}`
-    rows.push([offset, duration, bar, tries, step.status, step.key, detail])
+    rows.push([step.key, step.status, offset, duration, bar, tries, detail])
     // earlier failed attempts, one line each, under the step
     for (const a of own.slice(0, -1)) {
-      if (a.error) {
+      if (a.error)
         rows.push([
+          '',
+          a.status,
           '',
           '',
           '',
           `#${a.attempt}`,
-          a.status,
-          '',
           `${a.error.name}: ${firstLine(a.error.message)}`,
         ])
-      }
     }
   }
-  for (const line of table(['START', 'DURATION', 'TIMELINE', 'ATTEMPTS', 'STATUS', 'STEP', 'DETAIL'], rows)) {
-    io.out(line)
-  }
+  // the step first, the detail last and cut to the terminal; on a narrow one the timeline, then
+  // the start offset, then the attempts give way
+  const header = ['STEP', 'STATUS', 'START', 'DURATION', 'TIMELINE', 'ATTEMPTS', 'DETAIL']
+  for (const line of table(header, rows, { width: io.columns, drop: [4, 2, 5] })) io.out(line)
   if (run.status === 'failure' || run.status === 'canceled') {
     io.out('')
     io.out(`re-execute from failure: refresh retry ${run.id}`)

@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { AssetDefinition } from '../../core/definitions.js'
 import type { RunRecord } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openExistingStore, table, truncate } from '../common.js'
+import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
 import { formatDuration } from '../format.js'
@@ -43,7 +43,10 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     loaded.config.schedules ?? [],
     loaded.file,
   )
-  await using store = await openExistingStore(storeLocation)
+  // before the first run: the same screen, every part empty
+  const { store: opened, exists } = await openListedStore(storeLocation)
+  await using store = opened
+  const storeName = exists ? store.displayName : storeLocation
   const now = Date.now()
 
   const lease = await store.getLease('daemon')
@@ -108,7 +111,8 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
       JSON.stringify(
         {
           at: now,
-          store: storeLocation,
+          store: storeName,
+          storeExists: exists,
           daemon,
           maintenance,
           runs: inFlight,
@@ -125,7 +129,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     return 0
   }
 
-  io.out(`store: ${storeLocation}`)
+  io.out(`store: ${storeName}${exists ? '' : ' (none yet: `refresh run` creates it)'}`)
   if (!daemon) io.out('daemon: not running (nobody holds the daemon lease; start one with `refresh daemon`)')
   else if (daemon.alive)
     io.out(

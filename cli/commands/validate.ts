@@ -7,16 +7,29 @@ import type { CliContext, Io } from '../io.js'
 interface ValidateOptions {
   config?: string
   env?: string
+  json?: boolean
 }
+
+/** One environment's result: checked, or left for `--env NAME` (a block built by a function). */
+type EnvironmentSummary =
+  | { environment: string; checked: true; assets: number; groups: number }
+  | { environment: string; checked: false; reason: string }
 
 export function registerValidate(program: Command, ctx: CliContext): void {
   program
     .command('validate')
     .summary('check the config without running anything')
     .description('load and check the config (graph, schemas, pools) in every environment; run nothing')
-    .option('-c, --config <file>', 'config file (default: refresh.config.ts in the current directory)')
+    .option(
+      '-c, --config <file>',
+      'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
+    )
     .option('--env <name>', 'check only this environment (default: the top level and every environment)')
-    .addHelpText('after', '\nExamples:\n  refresh validate\n  refresh validate --env aws\n')
+    .option('--json', 'the result as one JSON object (errors still exit 2 with one paragraph on stderr)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  refresh validate\n  refresh validate --env aws\n  refresh validate --json\n',
+    )
     .action(async (options: ValidateOptions) => {
       ctx.code = await validateCommand(options, ctx.io)
     })
@@ -33,7 +46,14 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
   const loaded = await loadConfig(file)
   const names =
     options.env !== undefined ? [options.env] : [undefined, ...Object.keys(loaded.config.environments ?? {})]
-  const summaries: string[] = []
+  const summaries: EnvironmentSummary[] = []
+  // sensors and schedules: made by their functions, names unique, cron and timezones valid
+  const { checkInstigators } = await import('../../sensors/definitions.js')
+  const instigators = checkInstigators(
+    loaded.config.sensors ?? [],
+    loaded.config.schedules ?? [],
+    loaded.file,
+  )
   for (const name of names) {
     // a lazy block (built from environment variables, say) is only built when it is asked for
     if (
@@ -41,7 +61,11 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
       name !== undefined &&
       typeof loaded.config.environments?.[name] === 'function'
     ) {
-      summaries.push(`${name}: built when chosen (check it with \`refresh validate --env ${name}\`)`)
+      summaries.push({
+        environment: name,
+        checked: false,
+        reason: `built when chosen (check it with \`refresh validate --env ${name}\`)`,
+      })
       continue
     }
     const resolved = resolveEnvironment(loaded.config, name, loaded.file)
@@ -72,18 +96,31 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
         throw new ConfigError(`${error.message}${where}`, { cause: error })
       throw error
     }
+    // every sensor's and schedule's selection names assets of this environment's graph
+    const { checkInstigatorSelections } = await import('../../sensors/selections.js')
+    checkInstigatorSelections(instigators, graph, loaded.file, where)
     const groups = new Set(graph.order.map((k) => graph.assets.get(k)!.group))
-    summaries.push(
-      `${name ?? 'default'}: ${graph.order.length} assets in ${groups.size} group${groups.size === 1 ? '' : 's'}`,
+    summaries.push({
+      environment: name ?? 'default',
+      checked: true,
+      assets: graph.order.length,
+      groups: groups.size,
+    })
+  }
+  const sensors = instigators.filter((i) => i.kind === 'sensor').length
+  const schedules = instigators.length - sensors
+  if (options.json) {
+    io.out(JSON.stringify({ file: loaded.file, valid: true, environments: summaries, sensors, schedules }))
+    return 0
+  }
+  io.out(`${relative(io.cwd, loaded.file) || loaded.file} is valid.`)
+  for (const s of summaries) {
+    io.out(
+      s.checked
+        ? `  ${s.environment}: ${s.assets} assets in ${s.groups} group${s.groups === 1 ? '' : 's'}`
+        : `  ${s.environment}: ${s.reason}`,
     )
   }
-  const sensors = loaded.config.sensors?.length ?? 0
-  const schedules = loaded.config.schedules?.length ?? 0
-  io.out(`${relative(io.cwd, loaded.file) || loaded.file} is valid.`)
-  for (const s of summaries) io.out(`  ${s}`)
-  // sensors and schedules: made by their functions, names unique, cron and timezones valid
-  const { checkInstigators } = await import('../../sensors/definitions.js')
-  checkInstigators(loaded.config.sensors ?? [], loaded.config.schedules ?? [], loaded.file)
   if (sensors || schedules)
     io.out(
       `  ${sensors} sensor${sensors === 1 ? '' : 's'}, ${schedules} schedule${schedules === 1 ? '' : 's'}`,

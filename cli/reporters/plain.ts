@@ -2,23 +2,26 @@ import type { RunEvent, RunEventListener } from '../../core/events.js'
 import { firstLine, formatDuration, formatMetadata, formatTime } from '../format.js'
 
 export interface PlainReporterOptions {
-  /** Prefix each line with the event's time (on in CI logs and pipes). */
-  timestamps: boolean
+  /**
+   * Print `debug` log lines too (`refresh logs` shows every event). A run's own report, like the
+   * live view, shows info and above; `--json` and `refresh logs` keep the rest.
+   */
+  debug?: boolean
 }
 
 /**
- * One plain line per event: no colors, spinners or redraws, so it reads well in CI logs and
- * pipes. Progress is printed when it crosses a tenth of the total or every few seconds.
+ * One plain line per event, each prefixed with its time: no colors, spinners or redraws, so it
+ * reads well in CI logs and pipes. Progress is printed when it crosses a tenth of the total or
+ * every few seconds.
  */
 export function plainReporter(
   write: (line: string) => void,
-  options: PlainReporterOptions,
+  options: PlainReporterOptions = {},
 ): RunEventListener {
   let width = 8
   let runId = ''
   const lastProgress = new Map<string, { tenth: number; at: number }>()
-  const line = (event: RunEvent, text: string) =>
-    write(options.timestamps ? `${formatTime(event.ts)} ${text}` : text)
+  const line = (event: RunEvent, text: string) => write(`${formatTime(event.ts)} ${text}`)
   const step = (key: string) => key.padEnd(width)
 
   return (event) => {
@@ -100,6 +103,7 @@ export function plainReporter(
         )
         break
       case 'log':
+        if (event.level === 'debug' && !options.debug) break
         line(
           event,
           `${event.step ? step(event.step) : 'run'.padEnd(width)} ${event.level === 'info' ? '' : `${event.level}: `}${event.message}`,

@@ -1,15 +1,8 @@
 import { Box, Static, Text } from 'ink'
+import { cutEnd } from '../format.js'
 import type { StepView, ViewState } from './state.js'
 import { isFinished } from './state.js'
-import {
-  detailText,
-  elapsedText,
-  headerText,
-  progressText,
-  SYMBOLS,
-  stateText,
-  summaryLines,
-} from './text.js'
+import { headerText, rowParts, summaryLines } from './text.js'
 
 const COLORS: Record<StepView['phase']['status'], string> = {
   pending: 'gray',
@@ -34,13 +27,18 @@ export function RunView({
   now,
   columns,
   maxRows,
+  color = true,
 }: {
   state: ViewState
   now: number
+  /** The terminal's width: every row is laid out to fit it, so none wraps. */
   columns?: number
   /** Most rows the live region may take (a region taller than the terminal cannot be redrawn). */
   maxRows?: number
+  /** False when `NO_COLOR` is set: the same text, no colors. */
+  color?: boolean
 }) {
+  const paint = (name: string | undefined) => (color ? name : undefined)
   const width = Math.max(8, ...state.steps.map((s) => s.key.length))
   const items: StaticItem[] = []
   if (state.runId !== null) items.push({ id: 'header', kind: 'header', text: headerText(state) })
@@ -56,28 +54,30 @@ export function RunView({
         {(item) =>
           item.kind === 'header' ? (
             <Text key={item.id} bold>
-              {item.text}
+              {columns === undefined ? item.text : cutEnd(item.text, columns)}
             </Text>
           ) : (
-            <StepRow key={item.id} step={item.step} now={now} width={width} columns={columns} />
+            <StepRow key={item.id} step={item.step} now={now} width={width} columns={columns} color={color} />
           )
         }
       </Static>
       {live.length > 0 && state.end === null && (
         <Box flexDirection="column">
           {live.map((step) => (
-            <StepRow key={step.key} step={step} now={now} width={width} columns={columns} />
+            <StepRow key={step.key} step={step} now={now} width={width} columns={columns} color={color} />
           ))}
-          {hidden > 0 && <Text color="gray">· {hidden} more waiting</Text>}
+          {hidden > 0 && <Text color={paint('gray')}>· {hidden} more waiting</Text>}
         </Box>
       )}
       {state.canceling !== null && state.end === null && (
-        <Text color="yellow">canceling... ({state.canceling}; press Ctrl-C again to stop at once)</Text>
+        <Text color={paint('yellow')}>
+          canceling... ({state.canceling}; press Ctrl-C again to stop at once)
+        </Text>
       )}
       {summary.length > 0 && (
         <Box flexDirection="column" marginTop={1}>
           {summary.map((line, i) => (
-            <Text key={line} bold={i === 0} color={i === 0 ? summaryColor(state) : undefined}>
+            <Text key={line} bold={i === 0} color={i === 0 ? paint(summaryColor(state)) : undefined}>
               {line}
             </Text>
           ))}
@@ -110,36 +110,31 @@ function StepRow({
   now,
   width,
   columns,
+  color,
 }: {
   step: StepView
   now: number
   width: number
   /** The terminal's width: `<Static>` rows are laid out outside the live box and need it set. */
   columns?: number
+  color: boolean
 }) {
   const status = step.phase.status
-  const color = COLORS[status]
-  const progress = status === 'running' ? progressText(step) : ''
-  const detail = detailText(step)
-  // the fixed columns never shrink; the detail is cut at the terminal's edge, never wrapped
+  const tint = color ? COLORS[status] : undefined
+  const row = rowParts(step, now, width, columns)
+  const detailColor = status === 'failed' || status === 'retrying' ? 'red' : 'gray'
+  // laid out to fit the width (rowParts); the cut at the edge only guards a terminal narrower
+  // than the fixed columns themselves, so a row never wraps
   return (
     <Box width={columns}>
-      <Box flexShrink={0}>
-        <Text>
-          <Text color={color}>{SYMBOLS[status]} </Text>
-          <Text bold={status === 'running' || status === 'retrying'}>{step.key.padEnd(width)} </Text>
-          <Text color="gray">{elapsedText(step, now).padStart(7)} </Text>
-          <Text color={color}>{stateText(step, now)}</Text>
-          {progress !== '' && <Text> {progress}</Text>}
-        </Text>
-      </Box>
-      {detail !== '' && (
-        <Box flexShrink={1} marginLeft={2}>
-          <Text color={status === 'failed' || status === 'retrying' ? 'red' : 'gray'} wrap="truncate-end">
-            {detail}
-          </Text>
-        </Box>
-      )}
+      <Text wrap="truncate-end">
+        <Text color={tint}>{row.symbol} </Text>
+        <Text bold={status === 'running' || status === 'retrying'}>{row.key} </Text>
+        <Text color={color ? 'gray' : undefined}>{row.elapsed} </Text>
+        <Text color={tint}>{row.state}</Text>
+        {row.progress !== '' && <Text> {row.progress}</Text>}
+        {row.detail !== '' && <Text color={color ? detailColor : undefined}>{`  ${row.detail}`}</Text>}
+      </Text>
     </Box>
   )
 }

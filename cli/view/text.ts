@@ -1,4 +1,4 @@
-import { formatDuration, formatMetadata } from '../format.js'
+import { cutEnd, formatDuration, formatMetadata } from '../format.js'
 import type { StepStatusText, StepView, ViewState } from './state.js'
 
 /** The text of the terminal view, as pure functions of a view state and `now`. */
@@ -49,13 +49,27 @@ export function elapsedText(step: StepView, now: number): string {
 
 /** `[██████░░░░] 600/1000 120/s`; without a total, only the count and the rate. */
 export function progressText(step: StepView, width = 16): string {
+  return progressVariants(step, width)[0] ?? ''
+}
+
+/**
+ * The progress of a running step from the fullest to the barest: the bar (`width` cells, then
+ * narrower down to 4), then the count and the rate, then the count alone. A narrow terminal
+ * takes the first that fits; the count is never cut.
+ */
+export function progressVariants(step: StepView, width = 16): string[] {
   const pr = step.progress
-  if (!pr) return ''
+  if (!pr) return []
   const rate = pr.rate !== null ? ` ${formatRate(pr.rate)}` : ''
-  if (pr.total === null || pr.total <= 0) return `${pr.done}${rate}`
+  if (pr.total === null || pr.total <= 0) return [`${pr.done}${rate}`, `${pr.done}`]
   const ratio = Math.min(1, Math.max(0, pr.done / pr.total))
-  const filled = Math.round(ratio * width)
-  return `${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${pr.done}/${pr.total}${rate}`
+  const counts = `${pr.done}/${pr.total}`
+  const bars: string[] = []
+  for (let cells = width; cells >= 4; cells -= 2) {
+    const filled = Math.round(ratio * cells)
+    bars.push(`${'█'.repeat(filled)}${'░'.repeat(cells - filled)} ${counts}${rate}`)
+  }
+  return [...bars, `${counts}${rate}`, counts, `${Math.floor(ratio * 100)}%`]
 }
 
 export function formatRate(perSecond: number): string {
@@ -64,14 +78,55 @@ export function formatRate(perSecond: number): string {
   return `${perSecond.toFixed(perSecond >= 10 ? 0 : 1)}/s`
 }
 
-/** The detail after a row: metadata when it succeeded, the error when it failed or retries. */
-export function detailText(step: StepView): string {
+/**
+ * The detail after a row: metadata when it succeeded, the error when it failed or retries, the
+ * latest log line while it runs. With `max`, cut to fit: metadata by whole pairs, text at its end.
+ */
+export function detailText(step: StepView, max?: number): string {
   const p = step.phase
-  if (p.status === 'succeeded') return formatMetadata(p.metadata, 4)
-  if (p.status === 'failed') return p.error
-  if (p.status === 'retrying') return `attempt ${p.attempt} failed: ${p.error}`
-  if (p.status === 'running' && step.lastLog) return step.lastLog
-  return ''
+  if (p.status === 'succeeded') return formatMetadata(p.metadata, 4, max)
+  let text = ''
+  if (p.status === 'failed') text = p.error
+  else if (p.status === 'retrying') text = `attempt ${p.attempt} failed: ${p.error}`
+  else if (p.status === 'running' && step.lastLog) text = step.lastLog
+  return max === undefined ? text : cutEnd(text, max)
+}
+
+/** The parts of a step's row, each drawn in its own color. */
+export interface RowParts {
+  symbol: string
+  key: string
+  elapsed: string
+  state: string
+  progress: string
+  detail: string
+}
+
+/** Room the detail needs to say anything useful; below it the detail is left out. */
+const DETAIL_MIN = 8
+
+/**
+ * A step's row laid out for a terminal `columns` wide (no limit when undefined): the symbol,
+ * key, elapsed time and state always; the progress as full as fits; the detail cut to the rest,
+ * two spaces after. Nothing is cut in the middle of a number.
+ */
+export function rowParts(step: StepView, now: number, width: number, columns?: number): RowParts {
+  const head = {
+    symbol: SYMBOLS[step.phase.status],
+    key: step.key.padEnd(width),
+    elapsed: elapsedText(step, now).padStart(7),
+    state: stateText(step, now),
+  }
+  const headLength =
+    head.symbol.length + 1 + head.key.length + 1 + head.elapsed.length + 1 + head.state.length
+  const variants = step.phase.status === 'running' ? progressVariants(step) : []
+  if (columns === undefined) {
+    return { ...head, progress: variants[0] ?? '', detail: detailText(step) }
+  }
+  const progress = variants.find((v) => headLength + 1 + v.length <= columns) ?? ''
+  const used = headLength + (progress ? 1 + progress.length : 0)
+  const room = columns - used - 2
+  return { ...head, progress, detail: room >= DETAIL_MIN ? detailText(step, room) : '' }
 }
 
 export function headerText(state: ViewState): string {

@@ -16,11 +16,21 @@ const FRAME_MS = 100
  * Mounts the ink view of a run on a terminal. Loaded with a dynamic `import()` only when stdout
  * is a TTY, so that plain, JSON and every other command never pay for ink and React.
  */
-export function mountTtyView(stdout: NodeJS.WriteStream = process.stdout): TtyView {
+export function mountTtyView(
+  stdout: NodeJS.WriteStream = process.stdout,
+  options: { color?: boolean } = {},
+): TtyView {
   let state: ViewState = initialViewState
   let dirty = true
+  const color = options.color ?? true
   const instance = render(
-    <RunView state={state} now={Date.now()} columns={stdout.columns} maxRows={liveRowBudget(stdout)} />,
+    <RunView
+      state={state}
+      now={Date.now()}
+      columns={stdout.columns}
+      maxRows={liveRowBudget(stdout)}
+      color={color}
+    />,
     {
       stdout,
       exitOnCtrlC: false,
@@ -30,7 +40,13 @@ export function mountTtyView(stdout: NodeJS.WriteStream = process.stdout): TtyVi
   )
   const draw = () => {
     instance.rerender(
-      <RunView state={state} now={Date.now()} columns={stdout.columns} maxRows={liveRowBudget(stdout)} />,
+      <RunView
+        state={state}
+        now={Date.now()}
+        columns={stdout.columns}
+        maxRows={liveRowBudget(stdout)}
+        color={color}
+      />,
     )
     dirty = false
   }

@@ -140,7 +140,7 @@ describe('refresh CLI end to end', () => {
     const show = await cli(dir, 'show', id.slice(0, 8))
     expect(show.code).toBe(0)
     expect(show.stdout).toContain(`run ${id} · success · *`)
-    expect(show.stdout).toMatch(/\+\d+ ms\s+\d+ ms\s+█+\s*1\s+succeeded\s+beta\s+doubled=6/)
+    expect(show.stdout).toMatch(/beta\s+succeeded\s+\+\d+ ms\s+\d+ ms\s+█+\s*1\s+doubled=6/)
 
     const logs = await cli(dir, 'logs', id, '--step', 'beta')
     expect(logs.code).toBe(0)
@@ -347,7 +347,7 @@ export default defineConfig({ assets: [a, b, c] })
 
   it('input errors of the store commands exit 2 and say what to do', async () => {
     const dir = project(CHAIN)
-    const none = await cli(dir, 'runs')
+    const none = await cli(dir, 'show', 'zzzz')
     expect(none.code).toBe(2)
     expect(none.stderr).toContain('no store at')
     expect(none.stderr).toContain('run `refresh run` first')

@@ -1,6 +1,7 @@
 import { render } from 'ink-testing-library'
 import { createElement } from 'react'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { shortValue } from '../../cli/format.js'
 import { liveRows, RunView } from '../../cli/view/run-view.js'
 import { initialViewState, reduce, type ViewState } from '../../cli/view/state.js'
 import { stateText, summaryLines } from '../../cli/view/text.js'
@@ -43,13 +44,27 @@ const running = [
   ),
 ]
 
-/** The frame as plain text (no colors). */
-function frame(state: ViewState, now: number, maxRows?: number): string {
-  const view = render(createElement(RunView, { state, now, maxRows }))
+// colors on, as on a terminal (chalk reads this once, when ink loads): NO_COLOR must turn them off
+vi.hoisted(() => {
+  process.env.FORCE_COLOR = '1'
+})
+
+/** The frame as ink draws it, ANSI codes included. */
+function rawFrame(
+  state: ViewState,
+  now: number,
+  props: { maxRows?: number; columns?: number; color?: boolean } = {},
+) {
+  const view = render(createElement(RunView, { state, now, ...props }))
   const text = view.lastFrame() ?? ''
   view.unmount()
+  return text
+}
+
+/** The frame as plain text (no colors). */
+function frame(state: ViewState, now: number, maxRows?: number, columns?: number): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colors
-  return text.replace(/\u001b\[[0-9;]*m/g, '')
+  return rawFrame(state, now, { maxRows, columns }).replace(/\u001b\[[0-9;]*m/g, '')
 }
 
 describe('view state (reducer)', () => {
@@ -266,5 +281,98 @@ describe('run view (ink)', () => {
     expect(short).toContain('… s31')
     expect(short).toContain('· 35 more waiting')
     expect(short.split('\n').length).toBeLessThanOrEqual(7)
+  })
+})
+
+describe('run view on narrow terminals and without colors', () => {
+  /** The README's run: catalog done with a million rows, reindex running with shard detail. */
+  const readme = stateOf([
+    ...events(
+      [
+        0,
+        {
+          type: 'run:start',
+          selection: '*',
+          steps: ['catalog', 'copy', 'reindex', 'snapshot'],
+          reused: {},
+          parentRunId: null,
+          concurrency: 4,
+        },
+      ],
+      [1, { type: 'step:start', step: 'catalog', attempt: 1, maxAttempts: 1 }],
+      [
+        3,
+        {
+          type: 'step:success',
+          step: 'catalog',
+          attempt: 1,
+          durationMs: 2,
+          metadata: { file: '/tmp/fresh/.refresh/data/catalog.db', table: 'media', rows: 1_000_000, seed: 1 },
+        },
+      ],
+      [4, { type: 'step:start', step: 'copy', attempt: 1, maxAttempts: 3 }],
+      [
+        150,
+        {
+          type: 'step:success',
+          step: 'copy',
+          attempt: 1,
+          durationMs: 146,
+          metadata: {
+            file: '/tmp/fresh/.refresh/data/work/01m83wdkeqb229ea0a.db',
+            table: 'media',
+            rows: 1_000_000,
+          },
+        },
+      ],
+      [151, { type: 'step:start', step: 'reindex', attempt: 1, maxAttempts: 1 }],
+      [700, { type: 'log', step: 'reindex', level: 'debug', message: 'shard-0: 12977/23555 (50%)' }],
+      [757, { type: 'step:progress', step: 'reindex', done: 25924, total: 94133 }],
+    ),
+  ])
+
+  for (const columns of [40, 60, 80, 100, 160]) {
+    it(`at ${columns} columns no row wraps and no value is cut in the middle`, () => {
+      const lines = frame(readme, T0 + 757, undefined, columns).split('\n')
+      for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(columns)
+      // one line per step, each starting with its symbol
+      expect(lines.filter((l) => /^[✓●·] /.test(l)).length).toBe(4)
+      const running = lines.find((l) => l.startsWith('● reindex'))!
+      expect(running).toMatch(/running/)
+      if (columns >= 60) expect(running).toContain('25924/94133')
+      const text = lines.join('\n')
+      // a million rows is shown whole or not at all; a path keeps its file name
+      for (const m of text.matchAll(/rows=(\S*)/g)) expect(m[1]).toBe('1000000')
+      for (const m of text.matchAll(/file=(\S*)/g)) expect(m[1]).toMatch(/(catalog|01m83wdkeqb229ea0a)\.db$/)
+    })
+  }
+
+  it('the widest terminal shows every part: bar, counts, rate and the detail', () => {
+    const text = frame(readme, T0 + 757, undefined, 160)
+    expect(text).toMatch(
+      /● reindex\s+606 ms running █+░+ 25924\/94133 \d+k\/s {2}shard-0: 12977\/23555 \(50%\)/,
+    )
+    expect(text).toContain('rows=1000000')
+  })
+
+  it('a long path keeps its end, where the file name is; numbers are never cut', () => {
+    expect(shortValue('/tmp/fresh/.refresh/data/work/01m83wdkeqb229ea0a.db')).toBe(
+      '…/data/work/01m83wdkeqb229ea0a.db',
+    )
+    expect(shortValue('s3://bucket/a/very/long/prefix/that/goes/on/runs/01m83wd/input.db', 30)).toBe(
+      '…/on/runs/01m83wd/input.db',
+    )
+    expect(shortValue(12_345_678_901_234, 5)).toBe('12345678901234')
+    expect(shortValue('x'.repeat(50), 10)).toBe(`${'x'.repeat(9)}…`)
+  })
+
+  it('draws no colors when told so (NO_COLOR), and colors otherwise', () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: a foreground color code
+    const colorCode = /\u001b\[(3[0-9]|9[0-7])m/
+    expect(rawFrame(readme, T0 + 757, { columns: 100 })).toMatch(colorCode)
+    const plain = rawFrame(readme, T0 + 757, { columns: 100, color: false })
+    expect(plain).not.toMatch(colorCode)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips bold
+    expect(plain.replace(/\u001b\[[0-9;]*m/g, '')).toContain('● reindex')
   })
 })

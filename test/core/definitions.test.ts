@@ -222,3 +222,32 @@ describe('suggestions', () => {
     expect(didYouMean('xyz', ['clean', 'copy'])).toBe('')
   })
 })
+
+describe('run config fields', () => {
+  const copy = asset({
+    key: 'copy',
+    config: z.object({ rows: z.number().default(10), source: z.string().optional() }),
+    materialize: (ctx) => ({ rows: ctx.config.rows }),
+  })
+  const open = asset({
+    key: 'open',
+    config: z.object({ rows: z.number().default(10) }).passthrough(),
+    materialize: () => ({}),
+  })
+
+  it('a field the schema does not declare is refused, in the plan or not, naming the fields there are', async () => {
+    const { materialize } = await import('../../core/materialize.js')
+    for (const selection of ['copy', 'open']) {
+      const run = materialize([copy, open], { selection, config: { copy: { batchSize: 10 } } })
+      await expect(run).rejects.toThrow(
+        'config for asset `copy` has no field `batchSize`. Its fields: rows, source.',
+      )
+    }
+    await expect(materialize([copy], { config: { copy: { row: 10 } } })).rejects.toThrow(
+      'has no field `row`. Did you mean `rows`?',
+    )
+    // a schema that keeps unknown fields keeps accepting them
+    const ok = await materialize([copy, open], { config: { open: { extra: true } } })
+    expect(ok.status).toBe('success')
+  })
+})

@@ -10,7 +10,7 @@
  * that survives a SIGKILLed orchestrator) sees the instances the first one started.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -27,6 +27,7 @@ import {
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
 import { parseCloudConfigUserData } from '../../runners/user-data.js'
 import { alive, CLI, holdScript } from './ecs-harness.js'
+import { readRecords, writeRecord } from './records.js'
 
 export const TEMPLATE_ID = 'lt-0123456789abcdef0'
 export const TEMPLATE_NAME = 'refresh-worker'
@@ -82,8 +83,7 @@ export class Ec2Harness {
     this.capacityLeft = options.capacityFailures ?? 0
     this.loseNext = options.loseFirstResponse ?? false
     mkdirSync(join(options.stateDir, 'instances'), { recursive: true })
-    for (const file of readdirSync(join(options.stateDir, 'instances'))) {
-      const i = JSON.parse(readFileSync(join(options.stateDir, 'instances', file), 'utf8')) as InstanceRecord
+    for (const i of readRecords<InstanceRecord>(join(options.stateDir, 'instances'))) {
       this.instances.set(i.id, i)
       this.byToken.set(i.clientToken, i.id)
       this.seq = Math.max(this.seq, Number.parseInt(i.id.slice(2), 16))
@@ -334,7 +334,7 @@ export class Ec2Harness {
   private save(i: InstanceRecord): void {
     // after restore() the test's temp directory may be gone already
     if (this.restored) return
-    writeFileSync(join(this.options.stateDir, 'instances', `${i.id}.json`), JSON.stringify(i))
+    writeRecord(join(this.options.stateDir, 'instances'), i.id, i)
   }
 }
 

@@ -9,7 +9,7 @@
  * writing the worker's status file, which is what the runner reads.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -24,6 +24,7 @@ import {
   type Task,
 } from '@aws-sdk/client-ecs'
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
+import { readRecords, writeRecord } from './records.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..')
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js')
@@ -84,8 +85,7 @@ export class EcsHarness {
     this.capacityLeft = options.capacityFailures ?? 0
     this.loseNext = options.loseFirstResponse ?? false
     mkdirSync(join(options.stateDir, 'tasks'), { recursive: true })
-    for (const file of readdirSync(join(options.stateDir, 'tasks'))) {
-      const t = JSON.parse(readFileSync(join(options.stateDir, 'tasks', file), 'utf8')) as TaskRecord
+    for (const t of readRecords<TaskRecord>(join(options.stateDir, 'tasks'))) {
       this.tasks.set(t.arn, t)
       this.byToken.set(t.clientToken, t.arn)
       this.seq = Math.max(this.seq, Number(t.arn.split('/').at(-1)))
@@ -315,7 +315,7 @@ export class EcsHarness {
   private save(t: TaskRecord): void {
     // after restore() the test's temp directory may be gone already
     if (this.options.mode === 'simulated' || this.restored) return
-    writeFileSync(join(this.options.stateDir, 'tasks', `${t.arn.split('/').at(-1)}.json`), JSON.stringify(t))
+    writeRecord(join(this.options.stateDir, 'tasks'), t.arn.split('/').at(-1)!, t)
   }
 }
 

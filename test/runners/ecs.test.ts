@@ -129,7 +129,7 @@ describe('ecsRunner against the ECS harness (real worker processes)', () => {
     const warn = events.find((e) => e.type === 'log' && e.level === 'warn') as { message: string }
     expect(warn.message).toMatch(/shard-2 attempt 1\/3 failed: shard-2 \(task \d+\) EssentialContainerExited/)
     expect(warn.message).toMatch(/container worker exited 1/)
-    expect(warn.message).toMatch(/unable to open|directory does not exist/)
+    expect(warn.message).toMatch(/the source database \/nonexistent\/clean.db does not exist/)
     expect(warn.message).toMatch(/retrying this shard alone/)
   })
 

@@ -34,7 +34,7 @@ describe('the worker entry point', () => {
     expect(r.code).toBe(1)
     const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { type: string; error: string }
     expect(last.type).toBe('error')
-    expect(last.error).toMatch(/directory does not exist|unable to open/)
+    expect(last.error).toMatch(/source database \/nonexistent\/x.db does not exist/)
   })
 })
 

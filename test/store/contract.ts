@@ -87,7 +87,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.findRun('01abc-o'))?.id).toBe('01abc-one')
         await store.createRun(newRun('01abc-two'))
         await expect(store.findRun('01abc')).rejects.toThrow(
-          /matches several runs: 01abc-two \(queued\), 01abc-one/,
+          /is ambiguous: it matches 2 runs; type more of the id.\n {2}01abc-two {2}queued +\*\n {2}01abc-one/,
         )
         expect(await store.findRun('zzz')).toBeUndefined()
       })

@@ -50,7 +50,7 @@ export class RunsSql {
         `INSERT INTO steps (run_id, key, plan_index, status, partition_key) VALUES (?, ?, ?, 'pending', ?)`,
       ),
       getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
-      findRunPrefix: db.prepare(`SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT 6`),
+      findRunPrefix: db.prepare(`SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`),
       listRuns: db.prepare(
         `SELECT * FROM runs
          WHERE (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses)))
@@ -227,16 +227,20 @@ export class RunsSql {
     return row ? toRun(row) : undefined
   }
 
+  /** Most matches an ambiguous prefix lists. */
+  private static readonly MATCHES_SHOWN = 10
+
   findRun(idOrPrefix: string): RunRecord | undefined {
     const exact = this.getRun(idOrPrefix)
     if (exact) return exact
     if (idOrPrefix.length === 0) return undefined
-    const rows = (this.s.findRunPrefix.all(`${escapeLike(idOrPrefix)}%`) as Row[]).map(toRun)
+    const shownMax = RunsSql.MATCHES_SHOWN
+    const rows = (this.s.findRunPrefix.all(`${escapeLike(idOrPrefix)}%`, shownMax + 1) as Row[]).map(toRun)
     if (rows.length > 1) {
-      const shown = rows.slice(0, 5).map((r) => `${r.id} (${r.status})`)
-      const more = rows.length > 5 ? ', and more' : ''
+      const count = rows.length > shownMax ? `more than ${shownMax}` : String(rows.length)
+      const lines = rows.slice(0, shownMax).map((r) => `  ${r.id}  ${r.status.padEnd(8)}  ${r.selection}`)
       throw new StoreError(
-        `run id prefix \`${idOrPrefix}\` matches several runs: ${shown.join(', ')}${more}; type more of the id.`,
+        `run id prefix \`${idOrPrefix}\` is ambiguous: it matches ${count} runs; type more of the id.${rows.length > shownMax ? ` The newest ${shownMax} of them:` : ''}\n${lines.join('\n')}`,
       )
     }
     return rows[0]

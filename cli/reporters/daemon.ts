@@ -1,0 +1,78 @@
+import type { DaemonEvent, DaemonEventListener } from '../../sensors/daemon-events.js'
+import { describeOutcome } from '../../sensors/ticker.js'
+import { formatTime } from '../format.js'
+
+/** The one line of text a daemon event reads as. */
+export function describeDaemonEvent(e: DaemonEvent): string {
+  switch (e.type) {
+    case 'starting':
+      return `refresh daemon on ${e.store}: ${e.instigators} sensor(s) and schedule(s) from ${e.config}`
+    case 'http':
+      return `serving /healthz, /readyz and /metrics on http://${e.address}`
+    case 'lease:waiting':
+      return `another daemon holds the lease (${e.holder}); waiting to take over if it stops renewing it (${Math.ceil(e.expiresInMs / 1000)} s)`
+    case 'lease:acquired':
+      return `holding the daemon lease as ${e.holder}`
+    case 'lease:lost':
+      return `lost the daemon lease to ${e.holder}; waiting`
+    case 'tick':
+      if (e.status === 'skipped') return `${e.kind} ${e.name}: skipped (${e.skipReason ?? ''})`
+      if (e.status === 'failure') return `${e.kind} ${e.name}: failed: ${e.error ?? 'unknown error'}`
+      return `${e.kind} ${e.name}: ${e.outcomes.map(describeOutcome).join(', ')}`
+    case 'sensor:log':
+      return `${e.name}: ${e.message}`
+    case 'parked:replayed': {
+      const o = e.outcome
+      const text = o.outcome === 'failed' ? `failed: ${o.reason}` : describeOutcome(o)
+      return `replayed parked request #${e.requestId} (${e.origin}, ${e.selection}): ${text}`
+    }
+    case 'run:launched':
+      return `launched run ${e.runId} (${e.selection}, from ${e.origin}) as pid ${e.pid}`
+    case 'run:exited': {
+      const how = e.signal ? `signal ${e.signal}` : `exit ${e.code}`
+      return `run ${e.runId} ended ${e.status} (${how})${e.stderrTail ? `: ${e.stderrTail}` : ''}`
+    }
+    case 'run:recovered':
+      return `run ${e.runId} marked failed: ${e.reason}`
+    case 'recovery:hook': {
+      const what = `${e.asset} for ${e.runIds.join(', ')}`
+      return e.error
+        ? `could not stop what ${what} left running: ${e.error}`
+        : `stopped what ${what} left running`
+    }
+    case 'stopping':
+      return `stopping: ${e.running} run(s) in flight may finish within ${Math.round(e.graceMs / 1000)} s`
+    case 'run:canceling':
+      return `canceling run ${e.runId} (${e.reason})`
+    case 'stopped':
+      return 'daemon stopped'
+    case 'error':
+      return e.stack && !e.message.startsWith('could not') ? `${e.message}\n${e.stack}` : e.message
+    case 'alert':
+      return e.failures.length === 0
+        ? `alert sent: ${e.alert}${e.runId ? ` (run ${e.runId})` : ''}`
+        : e.failures
+            .map(
+              (f) =>
+                `alert ${e.alert} not delivered to the ${f.target} after ${f.attempts} attempts: ${f.error}`,
+            )
+            .join('\n')
+  }
+}
+
+/**
+ * Prints daemon events: one timestamped line each (warnings and errors say so), or with `json`
+ * one JSON object per event: its typed fields, plus `event` (its type) and `message` (the line).
+ */
+export function daemonReporter(write: (line: string) => void, json: boolean): DaemonEventListener {
+  return (e) => {
+    const message = describeDaemonEvent(e)
+    if (json) {
+      const { type, ...fields } = e
+      write(JSON.stringify({ ...fields, event: type, message }))
+      return
+    }
+    const prefix = e.level === 'info' || e.level === 'debug' ? '' : `${e.level}: `
+    write(`${formatTime(e.ts)} ${prefix}${message}`)
+  }
+}

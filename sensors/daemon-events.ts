@@ -1,0 +1,67 @@
+import type { LogLevel } from '../core/definitions.js'
+import type { ReplayOutcome, RequestOutcome, TickStatus } from '../core/store/types.js'
+
+/**
+ * Everything the daemon does, as typed events (as `RunEventMap` is for runs): the daemon, its
+ * sensors and schedules, maintenance replays and alerts emit these; the CLI formats them as text
+ * or JSON lines. The daemon never formats text.
+ */
+export interface DaemonEventMap {
+  /** The daemon starts on a store (its display name, never a secret) with its sensors and schedules. */
+  starting: { store: string; instigators: number; config: string }
+  /** The HTTP endpoint (`--http`) listens. */
+  http: { address: string }
+  /** Another daemon holds the store's lease; this one waits to take over (`expiresInMs`). */
+  'lease:waiting': { holder: string; expiresInMs: number }
+  'lease:acquired': { holder: string }
+  /** Another daemon took the lease (this one's renewals stopped long enough). */
+  'lease:lost': { holder: string }
+  /** A sensor or schedule ticked; a skip is reported once per change of reason. */
+  tick: {
+    kind: 'sensor' | 'schedule'
+    name: string
+    status: TickStatus
+    outcomes: RequestOutcome[]
+    skipReason: string | null
+    error: string | null
+  }
+  /** A line a sensor logged with `ctx.log`. */
+  'sensor:log': { name: string; message: string }
+  /** A request parked during maintenance was replayed. */
+  'parked:replayed': { requestId: number; origin: string; selection: string; outcome: ReplayOutcome }
+  'run:launched': { runId: string; selection: string; origin: string; pid: number | undefined }
+  /** A launched run's process ended; `status` is the run's, as the store has it. */
+  'run:exited': {
+    runId: string
+    status: string
+    code: number | null
+    signal: string | null
+    stderrTail: string
+  }
+  /** A started run whose owner is gone was marked failed. */
+  'run:recovered': { runId: string; reason: string }
+  /** An asset's `recover` hook ran for runs found interrupted (`error` when it failed). */
+  'recovery:hook': { asset: string; runIds: string[]; error: string | null }
+  /** SIGTERM: ticking stopped; runs in flight may finish within the grace period. */
+  stopping: { running: number; graceMs: number }
+  /** The grace period is over: a run still in flight is canceled. */
+  'run:canceling': { runId: string; reason: string }
+  stopped: { holder: string }
+  /** Something failed that the daemon goes on after (a busy store, a bug in an iteration). */
+  error: { message: string; stack: string | null }
+  /** An alert was delivered, or could not be delivered to a target (`failures`). */
+  alert: {
+    alert: string
+    runId: string | null
+    failures: Array<{ target: string; attempts: number; error: string }>
+  }
+}
+
+export type DaemonEventType = keyof DaemonEventMap
+
+/** One daemon event: its type, when, how important, and its fields. */
+export type DaemonEvent = {
+  [K in DaemonEventType]: { type: K; ts: number; level: LogLevel } & DaemonEventMap[K]
+}[DaemonEventType]
+
+export type DaemonEventListener = (event: DaemonEvent) => void
