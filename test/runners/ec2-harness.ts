@@ -10,7 +10,7 @@
  * that survives a SIGKILLed orchestrator) sees the instances the first one started.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -334,7 +334,10 @@ export class Ec2Harness {
   private save(i: InstanceRecord): void {
     // after restore() the test's temp directory may be gone already
     if (this.restored) return
-    writeFileSync(join(this.options.stateDir, 'instances', `${i.id}.json`), JSON.stringify(i))
+    // whole or not at all (a temp file, then a rename): tests poll these records while instances change
+    const temp = join(this.options.stateDir, `.${i.id}.json.${process.pid}.tmp`)
+    writeFileSync(temp, JSON.stringify(i))
+    renameSync(temp, join(this.options.stateDir, 'instances', `${i.id}.json`))
   }
 }
 

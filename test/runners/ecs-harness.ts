@@ -9,7 +9,16 @@
  * writing the worker's status file, which is what the runner reads.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -315,7 +324,11 @@ export class EcsHarness {
   private save(t: TaskRecord): void {
     // after restore() the test's temp directory may be gone already
     if (this.options.mode === 'simulated' || this.restored) return
-    writeFileSync(join(this.options.stateDir, 'tasks', `${t.arn.split('/').at(-1)}.json`), JSON.stringify(t))
+    // whole or not at all (a temp file, then a rename): tests poll these records while tasks change
+    const name = `${t.arn.split('/').at(-1)}.json`
+    const temp = join(this.options.stateDir, `.${name}.${process.pid}.tmp`)
+    writeFileSync(temp, JSON.stringify(t))
+    renameSync(temp, join(this.options.stateDir, 'tasks', name))
   }
 }
 
