@@ -13,9 +13,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json tsconfig.build.json index.ts ./
 COPY core core
+COPY aws aws
+COPY search search
+COPY runners runners
 COPY assets assets
 COPY sensors sensors
-COPY runners runners
+COPY daemon daemon
 COPY cli cli
 COPY bench bench
 # keep refresh's dependencies and the peers the worker uses (zod; @aws-sdk/client-s3 for s3:// inputs,

@@ -30,6 +30,15 @@ export { s3AliasStore } from './assets/s3-alias.js'
 export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
 export { publishSnapshot, type SnapshotOptions, snapshot } from './assets/snapshot.js'
 export { fileAliasStore } from './assets/state.js'
+export { type S3Location, S3Store, s3Location } from './aws/s3.js'
+export {
+  AwsCallError,
+  type AwsCallOptions,
+  type AwsErrorKind,
+  classifyAwsError,
+  TAG,
+} from './aws/service.js'
+export { AWS_VARIABLES, type AwsSettings, awsSettings } from './aws/settings.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
 export {
   type AlertEvent,
@@ -132,15 +141,6 @@ export type {
   TickStatus,
   WriteBatch,
 } from './core/store/types.js'
-export { type S3Location, S3Store, s3Location } from './runners/aws/s3.js'
-export {
-  AwsCallError,
-  type AwsCallOptions,
-  type AwsErrorKind,
-  classifyAwsError,
-  TAG,
-} from './runners/aws/service.js'
-export { AWS_VARIABLES, type AwsSettings, awsSettings } from './runners/aws/settings.js'
 export {
   type Ec2Runner,
   type Ec2RunnerOptions,

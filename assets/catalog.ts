@@ -2,8 +2,8 @@ import { renameSync, rmSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
+import { S3Store, s3Location } from '../aws/s3.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
-import { S3Store, s3Location } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
   blockFields,

@@ -2,8 +2,8 @@ import { readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
+import { type S3Options, S3Store, s3Location, s3Url } from '../aws/s3.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
-import { type S3Options, S3Store, s3Location, s3Url } from '../runners/aws/s3.js'
 import {
   type BlockOptions,
   blockFields,

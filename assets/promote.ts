@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { z } from 'zod/v4'
+import type { S3Options } from '../aws/s3.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError, RefreshError } from '../core/errors.js'
-import type { S3Options } from '../runners/aws/s3.js'
 import { type AliasStore, attachParts, type BackendContext, type ReplicaFleet } from './backends.js'
 import {
   type BlockOptions,

@@ -1,15 +1,15 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { z } from 'zod/v4'
+import { type S3Location, type S3Store, s3Location, s3Url } from '../aws/s3.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
-import { type S3Location, type S3Store, s3Location, s3Url } from '../runners/aws/s3.js'
-import { type IndexShardInput, identifier } from '../runners/index-shard.js'
 import { localProcessRunner } from '../runners/local.js'
 import { splitRange } from '../runners/ranges.js'
 import { runUnits } from '../runners/run-units.js'
 import type { Runner, WorkHandle, WorkResult, WorkUnit } from '../runners/types.js'
+import { type IndexShardInput, identifier } from '../search/index-shard.js'
 import {
   type BlockOptions,
   blockFields,
@@ -95,7 +95,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       // stops the uploads still going when the step ends early (a range failed, a cancel)
       const uploadsDone = new AbortController()
       if (transfer) {
-        const { S3Store } = await import('../runners/aws/s3.js')
+        const { S3Store } = await import('../aws/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
         const uploads = uploadRanges(s3, transfer, base, source, table, ranges, paths.work, {

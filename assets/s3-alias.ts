@@ -7,7 +7,7 @@
  * by the config's run guards, so two writers never race for the alias. (s3rver, the tests' S3
  * server, ignores If-Match anyway.)
  */
-import { type S3Options, S3Store, s3Location, s3Url } from '../runners/aws/s3.js'
+import { type S3Options, S3Store, s3Location, s3Url } from '../aws/s3.js'
 import type { AliasStore } from './backends.js'
 import type { Alias } from './state.js'
 

@@ -14,15 +14,9 @@ import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import Database from 'better-sqlite3'
+import { type S3Location, S3NotFoundError, type S3ObjectInfo, type S3Store, s3Url } from '../aws/s3.js'
+import type { AwsCallError } from '../aws/service.js'
 import { NonRetriableError } from '../core/errors.js'
-import {
-  type S3Location,
-  S3NotFoundError,
-  type S3ObjectInfo,
-  type S3Store,
-  s3Url,
-} from '../runners/aws/s3.js'
-import type { AwsCallError } from '../runners/aws/service.js'
 
 /** The objects of an export: data files only (a `manifest.json` beside them is read, not loaded). */
 export const EXPORT_OBJECT = /\.(ndjson|jsonl)(\.gz)?$/

@@ -6,8 +6,8 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
+import { type S3Options, S3Store, s3Location, s3Url, type UploadOptions } from '../aws/s3.js'
 import { type AssetContext, type AssetDefinition, asset } from '../core/definitions.js'
-import { type S3Options, S3Store, s3Location, s3Url, type UploadOptions } from '../runners/aws/s3.js'
 import type { BackendContext, SnapshotBackend } from './backends.js'
 import {
   type BlockOptions,

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { systemClock } from '../core/clock.js'
 import { AssetGraph } from '../core/graph.js'
+import { maintenanceOn, replayParked } from '../daemon/maintenance.js'
 import { asset, materialize, openStore } from '../index.js'
-import { maintenanceOn, replayParked } from '../sensors/maintenance.js'
 import { median } from './lib.js'
 
 const assets = [

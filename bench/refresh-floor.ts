@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks'
 import Database from 'better-sqlite3'
 import { cleanConfig, cleanTable } from '../assets/clean.js'
 import { copyTable } from '../assets/copy.js'
-import { BUILD_PRAGMAS, FTS_TABLE_SQL, fillSql } from '../runners/index-shard.js'
+import { BUILD_PRAGMAS, FTS_TABLE_SQL, fillSql } from '../search/index-shard.js'
 
 const [catalog, out] = process.argv.slice(2)
 if (!catalog || !out) throw new Error('usage: refresh-floor.js <catalog.db> <out-dir>')

@@ -14,10 +14,10 @@
  * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
  */
 import type { Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
-import { limiter } from './async.js'
-import { Ec2Api } from './aws/ec2.js'
-import { AwsCallError, type AwsCallOptions, TAG } from './aws/service.js'
-import type { AwsSdkClient, LaunchTemplateRef } from './aws/types.js'
+import { Ec2Api } from '../aws/ec2.js'
+import { AwsCallError, type AwsCallOptions, TAG } from '../aws/service.js'
+import type { AwsSdkClient, LaunchTemplateRef } from '../aws/types.js'
+import { limiter } from '../core/async.js'
 import {
   clientToken,
   RemoteHandle,

@@ -11,14 +11,14 @@
  * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
 import type { ECSClient, RunTaskCommandInput, Task } from '@aws-sdk/client-ecs'
-import { limiter, sleep } from './async.js'
-import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from './aws/service.js'
+import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from '../aws/service.js'
 import type {
   AwsSdkClient,
   EcsCapacityProviderStrategyItem,
   EcsLaunchType,
   EcsNetworkConfiguration,
-} from './aws/types.js'
+} from '../aws/types.js'
+import { limiter, sleep } from '../core/async.js'
 import {
   clientToken,
   RemoteHandle,

@@ -6,7 +6,7 @@
  * loop and the stats.
  */
 import { createHash } from 'node:crypto'
-import { AwsCallError } from './aws/service.js'
+import { AwsCallError } from '../aws/service.js'
 import type { Runner, WorkHandle, WorkListener, WorkResult, WorkUnit } from './types.js'
 
 export const DESCRIBE_BATCH = 100

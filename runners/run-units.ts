@@ -1,5 +1,5 @@
+import { sleep } from '../core/async.js'
 import type { JsonObject } from '../core/json.js'
-import { sleep } from './async.js'
 import type { Runner, WorkHandle, WorkProgress, WorkResult, WorkUnit } from './types.js'
 
 export interface RunUnitsOptions {

@@ -8,9 +8,9 @@
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { limiter } from './async.js'
-import { S3Store, s3Location, s3Url } from './aws/s3.js'
-import type { AwsCallOptions } from './aws/service.js'
+import { S3Store, s3Location, s3Url } from '../aws/s3.js'
+import type { AwsCallOptions } from '../aws/service.js'
+import { limiter } from '../core/async.js'
 import type { WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 

@@ -7,10 +7,10 @@
  */
 import { renameSync, rmSync, writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
+import type { S3Store } from '../aws/s3.js'
 import { isRefreshError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
-import type { S3Store } from './aws/s3.js'
-import { type IndexShardInput, indexShard, type TaskReporter } from './index-shard.js'
+import { type IndexShardInput, indexShard, type TaskReporter } from '../search/index-shard.js'
 
 /** The tasks a worker can run, by name. */
 export const TASKS: Record<string, (input: JsonObject, report: TaskReporter) => Promise<JsonObject>> = {
@@ -183,7 +183,7 @@ async function statusSink(options: WorkerOptions): Promise<StatusSink> {
   }
 
   // S3: one PutObject at a time, the latest state wins; at most one every 2 s while running
-  const { S3Store, parseS3ObjectUrl } = await import('./aws/s3.js')
+  const { S3Store, parseS3ObjectUrl } = await import('../aws/s3.js')
   const { bucket, key } = parseS3ObjectUrl(target)
   const store = options.s3 ?? new S3Store({ where: 'refresh worker --status-file' })
   const put = async (status: WorkerStatus) => {

@@ -44,7 +44,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2'
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
-import { clientConfig } from '../runners/aws/service.js'
+import { clientConfig } from '../aws/service.js'
 import { parseCloudConfigUserData } from '../runners/user-data.js'
 
 export type Unhealthy =

@@ -19,7 +19,7 @@ import {
   type TargetHealthReasonEnum,
 } from '@aws-sdk/client-elastic-load-balancing-v2'
 import { type AwsClientStub, mockClient } from 'aws-sdk-client-mock'
-import { clientConfig } from '../runners/aws/service.js'
+import { clientConfig } from '../aws/service.js'
 import type { Ec2Mock, JournalEntry } from './ec2-mock.js'
 
 export const TARGET_GROUP =

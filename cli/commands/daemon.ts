@@ -68,7 +68,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   const { loaded, resolved, storeLocation, store } = await openConfigured(options, io.cwd)
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
-    import('../../sensors/daemon.js'),
+    import('../../daemon/daemon.js'),
   ])
   const instigators = checkInstigators(
     loaded.config.sensors ?? [],
@@ -87,7 +87,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   const { daemonReporter } = await import('../reporters/daemon.js')
   const report = daemonReporter(io.out, options.json === true)
   const watcher = alerts
-    ? new (await import('../../sensors/alerts.js')).AlertWatcher({
+    ? new (await import('../../daemon/alerts.js')).AlertWatcher({
         store,
         config: alerts,
         replicasKey: resolved.assets.find((a) => a.tags.block === 'replicas')?.key,
@@ -140,9 +140,9 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     },
     onEvent: report,
   })
-  let http: Awaited<ReturnType<typeof import('../../sensors/http.js').startOpsHttp>> | undefined
+  let http: Awaited<ReturnType<typeof import('../../daemon/http.js').startOpsHttp>> | undefined
   if (listen) {
-    const { startOpsHttp } = await import('../../sensors/http.js')
+    const { startOpsHttp } = await import('../../daemon/http.js')
     try {
       http = await startOpsHttp({
         ...listen,
@@ -209,7 +209,7 @@ async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: 
       `--http-timeout-ms ${options.httpTimeoutMs}: expected a whole number of milliseconds, like 1000.`,
     )
   }
-  const { parseListen } = await import('../../sensors/http.js')
+  const { parseListen } = await import('../../daemon/http.js')
   return parseListen(options.http!)
 }
 

@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { DoctorCheck } from '../../runners/aws/doctor.js'
+import type { DoctorCheck } from '../../aws/doctor.js'
 import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
 import { DEFAULT_STORE } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
@@ -38,7 +38,7 @@ Examples:
 
 async function doctor(options: DoctorOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const { settingsOf } = await import('../../runners/aws/settings.js')
+  const { settingsOf } = await import('../../aws/settings.js')
   const aws = settingsOf(resolved.resources)
   const checks: DoctorCheck[] = await localChecks(
     resolve(loaded.dir, resolved.store ?? DEFAULT_STORE),
@@ -52,7 +52,7 @@ async function doctor(options: DoctorOptions, io: Io): Promise<number> {
     })
   }
   if (aws) {
-    const { awsDoctor } = await import('../../runners/aws/doctor.js')
+    const { awsDoctor } = await import('../../aws/doctor.js')
     checks.push(...(await awsDoctor(aws)))
   }
   if (options.json) {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
+import type { GcRun, Leftover } from '../../aws/gc.js'
 import { ConfigError } from '../../core/errors.js'
-import type { GcRun, Leftover } from '../../runners/aws/gc.js'
 import { addStoreOptions, openExistingStore, table } from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
@@ -45,7 +45,7 @@ Examples:
 
 async function gc(options: GcOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
-  const { settingsOf } = await import('../../runners/aws/settings.js')
+  const { settingsOf } = await import('../../aws/settings.js')
   const aws = settingsOf(resolved.resources)
   if (!aws) {
     throw new ConfigError(
@@ -54,7 +54,7 @@ async function gc(options: GcOptions, io: Io): Promise<number> {
   }
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   await using store = await openExistingStore(storeLocation)
-  const { findLeftovers, removeLeftovers } = await import('../../runners/aws/gc.js')
+  const { findLeftovers, removeLeftovers } = await import('../../aws/gc.js')
   const runOf = async (runId: string): Promise<GcRun | undefined> => {
     const run = await store.getRun(runId)
     if (!run) return undefined

@@ -94,7 +94,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
   const { loaded, resolved, store, storeLocation } = await openConfigured(options, io.cwd)
   const [{ systemClock }, maintenance, { AssetGraph }, { describeOutcome }] = await Promise.all([
     import('../../core/clock.js'),
-    import('../../sensors/maintenance.js'),
+    import('../../daemon/maintenance.js'),
     import('../../core/graph.js'),
     import('../../sensors/ticker.js'),
   ])
@@ -215,13 +215,13 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
 /** The `maintenance_on|off` alert, when the config has alerts; a failed delivery is reported, not fatal. */
 async function sendMaintenanceAlert(
   config: import('../../core/config.js').AlertsConfig | undefined,
-  store: import('../../sensors/alerts.js').AlertStore,
+  store: import('../../daemon/alerts.js').AlertStore,
   event: 'maintenance_on' | 'maintenance_off',
   text: string,
   io: Io,
 ): Promise<void> {
   if (!config) return
-  const { deliverAlert } = await import('../../sensors/alerts.js')
+  const { deliverAlert } = await import('../../daemon/alerts.js')
   const failures = await deliverAlert(
     { event, text, at: Date.now(), commands: ['refresh maintenance status'] },
     config,

@@ -36,7 +36,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   const [{ checkInstigators }, { nextScheduleTick }, { readFailures }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../sensors/ticker.js'),
-    import('../../sensors/alerts.js'),
+    import('../../daemon/alerts.js'),
   ])
   const instigators = checkInstigators(
     loaded.config.sensors ?? [],

@@ -1,4 +1,4 @@
-import type { DaemonEvent, DaemonEventListener } from '../../sensors/daemon-events.js'
+import type { DaemonEvent, DaemonEventListener } from '../../daemon/events.js'
 import { describeOutcome } from '../../sensors/ticker.js'
 import { formatTime } from '../format.js'
 
@@ -61,7 +61,8 @@ export function describeDaemonEvent(e: DaemonEvent): string {
 }
 
 /**
- * Prints daemon events: one timestamped line each (warnings and errors say so), or with `json`
+ * Prints daemon events: one timestamped line each (warnings and errors say so; the start and
+ * listening banners stand alone, as the first lines of the log), or with `json`
  * one JSON object per event: its typed fields, plus `event` (its type) and `message` (the line).
  */
 export function daemonReporter(write: (line: string) => void, json: boolean): DaemonEventListener {
@@ -72,6 +73,8 @@ export function daemonReporter(write: (line: string) => void, json: boolean): Da
       write(JSON.stringify({ ...fields, event: type, message }))
       return
     }
+    // the banner lines (what starts, where it listens) stand alone; the daemon's doings are timed
+    if (e.type === 'starting' || e.type === 'http') return write(message)
     const prefix = e.level === 'info' || e.level === 'debug' ? '' : `${e.level}: `
     write(`${formatTime(e.ts)} ${prefix}${message}`)
   }

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { S3Store } from '../../runners/aws/s3.js'
+import { S3Store } from '../../aws/s3.js'
 import { type Message, type WorkerStatus, workerMain } from '../../runners/worker.js'
 import { CLI, ROOT, run, tempDir } from '../helpers.js'
 import { type LocalS3, startLocalS3 } from '../s3-server.js'

@@ -7,8 +7,8 @@
  * peer dependencies: a backend checks that its package is installed when it is made.
  */
 
-import { requirePeer } from '../../core/peers.js'
-import { sleep } from '../async.js'
+import { sleep } from '../core/async.js'
+import { requirePeer } from '../core/peers.js'
 import type { AwsSdkClient } from './types.js'
 
 /** What went wrong with an AWS call, for retry decisions and messages. */

@@ -6,9 +6,7 @@ import type { RunGuardConfig } from '../core/guards.js'
 import { recoverRuns } from '../core/recovery.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { NewTick } from '../core/store/types.js'
-import type { DaemonEvent, DaemonEventListener } from './daemon-events.js'
-import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from './definitions.js'
-import { replayParked } from './maintenance.js'
+import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from '../sensors/definitions.js'
 import {
   effectiveStatus,
   evaluateSensor,
@@ -16,7 +14,9 @@ import {
   type TickEnv,
   type TickResult,
   tickSchedule,
-} from './ticker.js'
+} from '../sensors/ticker.js'
+import type { DaemonEvent, DaemonEventListener } from './events.js'
+import { replayParked } from './maintenance.js'
 
 /** A run started in its own process by the daemon. */
 export interface LaunchedRun {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { AwsCallError, callAws, classifyAwsError, redact } from '../../../runners/aws/service.js'
+import { AwsCallError, callAws, classifyAwsError, redact } from '../../aws/service.js'
 
 describe('AWS calls', () => {
   it('treats a network failure as transient even when the SDK attached metadata', () => {

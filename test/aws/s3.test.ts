@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { S3IntegrityError, S3NotFoundError, S3Store, s3Location } from '../../../runners/aws/s3.js'
-import { type LocalS3, startLocalS3 } from '../../s3-server.js'
+import { S3IntegrityError, S3NotFoundError, S3Store, s3Location } from '../../aws/s3.js'
+import { type LocalS3, startLocalS3 } from '../s3-server.js'
 
 let s3: LocalS3
 let dir: string

@@ -8,11 +8,11 @@ import {
 import { DescribeTasksCommand, ECSClient, ListTasksCommand, StopTaskCommand } from '@aws-sdk/client-ecs'
 import { mockClient } from 'aws-sdk-client-mock'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { findLeftovers, type GcRun, removeLeftovers } from '../../../runners/aws/gc.js'
-import { S3Store } from '../../../runners/aws/s3.js'
-import { TAG } from '../../../runners/aws/service.js'
-import { awsSettings } from '../../../runners/aws/settings.js'
-import { type LocalS3, startLocalS3 } from '../../s3-server.js'
+import { findLeftovers, type GcRun, removeLeftovers } from '../../aws/gc.js'
+import { S3Store } from '../../aws/s3.js'
+import { TAG } from '../../aws/service.js'
+import { awsSettings } from '../../aws/settings.js'
+import { type LocalS3, startLocalS3 } from '../s3-server.js'
 
 let s3: LocalS3
 beforeAll(async () => {

@@ -7,7 +7,7 @@ import type { EC2Client } from '@aws-sdk/client-ec2'
 import type { ECSClient } from '@aws-sdk/client-ecs'
 import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2'
 import type { S3Client } from '@aws-sdk/client-s3'
-import { isPeerInstalled } from '../../core/peers.js'
+import { isPeerInstalled } from '../core/peers.js'
 import { S3Store } from './s3.js'
 import {
   AwsCallError,

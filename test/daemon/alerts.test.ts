@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { newRunId } from '../../core/ids.js'
 import { openStore } from '../../core/store/open.js'
 import type { RunStore } from '../../core/store/run-store.js'
-import { AlertWatcher, readFailures } from '../../sensors/alerts.js'
+import { AlertWatcher, readFailures } from '../../daemon/alerts.js'
 import { tempDir } from '../helpers.js'
 
 const servers: Server[] = []

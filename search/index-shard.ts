@@ -60,7 +60,7 @@ export async function indexShard(input: IndexShardInput, report: TaskReporter): 
     const built = await buildShard(input, input.source, input.output, report)
     return { ...built, bytes: statSync(input.output).size, ms: Math.round(performance.now() - started) }
   }
-  const { S3Store, parseS3ObjectUrl } = await import('./aws/s3.js')
+  const { S3Store, parseS3ObjectUrl } = await import('../aws/s3.js')
   const store = new S3Store({ where: 'the index-shard input' })
   const scratch = mkdtempSync(join(tmpdir(), 'refresh-shard-'))
   try {

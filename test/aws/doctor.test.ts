@@ -9,9 +9,9 @@ import {
 import { DescribeClustersCommand, DescribeTaskDefinitionCommand, ECSClient } from '@aws-sdk/client-ecs'
 import { mockClient } from 'aws-sdk-client-mock'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { awsDoctor } from '../../../runners/aws/doctor.js'
-import { awsSettings } from '../../../runners/aws/settings.js'
-import { type LocalS3, startLocalS3 } from '../../s3-server.js'
+import { awsDoctor } from '../../aws/doctor.js'
+import { awsSettings } from '../../aws/settings.js'
+import { type LocalS3, startLocalS3 } from '../s3-server.js'
 
 const fault = (name: string, message: string) =>
   Object.assign(new Error(message), { name, $metadata: { httpStatusCode: 400 }, $fault: 'client' })

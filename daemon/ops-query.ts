@@ -9,7 +9,7 @@ import { errorCode } from '../core/errors.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunStatus } from '../core/store/types.js'
-import { type CronSpec, lastTicks, parseCron } from './cron.js'
+import { type CronSpec, lastTicks, parseCron } from '../sensors/cron.js'
 
 /** What the daemon tells the query thread about its config. */
 export interface OpsInstigator {
