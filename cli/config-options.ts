@@ -35,6 +35,16 @@ export async function loadResolved(
 }
 
 /**
+ * For a command that talks to AWS: when the environment has AWS settings, the SDK must have a
+ * region (exit 2 naming what to set), checked once before any call. Loads the AWS SDK only then.
+ */
+export async function requireAwsReady(resolved: ResolvedConfig): Promise<void> {
+  const { settingsOf } = await import('../runners/aws/settings.js')
+  const aws = settingsOf(resolved.resources)
+  if (aws) await (await import('../runners/aws/settings.js')).requireRegion(aws)
+}
+
+/**
  * Loads the config and opens its store: `--store FILE`, else the config's `store` (per
  * environment), else `.refresh/refresh.db` beside the config. Creates the store if missing.
  */

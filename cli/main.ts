@@ -79,11 +79,26 @@ for (const stream of [process.stdout, process.stderr]) {
   })
 }
 
+/**
+ * Error codes that mean bad input besides the `RefreshError`s (which carry the brand): the message
+ * names the fix, the exit status is 2 and no stack is printed.
+ */
+const USAGE_CODES: ReadonlySet<string> = new Set([
+  // the AWS SDK on this host has no region or no credentials: nothing was sent
+  'aws-config',
+])
+
+function usageError(error: unknown): boolean {
+  if (isRefreshError(error)) return true
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && USAGE_CODES.has(code)
+}
+
 main(process.argv).then(
   (code) => exit(code),
   (error: unknown) => {
-    if (isRefreshError(error)) {
-      process.stderr.write(`refresh: ${error.message}\n`)
+    if (usageError(error)) {
+      process.stderr.write(`refresh: ${(error as Error).message}\n`)
       exit(EXIT.usage)
     } else if (error instanceof Error && error.name === 'RunParkedError') {
       process.stderr.write(`refresh: ${error.message}\n`)

@@ -123,8 +123,14 @@ export function isRefreshError(error: unknown): error is RefreshError {
   return typeof error === 'object' && error !== null && (error as { [BRAND]?: boolean })[BRAND] === true
 }
 
+/**
+ * Not worth another attempt: a `NonRetriableError`, or an error that says so itself
+ * (`retriable: false`, as an AWS call that was denied, rejected as invalid, or never sent because
+ * the SDK has no region or credentials: retrying those only delays the message).
+ */
 export function isNonRetriable(error: unknown): boolean {
-  return error instanceof Error && error.name === 'NonRetriableError'
+  if (!(error instanceof Error)) return false
+  return error.name === 'NonRetriableError' || (error as { retriable?: unknown }).retriable === false
 }
 
 export function retryAfterSeconds(error: unknown): number | undefined {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
-import { openConfigured } from '../config-options.js'
+import { openConfigured, requireAwsReady } from '../config-options.js'
 import { formatTime } from '../format.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
@@ -66,6 +66,10 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   }
   const listen = options.http === undefined ? undefined : await parseHttp(options)
   const { loaded, resolved, storePath, store } = await openConfigured(options, io.cwd)
+  await requireAwsReady(resolved).catch((error: unknown) => {
+    store.close()
+    throw error
+  })
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../sensors/daemon.js'),
@@ -234,6 +238,10 @@ async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: 
 /** Executes one queued run; SIGINT/SIGTERM cancel it gracefully (the daemon's grace period ran out). */
 async function launchCommand(runId: string, options: DaemonOptions, io: Io): Promise<number> {
   const { resolved, store } = await openConfigured(options, io.cwd)
+  await requireAwsReady(resolved).catch((error: unknown) => {
+    store.close()
+    throw error
+  })
   const controller = new AbortController()
   const onSignal = (signal: NodeJS.Signals) => controller.abort(new CanceledError(`received ${signal}`))
   process.on('SIGINT', onSignal)

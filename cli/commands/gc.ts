@@ -3,7 +3,7 @@ import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.js'
 import type { GcRun, Leftover } from '../../runners/aws/gc.js'
 import { addStoreOptions, openExistingStore, table } from '../common.js'
-import { loadResolved } from '../config-options.js'
+import { loadResolved, requireAwsReady } from '../config-options.js'
 import { DEFAULT_STORE } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
@@ -46,6 +46,7 @@ Examples:
 
 async function gc(options: GcOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
+  await requireAwsReady(resolved)
   const { settingsOf } = await import('../../runners/aws/settings.js')
   const aws = settingsOf(resolved.resources)
   if (!aws) {

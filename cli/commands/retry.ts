@@ -61,6 +61,8 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
     ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  const { requireAwsReady } = await import('../config-options.js')
+  await requireAwsReady(resolved)
   const storePath = options.store
     ? resolve(io.cwd, options.store)
     : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)

@@ -72,6 +72,8 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
     return 0
   }
   checkPlan(resolved, selection, config)
+  const { requireAwsReady } = await import('../config-options.js')
+  await requireAwsReady(resolved)
   const storePath = options.store
     ? resolve(io.cwd, options.store)
     : resolve(loaded.dir, resolved.store ?? DEFAULT_STORE)
