@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process'
 import { copyFileSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { asset } from '../../../core/definitions.js'
 import { materialize } from '../../../core/materialize.js'
 import { AwsCallError, callAws, classifyAwsError, redact } from '../../../runners/aws/service.js'
-import { CLI, type Exec, ROOT, tempDir } from '../../helpers.js'
+import { CLI, ROOT, run, tempDir } from '../../helpers.js'
 
 describe('AWS calls', () => {
   it('treats a network failure as transient even when the SDK attached metadata', () => {
@@ -129,23 +128,7 @@ describe('AWS calls', () => {
       REFRESH_EBS_VOLUME_ID: 'vol-0abc',
       REFRESH_REPLICA_LAUNCH_TEMPLATE: 'refresh-replica',
     })
-    const cli = (...args: string[]) =>
-      new Promise<Exec>((resolve) => {
-        const child = spawn(process.execPath, [CLI, ...args], {
-          cwd: dir,
-          env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-        let stdout = ''
-        let stderr = ''
-        child.stdout.on('data', (d) => {
-          stdout += d
-        })
-        child.stderr.on('data', (d) => {
-          stderr += d
-        })
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-      })
+    const cli = (...args: string[]) => run([CLI, ...args], { cwd: dir, env, inheritEnv: false })
     for (const args of [
       ['run', '--env', 'aws', '--plain'],
       ['doctor', '--env', 'aws'],
