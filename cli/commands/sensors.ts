@@ -116,7 +116,9 @@ async function instigatorsCommand(
           status === 'off'
             ? null
             : d.kind === 'sensor'
-              ? Math.max(now, (state?.lastTickAt ?? now) + d.intervalSeconds * 1000)
+              ? state?.lastTickAt == null
+                ? now
+                : state.lastTickAt + d.intervalSeconds * 1000
               : (nextScheduleTick(d, now) ?? null)
         return { d, status, isDefault: !state || state.status === 'default', last, next }
       })
