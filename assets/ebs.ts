@@ -14,7 +14,7 @@ import { Ec2Api, tagOf } from '../aws/ec2.js'
 import { type AwsCallOptions, TAG } from '../aws/service.js'
 import type { AwsSdkClient } from '../aws/types.js'
 import { sleep } from '../core/async.js'
-import { NonRetriableError } from '../core/errors.js'
+import { ConfigError, NonRetriableError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
 import type { BackendContext, RolloutTarget, SnapshotBackend, SnapshotInput } from './backends.js'
 import { writeJsonAtomic } from './layout.js'
@@ -66,12 +66,12 @@ function fieldOf(action: string, name: string, message: string): string {
 /** Snapshots of an EBS volume, taken after the index is written and its manifest fsynced. */
 export function ebsSnapshots(options: EbsSnapshotsOptions): EbsSnapshotBackend {
   if (!options.volumeId)
-    throw new TypeError('ebsSnapshots: `volumeId` is required (the vol-… of the index volume)')
+    throw new ConfigError('ebsSnapshots: `volumeId` is required (the vol-… of the index volume)')
   if (!options.mountPath)
-    throw new TypeError('ebsSnapshots: `mountPath` is required (where that volume is mounted on this host)')
+    throw new ConfigError('ebsSnapshots: `mountPath` is required (where that volume is mounted on this host)')
   const keep = options.keep ?? 3
   if (!Number.isInteger(keep) || keep < 1)
-    throw new TypeError(`ebsSnapshots: \`keep\` must be 1 or more (got ${keep})`)
+    throw new ConfigError(`ebsSnapshots: \`keep\` must be 1 or more (got ${keep})`)
   const mountPath = resolve(options.mountPath)
   const waitTimeoutMs = options.waitTimeoutMs ?? 30 * 60_000
   const pollMs = options.pollIntervalMs ?? 15_000

@@ -10,6 +10,7 @@
  * whole new fleet is in, then terminated. Without one, replicas are reached by private IP and the
  * ELBv2 SDK is never loaded.
  */
+
 import { createHash, randomUUID } from 'node:crypto'
 import type { Instance, TagSpecification } from '@aws-sdk/client-ec2'
 import type { ElasticLoadBalancingV2Client, TargetHealth } from '@aws-sdk/client-elastic-load-balancing-v2'
@@ -17,6 +18,7 @@ import { Ec2Api, tagOf } from '../aws/ec2.js'
 import { type AwsCallOptions, AwsService, clientConfig, TAG } from '../aws/service.js'
 import type { AwsSdkClient, LaunchTemplateRef } from '../aws/types.js'
 import { sleep } from '../core/async.js'
+import { ConfigError } from '../core/errors.js'
 import { cloudConfigUserData } from '../runners/user-data.js'
 import type { FleetRollout, ReplicaFleet, RolloutTarget } from './backends.js'
 
@@ -93,7 +95,7 @@ function healthWhy(h: TargetHealth | undefined): string {
 /** Read replicas on EC2 instances launched from an EBS snapshot, rolled out all or nothing. */
 export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
   if (!options.fleet)
-    throw new TypeError('ec2Replicas: `fleet` is required (the value of its refresh:fleet tag)')
+    throw new ConfigError('ec2Replicas: `fleet` is required (the value of its refresh:fleet tag)')
   const lt: { id?: string; name?: string; version?: string } | undefined =
     typeof options.launchTemplate === 'string'
       ? options.launchTemplate.startsWith('lt-')
@@ -101,9 +103,9 @@ export function ec2Replicas(options: Ec2ReplicasOptions): ReplicaFleet {
         : { name: options.launchTemplate }
       : options.launchTemplate
   if (!lt?.id && !lt?.name)
-    throw new TypeError('ec2Replicas: `launchTemplate` is required ({ id: "lt-…" } or { name: "…" })')
+    throw new ConfigError('ec2Replicas: `launchTemplate` is required ({ id: "lt-…" } or { name: "…" })')
   if (!Number.isInteger(options.count) || options.count < 1)
-    throw new TypeError(`ec2Replicas: \`count\` must be 1 or more (got ${options.count})`)
+    throw new ConfigError(`ec2Replicas: \`count\` must be 1 or more (got ${options.count})`)
   const batchSize = Math.max(1, options.batchSize ?? 1)
   const port = options.port ?? 8080
   const deviceName = options.deviceName ?? '/dev/sdf'

@@ -89,6 +89,16 @@ export async function awsDoctor(settings: AwsSettings, clients: DoctorClients = 
       },
       () => 'set AWS_REGION (or a region in the AWS profile).',
     )
+    // without credentials or a region nothing can be sent: every check below would fail alike,
+    // each with its own (wrong) fix
+    if (checks.some((c) => c.status === 'fail')) {
+      checks.push({
+        name: 'aws resources',
+        status: 'skip',
+        detail: 'not checked: they need the credentials and the region above',
+      })
+      return checks
+    }
 
     const store = new S3Store({ client: s3client, where: 'REFRESH_S3_BUCKET', ...options })
     await check(

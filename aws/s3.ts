@@ -9,12 +9,14 @@
  * Bodies are sent as buffers with a known length (parts of 8 MiB by default), which every
  * S3-compatible server accepts, rather than as chunk-signed streams.
  */
+
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { open, rename, rm, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { S3Client } from '@aws-sdk/client-s3'
+import { RefreshError } from '../core/errors.js'
 import { type AwsCallOptions, AwsService, clientConfig } from './service.js'
 import type { AwsSdkClient } from './types.js'
 
@@ -428,17 +430,17 @@ export class S3Store {
 }
 
 /** A download whose bytes are not what S3 (or the manifest) says they are. */
-export class S3IntegrityError extends Error {
+export class S3IntegrityError extends RefreshError {
   constructor(message: string) {
-    super(message)
+    super('integrity', message)
     this.name = 'S3IntegrityError'
   }
 }
 
 /** A bucket or an object that does not exist. */
-export class S3NotFoundError extends Error {
+export class S3NotFoundError extends RefreshError {
   constructor(message: string) {
-    super(message)
+    super('aws', message)
     this.name = 'S3NotFoundError'
   }
 }

@@ -8,11 +8,12 @@
  */
 
 import { sleep } from '../core/async.js'
+import { RefreshError } from '../core/errors.js'
 import { requirePeer } from '../core/peers.js'
 import type { AwsSdkClient } from './types.js'
 
 /** What went wrong with an AWS call, for retry decisions and messages. */
-export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient'
+export type AwsErrorKind = 'denied' | 'throttled' | 'invalid' | 'transient' | 'config'
 
 const DENIED = new Set([
   'AccessDeniedException',
@@ -26,7 +27,6 @@ const DENIED = new Set([
   'AuthFailure',
   'SignatureDoesNotMatch',
   'InvalidAccessKeyId',
-  'CredentialsProviderError',
 ])
 const THROTTLED = new Set([
   'ThrottlingException',
@@ -57,15 +57,25 @@ const NETWORK = new Set([
 ])
 
 /**
- * Sorts an AWS error: `denied` (not retried; the message names the permission), `throttled`
- * (AWS is busy, out of capacity or failed on its side: retried with backoff), `invalid` (the
- * request is wrong: not retried; the message names the config field) and `transient` (no
- * answer: a network error, retried).
+ * The SDK's own configuration is incomplete: the request was never sent (no `$metadata`), so no
+ * retry can help; the fix is on this host.
+ */
+const SDK_CONFIG =
+  /region is missing|invalid region|could not load credentials|unable to (load|find) (profile|credentials)/i
+
+/**
+ * Sorts an AWS error: `config` (the SDK cannot send it: no region or no credentials on this
+ * host; not retried, the message says what to set), `denied` (not retried; the message names
+ * the permission), `throttled` (AWS is busy, out of capacity or failed on its side: retried with
+ * backoff), `invalid` (the request is wrong: not retried; the message names the config field)
+ * and `transient` (no answer: a network error, retried).
  */
 export function classifyAwsError(error: unknown): AwsErrorKind {
   const e = error as { name?: unknown; message?: unknown; $metadata?: unknown; $fault?: unknown }
   const name = typeof e?.name === 'string' ? e.name : ''
   const message = typeof e?.message === 'string' ? e.message : ''
+  if (e?.$metadata === undefined && (name === 'CredentialsProviderError' || SDK_CONFIG.test(message)))
+    return 'config'
   if (DENIED.has(name) || /not authorized to perform|access denied|could not load credentials/i.test(message))
     return 'denied'
   if (THROTTLED.has(name) || /rate exceeded|throttl|insufficient capacity/i.test(message)) return 'throttled'
@@ -79,11 +89,12 @@ export function classifyAwsError(error: unknown): AwsErrorKind {
 }
 
 /** An AWS call that failed for good, with a message that names the action and the fix. */
-export class AwsCallError extends Error {
+export class AwsCallError extends RefreshError {
   readonly action: string
   readonly kind: AwsErrorKind
+  /** Code `aws-config` (bad input: no region or credentials, the CLI exits 2) or `aws` (the call failed). */
   constructor(action: string, kind: AwsErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options)
+    super(kind === 'config' ? 'aws-config' : 'aws', message, options)
     this.name = 'AwsCallError'
     this.action = action
     this.kind = kind
@@ -143,14 +154,24 @@ export async function callAws<T>(call: AwsCall<T>, options: AwsCallOptions = {})
       }
       const service = call.service.toUpperCase()
       const message =
-        kind === 'denied'
-          ? `${service} ${call.action} was denied (${name}: ${text}). The IAM policy of these credentials needs \`${call.service}:${call.action}\` on ${call.resource}; see docs/aws.md.`
-          : kind === 'invalid'
-            ? `${service} ${call.action} rejected the request (${name}: ${text}); check \`${call.field?.(name, text) ?? 'its options'}\` in ${call.where} in refresh.config.ts.`
-            : `${service} ${call.action} failed after ${n} tries (${name}: ${text}); AWS is throttling, out of capacity or unreachable.`
+        kind === 'config'
+          ? `${service} ${call.action} was not sent: the AWS SDK on this host is not configured (${name}: ${text}). ${sdkConfigFix(text)}`
+          : kind === 'denied'
+            ? `${service} ${call.action} was denied (${name}: ${text}). The IAM policy of these credentials needs \`${call.service}:${call.action}\` on ${call.resource}; see docs/aws.md.`
+            : kind === 'invalid'
+              ? `${service} ${call.action} rejected the request (${name}: ${text}); check \`${call.field?.(name, text) ?? 'its options'}\` in ${call.where} in refresh.config.ts.`
+              : `${service} ${call.action} failed after ${n} tries (${name}: ${text}); AWS is throttling, out of capacity or unreachable.`
       throw new AwsCallError(call.action, kind, message, { cause: error })
     }
   }
+}
+
+/** What to set when the SDK cannot send a request: the region, or credentials. */
+export function sdkConfigFix(message: string): string {
+  if (/region/i.test(message)) {
+    return 'Set AWS_REGION (for example AWS_REGION=us-east-1), or a `region` in the profile AWS_PROFILE names (~/.aws/config), then run again.'
+  }
+  return 'Give this host credentials: an instance or task role, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; then run again.'
 }
 
 /** Removes what looks like a secret (an access key id, a signature, a session token) from a message. */

@@ -156,3 +156,31 @@ export function settingsOf(resources: Record<string, unknown>): AwsSettings | un
   const aws = resources.aws as Partial<AwsSettings> | undefined
   return aws && typeof aws === 'object' && typeof aws.bucket === 'string' ? (aws as AwsSettings) : undefined
 }
+
+/**
+ * The region the SDK will use for these settings (AWS_REGION, or the profile's), checked before
+ * anything is sent: without one every call fails the same way, so a command that talks to AWS
+ * says so once, with the fix, instead of failing (or retrying) call after call. Loads the S3
+ * client package: call it only for an environment with AWS settings.
+ */
+export async function requireRegion(settings: AwsSettings): Promise<string> {
+  const [{ S3Client }, { clientConfig, sdkConfigFix }, { ConfigError }] = await Promise.all([
+    import('@aws-sdk/client-s3'),
+    import('./service.js'),
+    import('../core/errors.js'),
+  ])
+  const client = new S3Client(clientConfig({ region: settings.region }))
+  try {
+    return await client.config.region()
+  } catch (cause) {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    throw new ConfigError(
+      `the AWS SDK has no region to send requests to (${message}). ${sdkConfigFix(message)}`,
+      {
+        cause,
+      },
+    )
+  } finally {
+    client.destroy()
+  }
+}

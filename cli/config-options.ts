@@ -34,6 +34,20 @@ export async function loadResolved(
 }
 
 /**
+ * For a command that talks to AWS: when the environment has AWS settings, the SDK must have a
+ * region (exit 2 naming what to set), checked once before any call. Loads the AWS SDK only then.
+ */
+export async function requireAwsReady(resolved: ResolvedConfig): Promise<void> {
+  const [{ settingsOf, requireRegion }, { isPeerInstalled }] = await Promise.all([
+    import('../aws/settings.js'),
+    import('../core/peers.js'),
+  ])
+  const aws = settingsOf(resolved.resources)
+  // without the SDK there is no region to ask for: the backends (and doctor) name the package to install
+  if (aws && isPeerInstalled('@aws-sdk/client-s3')) await requireRegion(aws)
+}
+
+/**
  * Loads the config and opens its store: `--store FILE`, else the config's `store` (per
  * environment), else `.refresh/refresh.db` beside the config. Creates the store if missing.
  */

@@ -31,6 +31,11 @@ export async function findBlocks(
     )
   }
   const replicas = resolved.assets.find((a) => a.tags.block === 'replicas')
+  // an alias on S3 or a fleet on EC2: the SDK must have a region before anything is read
+  if (partsOf(block).alias || (replicas && partsOf(replicas).fleet)) {
+    const { requireAwsReady } = await import('./config-options.js')
+    await requireAwsReady(resolved)
+  }
   return {
     dataDir: resolve(loaded.dir, block.tags.dataDir!),
     alias: partsOf(block).alias,

@@ -33,7 +33,9 @@ export type ErrorCode =
   | 'retry-after'
   | 'step-timeout'
   | 'aws'
+  | 'aws-config'
   | 'integrity'
+  | 'units-failed'
 
 /** Codes that mean "the input is wrong": the user fixes a config, a flag, a selection, a store path. */
 const INPUT_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -45,6 +47,8 @@ const INPUT_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'promote',
   'query',
   'replicas',
+  // the AWS SDK on this host has no region or no credentials: nothing was sent
+  'aws-config',
 ])
 
 /** Base class of every error refresh throws on purpose. `code` is stable and machine-readable. */
@@ -180,8 +184,14 @@ export function isInputError(error: unknown): error is RefreshError {
   return isRefreshError(error) && INPUT_CODES.has(error.code)
 }
 
+/**
+ * Not worth another attempt: a `NonRetriableError`, or an error that says so itself
+ * (`retriable: false`, as an AWS call that was denied, rejected as invalid, or never sent because
+ * the SDK has no region or credentials: retrying those only delays the message).
+ */
 export function isNonRetriable(error: unknown): boolean {
-  return error instanceof Error && error.name === 'NonRetriableError'
+  if (!(error instanceof Error)) return false
+  return error.name === 'NonRetriableError' || (error as { retriable?: unknown }).retriable === false
 }
 
 export function retryAfterSeconds(error: unknown): number | undefined {

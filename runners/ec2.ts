@@ -13,11 +13,13 @@
  * with the run, the asset and the unit, so `recover(runIds)` finds a crashed run's instances by
  * tag and terminates them. The AWS SDK is imported with `import()` on first use only.
  */
+
 import type { Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2'
 import { Ec2Api } from '../aws/ec2.js'
 import { AwsCallError, type AwsCallOptions, TAG } from '../aws/service.js'
 import type { AwsSdkClient, LaunchTemplateRef } from '../aws/types.js'
 import { limiter } from '../core/async.js'
+import { ConfigError } from '../core/errors.js'
 import {
   clientToken,
   RemoteHandle,
@@ -74,7 +76,7 @@ const GONE = new Set(['shutting-down', 'terminated', 'stopping', 'stopped'])
 export function ec2Runner(options: Ec2RunnerOptions): Ec2Runner {
   const lt = options.launchTemplate as { id?: string; name?: string } | undefined
   if (!lt || (!lt.id && !lt.name))
-    throw new TypeError('ec2Runner: `launchTemplate` is required ({ id: "lt-..." } or { name })')
+    throw new ConfigError('ec2Runner: `launchTemplate` is required ({ id: "lt-..." } or { name })')
   const status = statusChannel(options, 'ec2Runner')
   const stats: Ec2RunnerStats = {
     calls: {},

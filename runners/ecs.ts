@@ -10,6 +10,7 @@
  * reads it on each DescribeTasks poll for progress, and once the task has stopped for the output.
  * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
+
 import type { ECSClient, RunTaskCommandInput, Task } from '@aws-sdk/client-ecs'
 import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from '../aws/service.js'
 import type {
@@ -19,6 +20,7 @@ import type {
   EcsNetworkConfiguration,
 } from '../aws/types.js'
 import { limiter, sleep } from '../core/async.js'
+import { ConfigError } from '../core/errors.js'
 import {
   clientToken,
   RemoteHandle,
@@ -73,8 +75,9 @@ export interface EcsRunner extends Runner {
 
 /** An ECS runner: one task per unit, polled in batches of 100, stopped with StopTask. */
 export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
-  if (!options.cluster) throw new TypeError('ecsRunner: `cluster` is required (a cluster name or ARN)')
-  if (!options.taskDefinition) throw new TypeError('ecsRunner: `taskDefinition` is required (a family name)')
+  if (!options.cluster) throw new ConfigError('ecsRunner: `cluster` is required (a cluster name or ARN)')
+  if (!options.taskDefinition)
+    throw new ConfigError('ecsRunner: `taskDefinition` is required (a family name)')
   const status = statusChannel(options, 'ecsRunner')
   const container = options.container ?? 'worker'
   const stats: EcsRunnerStats = {

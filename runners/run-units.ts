@@ -1,4 +1,5 @@
 import { sleep } from '../core/async.js'
+import { RefreshError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
 import type { Runner, WorkHandle, WorkProgress, WorkResult, WorkUnit } from './types.js'
 
@@ -26,11 +27,11 @@ export interface UnitOutcome {
 }
 
 /** A unit failed on its last attempt; the others were stopped. */
-export class UnitsFailedError extends Error {
+export class UnitsFailedError extends RefreshError {
   readonly unitId: string
   readonly attempts: number
   constructor(unitId: string, attempts: number, detail: string) {
-    super(`${unitId} failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${detail}`)
+    super('units-failed', `${unitId} failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${detail}`)
     this.name = 'UnitsFailedError'
     this.unitId = unitId
     this.attempts = attempts

@@ -6,11 +6,13 @@
  * S3 object (`statusUrl`: `<prefix>runs/<runId>/status/<unit>.attempt-<n>.json`), replaced whole
  * by each write (PutObject), so a reader sees one state or the next, never half of one.
  */
+
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { S3Store, s3Location, s3Url } from '../aws/s3.js'
 import type { AwsCallOptions } from '../aws/service.js'
 import { limiter } from '../core/async.js'
+import { ConfigError } from '../core/errors.js'
 import type { WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
@@ -44,11 +46,11 @@ export function statusChannel(
 ): StatusChannel {
   const { statusDir, statusUrl } = options
   if (!statusDir && !statusUrl) {
-    throw new TypeError(
+    throw new ConfigError(
       `${who}: \`statusUrl\` (an S3 prefix, s3://bucket/prefix/) or \`statusDir\` (a directory shared with the workers) is required, for the workers' progress and output`,
     )
   }
-  if (statusDir && statusUrl) throw new TypeError(`${who}: set \`statusUrl\` or \`statusDir\`, not both`)
+  if (statusDir && statusUrl) throw new ConfigError(`${who}: set \`statusUrl\` or \`statusDir\`, not both`)
   if (statusDir) return fileChannel(statusDir)
   return s3Channel(
     s3Location(statusUrl!, `${who}({ statusUrl })`),

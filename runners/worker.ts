@@ -8,7 +8,7 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import type { S3Store } from '../aws/s3.js'
-import { isRefreshError } from '../core/errors.js'
+import { isInputError } from '../core/errors.js'
 import type { JsonObject } from '../core/json.js'
 import { type IndexShardInput, indexShard, type TaskReporter } from '../search/index-shard.js'
 
@@ -118,7 +118,7 @@ export async function workerMain(argv: readonly string[], options: WorkerOptions
 
 /** 2 for bad input (a `RefreshError`, such as an AWS SDK package that is not installed), else 1. */
 function exitCodeOf(error: unknown): number {
-  return isRefreshError(error) ? 2 : 1
+  return isInputError(error) ? 2 : 1
 }
 
 interface StatusSink {

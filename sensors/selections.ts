@@ -1,4 +1,4 @@
-import { ConfigError, isRefreshError } from '../core/errors.js'
+import { ConfigError, isInputError } from '../core/errors.js'
 import type { AssetGraph } from '../core/graph.js'
 import { resolveSelection } from '../core/selection.js'
 import type { InstigatorDefinition } from './definitions.js'
@@ -29,7 +29,7 @@ export function checkInstigatorSelections(
       try {
         resolveSelection(graph, selection)
       } catch (error) {
-        if (!isRefreshError(error)) throw error
+        if (!isInputError(error)) throw error
         throw new ConfigError(
           `${source}: ${def.kind} \`${def.name}\`: ${field} \`${selection}\`${where}: ${error.message}`,
           { cause: error },

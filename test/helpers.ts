@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach } from 'vitest'
@@ -35,24 +35,20 @@ export interface Exec {
   stderr: string
 }
 
-/** Runs a node script or the CLI as a real child process. */
-export function run(
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Exec> {
-  return runProgram(process.execPath, args, options)
+export interface ExecOptions {
+  cwd?: string
+  /** Laid over this process's environment (or, with `inheritEnv: false`, the whole environment). */
+  env?: NodeJS.ProcessEnv
+  inheritEnv?: boolean
+  timeoutMs?: number
 }
 
-/** Runs a program with its arguments (no shell) as a real child process, killed after `timeoutMs`. */
-export function runProgram(
-  program: string,
-  args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Exec> {
+/** Runs a program as a real child process (argument array, no shell) and collects its output. */
+export function exec(file: string, args: string[], options: ExecOptions = {}): Promise<Exec> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(program, args, {
+    const child = spawn(file, args, {
       cwd: options.cwd,
-      env: { ...process.env, ...options.env },
+      env: options.inheritEnv === false ? options.env : { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -70,6 +66,22 @@ export function runProgram(
       resolvePromise({ code, signal, stdout, stderr })
     })
   })
+}
+
+/** Runs a node script or the CLI as a real child process. */
+export function run(args: string[], options: ExecOptions = {}): Promise<Exec> {
+  return exec(process.execPath, args, options)
+}
+
+/**
+ * A temp project for the CLI: this repository's node_modules linked in (for 'zod'; the config
+ * loader binds 'refresh' to this library) and the config written as `name`.
+ */
+export function configProject(config: string, name = 'refresh.config.ts', prefix = 'refresh-cli-'): string {
+  const dir = tempDir(prefix)
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  writeFileSync(join(dir, name), config)
+  return dir
 }
 
 /** Waits until `check` holds (polled every 25 ms), or fails naming `what`. */

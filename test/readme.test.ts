@@ -4,7 +4,7 @@ import { createServer } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
-import { CLI, type Exec, ROOT, run, tempDir } from './helpers.js'
+import { CLI, type Exec, exec, ROOT, run, tempDir } from './helpers.js'
 
 /**
  * Every code block of the README, run as written: TypeScript blocks are type-checked against the
@@ -159,20 +159,8 @@ async function runShell(block: Block, cwd: string, ports: Map<string, string>): 
         continue
       }
       if (argv[0] === 'curl') {
-        const r = await new Promise<Exec>((res, rej) => {
-          const child = spawn('curl', ['--silent', '--show-error', '--max-time', '20', ...argv.slice(1)], {
-            cwd,
-          })
-          let stdout = ''
-          let stderr = ''
-          child.stdout.on('data', (d) => {
-            stdout += d
-          })
-          child.stderr.on('data', (d) => {
-            stderr += d
-          })
-          child.on('error', rej)
-          child.on('close', (code, signal) => res({ code, signal, stdout, stderr }))
+        const r = await exec('curl', ['--silent', '--show-error', '--max-time', '20', ...argv.slice(1)], {
+          cwd,
         })
         expect(r.code, `${where}\n${r.stderr}`).toBe(0)
         expect(r.stdout, where).not.toBe('')

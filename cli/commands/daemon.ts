@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
 import { storeOption } from '../common.js'
-import { openConfigured } from '../config-options.js'
+import { openConfigured, requireAwsReady } from '../config-options.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
 
@@ -66,6 +66,10 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   }
   const listen = options.http === undefined ? undefined : await parseHttp(options)
   const { loaded, resolved, storeLocation, store } = await openConfigured(options, io.cwd)
+  await requireAwsReady(resolved).catch(async (error: unknown) => {
+    await store.close()
+    throw error
+  })
   const [{ checkInstigators }, { Daemon }] = await Promise.all([
     import('../../sensors/definitions.js'),
     import('../../daemon/daemon.js'),
@@ -216,6 +220,10 @@ async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: 
 /** Executes one queued run; SIGINT/SIGTERM cancel it gracefully (the daemon's grace period ran out). */
 async function launchCommand(runId: string, options: DaemonOptions, io: Io): Promise<number> {
   const { resolved, store } = await openConfigured(options, io.cwd)
+  await requireAwsReady(resolved).catch((error: unknown) => {
+    store.close()
+    throw error
+  })
   const controller = new AbortController()
   const onSignal = (signal: NodeJS.Signals) => controller.abort(new CanceledError(`received ${signal}`))
   process.on('SIGINT', onSignal)

@@ -2,7 +2,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { DoctorCheck } from '../../aws/doctor.js'
-import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
+import { addConfigOptions, type ConfigOptions, loadResolved, requireAwsReady } from '../config-options.js'
 import { DEFAULT_STORE } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
@@ -38,6 +38,8 @@ Examples:
 
 async function doctor(options: DoctorOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
+  // no region: every AWS check would fail alike, each with a wrong fix; one paragraph, exit 2
+  await requireAwsReady(resolved)
   const { settingsOf } = await import('../../aws/settings.js')
   const aws = settingsOf(resolved.resources)
   const checks: DoctorCheck[] = await localChecks(

@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import type { GcRun, Leftover } from '../../aws/gc.js'
 import { ConfigError } from '../../core/errors.js'
 import { addStoreOptions, openExistingStore, table } from '../common.js'
-import { loadResolved } from '../config-options.js'
+import { loadResolved, requireAwsReady } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 
@@ -45,6 +45,7 @@ Examples:
 
 async function gc(options: GcOptions, io: Io): Promise<number> {
   const { loaded, resolved } = await loadResolved(options, io.cwd)
+  await requireAwsReady(resolved)
   const { settingsOf } = await import('../../aws/settings.js')
   const aws = settingsOf(resolved.resources)
   if (!aws) {

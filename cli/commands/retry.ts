@@ -61,6 +61,8 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
     ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  const { requireAwsReady } = await import('../config-options.js')
+  await requireAwsReady(resolved)
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   // the run by id or unique prefix, said here when it is unknown or the prefix is ambiguous
   const { openExistingStore, requireRun } = await import('../common.js')

@@ -72,6 +72,8 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
     return 0
   }
   checkPlan(resolved, selection, config)
+  const { requireAwsReady } = await import('../config-options.js')
+  await requireAwsReady(resolved)
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   const { executeRun, outputMode } = await import('../execute.js')
   return executeRun(

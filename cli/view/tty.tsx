@@ -23,31 +23,23 @@ export function mountTtyView(
   let state: ViewState = initialViewState
   let dirty = true
   const color = options.color ?? true
-  const instance = render(
+  const frame = () => (
     <RunView
       state={state}
       now={Date.now()}
       columns={stdout.columns}
       maxRows={liveRowBudget(stdout)}
       color={color}
-    />,
-    {
-      stdout,
-      exitOnCtrlC: false,
-      patchConsole: false,
-      maxFps: 1000 / FRAME_MS,
-    },
+    />
   )
+  const instance = render(frame(), {
+    stdout,
+    exitOnCtrlC: false,
+    patchConsole: false,
+    maxFps: 1000 / FRAME_MS,
+  })
   const draw = () => {
-    instance.rerender(
-      <RunView
-        state={state}
-        now={Date.now()}
-        columns={stdout.columns}
-        maxRows={liveRowBudget(stdout)}
-        color={color}
-      />,
-    )
+    instance.rerender(frame())
     dirty = false
   }
   // elapsed times and retry countdowns move without events, so a running view redraws each frame

@@ -1,14 +1,7 @@
-import { existsSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, type Exec, ROOT, run, tempDir } from '../helpers.js'
-
-function project(config: string): string {
-  const dir = tempDir('refresh-commands-')
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  writeFileSync(join(dir, 'refresh.config.ts'), config)
-  return dir
-}
+import { CLI, configProject, type Exec, run, tempDir } from '../helpers.js'
 
 function cli(dir: string, ...args: string[]): Promise<Exec> {
   return run([CLI, ...args], { cwd: dir, env: { NO_COLOR: '1', REFRESH_CONFIG: '' }, timeoutMs: 60_000 })
@@ -41,7 +34,7 @@ const config = (launch: string, selection: string) =>
 
 describe('sensors and schedules are checked against the graph', () => {
   it('`validate` refuses a schedule or sensor selection naming an unknown asset, and the daemon does not start', async () => {
-    const badSchedule = project(config('b', 'bb+'))
+    const badSchedule = configProject(config('b', 'bb+'))
     const v = await cli(badSchedule, 'validate')
     expect(v.code).toBe(2)
     expect(v.stderr).toContain('schedule `nightly`: selection `bb+`')
@@ -51,12 +44,12 @@ describe('sensors and schedules are checked against the graph', () => {
     expect(daemon.code).toBe(2)
     expect(daemon.stderr).toContain('schedule `nightly`: selection `bb+`')
 
-    const badSensor = project(config('c+', '*'))
+    const badSensor = configProject(config('c+', '*'))
     const s = await cli(badSensor, 'validate')
     expect(s.code).toBe(2)
     expect(s.stderr).toContain('sensor `after_a`: launch `c+`')
 
-    const good = project(config('b', 'a+'))
+    const good = configProject(config('b', 'a+'))
     const ok = await cli(good, 'validate', '--json')
     expect(ok.code).toBe(0)
     expect(JSON.parse(ok.stdout)).toMatchObject({
@@ -70,7 +63,7 @@ describe('sensors and schedules are checked against the graph', () => {
 
 describe('the store commands', () => {
   it('`runs` and `status` before any run: an empty answer, exit 0, no store created', async () => {
-    const dir = project(config('b', '*'))
+    const dir = configProject(config('b', '*'))
     const runs = await cli(dir, 'runs')
     expect(runs.stderr).toBe('')
     expect(runs.code).toBe(0)
@@ -85,7 +78,7 @@ describe('the store commands', () => {
   })
 
   it('`cancel` of a run that already ended: 0 when it succeeded, 1 when it failed', async () => {
-    const dir = project(config('b', '*'))
+    const dir = configProject(config('b', '*'))
     const ok = await cli(dir, 'run', '--plain')
     const okId = /run (\w{18}) started/.exec(ok.stdout)![1]!
     const cancelOk = await cli(dir, 'cancel', okId)
@@ -100,7 +93,7 @@ describe('the store commands', () => {
   })
 
   it('an ambiguous run id prefix says so and lists the runs it matches', async () => {
-    const dir = project(config('b', '*'))
+    const dir = configProject(config('b', '*'))
     const ids: string[] = []
     for (let i = 0; i < 3; i++) {
       const r = await cli(dir, 'run', '--plain')
@@ -132,7 +125,7 @@ describe('the store commands', () => {
 
 describe('smaller things', () => {
   it('the upstream hint names a command that works', async () => {
-    const dir = project(`import { catalog, clean, copy, defineConfig } from 'refresh'
+    const dir = configProject(`import { catalog, clean, copy, defineConfig } from 'refresh'
 export default defineConfig({ assets: [catalog(), copy(), clean()], config: { catalog: { rows: 200 } } })
 `)
     const partial = await cli(dir, 'run', 'clean', '--plain')
@@ -161,7 +154,7 @@ export default defineConfig({ assets: [catalog(), copy(), clean()], config: { ca
   })
 
   it('`sensors` and `schedules` help print their default once; both, `promote`, `ticks` and `validate` answer --json', async () => {
-    const dir = project(config('b', '*'))
+    const dir = configProject(config('b', '*'))
     for (const kind of ['sensors', 'schedules']) {
       const help = await cli(dir, kind, '--help')
       expect(help.stdout.match(/default: "?list"?/g)).toHaveLength(1)
@@ -186,7 +179,7 @@ export default defineConfig({ assets: [catalog(), copy(), clean()], config: { ca
     expect(JSON.parse((await cli(dir, 'validate', '--json')).stdout)).toMatchObject({ valid: true })
 
     const blocks =
-      project(`import { catalog, clean, copy, defineConfig, promote, reindex, replicas, snapshot } from 'refresh'
+      configProject(`import { catalog, clean, copy, defineConfig, promote, reindex, replicas, snapshot } from 'refresh'
 export default defineConfig({
   assets: [catalog(), copy(), clean(), reindex({ shards: 1 }), snapshot(), replicas(), promote()],
   config: { catalog: { rows: 200 }, replicas: { replicas: 1 } },

@@ -1,15 +1,7 @@
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, type Exec, ROOT, run, tempDir } from '../helpers.js'
-
-/** A temp project: node_modules linked (for 'zod'), the config written as `name`. */
-function project(config: string, name = 'refresh.config.ts'): string {
-  const dir = tempDir('refresh-config-')
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  writeFileSync(join(dir, name), config)
-  return dir
-}
+import { CLI, configProject, type Exec, run, tempDir } from '../helpers.js'
 
 function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Exec> {
   return run([CLI, ...args], { cwd, env: { NO_COLOR: '1', REFRESH_CONFIG: '', ...env }, timeoutMs: 60_000 })
@@ -37,7 +29,7 @@ describe('loading the config', () => {
       ['export default 42\n', /the default export of .*refresh\.config\.ts is a number/],
     ]
     for (const [config, message] of cases) {
-      const dir = project(config)
+      const dir = configProject(config)
       const r = await cli(dir, ['validate'])
       expect(r.code, config).toBe(2)
       expect(r.stderr).toMatch(message)
@@ -45,7 +37,7 @@ describe('loading the config', () => {
       expect(r.stderr).not.toContain('Required')
       expect(r.stderr).not.toMatch(/^\s+at /m)
       // the config it shows works as written
-      const fixed = project(quotedConfig(r.stderr))
+      const fixed = configProject(quotedConfig(r.stderr))
       const ok = await cli(fixed, ['run', '--plain'])
       expect(ok.stderr).toBe('')
       expect(ok.code).toBe(0)
@@ -53,7 +45,7 @@ describe('loading the config', () => {
   })
 
   it("a building block's factory given uncalled is told to call it", async () => {
-    const dir = project(
+    const dir = configProject(
       `import { catalog, defineConfig } from 'refresh'\nexport default defineConfig({ assets: [catalog] })\n`,
     )
     const r = await cli(dir, ['validate'])
@@ -63,7 +55,7 @@ describe('loading the config', () => {
   })
 
   it('an ES module loaded as CommonJS says why and how to fix it', async () => {
-    const dir = project(
+    const dir = configProject(
       `import { asset, defineConfig } from 'refresh'\nexport default defineConfig({ assets: [asset({ key: 'a', materialize: () => ({}) })] })\n`,
       'refresh.config.js',
     )
@@ -76,7 +68,7 @@ describe('loading the config', () => {
 
   it('is found from a subdirectory (searching upward) and through REFRESH_CONFIG', async () => {
     const config = `import { asset, defineConfig } from 'refresh'\nexport default defineConfig({ assets: [asset({ key: 'only', materialize: () => ({}) })] })\n`
-    const dir = project(config)
+    const dir = configProject(config)
     const deep = join(dir, 'src', 'deep')
     mkdirSync(deep, { recursive: true })
     const fromBelow = await cli(deep, ['run', '--plain'])
@@ -100,7 +92,7 @@ describe('loading the config', () => {
   })
 
   it("the building blocks keep their data beside the config, whatever the working directory; `promote` finds it from the config's folder", async () => {
-    const dir = project(
+    const dir = configProject(
       `import { catalog, clean, copy, defineConfig, promote, reindex, replicas, snapshot } from 'refresh'
 export default defineConfig({
   assets: [catalog(), copy(), clean(), reindex({ shards: 2 }), snapshot(), replicas(), promote()],

@@ -1,10 +1,8 @@
-import { symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCommand } from '../../cli/commands/run.js'
 import { outputMode } from '../../cli/execute.js'
 import { canRedraw, colorsWanted, type Io } from '../../cli/io.js'
-import { CLI, type Exec, ROOT, run, tempDir } from '../helpers.js'
+import { CLI, configProject, type Exec, run } from '../helpers.js'
 
 /** An Io that collects what a command prints, as a terminal (or not) with the given environment. */
 function captured(cwd: string, isTTY: boolean, env: Record<string, string> = {}) {
@@ -12,13 +10,6 @@ function captured(cwd: string, isTTY: boolean, env: Record<string, string> = {})
   const err: string[] = []
   const io: Io = { out: (l) => out.push(l), err: (l) => err.push(l), isTTY, cwd, env }
   return { io, out, err }
-}
-
-function project(config: string): string {
-  const dir = tempDir('refresh-output-')
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  writeFileSync(join(dir, 'refresh.config.ts'), config)
-  return dir
 }
 
 const CHATTY = `import { asset, defineConfig } from 'refresh'
@@ -51,7 +42,7 @@ describe('output mode', () => {
   })
 
   it('`--plain` on a terminal, and CI on a terminal, print timestamped lines; debug lines are left to --json and `refresh logs`', async () => {
-    const dir = project(CHATTY)
+    const dir = configProject(CHATTY)
     for (const [env, options] of [
       [{}, { plain: true }],
       [{ CI: 'true' }, {}],
@@ -77,7 +68,7 @@ describe('tables on narrow terminals', () => {
   }
 
   it('`runs` and `show` fit the width (COLUMNS): the step first, the detail cut by whole values', async () => {
-    const dir = project(CHATTY)
+    const dir = configProject(CHATTY)
     const first = await cli(dir, 100, 'run', '--plain')
     expect(first.code).toBe(0)
     await cli(dir, 100, 'run', '--plain')

@@ -42,8 +42,13 @@ afterEach(() => {
   for (const d of daemons.splice(0)) if (d.exitCode === null) d.kill('SIGKILL')
 })
 
-function startDaemon(dir: string, env: Record<string, string> = {}, grace = '5'): Daemon {
-  const child = spawn(process.execPath, [CLI, 'daemon', '--grace-seconds', grace], {
+function startDaemon(
+  dir: string,
+  env: Record<string, string> = {},
+  grace = '5',
+  extra: string[] = [],
+): Daemon {
+  const child = spawn(process.execPath, [CLI, 'daemon', '--grace-seconds', grace, ...extra], {
     cwd: dir,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -197,5 +202,41 @@ describe('refresh daemon (real processes)', () => {
     const failed = (await store.listRuns()).find((r) => r.origin === 'sensor:snapshot_after_reindex')
     expect(failed?.status).toBe('failure')
     expect(failed?.error?.message).toMatch(/before starting it/)
+  })
+
+  it('--json prints each daemon event as one object with its typed fields', async () => {
+    const dir = project()
+    const daemon = startDaemon(dir, { SNAPSHOT_MS: '10' }, '5', ['--json'])
+    await daemon.waitFor(/"event":"lease:acquired"/)
+    await run([CLI, 'run', 'reindex', '--plain'], { cwd: dir })
+    await daemon.waitFor(/"event":"run:exited"/)
+    daemon.child.kill('SIGTERM')
+    expect((await daemon.exited).code).toBe(0)
+    const events = daemon
+      .output()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+    const byType = (type: string) => events.filter((e) => e.event === type)
+    expect(byType('starting')[0]).toMatchObject({
+      level: 'info',
+      instigators: 2,
+      store: expect.stringContaining('refresh.db'),
+    })
+    expect(byType('lease:acquired')[0]).toMatchObject({
+      holder: expect.any(String),
+      message: expect.stringMatching(/^holding the daemon lease as /),
+    })
+    const tick = byType('tick').find((e) => e.status === 'success')
+    expect(tick).toMatchObject({
+      kind: 'sensor',
+      name: 'snapshot_after_reindex',
+      outcomes: [{ outcome: 'created' }],
+    })
+    const launched = byType('run:launched')[0]
+    expect(launched).toMatchObject({ origin: 'sensor:snapshot_after_reindex', pid: expect.any(Number) })
+    expect(byType('run:exited')[0]).toMatchObject({ runId: launched!.runId, status: 'success', code: 0 })
+    expect(byType('stopped')).toHaveLength(1)
+    for (const e of events) expect(typeof e.ts === 'number' && typeof e.message === 'string').toBe(true)
   })
 })

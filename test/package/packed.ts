@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll } from 'vitest'
-import { type Exec, ROOT, runProgram } from '../helpers.js'
+import { type Exec, exec, ROOT } from '../helpers.js'
 
 /** Runs a program (no shell) without colours; the default time limit suits npm. */
 export function command(
@@ -15,7 +15,7 @@ export function command(
   args: readonly string[],
   options: { cwd: string; timeoutMs?: number },
 ): Promise<Exec> {
-  return runProgram(program, args, {
+  return exec(program, [...args], {
     cwd: options.cwd,
     env: { NO_COLOR: '1' },
     timeoutMs: options.timeoutMs ?? 60_000,

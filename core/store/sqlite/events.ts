@@ -8,7 +8,7 @@ import type {
   StoredEvent,
   WriteBatch,
 } from '../types.js'
-import { type Row, toAttempt, toMaterialization, toStep } from './rows.js'
+import { type Row, statements, toAttempt, toMaterialization, toStep } from './rows.js'
 
 /** What a run writes as it goes: step and attempt states, events, materializations; and their reads. */
 export class EventsSql {
@@ -16,54 +16,34 @@ export class EventsSql {
   private readonly writeTx: (batch: WriteBatch) => void
 
   constructor(db: Database.Database) {
-    const s = {
-      updateStep: db.prepare(
-        `UPDATE steps SET status = ?, attempts = ?, started_at = ?, ended_at = ?, error = ?, reason = ?
+    const s = statements(db, {
+      updateStep: `UPDATE steps SET status = ?, attempts = ?, started_at = ?, ended_at = ?, error = ?, reason = ?
          WHERE run_id = ? AND key = ?`,
-      ),
-      upsertAttempt: db.prepare(
-        `INSERT INTO attempts (run_id, step_key, attempt, status, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)
+      upsertAttempt: `INSERT INTO attempts (run_id, step_key, attempt, status, started_at, ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (run_id, step_key, attempt) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at,
            error = excluded.error`,
-      ),
-      insertMaterialization: db.prepare(
+      insertMaterialization:
         'INSERT INTO materializations (asset_key, run_id, attempt, ts, metadata, partition_key) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
-      insertEvent: db.prepare(
-        'INSERT INTO events (run_id, ts, type, step_key, payload) VALUES (?, ?, ?, ?, ?)',
-      ),
-      getSteps: db.prepare('SELECT * FROM steps WHERE run_id = ? ORDER BY plan_index'),
-      getAttempts: db.prepare(
-        'SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at, step_key, attempt',
-      ),
-      getStepAttempts: db.prepare(
-        'SELECT * FROM attempts WHERE run_id = ? AND step_key = ? ORDER BY attempt',
-      ),
-      getEvents: db.prepare(
-        `SELECT id, payload FROM events
+      insertEvent: 'INSERT INTO events (run_id, ts, type, step_key, payload) VALUES (?, ?, ?, ?, ?)',
+      getSteps: 'SELECT * FROM steps WHERE run_id = ? ORDER BY plan_index',
+      getAttempts: 'SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at, step_key, attempt',
+      getStepAttempts: 'SELECT * FROM attempts WHERE run_id = ? AND step_key = ? ORDER BY attempt',
+      getEvents: `SELECT id, payload FROM events
          WHERE run_id = @run_id AND id > @after
            AND (@step IS NULL OR step_key = @step)
            AND (@types IS NULL OR type IN (SELECT value FROM json_each(@types)))
          ORDER BY id LIMIT @limit`,
-      ),
-      countAllEvents: db.prepare('SELECT count(*) AS n FROM events'),
-      countRunEvents: db.prepare('SELECT count(*) AS n FROM events WHERE run_id = ?'),
-      maxEventId: db.prepare('SELECT max(id) AS id FROM events'),
-      runEndsAfter: db.prepare(
-        `SELECT id, run_id FROM events WHERE id > ? AND type = 'run:end' ORDER BY id LIMIT ?`,
-      ),
-      latestMaterialization: db.prepare(
-        'SELECT * FROM materializations WHERE asset_key = ? ORDER BY id DESC LIMIT 1',
-      ),
-      latestMaterializations: db.prepare(
-        `SELECT m.* FROM materializations m
+      countAllEvents: 'SELECT count(*) AS n FROM events',
+      countRunEvents: 'SELECT count(*) AS n FROM events WHERE run_id = ?',
+      maxEventId: 'SELECT max(id) AS id FROM events',
+      runEndsAfter: `SELECT id, run_id FROM events WHERE id > ? AND type = 'run:end' ORDER BY id LIMIT ?`,
+      latestMaterialization: 'SELECT * FROM materializations WHERE asset_key = ? ORDER BY id DESC LIMIT 1',
+      latestMaterializations: `SELECT m.* FROM materializations m
          JOIN (SELECT max(id) AS id FROM materializations GROUP BY asset_key) latest ON latest.id = m.id`,
-      ),
-      runMaterialization: db.prepare(
+      runMaterialization:
         'SELECT * FROM materializations WHERE run_id = ? AND asset_key = ? ORDER BY id DESC LIMIT 1',
-      ),
-      runMaterializations: db.prepare('SELECT * FROM materializations WHERE run_id = ? ORDER BY id'),
-    }
+      runMaterializations: 'SELECT * FROM materializations WHERE run_id = ? ORDER BY id',
+    })
     this.s = s
     const writeTx = db.transaction((b: WriteBatch) => {
       for (const step of b.steps) {

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { BackupRecord, Lease } from '../types.js'
-import { type Row, toLease } from './rows.js'
+import { type Row, statements, toLease } from './rows.js'
 
 /** Named leases (the daemon's), the settings table, the health probe and backups. */
 export class LeasesSql {
@@ -10,20 +10,16 @@ export class LeasesSql {
 
   constructor(db: Database.Database) {
     this.db = db
-    this.s = {
-      getLease: db.prepare('SELECT * FROM leases WHERE name = ?'),
-      upsertLease: db.prepare(
-        `INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)
+    this.s = statements(db, {
+      getLease: 'SELECT * FROM leases WHERE name = ?',
+      upsertLease: `INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
            expires_at = excluded.expires_at`,
-      ),
-      releaseLease: db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?'),
-      getSetting: db.prepare('SELECT value, updated_at FROM settings WHERE key = ?'),
-      putSetting: db.prepare(
-        `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+      releaseLease: 'DELETE FROM leases WHERE name = ? AND holder = ?',
+      getSetting: 'SELECT value, updated_at FROM settings WHERE key = ?',
+      putSetting: `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-      ),
-    }
+    })
   }
 
   /**

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { MaintenanceState, ParkedRequest, RunRecord, RunRequestSpec } from '../types.js'
-import { type Row, toParked } from './rows.js'
+import { type Row, statements, toParked } from './rows.js'
 
 /**
  * The maintenance gate and the requests parked while it is on. The gate is a settings row read
@@ -13,35 +13,25 @@ export class MaintenanceSql {
 
   constructor(db: Database.Database) {
     this.db = db
-    this.s = {
-      getSetting: db.prepare('SELECT value FROM settings WHERE key = ?'),
-      putSetting: db.prepare(
-        `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+    this.s = statements(db, {
+      getSetting: 'SELECT value FROM settings WHERE key = ?',
+      putSetting: `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-      ),
-      deleteSetting: db.prepare('DELETE FROM settings WHERE key = ?'),
-      insertParked: db.prepare(
-        `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at)
+      deleteSetting: 'DELETE FROM settings WHERE key = ?',
+      insertParked: `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at)
          VALUES (@origin, @selection, @config, @tags, @run_key, @guard, @parent_run_id, @created_at)`,
-      ),
-      findParkedKey: db.prepare(
+      findParkedKey:
         'SELECT id FROM parked_requests WHERE origin = ? AND run_key = ? AND replayed_at IS NULL',
-      ),
       // a schedule's missed policy while parked: only its N most recent pending requests stay
-      trimParked: db.prepare(
-        `DELETE FROM parked_requests WHERE origin = ? AND replayed_at IS NULL AND id NOT IN (
+      trimParked: `DELETE FROM parked_requests WHERE origin = ? AND replayed_at IS NULL AND id NOT IN (
            SELECT id FROM parked_requests WHERE origin = ? AND replayed_at IS NULL ORDER BY id DESC LIMIT ?)`,
-      ),
-      pendingParked: db.prepare(
-        'SELECT * FROM parked_requests WHERE replayed_at IS NULL ORDER BY id LIMIT ?',
-      ),
-      allParked: db.prepare('SELECT * FROM parked_requests ORDER BY id LIMIT ?'),
-      markReplayed: db.prepare(
+      pendingParked: 'SELECT * FROM parked_requests WHERE replayed_at IS NULL ORDER BY id LIMIT ?',
+      allParked: 'SELECT * FROM parked_requests ORDER BY id LIMIT ?',
+      markReplayed:
         'UPDATE parked_requests SET replayed_at = ?, replay_run_id = ?, replay_outcome = ? WHERE id = ? AND replayed_at IS NULL',
-      ),
-      getParked: db.prepare('SELECT * FROM parked_requests WHERE id = ?'),
-      countParked: db.prepare('SELECT count(*) AS n FROM parked_requests WHERE replayed_at IS NULL'),
-    }
+      getParked: 'SELECT * FROM parked_requests WHERE id = ?',
+      countParked: 'SELECT count(*) AS n FROM parked_requests WHERE replayed_at IS NULL',
+    })
   }
 
   /** The gate, or null when it is off (inside the caller's transaction). */

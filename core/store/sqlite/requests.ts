@@ -9,7 +9,7 @@ import type {
   RunRequest,
 } from '../types.js'
 import type { MaintenanceSql } from './maintenance.js'
-import { type Row, toRun } from './rows.js'
+import { type Row, statements, toRun } from './rows.js'
 import type { RunsSql } from './runs.js'
 
 /** Run requests (from sensors, schedules, commands, replays): run keys, guards, claiming queued runs. */
@@ -24,16 +24,12 @@ export class RequestsSql {
     this.db = db
     this.runs = runs
     this.maintenance = maintenance
-    this.s = {
+    this.s = statements(db, {
       // queued runs go in the order they were requested: insertion order, across processes too
-      guardInFlight: db.prepare(
-        `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY rowid`,
-      ),
-      guardQueued: db.prepare(
-        `SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY rowid LIMIT ?`,
-      ),
-      queuedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY rowid LIMIT ?`),
-    }
+      guardInFlight: `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY rowid`,
+      guardQueued: `SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY rowid LIMIT ?`,
+      queuedRuns: `SELECT * FROM runs WHERE status = 'queued' ORDER BY rowid LIMIT ?`,
+    })
   }
 
   /**

@@ -16,7 +16,7 @@ import type {
 } from '../types.js'
 import type { EventsSql } from './events.js'
 import type { MaintenanceSql } from './maintenance.js'
-import { escapeLike, type Row, toRun } from './rows.js'
+import { escapeLike, type Row, statements, toRun } from './rows.js'
 
 const DEFAULT_STALE_AFTER_MS = 60_000
 
@@ -34,97 +34,57 @@ export class RunsSql {
     this.displayName = displayName
     this.maintenance = maintenance
     this.events = events
-    this.s = {
-      getRunKey: db.prepare('SELECT run_id FROM run_keys WHERE origin = ? AND run_key = ?'),
-      insertRunKey: db.prepare(
-        'INSERT INTO run_keys (origin, run_key, run_id, created_at) VALUES (?, ?, ?, ?)',
-      ),
-      insertRun: db.prepare(
-        `INSERT INTO runs (id, status, selection, plan, reused, config, tags, origin, run_key, parent_run_id,
+    this.s = statements(db, {
+      getRunKey: 'SELECT run_id FROM run_keys WHERE origin = ? AND run_key = ?',
+      insertRunKey: 'INSERT INTO run_keys (origin, run_key, run_id, created_at) VALUES (?, ?, ?, ?)',
+      insertRun: `INSERT INTO runs (id, status, selection, plan, reused, config, tags, origin, run_key, parent_run_id,
            root_run_id, partition_key, created_at, started_at, owner_pid, owner_host, heartbeat_at, guard, guard_limit)
          VALUES (@id, @status, @selection, @plan, @reused, @config, @tags, @origin, @run_key, @parent_run_id,
            @root_run_id, @partition_key, @created_at, @started_at, @owner_pid, @owner_host, @heartbeat_at, @guard,
            @guard_limit)`,
-      ),
-      insertStep: db.prepare(
-        `INSERT INTO steps (run_id, key, plan_index, status, partition_key) VALUES (?, ?, ?, 'pending', ?)`,
-      ),
-      getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
-      findRunPrefix: db.prepare(`SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`),
-      listRuns: db.prepare(
-        `SELECT * FROM runs
+      insertStep: `INSERT INTO steps (run_id, key, plan_index, status, partition_key) VALUES (?, ?, ?, 'pending', ?)`,
+      getRun: 'SELECT * FROM runs WHERE id = ?',
+      findRunPrefix: `SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`,
+      listRuns: `SELECT * FROM runs
          WHERE (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses)))
            AND (@before IS NULL OR id < @before)
          ORDER BY id DESC LIMIT @limit`,
-      ),
-      countRuns: db.prepare('SELECT status, count(*) AS n FROM runs GROUP BY status'),
-      failedSteps: db.prepare(
-        `SELECT run_id, failed FROM (
+      countRuns: 'SELECT status, count(*) AS n FROM runs GROUP BY status',
+      failedSteps: `SELECT run_id, failed FROM (
            SELECT r.value AS run_id,
              (SELECT s.key FROM steps s WHERE s.run_id = r.value AND s.status = 'failed'
               ORDER BY s.plan_index LIMIT 1) AS failed
            FROM json_each(?) r)
          WHERE failed IS NOT NULL`,
-      ),
-      finishRun: db.prepare(
-        `UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ? AND status IN ('started', 'queued', 'paused')`,
-      ),
-      heartbeat: db.prepare(
-        `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'started' AND owner_pid = ? AND owner_host = ?
+      finishRun: `UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ? AND status IN ('started', 'queued', 'paused')`,
+      heartbeat: `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'started' AND owner_pid = ? AND owner_host = ?
          RETURNING cancel_requested_at, pause_requested_at`,
-      ),
-      requestCancel: db.prepare(
-        'UPDATE runs SET cancel_requested_at = ? WHERE id = ? AND cancel_requested_at IS NULL',
-      ),
-      cancelQueued: db.prepare(
-        `UPDATE runs SET status = 'canceled', cancel_requested_at = coalesce(cancel_requested_at, ?), ended_at = ? WHERE id = ?`,
-      ),
-      cancelPendingSteps: db.prepare(
-        `UPDATE steps SET status = 'canceled', ended_at = ? WHERE run_id = ? AND status = 'pending'`,
-      ),
-      closeRunningSteps: db.prepare(
-        `UPDATE steps SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status IN ('running', 'retrying')`,
-      ),
-      closeRunningAttempts: db.prepare(
-        `UPDATE attempts SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'`,
-      ),
-      startedRuns: db.prepare(`SELECT * FROM runs WHERE status = 'started'`),
-      requestPause: db.prepare(
-        'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
-      ),
-      requeuePaused: db.prepare(
-        `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
+      requestCancel: 'UPDATE runs SET cancel_requested_at = ? WHERE id = ? AND cancel_requested_at IS NULL',
+      cancelQueued: `UPDATE runs SET status = 'canceled', cancel_requested_at = coalesce(cancel_requested_at, ?), ended_at = ? WHERE id = ?`,
+      cancelPendingSteps: `UPDATE steps SET status = 'canceled', ended_at = ? WHERE run_id = ? AND status = 'pending'`,
+      closeRunningSteps: `UPDATE steps SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status IN ('running', 'retrying')`,
+      closeRunningAttempts: `UPDATE attempts SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'`,
+      startedRuns: `SELECT * FROM runs WHERE status = 'started'`,
+      requestPause: 'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
+      requeuePaused: `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
          WHERE id = ? AND status = 'paused'`,
-      ),
-      pendingRequests: db.prepare('SELECT cancel_requested_at, pause_requested_at FROM runs WHERE id = ?'),
-      markPaused: db.prepare(
-        `UPDATE runs SET status = 'paused', heartbeat_at = ? WHERE id = ? AND status = 'started'`,
-      ),
-      resumeRun: db.prepare(
-        `UPDATE runs SET status = 'started', pause_requested_at = NULL, started_at = coalesce(started_at, ?),
+      pendingRequests: 'SELECT cancel_requested_at, pause_requested_at FROM runs WHERE id = ?',
+      markPaused: `UPDATE runs SET status = 'paused', heartbeat_at = ? WHERE id = ? AND status = 'started'`,
+      resumeRun: `UPDATE runs SET status = 'started', pause_requested_at = NULL, started_at = coalesce(started_at, ?),
            owner_pid = ?, owner_host = ?, heartbeat_at = ? WHERE id = ? AND status = 'paused'`,
-      ),
-      startRun: db.prepare(
-        `UPDATE runs SET status = 'started', started_at = ?, owner_pid = ?, owner_host = ?, heartbeat_at = ?
+      startRun: `UPDATE runs SET status = 'started', started_at = ?, owner_pid = ?, owner_host = ?, heartbeat_at = ?
          WHERE id = ? AND status = 'queued'`,
-      ),
-      holdInFlight: db.prepare(
-        `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
+      holdInFlight: `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
          WHERE h.hold = ? AND r.status IN ('started', 'paused') ORDER BY r.rowid`,
-      ),
-      getHolds: db.prepare('SELECT hold, hold_limit FROM run_holds WHERE run_id = ? ORDER BY hold'),
-      insertHold: db.prepare('INSERT INTO run_holds (run_id, hold, hold_limit) VALUES (?, ?, ?)'),
-      freeDeadSlots: db.prepare(
-        `DELETE FROM pool_slots WHERE pool = ? AND run_id NOT IN (SELECT id FROM runs WHERE status = 'started')`,
-      ),
-      countSlots: db.prepare('SELECT count(*) AS n FROM pool_slots WHERE pool = ?'),
-      insertSlot: db.prepare(
-        'INSERT INTO pool_slots (pool, run_id, step_key, acquired_at) VALUES (?, ?, ?, ?)',
-      ),
-      releaseSlot: db.prepare('DELETE FROM pool_slots WHERE pool = ? AND run_id = ? AND step_key = ?'),
-      releaseRunSlots: db.prepare('DELETE FROM pool_slots WHERE run_id = ?'),
-      poolUsage: db.prepare('SELECT * FROM pool_slots ORDER BY pool, acquired_at'),
-    }
+      getHolds: 'SELECT hold, hold_limit FROM run_holds WHERE run_id = ? ORDER BY hold',
+      insertHold: 'INSERT INTO run_holds (run_id, hold, hold_limit) VALUES (?, ?, ?)',
+      freeDeadSlots: `DELETE FROM pool_slots WHERE pool = ? AND run_id NOT IN (SELECT id FROM runs WHERE status = 'started')`,
+      countSlots: 'SELECT count(*) AS n FROM pool_slots WHERE pool = ?',
+      insertSlot: 'INSERT INTO pool_slots (pool, run_id, step_key, acquired_at) VALUES (?, ?, ?, ?)',
+      releaseSlot: 'DELETE FROM pool_slots WHERE pool = ? AND run_id = ? AND step_key = ?',
+      releaseRunSlots: 'DELETE FROM pool_slots WHERE run_id = ?',
+      poolUsage: 'SELECT * FROM pool_slots ORDER BY pool, acquired_at',
+    })
   }
 
   // ---- creation --------------------------------------------------------------------------------

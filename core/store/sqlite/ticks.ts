@@ -10,7 +10,7 @@ import type {
   TickRecord,
 } from '../types.js'
 import type { RequestsSql } from './requests.js'
-import { type Row, toInstigator, toRun, toTick } from './rows.js'
+import { type Row, statements, toInstigator, toRun, toTick } from './rows.js'
 
 /** Sensors and schedules: their persisted state (on/off, cursor) and their ticks. */
 export class TicksSql {
@@ -22,33 +22,24 @@ export class TicksSql {
   constructor(db: Database.Database, requests: RequestsSql) {
     this.db = db
     this.requests = requests
-    this.s = {
-      getInstigator: db.prepare('SELECT * FROM instigators WHERE name = ?'),
-      listInstigators: db.prepare('SELECT * FROM instigators ORDER BY name'),
-      upsertInstigator: db.prepare(
-        `INSERT INTO instigators (name, kind, status, enabled_at, updated_at) VALUES (@name, @kind, 'default', @now, @now)
+    this.s = statements(db, {
+      getInstigator: 'SELECT * FROM instigators WHERE name = ?',
+      listInstigators: 'SELECT * FROM instigators ORDER BY name',
+      upsertInstigator: `INSERT INTO instigators (name, kind, status, enabled_at, updated_at) VALUES (@name, @kind, 'default', @now, @now)
          ON CONFLICT (name) DO NOTHING`,
-      ),
-      setInstigatorStatus: db.prepare(
-        'UPDATE instigators SET status = ?, enabled_at = ?, updated_at = ? WHERE name = ?',
-      ),
-      updateInstigatorTick: db.prepare(
+      setInstigatorStatus: 'UPDATE instigators SET status = ?, enabled_at = ?, updated_at = ? WHERE name = ?',
+      updateInstigatorTick:
         'UPDATE instigators SET cursor = ?, last_tick_at = ?, last_tick_id = ?, updated_at = ? WHERE name = ?',
-      ),
-      insertTick: db.prepare(
-        `INSERT INTO ticks (instigator, kind, tick_time, started_at, ended_at, status, run_ids, skip_reason, error, cursor)
+      insertTick: `INSERT INTO ticks (instigator, kind, tick_time, started_at, ended_at, status, run_ids, skip_reason, error, cursor)
          VALUES (@instigator, @kind, @tick_time, @started_at, @ended_at, @status, @run_ids, @skip_reason, @error, @cursor)`,
-      ),
-      getTick: db.prepare('SELECT * FROM ticks WHERE id = ?'),
-      foldTick: db.prepare('UPDATE ticks SET ended_at = ?, repeats = repeats + 1 WHERE id = ?'),
-      listTicks: db.prepare('SELECT * FROM ticks WHERE instigator = ? ORDER BY id DESC LIMIT ?'),
-      ticksAfter: db.prepare('SELECT * FROM ticks WHERE id > ? ORDER BY id LIMIT ?'),
-      maxTickId: db.prepare('SELECT max(id) AS id FROM ticks'),
-      runsEndedAfter: db.prepare(
-        `SELECT * FROM runs WHERE status IN (SELECT value FROM json_each(?)) AND ended_at >= ?
+      getTick: 'SELECT * FROM ticks WHERE id = ?',
+      foldTick: 'UPDATE ticks SET ended_at = ?, repeats = repeats + 1 WHERE id = ?',
+      listTicks: 'SELECT * FROM ticks WHERE instigator = ? ORDER BY id DESC LIMIT ?',
+      ticksAfter: 'SELECT * FROM ticks WHERE id > ? ORDER BY id LIMIT ?',
+      maxTickId: 'SELECT max(id) AS id FROM ticks',
+      runsEndedAfter: `SELECT * FROM runs WHERE status IN (SELECT value FROM json_each(?)) AND ended_at >= ?
          ORDER BY ended_at, id LIMIT ?`,
-      ),
-    }
+    })
   }
 
   getInstigator(name: string): InstigatorState | undefined {
