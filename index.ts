@@ -114,6 +114,7 @@ export type {
   InstigatorKind,
   InstigatorState,
   InstigatorStatus,
+  InterruptedRun,
   Lease,
   MaintenanceState,
   MaterializationRecord,

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { type Command, Option } from 'commander'
 import { StoreError } from '../core/errors.js'
 import type { RunStore } from '../core/store/run-store.js'
+import type { InterruptedRun, RunRecord, RunStatus } from '../core/store/types.js'
 import { cutEnd } from './format.js'
 
 export { requireRun } from '../core/store/run-store.js'
@@ -44,6 +45,31 @@ export async function openListedStore(location: string): Promise<{ store: RunSto
   if (isFileLocation(location) && !existsSync(location))
     return { store: await openStore(':memory:'), exists: false }
   return { store: await openStore(location), exists: true }
+}
+
+/**
+ * A run as every reader shows it: a started run whose owner is gone (recovery has not marked it
+ * yet) reads as `interrupted`, ended when its owner was last seen; any other run as stored.
+ */
+export interface ShownRun {
+  status: RunStatus | 'interrupted'
+  endedAt: number | null
+  /** Why it reads as interrupted. */
+  reason: string | null
+}
+
+/** The runs of a store that read as interrupted, by id (one query for a whole listing). */
+export async function interruptedRuns(
+  store: Pick<RunStore, 'interruptedRuns'>,
+): Promise<Map<string, InterruptedRun>> {
+  return new Map((await store.interruptedRuns()).map((r) => [r.runId, r]))
+}
+
+export function shownRun(run: RunRecord, interrupted: ReadonlyMap<string, InterruptedRun>): ShownRun {
+  const gone = run.status === 'started' ? interrupted.get(run.id) : undefined
+  return gone
+    ? { status: 'interrupted', endedAt: gone.lastSeenAt, reason: gone.reason }
+    : { status: run.status, endedAt: run.endedAt, reason: null }
 }
 
 /** Local date and time, to the second: `2026-11-23 09:15:38`. */

@@ -1,7 +1,15 @@
 import type { Command } from 'commander'
 import { ConfigError, didYouMean } from '../../core/errors.js'
 import type { RunStatus } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
+import {
+  addStoreOptions,
+  formatDateTime,
+  interruptedRuns,
+  openListedStore,
+  shownRun,
+  table,
+  truncate,
+} from '../common.js'
 import { locateStore, type StoreLocationOptions } from '../find-config.js'
 import { formatDuration } from '../format.js'
 import type { CliContext, Io } from '../io.js'
@@ -50,17 +58,20 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
   await using store = opened
   const runs = await store.listRuns({ status, limit })
   const failed = await store.failedSteps(runs.map((r) => r.id))
+  const interrupted = await interruptedRuns(store)
   const now = Date.now()
   if (options.json) {
     for (const r of runs) {
+      const shown = shownRun(r, interrupted)
       io.out(
         JSON.stringify({
           id: r.id,
-          status: r.status,
+          status: shown.status,
+          ...(shown.reason === null ? {} : { interrupted: shown.reason }),
           selection: r.selection,
           startedAt: r.startedAt,
-          endedAt: r.endedAt,
-          durationMs: r.startedAt !== null && r.endedAt !== null ? r.endedAt - r.startedAt : null,
+          endedAt: shown.endedAt,
+          durationMs: r.startedAt !== null && shown.endedAt !== null ? shown.endedAt - r.startedAt : null,
           failedStep: failed.get(r.id) ?? null,
           parentRunId: r.parentRunId,
         }),
@@ -75,15 +86,16 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
   }
   const rows = runs.map((r) => {
     const started = r.startedAt ?? r.createdAt
+    const shown = shownRun(r, interrupted)
     const duration =
-      r.endedAt !== null
-        ? formatDuration(r.endedAt - started)
+      shown.endedAt !== null
+        ? formatDuration(shown.endedAt - started)
         : r.status === 'started'
           ? `running ${formatDuration(now - started)}`
           : ''
     return [
       r.id,
-      r.status,
+      shown.status,
       truncate(r.parentRunId ? `${r.selection} (retry)` : r.selection, 32),
       formatDateTime(started),
       duration,

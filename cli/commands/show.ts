@@ -3,8 +3,10 @@ import {
   addStoreOptions,
   type Cell,
   formatDateTime,
+  interruptedRuns,
   openExistingStore,
   requireRun,
+  shownRun,
   table,
 } from '../common.js'
 import { locateStore, type StoreLocationOptions } from '../find-config.js'
@@ -38,18 +40,23 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
   const steps = await store.getSteps(run.id)
   const attempts = await store.getAttempts(run.id)
   const produced = new Map((await store.materializationsForRun(run.id)).map((m) => [m.asset, m]))
+  const shown = shownRun(run, await interruptedRuns(store))
   if (options.json) {
-    io.out(JSON.stringify({ run, steps, attempts, materializations: [...produced.values()] }))
+    const interrupted =
+      shown.reason === null ? {} : { interrupted: { reason: shown.reason, lastSeenAt: shown.endedAt } }
+    io.out(JSON.stringify({ run, ...interrupted, steps, attempts, materializations: [...produced.values()] }))
     return 0
   }
   const start = run.startedAt ?? run.createdAt
-  const end = run.endedAt ?? Date.now()
+  const end = shown.endedAt ?? Date.now()
   const span = Math.max(1, end - start)
   const parent = run.parentRunId ? ` · re-execution of ${run.parentRunId}` : ''
-  io.out(`run ${run.id} · ${run.status} · ${run.selection}${parent}`)
+  io.out(`run ${run.id} · ${shown.status} · ${run.selection}${parent}`)
   io.out(
-    `started ${formatDateTime(start)} · ${run.endedAt !== null ? `took ${formatDuration(end - start)}` : `running for ${formatDuration(end - start)}`}`,
+    `started ${formatDateTime(start)} · ${shown.endedAt !== null ? `took ${formatDuration(end - start)}` : `running for ${formatDuration(end - start)}`}`,
   )
+  if (shown.reason !== null)
+    io.out(`interrupted: ${shown.reason}; re-execute it from failure with \`refresh retry ${run.id}\``)
   if (run.error) io.out(`${run.error.name}: ${firstLine(run.error.message)}`)
   io.out('')
   const rows: Cell[][] = []

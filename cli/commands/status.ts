@@ -2,7 +2,14 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { AssetDefinition } from '../../core/definitions.js'
 import type { RunRecord } from '../../core/store/types.js'
-import { addStoreOptions, formatDateTime, openListedStore, table, truncate } from '../common.js'
+import {
+  addStoreOptions,
+  formatDateTime,
+  interruptedRuns,
+  openListedStore,
+  table,
+  truncate,
+} from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
 import { formatDuration } from '../format.js'
@@ -60,21 +67,37 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
       }
     : null
   const maintenance = await store.getMaintenance()
+  const gone = await interruptedRuns(store)
+  const live = await store.listRuns({ status: ['started', 'paused', 'queued'] })
+  // a started run whose owner is gone is not in flight: it reads as interrupted until recovered
+  const interrupted = live
+    .filter((r) => gone.has(r.id))
+    .map((r) => ({
+      id: r.id,
+      selection: r.selection,
+      since: r.startedAt ?? r.createdAt,
+      lastSeenAt: gone.get(r.id)!.lastSeenAt,
+      reason: gone.get(r.id)!.reason,
+    }))
   const inFlight = await Promise.all(
-    (await store.listRuns({ status: ['started', 'paused', 'queued'] })).map(async (r) => {
-      const steps = await store.getSteps(r.id)
-      const current = steps.filter((s) => s.status === 'running' || s.status === 'retrying').map((s) => s.key)
-      const next = steps.find((s) => s.status === 'pending')?.key ?? null
-      return {
-        id: r.id,
-        status: r.status,
-        selection: r.selection,
-        origin: r.origin,
-        since: r.startedAt ?? r.createdAt,
-        steps: current,
-        next,
-      }
-    }),
+    live
+      .filter((r) => !gone.has(r.id))
+      .map(async (r) => {
+        const steps = await store.getSteps(r.id)
+        const current = steps
+          .filter((s) => s.status === 'running' || s.status === 'retrying')
+          .map((s) => s.key)
+        const next = steps.find((s) => s.status === 'pending')?.key ?? null
+        return {
+          id: r.id,
+          status: r.status,
+          selection: r.selection,
+          origin: r.origin,
+          since: r.startedAt ?? r.createdAt,
+          steps: current,
+          next,
+        }
+      }),
   )
   const states = new Map((await store.listInstigators()).map((s) => [s.name, s]))
   const ticks = instigators.map((def) => {
@@ -116,6 +139,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           daemon,
           maintenance,
           runs: inFlight,
+          interrupted,
           ticks,
           parked,
           promoted,
@@ -160,6 +184,10 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     ))
       io.out(`  ${line}`)
   }
+  for (const r of interrupted)
+    io.out(
+      `interrupted: run ${r.id} (${truncate(r.selection, 24)}) after ${formatDuration(r.lastSeenAt - r.since)}: ${r.reason}; \`refresh retry ${r.id}\` re-executes it`,
+    )
   if (ticks.length === 0) io.out('next ticks: no sensors or schedules in the config')
   else {
     io.out('next ticks:')

@@ -8,6 +8,7 @@ import type {
   InstigatorKind,
   InstigatorState,
   InstigatorStatus,
+  InterruptedRun,
   Lease,
   MaintenanceState,
   MaterializationRecord,
@@ -108,6 +109,11 @@ export interface RunStore extends AsyncDisposable {
    * failed (interrupted), closing their steps and slots and writing their closing events.
    */
   recoverInterruptedRuns(options?: RecoverOptions): Promise<RecoveredRun[]>
+  /**
+   * The started runs whose owner is gone, by the same rule as `recoverInterruptedRuns`, without
+   * changing anything: what readers (`runs`, `status`, `show`) show as interrupted.
+   */
+  interruptedRuns(options?: RecoverOptions): Promise<InterruptedRun[]>
   /** Closes a started or queued run that no executor will finish, with its closing events. */
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): Promise<boolean>
 
@@ -263,6 +269,7 @@ export const READ_METHODS = [
   'getInstigator',
   'listTicks',
   'getMaintenance',
+  'interruptedRuns',
 ] as const satisfies ReadonlyArray<keyof RunStore>
 
 /** A read-only view of the store (a sensor's `ctx.store`): its type and its object have no writing method. */

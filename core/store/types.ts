@@ -312,5 +312,11 @@ export interface RecoveredRun {
   reason: string
 }
 
+/** A started run whose owner is gone, as readers show it before recovery marks it failed. */
+export interface InterruptedRun extends RecoveredRun {
+  /** The owner's last sign of life (its heartbeat or its latest event): when the run really stopped. */
+  lastSeenAt: number
+}
+
 /** How often a running run writes its heartbeat; staleness thresholds are multiples of it. */
 export const HEARTBEAT_INTERVAL_MS = 5_000

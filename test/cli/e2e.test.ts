@@ -325,6 +325,37 @@ export default defineConfig({ assets: [a, b, c] })
     expect(steps.map((s) => s.status)).toEqual(['canceled'])
   })
 
+  it('a killed run reads as interrupted in `runs`, `status` and `show`, with its real duration, before anything recovers it', async () => {
+    const dir = project(SLOW)
+    const live = start(dir, 'run', 'slow', '--plain')
+    const id = runIdIn(await live.waitFor(/slow\s+started/))
+    await new Promise((r) => setTimeout(r, 600))
+    live.child.kill('SIGKILL')
+    await live.done
+    const runs = await cli(dir, 'runs', '--json')
+    const listed = runs.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { id: string; status: string; durationMs: number | null; interrupted?: string },
+      )
+      .find((r) => r.id === id)
+    expect(listed).toMatchObject({
+      status: 'interrupted',
+      interrupted: expect.stringMatching(/its process \(pid \d+\) is gone/),
+    })
+    // the real duration: up to its last sign of life (its last events), not 0 ms
+    expect(listed!.durationMs).toBeGreaterThan(0)
+    expect((await cli(dir, 'runs')).stdout).toMatch(new RegExp(`${id}\\s+interrupted`))
+    const status = await cli(dir, 'status')
+    expect(status.stdout).toContain('runs in flight: none')
+    expect(status.stdout).toMatch(new RegExp(`interrupted: run ${id} .*its process \\(pid \\d+\\) is gone`))
+    expect((await cli(dir, 'show', id)).stdout).toMatch(new RegExp(`run ${id} · interrupted`))
+    // readers change nothing: the next run (or the daemon) recovers it, with its assets' hooks
+    expect((await stored(dir, id)).run.status).toBe('started')
+  })
+
   it('Ctrl-C exits 130 with the run canceled, also when a step ignores its abort signal', async () => {
     const dir = project(SLOW)
     const graceful = start(dir, 'run', 'slow', '--plain')

@@ -520,6 +520,23 @@ export function storeContract(name: string, target: ContractTarget): void {
           newRun('alive', { status: 'started', owner: { pid: process.pid, host: hostname() }, now: 1_000 }),
         )
         await store.tryAcquirePoolSlot('db', 1, 'gone', 'a', 1_000)
+        // read first: who is gone, and when it was last seen (its latest event), changing nothing
+        await store.write({
+          events: [
+            { type: 'log', runId: 'gone', ts: 1_500, step: null, level: 'info', message: 'still here' },
+          ],
+          steps: [],
+          attempts: [],
+          materializations: [],
+        })
+        expect(await store.interruptedRuns({ now: 2_000, staleAfterMs: 60_000 })).toEqual([
+          {
+            runId: 'gone',
+            reason: expect.stringMatching(/its process \(pid \d+\) is gone/),
+            lastSeenAt: 1_500,
+          },
+        ])
+        expect((await store.getRun('gone'))?.status).toBe('started')
         const recovered = await store.recoverInterruptedRuns({ now: 2_000, staleAfterMs: 60_000 })
         expect(recovered.map((r) => r.runId)).toEqual(['gone'])
         expect(await store.getRun('gone')).toMatchObject({
@@ -564,6 +581,7 @@ export function storeContract(name: string, target: ContractTarget): void {
             'getMaintenance',
             'getRun',
             'getSteps',
+            'interruptedRuns',
             'latestMaterialization',
             'latestMaterializations',
             'listRuns',

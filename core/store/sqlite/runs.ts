@@ -4,6 +4,7 @@ import { type ErrorInfo, StoreError } from '../../errors.js'
 import type { RunEvent } from '../../events.js'
 import type {
   CreateRunResult,
+  InterruptedRun,
   NewRun,
   PoolSlot,
   RecoveredRun,
@@ -65,6 +66,7 @@ export class RunsSql {
       closeRunningSteps: `UPDATE steps SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status IN ('running', 'retrying')`,
       closeRunningAttempts: `UPDATE attempts SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'`,
       startedRuns: `SELECT * FROM runs WHERE status = 'started'`,
+      lastEventTs: 'SELECT max(ts) AS ts FROM events WHERE run_id = ?',
       requestPause: 'UPDATE runs SET pause_requested_at = ? WHERE id = ? AND pause_requested_at IS NULL',
       requeuePaused: `UPDATE runs SET status = 'queued', pause_requested_at = NULL, owner_pid = NULL, owner_host = NULL
          WHERE id = ? AND status = 'paused'`,
@@ -340,12 +342,31 @@ export class RunsSql {
    */
   recoverInterruptedRuns(options: RecoverOptions = {}): RecoveredRun[] {
     const now = options.now ?? Date.now()
+    const recovered: RecoveredRun[] = []
+    for (const run of this.interruptedRuns(options)) {
+      const error = {
+        name: 'InterruptedError',
+        message: `run interrupted: ${run.reason}. Re-execute it from failure with \`refresh retry ${run.runId}\`.`,
+      }
+      if (this.closeRun(run.runId, 'failure', error, now))
+        recovered.push({ runId: run.runId, reason: run.reason })
+    }
+    return recovered
+  }
+
+  /**
+   * The started runs whose owning process is gone. On this host a run is gone when its pid no
+   * longer exists; on another host when its heartbeat is older than `staleAfterMs`. (A live pid
+   * with a heartbeat ten times that old is taken as a reused pid.) Reads only.
+   */
+  interruptedRuns(options: RecoverOptions = {}): InterruptedRun[] {
+    const now = options.now ?? Date.now()
     const staleAfter = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS
     const host = hostname()
     const candidates = (this.s.startedRuns.all() as Row[])
       .map(toRun)
       .filter((r) => !options.runIds || options.runIds.includes(r.id))
-    const recovered: RecoveredRun[] = []
+    const out: InterruptedRun[] = []
     for (const run of candidates) {
       const beat = run.heartbeatAt ?? run.startedAt ?? run.createdAt
       const age = now - beat
@@ -356,14 +377,15 @@ export class RunsSql {
       } else if (age > staleAfter) {
         reason = `its heartbeat stopped ${Math.round(age / 1000)} s ago (owner ${run.ownerHost ?? '?'}:${run.ownerPid ?? '?'})`
       }
-      if (reason === undefined) continue
-      const error = {
-        name: 'InterruptedError',
-        message: `run interrupted: ${reason}. Re-execute it from failure with \`refresh retry ${run.id}\`.`,
-      }
-      if (this.closeRun(run.id, 'failure', error, now)) recovered.push({ runId: run.id, reason })
+      if (reason !== undefined) out.push({ runId: run.id, reason, lastSeenAt: this.lastSeenAt(run) })
     }
-    return recovered
+    return out
+  }
+
+  /** A run's owner's last sign of life: its heartbeat (every few seconds) or its latest event. */
+  private lastSeenAt(run: RunRecord): number {
+    const { ts } = this.s.lastEventTs.get(run.id) as { ts: number | null }
+    return Math.max(run.heartbeatAt ?? 0, run.startedAt ?? run.createdAt, ts ?? 0)
   }
 
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): boolean {
@@ -383,8 +405,7 @@ export class RunsSql {
         if (run?.status !== 'started' && run?.status !== 'queued') return false
         const errorJson = JSON.stringify(error)
         // an interrupted run ended when its owner last showed signs of life
-        const interrupted = error.name === 'InterruptedError'
-        const endedAt = interrupted ? Math.max(run.heartbeatAt ?? now, run.startedAt ?? now) : now
+        const endedAt = error.name === 'InterruptedError' ? Math.min(now, this.lastSeenAt(run)) : now
         const stepStatus = status === 'canceled' ? 'canceled' : 'failed'
         this.s.finishRun.run(status, endedAt, errorJson, runId)
         this.s.closeRunningSteps.run(stepStatus, endedAt, errorJson, runId)

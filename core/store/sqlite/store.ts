@@ -195,6 +195,9 @@ export class SqliteStore implements RunStore {
   recoverInterruptedRuns(options?: RecoverOptions) {
     return this.call(() => this.runs.recoverInterruptedRuns(options))
   }
+  interruptedRuns(options?: RecoverOptions) {
+    return this.call(() => this.runs.interruptedRuns(options))
+  }
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number) {
     return this.call(() => this.runs.abandonRun(runId, status, reason, now))
   }
