@@ -4,7 +4,7 @@ import type { RunEventListener } from '../core/events.js'
 import { materialize } from '../core/materialize.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
-import { canRedraw, colorsWanted, EXIT, type Io } from './io.js'
+import { canRedraw, colorsWanted, EXIT, type Io, whenOutputCloses } from './io.js'
 import { applyOverrides, type Override } from './overrides.js'
 import { jsonReporter, plainReporter } from './reporters/plain.js'
 import type { TtyView } from './view/tty.js'
@@ -91,6 +91,12 @@ export async function executeRun(
     const onSignal = (signal: NodeJS.Signals) => interrupt.onSignal(signal)
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+    // the reader of the output went away (`refresh run | head -3`): cancel cleanly, say so on stderr
+    let outputGone = false
+    const stopWatchingOutput = whenOutputCloses(() => {
+      outputGone = true
+      controller.abort(new CanceledError('its output was closed (the reader of stdout went away)'))
+    })
     try {
       const result = await materialize(resolved.assets, {
         store,
@@ -112,12 +118,18 @@ export async function executeRun(
         },
       })
       await view?.close()
+      stopWatchingOutput()
+      if (outputGone)
+        io.err(
+          `refresh: the output was closed; run ${result.runId} ended ${result.status} (\`refresh show ${result.runId}\`).`,
+        )
       // the handlers stay until the process exits (main exits once the command settles): a
       // second Ctrl-C that arrives while the run winds down still exits at once
       if (interrupt.count > 0) return EXIT.interrupted
       // a paused run is not a failure: `refresh resume` continues it
       return result.status === 'success' || result.status === 'paused' ? EXIT.ok : EXIT.failed
     } catch (error) {
+      stopWatchingOutput()
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
       throw error

@@ -24,11 +24,45 @@ export const EXIT = {
   interrupted: 130,
 } as const
 
+/** The reader of stdout (stderr) went away (EPIPE): what would be written there is dropped. */
+const closed = { out: false, err: false }
+let onOutputClosed: (() => void) | undefined
+
+/**
+ * What to do when stdout's reader goes away (`refresh run | head -3`): a run in progress cancels
+ * itself cleanly, recorded as such, instead of the process dying with the run left `started`.
+ * Returns a function that removes the handler.
+ */
+export function whenOutputCloses(handler: () => void): () => void {
+  onOutputClosed = handler
+  return () => {
+    if (onOutputClosed === handler) onOutputClosed = undefined
+  }
+}
+
+/**
+ * Called by the CLI's entry point on EPIPE. Returns true when a command took it over (the
+ * process goes on); false when nothing runs and the process may end.
+ */
+export function outputClosed(stream: 'out' | 'err'): boolean {
+  if (closed[stream]) return true
+  closed[stream] = true
+  if (stream === 'err') return true
+  const handler = onOutputClosed
+  onOutputClosed = undefined
+  handler?.()
+  return handler !== undefined
+}
+
 export function processIo(): Io {
   const fromEnv = Number(process.env.COLUMNS)
   return {
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
+    out: (line) => {
+      if (!closed.out) process.stdout.write(`${line}\n`)
+    },
+    err: (line) => {
+      if (!closed.err) process.stderr.write(`${line}\n`)
+    },
     isTTY: process.stdout.isTTY === true,
     cwd: process.cwd(),
     columns:

@@ -21,7 +21,7 @@ import { registerShow } from './commands/show.js'
 import { registerStatus } from './commands/status.js'
 import { registerValidate } from './commands/validate.js'
 import { registerWorker } from './commands/worker.js'
-import { type CliContext, EXIT, processIo } from './io.js'
+import { type CliContext, EXIT, outputClosed, processIo } from './io.js'
 
 /**
  * The `refresh` command. Each command lives in `cli/commands/<name>.ts` and registers itself
@@ -71,11 +71,15 @@ async function main(argv: string[]): Promise<number> {
   return ctx.code
 }
 
-// a closed pipe (`refresh runs | head`) ends the output, not the process with a stack trace
-for (const stream of [process.stdout, process.stderr]) {
+// a closed pipe (`refresh runs | head`) ends the output, not the process with a stack trace; a
+// run in progress is canceled cleanly and recorded as such (see whenOutputCloses)
+for (const [stream, name] of [
+  [process.stdout, 'out'],
+  [process.stderr, 'err'],
+] as const) {
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok)
-    throw error
+    if (error.code !== 'EPIPE') throw error
+    if (!outputClosed(name)) process.exit(process.exitCode ?? EXIT.ok)
   })
 }
 

@@ -356,6 +356,43 @@ export default defineConfig({ assets: [a, b, c] })
     expect((await stored(dir, id)).run.status).toBe('started')
   })
 
+  it('`refresh run | head -3`: a closed stdout cancels the run cleanly, recorded as such, and the exit code says so', async () => {
+    const dir = project(`${HEADER}
+const chatty = asset({ key: 'chatty', async materialize(ctx) {
+  for (let i = 0; i < 300 && !ctx.signal.aborted; i++) {
+    ctx.log(\`line \${i}\`)
+    await abortable(20, ctx.signal)
+  }
+} })
+export default defineConfig({ assets: [chatty] })
+`)
+    const child = spawn(process.execPath, [CLI, 'run', '--plain'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.on('data', (d) => {
+      stderr += d
+    })
+    // read the first lines, then go away as `head -3` does
+    let seen = ''
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d) => {
+        seen += d
+        if (seen.split('\n').length > 3) {
+          child.stdout.destroy()
+          resolve()
+        }
+      })
+    })
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)))
+    const id = runIdIn(seen)
+    const { run: recorded } = await stored(dir, id)
+    expect(recorded.status).toBe('canceled')
+    expect(code).toBe(1)
+    expect(stderr).toContain(`the output was closed; run ${id} ended canceled`)
+  })
+
   it('Ctrl-C exits 130 with the run canceled, also when a step ignores its abort signal', async () => {
     const dir = project(SLOW)
     const graceful = start(dir, 'run', 'slow', '--plain')
