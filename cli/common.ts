@@ -32,7 +32,8 @@ export async function openExistingStore(location: string): Promise<RunStore> {
   if (isFileLocation(location) && !existsSync(location)) {
     throw new StoreError(`no store at ${location}; run \`refresh run\` first, or pass --store FILE.`)
   }
-  return openStore(location)
+  // a store this user may only read is still read (what writes says so when it tries)
+  return openStore(location, { readonly: 'if-unwritable' })
 }
 
 /**
@@ -44,7 +45,7 @@ export async function openListedStore(location: string): Promise<{ store: RunSto
   const { isFileLocation, openStore } = await import('../core/store/open.js')
   if (isFileLocation(location) && !existsSync(location))
     return { store: await openStore(':memory:'), exists: false }
-  return { store: await openStore(location), exists: true }
+  return { store: await openStore(location, { readonly: 'if-unwritable' }), exists: true }
 }
 
 /**

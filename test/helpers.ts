@@ -41,6 +41,9 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv
   inheritEnv?: boolean
   timeoutMs?: number
+  /** Run as this user and group (the test process must be root to switch). */
+  uid?: number
+  gid?: number
 }
 
 /** Runs a program as a real child process (argument array, no shell) and collects its output. */
@@ -50,6 +53,8 @@ export function exec(file: string, args: string[], options: ExecOptions = {}): P
       cwd: options.cwd,
       env: options.inheritEnv === false ? options.env : { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.uid === undefined ? {} : { uid: options.uid }),
+      ...(options.gid === undefined ? {} : { gid: options.gid }),
     })
     let stdout = ''
     let stderr = ''

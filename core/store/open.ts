@@ -3,8 +3,11 @@ import { StoreError } from '../errors.js'
 import type { RunStore } from './run-store.js'
 
 export interface OpenStoreOptions {
-  /** Open for reading only; the store must exist. */
-  readonly?: boolean
+  /**
+   * Open for reading only (the store must exist); `if-unwritable`: for writing unless this user
+   * cannot write the store, then for reading only (what the reading commands ask for).
+   */
+  readonly?: boolean | 'if-unwritable'
   /** How long a write waits for another writer before a `StoreBusyError` (default 5000 ms). */
   busyTimeoutMs?: number
 }

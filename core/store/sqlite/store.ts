@@ -1,4 +1,14 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs'
+import {
+  accessSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { type ErrorInfo, StoreBusyError, StoreError } from '../../errors.js'
@@ -31,8 +41,11 @@ import { RunsSql } from './runs.js'
 import { TicksSql } from './ticks.js'
 
 export interface SqliteStoreOptions {
-  /** Open for reading only; the file must exist. */
-  readonly?: boolean
+  /**
+   * Open for reading only (the file must exist); `if-unwritable`: for writing, unless this user
+   * cannot write the file or its folder, then for reading only (the reading commands).
+   */
+  readonly?: boolean | 'if-unwritable'
   /** How long a write waits for another process's lock before a `StoreBusyError` (default 5000 ms). */
   busyTimeoutMs?: number
 }
@@ -58,9 +71,12 @@ export class SqliteStore implements RunStore {
   private readonly maintenance: MaintenanceSql
 
   private readonly db: Database.Database
+  /** A private copy this store reads (a folder this user cannot write), removed on close. */
+  private readonly copyDir: string | undefined
 
-  private constructor(db: Database.Database, location: string, readonly: boolean) {
+  private constructor(db: Database.Database, location: string, readonly: boolean, copyDir?: string) {
     this.db = db
+    this.copyDir = copyDir
     this.location = location
     this.displayName = location
     this.readonly = readonly
@@ -76,7 +92,13 @@ export class SqliteStore implements RunStore {
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
     const memory = path === ':memory:'
     const file = memory ? path : resolve(path)
-    const readonly = options.readonly === true
+    const unwritable = !memory && existsSync(file) ? whyUnwritable(file) : undefined
+    if (unwritable && options.readonly !== true && options.readonly !== 'if-unwritable') {
+      throw new StoreError(
+        `the store ${file} cannot be written: ${unwritable} for this user. Reading commands (refresh runs, show, logs, status) still work; to run, make it writable or pass --store with a writable location.`,
+      )
+    }
+    const readonly = options.readonly === true || unwritable !== undefined
     if (!memory) {
       if (existsSync(file)) {
         if (!statSync(file).isFile())
@@ -97,19 +119,34 @@ export class SqliteStore implements RunStore {
       }
     }
     let db: Database.Database
+    let copyDir: string | undefined
     try {
       db = new Database(file, { readonly, fileMustExist: readonly, timeout: options.busyTimeoutMs ?? 5_000 })
+      if (readonly && !memory) db.pragma('user_version', { simple: true })
     } catch (cause) {
-      throw new StoreError(`cannot open the store ${file}: ${(cause as Error).message}`, { cause })
+      // a WAL file in a folder this user cannot write: SQLite cannot make its shared-memory file
+      // there, so read a private copy of the store (and its log) instead
+      if ((cause as { code?: string }).code !== 'SQLITE_READONLY_DIRECTORY')
+        throw new StoreError(`cannot open the store ${file}: ${(cause as Error).message}`, { cause })
+      copyDir = mkdtempSync(join(tmpdir(), 'refresh-read-'))
+      const copy = join(copyDir, 'refresh.db')
+      copyFileSync(file, copy)
+      if (existsSync(`${file}-wal`)) copyFileSync(`${file}-wal`, `${copy}-wal`)
+      db = new Database(copy, {
+        readonly: true,
+        fileMustExist: true,
+        timeout: options.busyTimeoutMs ?? 5_000,
+      })
     }
     try {
       checkAndMigrate(db, file, readonly)
       if (!memory && !readonly) db.pragma('journal_mode = WAL')
       db.pragma('synchronous = NORMAL')
       db.pragma('foreign_keys = ON')
-      return new SqliteStore(db, file, readonly)
+      return new SqliteStore(db, file, readonly, copyDir)
     } catch (error) {
       db.close()
+      if (copyDir) rmSync(copyDir, { recursive: true, force: true })
       throw error
     }
   }
@@ -122,6 +159,7 @@ export class SqliteStore implements RunStore {
     if (this.closed) return
     this.closed = true
     this.db.close()
+    if (this.copyDir) rmSync(this.copyDir, { recursive: true, force: true })
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -360,6 +398,21 @@ export class SqliteStore implements RunStore {
   lastBackup() {
     return this.call(() => this.leases.lastBackup())
   }
+}
+
+/** Why this user cannot write a store file (the file, or its folder, which holds its log), or undefined. */
+function whyUnwritable(file: string): string | undefined {
+  for (const [path, what] of [
+    [file, 'the file is read-only'],
+    [dirname(file), 'its folder is read-only'],
+  ] as const) {
+    try {
+      accessSync(path, constants.W_OK)
+    } catch {
+      return what
+    }
+  }
+  return undefined
 }
 
 /** The driver's errors as the store's: busy and locked become `StoreBusyError`, read-only a `StoreError`. */
