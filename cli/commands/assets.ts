@@ -62,11 +62,18 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
       key,
       def.group,
       def.deps.join(', ') || '-',
-      m ? `${formatDateTime(m.ts)} (${formatDuration(now - m.ts)} ago)` : 'never',
+      m ? formatDateTime(m.ts) : 'never',
+      m ? `${formatDuration(now - m.ts)} ago` : '',
       m?.runId ?? '',
-      m ? formatMetadata(m.metadata, 4) : '',
+      m
+        ? { text: formatMetadata(m.metadata, 4), fit: (max: number) => formatMetadata(m.metadata, 4, max) }
+        : '',
     ]
   })
-  for (const line of table(['ASSET', 'GROUP', 'DEPS', 'MATERIALIZED', 'RUN', 'METADATA'], rows)) io.out(line)
+  // on a narrow terminal the metadata is cut by whole pairs, then the run id, the deps, the age
+  // and the group give way
+  const header = ['ASSET', 'GROUP', 'DEPS', 'MATERIALIZED', 'AGO', 'RUN', 'METADATA']
+  for (const line of table(header, rows, { width: io.columns, flex: 6, drop: [5, 2, 4, 1], flexMin: 10 }))
+    io.out(line)
   return 0
 }

@@ -184,6 +184,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
             (await store.getSteps(r.id)).find((s) => s.status === 'running')?.key ?? '-',
           ]),
         ),
+        { width: io.columns === undefined ? undefined : io.columns - 2, flex: 1, drop: [2], flexMin: 8 },
       ))
         io.out(`  ${line}`)
     }
@@ -198,6 +199,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         truncate(p.selection, 30),
         p.runKey ?? '-',
       ]),
+      { width: io.columns === undefined ? undefined : io.columns - 2, flex: 3, drop: [1], flexMin: 8 },
     ).slice(parked.length ? 0 : 1))
       io.out(`  ${line}`)
     const backup = await store.lastBackup()

@@ -181,6 +181,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
         formatDuration(now - r.since),
         r.steps.length ? r.steps.join(',') : r.next ? `next: ${r.next}` : '-',
       ]),
+      { width: indented(io.columns), flex: 2, drop: [3], flexMin: 8 },
     ))
       io.out(`  ${line}`)
   }
@@ -202,6 +203,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           ? '-'
           : `${formatDateTime(t.nextTickAt)} (${t.nextTickAt <= now ? 'due' : `in ${formatDuration(t.nextTickAt - now)}`})`,
       ]),
+      { width: indented(io.columns), flex: 0, drop: [3, 1], flexMin: 8 },
     ))
       io.out(`  ${line}`)
   }
@@ -271,4 +273,9 @@ async function promotedIndex(assets: readonly AssetDefinition[], configDir: stri
   }
   if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${store?.where ?? dataDir}` }
   return { kind: 'promoted', ...alias.current, previous: alias.previous.length, dataDir }
+}
+
+/** The width left for a table printed two spaces in. */
+function indented(columns: number | undefined): number | undefined {
+  return columns === undefined ? undefined : columns - 2
 }

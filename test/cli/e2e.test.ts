@@ -149,7 +149,7 @@ describe('refresh CLI end to end', () => {
 
     const assets = await cli(dir, 'assets')
     expect(assets.code).toBe(0)
-    expect(assets.stdout).toMatch(new RegExp(`alpha\\s+ingest\\s+-\\s+.* ago\\)\\s+${id}\\s+rows=3`))
+    expect(assets.stdout).toMatch(new RegExp(`alpha\\s+ingest\\s+-\\s+.* ago\\s+${id}\\s+rows=3`))
     expect(assets.stdout).toMatch(/gamma\s+default\s+beta\s/)
 
     const dot = await cli(dir, 'graph', '--format', 'dot')

@@ -98,4 +98,21 @@ describe('tables on narrow terminals', () => {
     expect(piped.stdout).toContain('note=a long note that goes on and on and on…')
     expect(piped.stdout).toContain('rows=1000000')
   })
+
+  it('`assets`, `status` and `maintenance status` fit the width too', async () => {
+    const dir = configProject(CHATTY)
+    expect((await cli(dir, 100, 'run', '--plain')).code).toBe(0)
+    for (const columns of [60, 80]) {
+      for (const args of [['assets'], ['status'], ['maintenance', 'status']]) {
+        const r = await cli(dir, columns, ...args)
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
+        for (const line of r.stdout.trimEnd().split('\n'))
+          if (/^\s*(ASSET|first|second|RUN|NAME|#)\b/.test(line))
+            expect(line.length, `${args.join(' ')}: ${line}`).toBeLessThanOrEqual(columns)
+      }
+      const assets = await cli(dir, columns, 'assets')
+      expect(assets.stdout).toMatch(/^first\s/m)
+      for (const m of assets.stdout.matchAll(/rows=(\S*)/g)) expect(m[1]).toBe('1000000')
+    }
+  })
 })
