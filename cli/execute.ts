@@ -1,5 +1,5 @@
 import type { ResolvedConfig } from '../core/config.js'
-import { CanceledError } from '../core/errors.js'
+import { CanceledError, isInputErrorInfo } from '../core/errors.js'
 import type { RunEventListener } from '../core/events.js'
 import { materialize } from '../core/materialize.js'
 import { openStore } from '../core/store/open.js'
@@ -127,7 +127,16 @@ export async function executeRun(
       // second Ctrl-C that arrives while the run winds down still exits at once
       if (interrupt.count > 0) return EXIT.interrupted
       // a paused run is not a failure: `refresh resume` continues it
-      return result.status === 'success' || result.status === 'paused' ? EXIT.ok : EXIT.failed
+      if (result.status === 'success' || result.status === 'paused') return EXIT.ok
+      // a step that failed on the configuration (AWS without credentials, say): bad input, said once
+      const misconfigured = Object.values(result.steps).find(
+        (s) => s.status === 'failed' && isInputErrorInfo(s.error),
+      )
+      if (misconfigured?.error) {
+        io.err(`refresh: ${misconfigured.key}: ${misconfigured.error.message}`)
+        return EXIT.usage
+      }
+      return EXIT.failed
     } catch (error) {
       stopWatchingOutput()
       process.off('SIGINT', onSignal)

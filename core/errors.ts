@@ -184,6 +184,11 @@ export function isInputError(error: unknown): error is RefreshError {
   return isRefreshError(error) && INPUT_CODES.has(error.code)
 }
 
+/** True for a stored error (`ErrorInfo`) that was bad input: a step that failed on the user's configuration. */
+export function isInputErrorInfo(info: ErrorInfo | null | undefined): boolean {
+  return info?.code !== undefined && INPUT_CODES.has(info.code)
+}
+
 /**
  * Not worth another attempt: a `NonRetriableError`, or an error that says so itself
  * (`retriable: false`, as an AWS call that was denied, rejected as invalid, or never sent because
@@ -206,6 +211,8 @@ export function retryAfterSeconds(error: unknown): number | undefined {
 export interface ErrorInfo {
   name: string
   message: string
+  /** The stable code of an error refresh threw on purpose (see `ErrorCode`). */
+  code?: string
   stack?: string
   cause?: ErrorInfo
 }
@@ -213,6 +220,7 @@ export interface ErrorInfo {
 export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
   if (error instanceof Error) {
     const info: ErrorInfo = { name: error.name, message: error.message }
+    if (isRefreshError(error)) info.code = error.code
     if (error.stack) info.stack = error.stack
     if (error.cause !== undefined && depth < 3) info.cause = toErrorInfo(error.cause, depth + 1)
     return info

@@ -1,4 +1,4 @@
-import { copyFileSync, symlinkSync } from 'node:fs'
+import { copyFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AwsCallError, callAws, classifyAwsError, redact } from '../../aws/service.js'
@@ -144,5 +144,25 @@ describe('AWS calls', () => {
       expect(r.stdout).not.toContain('FAIL')
       expect(r.stderr).not.toContain('internal error')
     }
+  })
+
+  it('a run whose step met a configuration error of the SDK (no credentials) exits 2, saying so once', async () => {
+    const dir = tempDir()
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `import { asset, AwsCallError, defineConfig } from 'refresh'
+const copy = asset({ key: 'copy', retry: { maxAttempts: 3, delayMs: 1 }, materialize: () => {
+  throw new AwsCallError('ListObjectsV2', 'config', 'S3 ListObjectsV2 was not sent: Could not load credentials. Give this host credentials.')
+} })
+export default defineConfig({ assets: [copy] })
+`,
+    )
+    const r = await run([CLI, 'run', '--plain'], { cwd: dir, env: { NO_COLOR: '1' } })
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toBe(
+      'refresh: copy: S3 ListObjectsV2 was not sent: Could not load credentials. Give this host credentials.\n',
+    )
+    expect(r.stdout.match(/copy\s+started/g)).toHaveLength(1)
   })
 })
