@@ -1,7 +1,7 @@
 import { dirname, isAbsolute } from 'node:path'
 import { z } from 'zod/v4'
 import { withConfigDir } from './config-dir.js'
-import { type AssetDefinition, formatIssues, isAssetDefinition } from './definitions.js'
+import { type AssetDefinition, formatIssues, isAssetDefinition, uncalledFactory } from './definitions.js'
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'
 
@@ -161,12 +161,8 @@ export function validateConfig(value: unknown, source: string): RefreshConfig {
 function checkAssetList(assets: unknown, path: string, source: string): void {
   if (!Array.isArray(assets)) return
   for (const [i, entry] of assets.entries()) {
-    if (typeof entry !== 'function') continue
-    const name = (entry as { name?: unknown }).name
-    const call = typeof name === 'string' && name !== '' ? `${name}()` : 'it'
-    throw new ConfigError(
-      `${source} is invalid: ${path}.${i} is a function${typeof name === 'string' && name ? ` (\`${name}\`)` : ''}, not an asset. A building block's factory makes the asset when called: write \`${call}\` (with options, for example \`${call.replace('()', '({ dataDir })')}\`), or declare one with \`asset({ key, materialize })\`.`,
-    )
+    const uncalled = uncalledFactory(entry)
+    if (uncalled) throw new ConfigError(`${source} is invalid: ${path}.${i} ${uncalled}`)
   }
 }
 

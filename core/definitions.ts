@@ -268,3 +268,15 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
+
+/**
+ * What to say of a building block's factory put where an asset goes (`catalog` instead of
+ * `catalog()`): the likeliest wrong entry in a list of assets. Undefined for anything else.
+ */
+export function uncalledFactory(entry: unknown): string | undefined {
+  if (typeof entry !== 'function') return undefined
+  const name = (entry as { name?: unknown }).name
+  const named = typeof name === 'string' && name !== ''
+  const call = named ? `${name}()` : 'it'
+  return `is a function${named ? ` (\`${name}\`)` : ''}, not an asset. A building block's factory makes the asset when called: write \`${call}\` (with options, for example \`${call.replace('()', '({ dataDir })')}\`), or declare one with \`asset({ key, materialize })\`.`
+}

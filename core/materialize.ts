@@ -1,6 +1,12 @@
 import { availableParallelism, hostname } from 'node:os'
 import { type Clock, systemClock } from './clock.js'
-import { type AssetDefinition, isAssetDefinition, type Metadata, resolveRunConfig } from './definitions.js'
+import {
+  type AssetDefinition,
+  isAssetDefinition,
+  type Metadata,
+  resolveRunConfig,
+  uncalledFactory,
+} from './definitions.js'
 import {
   ConfigError,
   didYouMean,
@@ -394,6 +400,8 @@ export function buildGraph(assets: readonly AssetDefinition[]): AssetGraph {
     )
   }
   assets.forEach((a, i) => {
+    const uncalled = uncalledFactory(a)
+    if (uncalled) throw new ConfigError(`assets[${i}] ${uncalled}`)
     if (!isAssetDefinition(a)) {
       throw new ConfigError(`assets[${i}] is not an asset; make each one with asset({ key, materialize }).`)
     }

@@ -78,3 +78,12 @@ describe('one error vocabulary', () => {
     expect(readdirSync(dir)).toEqual([])
   })
 })
+
+describe('a factory given where an asset goes', () => {
+  it('materialize() says to call it', async () => {
+    const { catalog } = await import('../../assets/catalog.js')
+    await expect(materialize([catalog as never])).rejects.toThrow(
+      /assets\[0\] is a function \(`catalog`\), not an asset\. .*write `catalog\(\)`/,
+    )
+  })
+})
