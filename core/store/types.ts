@@ -318,5 +318,8 @@ export interface InterruptedRun extends RecoveredRun {
   lastSeenAt: number
 }
 
-/** How often a running run writes its heartbeat; staleness thresholds are multiples of it. */
-export const HEARTBEAT_INTERVAL_MS = 5_000
+/**
+ * How often a running run writes its heartbeat: often enough that a run killed at any point is
+ * seen to have lasted as long as it did (one short write a second per run).
+ */
+export const HEARTBEAT_INTERVAL_MS = 1_000
