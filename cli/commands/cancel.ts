@@ -1,4 +1,3 @@
-import { hostname } from 'node:os'
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.js'
 import { addStoreOptions, openExistingStore, requireRun } from '../common.js'
@@ -46,13 +45,10 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
     return endedExit(run.status)
   }
   const requestedAt = Date.now()
-  // a run whose process is gone would never see the request: close it here instead
-  if (
-    run.status === 'started' &&
-    run.ownerHost === hostname() &&
-    run.ownerPid !== null &&
-    !alive(run.ownerPid)
-  ) {
+  // a run whose process is gone would never see the request: close it here instead (the store's
+  // rule for who is gone, the one recovery uses)
+  const gone = run.status === 'started' && (await store.interruptedRuns({ runIds: [run.id] })).length > 0
+  if (gone) {
     await store.abandonRun(
       run.id,
       'canceled',
@@ -100,13 +96,4 @@ async function cancelCommand(idOrPrefix: string, options: CancelOptions, io: Io)
  */
 function endedExit(status: string): number {
   return status === 'failure' ? EXIT.failed : EXIT.ok
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
