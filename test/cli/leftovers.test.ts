@@ -7,7 +7,7 @@ import { CLI, type Exec, ROOT, run, tempDir, until } from '../helpers.js'
 /**
  * Kills (SIGKILL) a real `refresh run` of the default config mid-step, then runs again, and looks
  * at what is left in the data directory: nothing written under a temporary name may survive the
- * next run.
+ * next run, and the killed run's workers must stop by themselves.
  */
 function project(): { dir: string; data: string } {
   const dir = tempDir('refresh-leftovers-')
@@ -62,6 +62,45 @@ function temporaries(dir: string): string[] {
   return found.sort()
 }
 
+/** The processes whose parent is `pid` (Linux: /proc, like the rest of these checks). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    let stat: string
+    try {
+      stat = readFileSync(join('/proc', name, 'stat'), 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid === pid) children.push(Number(name))
+  }
+  return children
+}
+
+/** A process that exists and has not exited (an exited one waits as a zombie until its new parent reaps it). */
+function alive(pid: number): boolean {
+  let stat: string
+  try {
+    stat = readFileSync(join('/proc', String(pid), 'stat'), 'utf8')
+  } catch {
+    return false
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+}
+
+/** Completed shard files of every index, built or half-built (by path). */
+function completedShards(data: string): string[] {
+  const indexes = join(data, 'indexes')
+  if (!existsSync(indexes)) return []
+  return readdirSync(indexes)
+    .flatMap((index) => readdirSync(join(indexes, index)).map((f) => join(index, f)))
+    .filter((f) => /shard-\d+\.db$/.test(f))
+    .sort()
+}
+
 async function killed(live: Live): Promise<void> {
   live.child.kill('SIGKILL')
   await live.done
@@ -93,6 +132,29 @@ describe('a killed `refresh run` leaves nothing behind', () => {
     expect(next.stderr).toContain(`cleaned up what catalog left behind for ${id}`)
     expect(temporaries(data)).toEqual([])
   }, 180_000)
+
+  it('killed during reindex: its workers stop at once and complete no shard; the next run removes the half-built index', async () => {
+    const { dir, data } = project()
+    const live = start(dir, 'run', '--plain', '--set', 'catalog.rows=1000000')
+    const pid = live.child.pid!
+    let workers: number[] = []
+    await until(
+      () => {
+        workers = /reindex +progress/.test(live.stdout()) ? childrenOf(pid) : []
+        return workers.length > 0
+      },
+      'reindex workers at work',
+      120_000,
+    )
+    const before = completedShards(data)
+    await killed(live)
+    await until(() => workers.every((w) => !alive(w)), `workers ${workers.join(', ')} to stop`, 2_000)
+    expect(completedShards(data)).toEqual(before)
+
+    const next = await cli(dir, 'run', '--plain', '--set', 'catalog.rows=2000')
+    expect(next.code).toBe(0)
+    expect(temporaries(data)).toEqual([])
+  }, 240_000)
 
   it('killed while writing a snapshot: `refresh retry` removes the partial snapshot', async () => {
     const { dir, data } = project()
