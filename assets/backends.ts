@@ -71,7 +71,8 @@ export interface AliasStore {
   /** For messages: a file path or an S3 URL. */
   readonly where: string
   read(): Promise<Alias | undefined>
-  write(alias: Alias): Promise<void>
+  /** Replaces the alias whole; `runId`, when a run writes it, names what it writes temporarily. */
+  write(alias: Alias, runId?: string): Promise<void>
 }
 
 interface Parts {

@@ -11,6 +11,8 @@ import {
   fileError,
   layout,
   resolveDataDir,
+  sweepTemps,
+  tempPath,
 } from './layout.js'
 
 const FORMAT = 1
@@ -94,6 +96,7 @@ export function catalog(options: BlockOptions = {}): AssetDefinition {
     ...blockFields('catalog', options, dataDir, { deps: [] }),
     description: 'the upstream media catalog (generated, deterministic)',
     config: catalogConfig,
+    ...sweepTemps(() => [dataDir]),
     async materialize(ctx) {
       ensureWritableDir(dataDir)
       const { rows, seed } = ctx.config
@@ -102,7 +105,7 @@ export function catalog(options: BlockOptions = {}): AssetDefinition {
         ctx.log(`reusing ${paths.catalog} (${rows} rows, seed ${seed})`)
         return { file: paths.catalog, table: 'media', rows, seed, generated: false }
       }
-      const tmp = `${paths.catalog}.${ctx.runId}.tmp`
+      const tmp = tempPath(paths.catalog, ctx.runId)
       try {
         generateCatalog(tmp, rows, seed, (done) => ctx.progress(done, rows), ctx.signal)
         renameSync(tmp, paths.catalog)

@@ -1,4 +1,4 @@
-import { readdirSync, rmSync, statSync } from 'node:fs'
+import { readdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
@@ -12,6 +12,8 @@ import {
   isString,
   layout,
   resolveDataDir,
+  sweepTemps,
+  tempPath,
   upstreamField,
 } from './layout.js'
 
@@ -71,15 +73,18 @@ export function copy(options: CopyOptions = {}): AssetDefinition {
     }),
     description: 'the upstream table copied into a fresh working database',
     config: copyConfig,
+    ...sweepTemps(() => [paths.work]),
     async materialize(ctx) {
       const source = upstreamField(ctx, from, 'file', isString)
       ensureWritableDir(paths.work)
       const file = paths.workDb(ctx.runId)
+      const partial = tempPath(file, ctx.runId)
       let rows: number
       try {
-        rows = copyTable(source, file)
+        rows = copyTable(source, partial)
+        renameSync(partial, file)
       } catch (cause) {
-        rmSync(file, { force: true })
+        for (const suffix of ['', '-journal']) rmSync(partial + suffix, { force: true })
         throw fileError(`copy ${source} into`, file, cause)
       }
       const removed = pruneWork(paths.work, file, ctx.config.keepWork)
@@ -111,6 +116,7 @@ function copyFromS3(
     }),
     description: `the upstream export (${url}) loaded into a fresh working database`,
     config: copyConfig,
+    ...sweepTemps(() => [paths.work]),
     async materialize(ctx) {
       const { exportObjects, loadExport } = await import('./s3-export.js')
       const store = new S3Store({ ...options.s3, where })
@@ -118,17 +124,20 @@ function copyFromS3(
         const found = await exportObjects(store, loc, where)
         ensureWritableDir(paths.work)
         const file = paths.workDb(ctx.runId)
-        // a first attempt starts clean; a retry of the same run resumes the database it left
-        if (ctx.attempt === 1) for (const suffix of ['', '-journal']) rmSync(file + suffix, { force: true })
+        // loaded under a temporary name: a first attempt starts clean; a retry of the same run
+        // resumes the database it left
+        const partial = tempPath(file, ctx.runId)
+        if (ctx.attempt === 1)
+          for (const suffix of ['', '-journal']) rmSync(partial + suffix, { force: true })
         ctx.log(
           `${found.objects.length} export object(s) under ${url}${found.manifest ? ' (from its manifest.json)' : ''}`,
         )
         const result = await loadExport({
           store,
           bucket: loc.bucket,
-          file,
+          file: partial,
           tempDir: paths.work,
-          tempName: ctx.runId,
+          runId: ctx.runId,
           objects: found.objects,
           concurrency: ctx.config.downloadConcurrency,
           columns: MEDIA_COLUMNS,
@@ -136,6 +145,7 @@ function copyFromS3(
           log: (m) => ctx.log(m),
           progress: (done, total) => ctx.progress(done, total),
         })
+        renameSync(partial, file)
         const removed = pruneWork(paths.work, file, ctx.config.keepWork)
         if (removed.length) ctx.log(`removed ${removed.length} old working database(s)`)
         return {
@@ -155,10 +165,13 @@ function copyFromS3(
   })
 }
 
-/** Removes working databases beyond the newest `keep` (run ids sort by time), never `current`. */
+/**
+ * Removes working databases beyond the newest `keep` (run ids sort by time), never `current`, nor
+ * a temporary one (another run may be writing it; recovery sweeps those of dead runs).
+ */
 function pruneWork(dir: string, current: string, keep: number): string[] {
   const others = readdirSync(dir)
-    .filter((f) => f.endsWith('.db') && join(dir, f) !== current)
+    .filter((f) => f.endsWith('.db') && !f.startsWith('.') && join(dir, f) !== current)
     .sort()
   const drop = others.slice(0, Math.max(0, others.length - keep))
   for (const f of drop) for (const suffix of ['', '-journal']) rmSync(join(dir, f + suffix), { force: true })

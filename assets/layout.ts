@@ -1,17 +1,19 @@
 import {
   closeSync,
+  existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { configDir } from '../core/config-dir.js'
-import type { RetryPolicy } from '../core/definitions.js'
+import type { AssetSpec, RetryPolicy } from '../core/definitions.js'
 import { NonRetriableError } from '../core/errors.js'
 
 /** What every building block's factory accepts. */
@@ -84,6 +86,75 @@ export function layout(dataDir: string) {
 export type Layout = ReturnType<typeof layout>
 
 /**
+ * Temporary names. Whatever a block writes before it is complete (a catalog, a working database,
+ * an index, a snapshot, a replica's copy, a JSON file) is written as `.partial-<runId>.<name>`
+ * beside its final `<name>`, and renamed into place once complete. A file or directory left by a
+ * run that died half-way is therefore known by its name alone, with the run that wrote it: the
+ * blocks' `recover` hooks (`sweepTemps`) remove those of runs that recovery finds dead, and never
+ * those of a run still alive. Run ids hold no `.`.
+ */
+const TEMP_NAME = /^\.partial-([^./]+)\./
+
+/** The temporary name of `finalPath` for the run `runId`: `.partial-<runId>.<name>` in the same directory. */
+export function tempPath(finalPath: string, runId: string): string {
+  if (!/^[^./]+$/.test(runId)) throw new Error(`a run id holds no '.' or '/', not ${JSON.stringify(runId)}`)
+  return join(dirname(finalPath), `.partial-${runId}.${basename(finalPath)}`)
+}
+
+/** The run whose temporary file or directory `name` is, or undefined for any other name. */
+export function tempOwner(name: string): string | undefined {
+  return TEMP_NAME.exec(name)?.[1]
+}
+
+/** The temporary files and directories directly in `dirs` (missing directories hold none). */
+function temps(dirs: readonly string[]): Array<{ path: string; runId: string }> {
+  const found: Array<{ path: string; runId: string }> = []
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue
+    for (const name of readdirSync(dir)) {
+      const runId = tempOwner(name)
+      if (runId !== undefined) found.push({ path: join(dir, name), runId })
+    }
+  }
+  return found
+}
+
+/** Removes the temporary files and directories of `runIds` directly in `dirs`; returns their paths. */
+export function removeTemps(dirs: readonly string[], runIds: readonly string[]): string[] {
+  const dead = new Set(runIds)
+  const removed: string[] = []
+  for (const t of temps(dirs)) {
+    if (!dead.has(t.runId)) continue
+    rmSync(t.path, { recursive: true, force: true })
+    removed.push(t.path)
+  }
+  return removed
+}
+
+/**
+ * The crash-recovery fields of a block that writes temporary names in `dirs` (read when recovery
+ * runs: replica directories come and go): `leftoverRuns` tells recovery which runs have
+ * temporary files there, so that those of runs that ended with their owner gone are swept too,
+ * and `recover` removes the temporary files of the dead runs it is given, after `also` (the
+ * block's own recovery: stopping remote work) when there is one. It returns what it removed and
+ * what `also` returned, as one list.
+ */
+export function sweepTemps(
+  dirs: () => readonly string[],
+  also?: (runIds: readonly string[]) => unknown,
+): Required<Pick<AssetSpec, 'recover' | 'leftoverRuns'>> {
+  return {
+    leftoverRuns: () => [...new Set(temps(dirs()).map((t) => t.runId))],
+    async recover(runIds) {
+      const other = also ? await also(runIds) : undefined
+      const removed = removeTemps(dirs(), runIds)
+      if (other === undefined) return removed
+      return [...(Array.isArray(other) ? other : [other]), ...removed]
+    },
+  }
+}
+
+/**
  * Makes sure a directory exists and is writable; otherwise fails (not retried) with an error
  * that names the path and the fix.
  */
@@ -120,9 +191,13 @@ function describe(cause: unknown): string {
   return String(cause)
 }
 
-/** Writes a JSON file atomically: a temp file, fsync, rename. Readers see the old or the new content. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.${process.pid}.tmp`
+/**
+ * Writes a JSON file atomically: a temp file, fsync, rename. Readers see the old or the new
+ * content. A step passes its run id, so that a kill between the write and the rename leaves a
+ * temporary name recovery knows (`tempPath`); other callers' temp files are named by their pid.
+ */
+export function writeJsonAtomic(path: string, value: unknown, runId?: string): void {
+  const tmp = runId === undefined ? `${path}.${process.pid}.tmp` : tempPath(path, runId)
   try {
     writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`)
     const fd = openSync(tmp, 'r')

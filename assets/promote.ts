@@ -12,6 +12,7 @@ import {
   type Layout,
   layout,
   resolveDataDir,
+  sweepTemps,
   upstreamField,
 } from './layout.js'
 import { localReplicas } from './replicas.js'
@@ -58,7 +59,7 @@ export async function promoteEntry(
   if (before?.current.snapshot === entry.snapshot) return { alias: before, before }
   const previous = before ? [before.current, ...before.previous] : []
   const alias: Alias = { version: 1, current: entry, previous: previous.slice(0, keepPrevious) }
-  await store.write(alias)
+  await store.write(alias, entry.runId)
   return { alias, before }
 }
 
@@ -94,6 +95,7 @@ export function promote(options: PromoteOptions = {}): AssetDefinition {
     ...blockFields('promote', options, dataDir, { deps: [from], retry: { maxAttempts: 1 } }),
     description: 'the `current` alias pointed at the new index; the previous kept for rollback',
     config: promoteConfig,
+    ...(local ? sweepTemps(() => [dataDir]) : {}),
     async materialize(ctx) {
       const snapshot = upstreamField(ctx, from, 'snapshot', isString)
       const manifest = readManifest(paths, snapshot)

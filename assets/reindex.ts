@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, statSync } from 'node:fs'
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { z } from 'zod/v4'
 import { type S3Location, type S3Store, s3Location, s3Url } from '../aws/s3.js'
@@ -18,6 +18,8 @@ import {
   isString,
   layout,
   resolveDataDir,
+  sweepTemps,
+  tempPath,
   upstreamField,
 } from './layout.js'
 
@@ -72,8 +74,12 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
     description: 'a new FTS5 index built in shards by workers',
     config: reindexConfig(options.shards ?? 4),
     // shards are retried one by one inside the step; retrying the whole step would redo them all
-    // a remote runner's workers outlive a killed orchestrator: stop them when the run is recovered
-    recover: options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
+    // a remote runner's workers outlive a killed orchestrator: stop them when the run is recovered;
+    // the half-built index and range inputs of a dead run go too
+    ...sweepTemps(
+      () => [paths.indexes, paths.work],
+      options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
+    ),
     async materialize(ctx) {
       const source = upstreamField(ctx, from, 'file', isString)
       const table = upstreamField(ctx, from, 'table', isString)
@@ -83,7 +89,9 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const { shards, failShard, failMode, failAttempts } = ctx.config
       defaultRunner ??= options.runner ?? localProcessRunner()
       const name = `idx-${ctx.runId}`
-      const dir = paths.index(name)
+      const final = paths.index(name)
+      // the workers build into a temporary name, renamed into place once every shard is in
+      const dir = tempPath(final, ctx.runId)
 
       const ranges = splitRange(minId, maxId + 1, shards)
       // with `transfer`, each range's rows go up as a small database of their own (a worker
@@ -98,7 +106,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         const { S3Store } = await import('../aws/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
-        const uploads = uploadRanges(s3, transfer, base, source, table, ranges, paths.work, {
+        const uploads = uploadRanges(s3, transfer, base, source, table, ranges, paths.work, ctx.runId, {
           log: (m) => ctx.log(m),
           signal: AbortSignal.any([ctx.signal, uploadsDone.signal]),
         })
@@ -107,6 +115,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       }
       ensureWritableDir(paths.indexes)
       rmSync(dir, { recursive: true, force: true })
+      rmSync(final, { recursive: true, force: true })
       mkdirSync(dir)
       const shardOutput = (shard: number) =>
         remote
@@ -188,7 +197,16 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
           )
         }
         const bytes = perShard.reduce((a, s) => a + statSync(join(dir, shardFile(s.shard))).size, 0)
-        return { index: name, dir, documents, shards, bytes, runner: runner.name, shardTimings: perShard }
+        renameSync(dir, final)
+        return {
+          index: name,
+          dir: final,
+          documents,
+          shards,
+          bytes,
+          runner: runner.name,
+          shardTimings: perShard,
+        }
       } catch (error) {
         // nothing half-built stays behind to be snapshotted or promoted
         rmSync(dir, { recursive: true, force: true })
@@ -272,10 +290,11 @@ function uploadRanges(
   table: string,
   ranges: ReadonlyArray<readonly [number, number]>,
   workDir: string,
+  runId: string,
   ctx: { log(message: string, level?: 'debug' | 'info' | 'warn'): void; signal: AbortSignal },
 ): RangeUploads {
   const started = performance.now()
-  const dir = join(workDir, `.ranges-${basename(base.replace(/\/$/, '')) || 'reindex'}-${process.pid}`)
+  const dir = tempPath(join(workDir, `ranges-${basename(base.replace(/\/$/, '')) || 'reindex'}`), runId)
   const names = ranges.map((_, shard) => `range-${String(shard).padStart(3, '0')}.db`)
   const urls = names.map((name) => s3Url(transfer.bucket, `${base}input/${name}`))
   const settle = ranges.map(() => ({

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
@@ -15,6 +15,8 @@ import {
   type Layout,
   layout,
   resolveDataDir,
+  sweepTemps,
+  tempPath,
   upstreamField,
   writeJsonAtomic,
 } from './layout.js'
@@ -32,6 +34,8 @@ export const replicasConfig = z.object({
 })
 
 export interface RolloutOptions {
+  /** The run (or rollback) rolling out: what it writes under a temporary name carries it. */
+  runId: string
   replicas: number
   readinessTimeoutMs: number
   failReplica?: number
@@ -74,14 +78,14 @@ export async function rollReplicas(
     if (n === 1) previousSnapshot = before?.snapshot ?? null
     try {
       if (o.signal?.aborted) throw o.signal.reason
-      linkSnapshot(paths, snapshot, manifest, join(dir, snapshot))
+      linkSnapshot(paths, snapshot, manifest, join(dir, snapshot), o.runId)
       switched.push({ name, before })
       const state: ReplicaState = {
         snapshot,
         previous: before?.snapshot === snapshot ? before.previous : (before?.snapshot ?? null),
         since: new Date().toISOString(),
       }
-      writeJsonAtomic(join(dir, 'serving.json'), state)
+      writeJsonAtomic(join(dir, 'serving.json'), state, o.runId)
       await withTimeout(
         checkReadiness(
           paths,
@@ -96,7 +100,7 @@ export async function rollReplicas(
       o.log?.(`${name} serves ${snapshot} (${manifest.documents} documents)`)
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
-      for (const s of switched.reverse()) restore(paths, s.name, s.before)
+      for (const s of switched.reverse()) restore(paths, s.name, s.before, o.runId)
       const back = switched.map((s) => `${s.name} -> ${s.before?.snapshot ?? 'nothing'}`).join(', ')
       throw new Error(
         `replica ${name} failed while switching to ${snapshot}: ${reason}; rolled back ${back || 'nothing'}`,
@@ -109,25 +113,43 @@ export async function rollReplicas(
   return { updated: switched.map((s) => s.name), previousSnapshot }
 }
 
-/** Gives the replica the snapshot's files: hard links (a snapshot is immutable), else copies. */
-function linkSnapshot(paths: Layout, snapshot: string, manifest: Manifest, target: string): void {
-  mkdirSync(target, { recursive: true })
-  for (const name of [...manifest.files.map((f) => f.name), 'manifest.json']) {
-    const to = join(target, name)
-    if (existsSync(to)) continue
-    const from = join(paths.snapshot(snapshot), name)
-    try {
-      linkSync(from, to)
-    } catch {
-      // another file system (EXDEV) or no hard links: a plain copy serves the same bytes
-      copyFileSync(from, to)
+/**
+ * Gives the replica the snapshot's files: hard links (a snapshot is immutable), else copies, made
+ * under a temporary name and renamed into place once all are there, so a replica never holds a
+ * half-copied snapshot. One it already holds whole is kept.
+ */
+function linkSnapshot(
+  paths: Layout,
+  snapshot: string,
+  manifest: Manifest,
+  target: string,
+  runId: string,
+): void {
+  if (existsSync(target)) return
+  const partial = tempPath(target, runId)
+  rmSync(partial, { recursive: true, force: true })
+  mkdirSync(partial, { recursive: true })
+  try {
+    for (const name of [...manifest.files.map((f) => f.name), 'manifest.json']) {
+      const from = join(paths.snapshot(snapshot), name)
+      const to = join(partial, name)
+      try {
+        linkSync(from, to)
+      } catch {
+        // another file system (EXDEV) or no hard links: a plain copy serves the same bytes
+        copyFileSync(from, to)
+      }
     }
+    renameSync(partial, target)
+  } catch (error) {
+    rmSync(partial, { recursive: true, force: true })
+    throw error
   }
 }
 
-function restore(paths: Layout, name: string, before: ReplicaState | undefined): void {
+function restore(paths: Layout, name: string, before: ReplicaState | undefined, runId: string): void {
   const file = join(paths.replica(name), 'serving.json')
-  if (before) writeJsonAtomic(file, before)
+  if (before) writeJsonAtomic(file, before, runId)
   else rmSync(file, { force: true })
 }
 
@@ -136,7 +158,8 @@ function pruneReplica(paths: Layout, name: string): void {
   const keep = new Set([state?.snapshot, state?.previous].filter(Boolean))
   const dir = paths.replica(name)
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.isDirectory() && !keep.has(entry.name))
+    // a temporary name may be another run's rollout in progress: recovery sweeps those of dead runs
+    if (entry.isDirectory() && !keep.has(entry.name) && !entry.name.startsWith('.'))
       rmSync(join(dir, entry.name), { recursive: true, force: true })
   }
 }
@@ -224,6 +247,7 @@ export function localReplicas(
       const count = options.replicas ?? replicaNames(paths).length
       if (count === 0) return { updated: [], previousSnapshot: null }
       return rollReplicas(paths, target.snapshot, {
+        runId: ctx.runId,
         replicas: count,
         readinessTimeoutMs: options.readinessTimeoutMs ?? 10_000,
         signal: ctx.signal,
@@ -252,11 +276,13 @@ export function replicas(options: ReplicasOptions = {}): AssetDefinition {
     ...blockFields('replicas', options, dataDir, { deps: [from], retry: { maxAttempts: 1 } }),
     description: 'read replicas rolled onto the snapshot one at a time, each checked by real queries',
     config: replicasConfig,
+    ...sweepTemps(() => [paths.replicas, ...replicaNames(paths).map((name) => paths.replica(name))]),
     async materialize(ctx) {
       const snapshot = upstreamField(ctx, from, 'snapshot', isString)
       const index = upstreamField(ctx, from, 'index', isString)
       const result = await rollReplicas(paths, snapshot, {
         ...ctx.config,
+        runId: ctx.runId,
         signal: ctx.signal,
         log: (m) => ctx.log(m),
       })

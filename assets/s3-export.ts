@@ -17,6 +17,7 @@ import Database from 'better-sqlite3'
 import { type S3Location, S3NotFoundError, type S3ObjectInfo, type S3Store, s3Url } from '../aws/s3.js'
 import type { AwsCallError } from '../aws/service.js'
 import { NonRetriableError } from '../core/errors.js'
+import { tempPath } from './layout.js'
 
 /** The objects of an export: data files only (a `manifest.json` beside them is read, not loaded). */
 export const EXPORT_OBJECT = /\.(ndjson|jsonl)(\.gz)?$/
@@ -119,8 +120,8 @@ export interface LoadOptions {
   file: string
   /** Where downloads are written before they are loaded. */
   tempDir: string
-  /** A unique name part for the temp files (the run id). */
-  tempName: string
+  /** The run loading it: its downloads are temporary names of this run (`tempPath`). */
+  runId: string
   objects: ExportObject[]
   concurrency: number
   columns: string
@@ -187,7 +188,10 @@ export async function loadExport(o: LoadOptions): Promise<LoadResult> {
       while (next < pending.length && !signal.aborted) {
         const obj = pending[next++]!
         const url = s3Url(o.bucket, obj.key)
-        const temp = join(o.tempDir, `.export-${o.tempName}-${slot}${obj.key.endsWith('.gz') ? '.gz' : ''}`)
+        const temp = tempPath(
+          join(o.tempDir, `export-${slot}${obj.key.endsWith('.gz') ? '.gz' : ''}`),
+          o.runId,
+        )
         temps.push(temp)
         await o.store.download(o.bucket, obj.key, temp, {
           signal,

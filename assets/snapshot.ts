@@ -18,6 +18,8 @@ import {
   isString,
   layout,
   resolveDataDir,
+  sweepTemps,
+  tempPath,
   upstreamField,
   writeJsonAtomic,
 } from './layout.js'
@@ -63,7 +65,10 @@ export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
     ...blockFields('snapshot', options, dataDir, { deps: [from], retry: { maxAttempts: 2, delayMs: 500 } }),
     description: 'an immutable, checksummed copy of the new index; the last K kept',
     config: snapshotConfig,
-    recover: backend?.recover ? (runIds) => backend.recover?.(runIds) : undefined,
+    ...sweepTemps(
+      () => [paths.snapshots],
+      backend?.recover ? (runIds) => backend.recover?.(runIds) : undefined,
+    ),
     async materialize(ctx) {
       const indexDir = upstreamField(ctx, from, 'dir', isString)
       const index = upstreamField(ctx, from, 'index', isString)
@@ -71,7 +76,7 @@ export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
       if (backend) return backend.create({ index, indexDir, documents }, backendContext(ctx))
       const id = `snap-${ctx.runId}`
       const final = paths.snapshot(id)
-      const partial = join(paths.snapshots, `.partial-${id}`)
+      const partial = tempPath(final, ctx.runId)
       ensureWritableDir(paths.snapshots)
       await rm(partial, { recursive: true, force: true })
       await rm(final, { recursive: true, force: true })
@@ -117,7 +122,7 @@ export function snapshot(options: SnapshotOptions = {}): AssetDefinition {
           probe: names[0] ? probeTerm(join(partial, names[0])) : null,
           files,
         }
-        writeJsonAtomic(join(partial, 'manifest.json'), manifest)
+        writeJsonAtomic(join(partial, 'manifest.json'), manifest, ctx.runId)
         await rename(partial, final)
       } catch (error) {
         await rm(partial, { recursive: true, force: true })

@@ -55,7 +55,7 @@ export function fileAliasStore(file: string): AliasStore {
   return {
     where: file,
     read: async () => readJson<Alias>(file),
-    write: async (alias) => writeJsonAtomic(file, alias),
+    write: async (alias, runId) => writeJsonAtomic(file, alias, runId),
   }
 }
 

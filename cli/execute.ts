@@ -55,10 +55,12 @@ export async function executeRun(
       io.err(`note: run ${r.runId} was left running and is now marked failed (${r.reason}).`)
     }
     for (const h of recovery.hooks) {
+      // a hook that found nothing to do (an empty list) is not news
+      if (!h.error && Array.isArray(h.result) && h.result.length === 0) continue
       io.err(
         h.error
-          ? `warning: could not stop what ${h.asset} left running for ${h.runIds.join(', ')}: ${h.error.message}`
-          : `note: stopped what ${h.asset} left running for ${h.runIds.join(', ')}${Array.isArray(h.result) && h.result.length ? ` (${h.result.length})` : ''}.`,
+          ? `warning: could not clean up what ${h.asset} left behind${h.runIds.length ? ` for ${h.runIds.join(', ')}` : ''}: ${h.error.message}`
+          : `note: cleaned up what ${h.asset} left behind for ${h.runIds.join(', ')}${Array.isArray(h.result) && h.result.length ? ` (${h.result.length})` : ''}.`,
       )
     }
     let listener: RunEventListener

@@ -73,6 +73,12 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
    * to stop remote work they left running (ECS tasks, instances). Errors are reported, not thrown.
    */
   recover?: (runIds: readonly string[]) => Promise<unknown> | unknown
+  /**
+   * The runs this asset holds leftovers of (files written under a temporary name): recovery also
+   * passes to `recover` those of them that ended (failed, canceled) with their process gone, so a
+   * run closed by another path (`refresh cancel`, a second Ctrl-C) leaves nothing behind either.
+   */
+  leftoverRuns?: () => Promise<readonly string[]> | readonly string[]
   materialize(
     ctx: AssetContext<S extends ConfigSchema ? ConfigOutput<S> : Record<string, never>>,
   ): MaterializeReturn
@@ -96,6 +102,7 @@ export interface AssetDefinition {
   readonly timeoutMs: number | undefined
   readonly pool: string | undefined
   readonly recover: ((runIds: readonly string[]) => Promise<unknown> | unknown) | undefined
+  readonly leftoverRuns: (() => Promise<readonly string[]> | readonly string[]) | undefined
   readonly materialize: (
     // biome-ignore lint/suspicious/noExplicitAny: the definition erases the config type; `asset()` checked it
     ctx: AssetContext<any>,
@@ -147,6 +154,9 @@ const specSchema = z
     recover: z
       .custom<AssetDefinition['recover']>((v) => typeof v === 'function', 'must be a function')
       .optional(),
+    leftoverRuns: z
+      .custom<AssetDefinition['leftoverRuns']>((v) => typeof v === 'function', 'must be a function')
+      .optional(),
     materialize: z.custom<AssetDefinition['materialize']>(
       (v) => typeof v === 'function',
       'must be a function',
@@ -181,6 +191,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     timeoutMs: s.timeoutMs,
     pool: s.pool,
     recover: s.recover,
+    leftoverRuns: s.leftoverRuns,
     materialize: s.materialize,
   })
 }

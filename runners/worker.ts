@@ -97,6 +97,8 @@ export async function workerMain(argv: readonly string[], options: WorkerOptions
   }
   let last = 0
   let output: JsonObject
+  // a worker started over IPC (the local process pool) stops when its parent is gone
+  const parent = options.onMessage || typeof process.send !== 'function' ? undefined : watchParent()
   try {
     output = await run(input, {
       progress(done, total) {
@@ -106,14 +108,54 @@ export async function workerMain(argv: readonly string[], options: WorkerOptions
         last = now
         void send({ type: 'progress', done, total })
       },
+      // read just before the task completes anything: the parent is checked then, not only on events
+      get signal() {
+        parent?.check()
+        return parent?.signal
+      },
     })
   } catch (error) {
+    // nobody is left to tell
+    if (parent?.signal.aborted) return 1
     return finish(
       { type: 'error', error: error instanceof Error ? error.message : String(error) },
       exitCodeOf(error),
     )
+  } finally {
+    parent?.close()
   }
   return finish({ type: 'result', output }, 0)
+}
+
+/**
+ * Watches the process that started this worker over IPC: its signal is aborted when the channel
+ * closes (the parent died: the kernel closes its end) or when this process has been re-parented
+ * (the parent is gone whatever became of the channel), noticed by `check()` at once and by a poll
+ * every 100 ms. A task checks it between batches and before it completes, so a worker of a
+ * killed `refresh run` stops within a batch and writes nothing into the dead run's index.
+ */
+function watchParent(): { signal: AbortSignal; check(): void; close(): void } {
+  const controller = new AbortController()
+  const ppid = process.ppid
+  const gone = (why: string) => {
+    if (!controller.signal.aborted) controller.abort(new Error(`the worker's parent (pid ${ppid}) ${why}`))
+  }
+  const check = () => {
+    if (process.ppid !== ppid) gone('is gone')
+    else if (!process.connected) gone('closed the channel')
+  }
+  const onDisconnect = () => gone('closed the channel')
+  process.on('disconnect', onDisconnect)
+  const timer = setInterval(check, 100)
+  timer.unref()
+  return {
+    signal: controller.signal,
+    check,
+    close() {
+      clearInterval(timer)
+      process.off('disconnect', onDisconnect)
+    },
+  }
 }
 
 /** 2 for bad input (a `RefreshError`, such as an AWS SDK package that is not installed), else 1. */
@@ -250,6 +292,7 @@ function messenger(): (message: Message) => Promise<void> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const code = await workerMain(process.argv.slice(2))
-  process.disconnect?.()
+  // a parent that died has closed the channel already: disconnecting again would be an error
+  if (process.connected) process.disconnect()
   process.exitCode = code
 }

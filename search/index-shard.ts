@@ -43,6 +43,11 @@ export interface IndexShardInput {
 
 export interface TaskReporter {
   progress(done: number, total: number): void
+  /**
+   * Aborted when whoever started the task is gone (a local worker's parent died): the task stops
+   * at once and completes nothing more. Check it before making a result visible.
+   */
+  readonly signal?: AbortSignal
 }
 
 /**
@@ -131,6 +136,7 @@ async function buildShard(
         report.progress(done, total)
         if (input.fail && lo + step >= input.lo + (input.hi - input.lo) / 2) fail(input.fail)
         await yieldToLoop()
+        report.signal?.throwIfAborted()
       }
       if (input.fail) fail(input.fail)
       for (const [key, value] of Object.entries({
@@ -146,6 +152,8 @@ async function buildShard(
       throw error
     }
     db.exec('DETACH DATABASE src')
+    // the commit takes a while: a parent that died meanwhile gets no shard
+    report.signal?.throwIfAborted()
     built = true
     return {
       shard: input.shard,

@@ -28,6 +28,7 @@ export function registerWorker(program: Command, ctx: CliContext): void {
       const { workerMain } = await import('../../runners/worker.js')
       ctx.code = await workerMain([task, input], { statusFile: options.statusFile })
       // the local pool talks over IPC: let the parent see the end of the channel before the exit
-      process.disconnect?.()
+      // (a parent that died has closed it already: disconnecting again would be an error)
+      if (process.connected) process.disconnect()
     })
 }

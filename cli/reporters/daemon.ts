@@ -35,10 +35,8 @@ export function describeDaemonEvent(e: DaemonEvent): string {
     case 'run:recovered':
       return `run ${e.runId} marked failed: ${e.reason}`
     case 'recovery:hook': {
-      const what = `${e.asset} for ${e.runIds.join(', ')}`
-      return e.error
-        ? `could not stop what ${what} left running: ${e.error}`
-        : `stopped what ${what} left running`
+      const what = `${e.asset} left behind${e.runIds.length ? ` for ${e.runIds.join(', ')}` : ''}`
+      return e.error ? `could not clean up what ${what}: ${e.error}` : `cleaned up what ${what}`
     }
     case 'stopping':
       return `stopping: ${e.running} run(s) in flight may finish within ${Math.round(e.graceMs / 1000)} s`
