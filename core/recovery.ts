@@ -1,5 +1,6 @@
 import { hostname } from 'node:os'
 import type { AssetDefinition } from './definitions.js'
+import { pidAlive } from './processes.js'
 import type { RunStore } from './store/run-store.js'
 import { FINISHED_RUN_STATUSES, type RecoveredRun, type RunRecord } from './store/types.js'
 
@@ -88,15 +89,6 @@ function endedAndGone(run: RunRecord, now: number): boolean {
 /** The run's owner is a process of this host that is still alive. */
 function localOwnerAlive(run: RunRecord): boolean {
   return run.ownerPid !== null && run.ownerHost === hostname() && pidAlive(run.ownerPid)
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function asError(error: unknown): Error {

@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import type Database from 'better-sqlite3'
 import { type ErrorInfo, StoreError } from '../../errors.js'
 import type { RunEvent } from '../../events.js'
+import { pidAlive } from '../../processes.js'
 import type {
   CreateRunResult,
   InterruptedRun,
@@ -464,14 +465,5 @@ export class RunsSql {
       step: r.step_key as string,
       acquiredAt: r.acquired_at as number,
     }))
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
