@@ -10,6 +10,7 @@ import {
   resolveDataDir,
   upstreamField,
 } from './layout.js'
+import { MAX_ROWID, type SliceOptions } from './slices.js'
 
 /** A list given as an array in the config file or as `a,b,c` (for `--set clean.licenses=by,cc0`). */
 const list = (defaults: string[]) =>
@@ -83,9 +84,6 @@ const NEXT_SLICE = 'SELECT id FROM media WHERE id >= ? ORDER BY id LIMIT 1 OFFSE
  */
 const CLEAN_SLICE = 5_000
 
-/** The largest SQLite integer: the upper bound of the last slice. */
-const MAX_ID = 2n ** 63n - 1n
-
 const RESULT = 'SELECT count(*) AS rows, min(id) AS minId, max(id) AS maxId FROM media_clean'
 
 /**
@@ -125,15 +123,6 @@ export interface CleanResult {
   counts: Record<string, number>
 }
 
-export interface CleanTableOptions {
-  /** Aborts the clean at the next slice; `media_clean` is then as it was before. */
-  signal?: AbortSignal
-  /** Rows cleaned so far, of the working table's rows. */
-  progress?(done: number, total: number): void
-  /** Rows per slice (default `CLEAN_SLICE`). */
-  sliceRows?: number
-}
-
 /**
  * Cleans the working table `media` into `media_clean` (a new table, so a retry starts over
  * cleanly) and counts what each rule did. The rows go in slices of `CLEAN_SLICE` by id, with a
@@ -145,7 +134,7 @@ export interface CleanTableOptions {
 export async function cleanTable(
   file: string,
   rules: CleanRules,
-  options: CleanTableOptions = {},
+  options: SliceOptions = {},
 ): Promise<CleanResult> {
   const { signal, progress, sliceRows = CLEAN_SLICE } = options
   signal?.throwIfAborted()
@@ -179,7 +168,7 @@ export async function cleanTable(
     let done = 0
     for (let from = first; from !== null; ) {
       const next = (nextSlice.get(from, sliceRows) as bigint | undefined) ?? null
-      const slice = { ...params, from, to: next === null ? MAX_ID : next - 1n }
+      const slice = { ...params, from, to: next === null ? MAX_ROWID : next - 1n }
       const counts = countSlice.get(slice) as Record<string, number>
       for (const [rule, n] of Object.entries(counts)) rowCounts[rule] = (rowCounts[rule] ?? 0) + n
       fillSlice.run(slice)

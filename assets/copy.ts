@@ -15,6 +15,7 @@ import {
   resolveDataDir,
   upstreamField,
 } from './layout.js'
+import { MAX_ROWID, type SliceOptions } from './slices.js'
 
 export const copyConfig = z.object({
   /** Working databases of earlier runs to keep (the newest ones); older ones are removed. */
@@ -43,18 +44,6 @@ export const MEDIA_COLUMNS = `id INTEGER PRIMARY KEY, identifier TEXT NOT NULL, 
  */
 const COPY_SLICE = 20_000
 
-/** The largest SQLite integer: the upper bound of the last slice. */
-const MAX_ID = 2n ** 63n - 1n
-
-export interface CopyTableOptions {
-  /** Aborts the copy at the next slice; nothing is left at `target`. */
-  signal?: AbortSignal
-  /** Rows copied so far, of the source's rows. */
-  progress?(done: number, total: number): void
-  /** Rows per slice (default `COPY_SLICE`). */
-  sliceRows?: number
-}
-
 /**
  * Copies the upstream `media` table into a fresh working database `target`, in slices of
  * `COPY_SLICE` rows by id with a turn of the event loop between them. It is written as
@@ -64,11 +53,7 @@ export interface CopyTableOptions {
  * The working file is scratch (rebuilt by a retry), so it is written without journal or fsync.
  * Returns the rows copied.
  */
-export async function copyTable(
-  source: string,
-  target: string,
-  options: CopyTableOptions = {},
-): Promise<number> {
+export async function copyTable(source: string, target: string, options: SliceOptions = {}): Promise<number> {
   const { signal, progress, sliceRows = COPY_SLICE } = options
   signal?.throwIfAborted()
   const tmp = `${target}.tmp`
@@ -100,7 +85,7 @@ export async function copyTable(
     let copied = 0
     for (let from = first; from !== null; ) {
       const next = (nextSlice.get(from, sliceRows) as bigint | undefined) ?? null
-      copied += copySlice.run(from, next === null ? MAX_ID : next - 1n).changes
+      copied += copySlice.run(from, next === null ? MAX_ROWID : next - 1n).changes
       progress?.(copied, total)
       from = next
       await yieldSlice(signal)
