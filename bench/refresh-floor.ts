@@ -18,18 +18,18 @@ if (!catalog || !out) throw new Error('usage: refresh-floor.js <catalog.db> <out
 rmSync(out, { recursive: true, force: true })
 mkdirSync(out, { recursive: true })
 const ms: Record<string, number> = {}
-const time = <T>(label: string, fn: () => T): T => {
+const time = async <T>(label: string, fn: () => T | Promise<T>): Promise<T> => {
   const t = performance.now()
-  const value = fn()
+  const value = await fn()
   ms[label] = Math.round(performance.now() - t)
   return value
 }
 const start = performance.now()
 const work = join(out, 'work.db')
-time('copy', () => copyTable(catalog, work))
-const cleaned = time('clean', () => cleanTable(work, cleanConfig.parse({})))
+await time('copy', () => copyTable(catalog, work))
+const cleaned = await time('clean', () => cleanTable(work, cleanConfig.parse({})))
 const index = join(out, 'index.db')
-const documents = time('reindex', () => {
+const documents = await time('reindex', () => {
   const db = new Database(index)
   try {
     for (const pragma of BUILD_PRAGMAS) db.pragma(pragma)
@@ -44,7 +44,7 @@ const documents = time('reindex', () => {
     db.close()
   }
 })
-time('snapshot', () => copyFileSync(index, join(out, 'snapshot.db')))
+await time('snapshot', () => copyFileSync(index, join(out, 'snapshot.db')))
 ms.total = Math.round(performance.now() - start)
 process.stdout.write(
   `${JSON.stringify({ ms, documents, rows: cleaned.rows, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`,

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${text}\n`)
     sections.set(id, text)
   }
-  const header = `# Benchmarks\n\nWritten by \`npm run bench\` (scripts in \`bench/\`). Each section names the machine and the date it was\nmeasured on. Timings are wall-clock medians unless a table says otherwise; no timing is asserted in tests.\n\n`
+  const header = `# Benchmarks\n\nWritten by \`npm run bench\` (scripts in \`bench/\`). Each section names the machine and the date it was\nmeasured on. Timings are wall-clock medians unless a table says otherwise. Tests assert only generous time bounds\nand one tight one: a cancel ends the run within 1 s, as the README promises (test/assets/cancel.test.ts).\n\n`
   writeFileSync(
     output,
     header +

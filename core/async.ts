@@ -1,4 +1,4 @@
-/** Small async helpers the runners share: an abortable sleep and a concurrency limit. */
+/** Small async helpers: an abortable sleep, a concurrency limit, a turn of the event loop between slices of work. */
 
 /** Sleeps, or returns early when the signal aborts (never rejects). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -29,4 +29,15 @@ export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
       else active--
     }
   }
+}
+
+/**
+ * Ends one slice of synchronous work (a batch of SQLite rows): the event loop gets a turn before
+ * the next slice (timers, signals, I/O: the run's events are written, the view redraws, a cancel
+ * request is polled), then the signal's reason is thrown if it aborted meanwhile. Work that would
+ * hold the loop for seconds calls it every few milliseconds of work.
+ */
+export async function yieldSlice(signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  signal?.throwIfAborted()
 }

@@ -35,9 +35,9 @@ function workDb(): string {
 }
 
 describe('clean', () => {
-  it('applies every rule with its defaults and counts what each did', () => {
+  it('applies every rule with its defaults and counts what each did', async () => {
     const file = workDb()
-    const result = cleanTable(file, cleanConfig.parse({}))
+    const result = await cleanTable(file, cleanConfig.parse({}))
     expect(result).toMatchObject({ rows: 4, minId: 1, maxId: 7 })
     expect(result.counts).toEqual({
       input: 7,
@@ -63,7 +63,7 @@ describe('clean', () => {
     ])
   })
 
-  it('takes its rules from config, lists also as `a,b` strings (as `--set` gives them)', () => {
+  it('takes its rules from config, lists also as `a,b` strings (as `--set` gives them)', async () => {
     const file = workDb()
     const rules = cleanConfig.parse({
       licenses: 'by,all-rights-reserved',
@@ -72,7 +72,7 @@ describe('clean', () => {
       dropBlankTitles: true,
       urlScheme: 'http',
     })
-    const result = cleanTable(file, rules)
+    const result = await cleanTable(file, rules)
     expect(result.counts).toMatchObject({
       droppedLicense: 1, // cc0 (row 2) is no longer allowed; all-rights-reserved now is
       droppedBlankTitle: 1,

@@ -36,7 +36,7 @@ beforeAll(async () => {
   store = new S3Store({ where: 'the test' })
   // not a tempDir(): those go after each test, and this one serves them all
   catalogFile = join(mkdtempSync(join(tmpdir(), 'refresh-s3-catalog-')), 'catalog.db')
-  generateCatalog(catalogFile, 1200, 7, () => undefined)
+  await generateCatalog(catalogFile, 1200, 7, () => undefined)
 })
 afterAll(async () => {
   await store.close()

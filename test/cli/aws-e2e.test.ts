@@ -31,7 +31,7 @@ beforeAll(async () => {
   copyFileSync(join(ROOT, 'refresh.config.ts'), join(cwd, 'refresh.config.ts'))
   // the upstream export the aws environment's copy reads
   const catalogFile = join(cwd, 'upstream.db')
-  generateCatalog(catalogFile, ROWS, 11, () => undefined)
+  await generateCatalog(catalogFile, ROWS, 11, () => undefined)
   await exportCatalog(catalogFile, `s3://${BUCKET}/refresh/export/`, { objects: 3, gzip: true })
   const volume = join(cwd, 'volume') // the EBS volume, mounted at REFRESH_DATA_DIR
   mkdirSync(volume)
