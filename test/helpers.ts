@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -71,6 +71,73 @@ export function exec(file: string, args: string[], options: ExecOptions = {}): P
       resolvePromise({ code, signal, stdout, stderr })
     })
   })
+}
+
+/** A CLI command running in the background, as a user's terminal would have it. */
+export interface LiveCli {
+  child: ChildProcess
+  stdout(): string
+  stderr(): string
+  /** Resolves with stdout so far once it matches `pattern`; rejects if the command ends first. */
+  waitFor(pattern: RegExp): Promise<string>
+  done: Promise<Exec>
+}
+
+/**
+ * Starts `refresh ARGS` as a real child process (argument array, no shell), with `env` laid over
+ * this process's; `detached` puts it in a process group of its own; `killAfterMs` bounds it.
+ */
+export function startCli(
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv; detached?: boolean; killAfterMs?: number },
+): LiveCli {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    detached: options.detached === true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  const waiters: Array<{ pattern: RegExp; resolve: (s: string) => void; reject: (e: Error) => void }> = []
+  const check = () => {
+    for (const w of waiters.slice()) {
+      if (w.pattern.test(stdout)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve(stdout)
+      }
+    }
+  }
+  child.stdout!.on('data', (d) => {
+    stdout += d
+    check()
+  })
+  child.stderr!.on('data', (d) => {
+    stderr += d
+  })
+  const timer =
+    options.killAfterMs === undefined
+      ? undefined
+      : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs)
+  const done = new Promise<Exec>((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      for (const w of waiters)
+        w.reject(new Error(`exited (${code ?? signal}) before ${w.pattern}:\n${stdout}\n${stderr}`))
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    done,
+    waitFor: (pattern) =>
+      new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve, reject })
+        check()
+      }),
+  }
 }
 
 /** Runs a node script or the CLI as a real child process. */

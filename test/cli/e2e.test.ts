@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { packagesIn } from '../../bench/loaded-packages.js'
-import { CLI, type Exec, ROOT, run, tempDir } from '../helpers.js'
+import { CLI, type Exec, type LiveCli, ROOT, run, startCli, tempDir } from '../helpers.js'
 
 /**
  * The real CLI (dist/cli/main.js) as a child process, on a temp directory with its own config
@@ -54,56 +54,8 @@ const after = asset({ key: 'after', deps: ['slow'], materialize: () => ({}) })
 export default defineConfig({ assets: [first, slow, stubborn, after] })
 `
 
-interface Live {
-  child: ChildProcess
-  /** Resolves with the output so far once it matches. */
-  waitFor(pattern: RegExp): Promise<string>
-  done: Promise<Exec>
-}
-
-function start(dir: string, ...args: string[]): Live {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: dir,
-    env: { ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  const waiters: Array<{ pattern: RegExp; resolve: (s: string) => void; reject: (e: Error) => void }> = []
-  const check = () => {
-    for (const w of waiters.slice()) {
-      if (w.pattern.test(stdout)) {
-        waiters.splice(waiters.indexOf(w), 1)
-        w.resolve(stdout)
-      }
-    }
-  }
-  child.stdout!.on('data', (d) => {
-    stdout += d
-    check()
-  })
-  child.stderr!.on('data', (d) => {
-    stderr += d
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 25_000)
-  const done = new Promise<Exec>((resolve) => {
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      for (const w of waiters) {
-        w.reject(new Error(`exited (${code ?? signal}) before ${w.pattern}:\n${stdout}\n${stderr}`))
-      }
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
-  return {
-    child,
-    done,
-    waitFor: (pattern) =>
-      new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve, reject })
-        check()
-      }),
-  }
+function start(dir: string, ...args: string[]): LiveCli {
+  return startCli(args, { cwd: dir, env: { NO_COLOR: '1' }, killAfterMs: 25_000 })
 }
 
 function runIdIn(text: string): string {

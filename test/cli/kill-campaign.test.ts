@@ -6,11 +6,10 @@
  * C. once the next run recovers the dead ones, no file written under a temporary name is left;
  * D. no worker process of the killed run outlives it.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { copyFileSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, ROOT, run, tempDir } from '../helpers.js'
+import { CLI, ROOT, run, startCli, tempDir } from '../helpers.js'
 
 const TRIALS = 30
 const ROWS = '200000'
@@ -49,25 +48,6 @@ function processesMentioning(marker: string): number[] {
   return pids
 }
 
-function start(cwd: string): { child: ChildProcess; output: () => string; exited: Promise<void> } {
-  // its own process group, so that the whole group can be killed as a terminal's Ctrl-\ would
-  const child = spawn(process.execPath, [CLI, 'run', '--plain', '--set', `catalog.rows=${ROWS}`], {
-    cwd,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, REFRESH_CAMPAIGN: cwd },
-  })
-  let text = ''
-  child.stdout!.on('data', (d) => {
-    text += d
-  })
-  child.stderr!.on('data', (d) => {
-    text += d
-  })
-  const exited = new Promise<void>((r) => child.on('close', () => r()))
-  return { child, output: () => text, exited }
-}
-
 describe('SIGKILL at random points of the default refresh', () => {
   it(`leaves nothing of A-D behind over ${TRIALS} trials (the pid alone, and its process group)`, async () => {
     const cwd = tempDir('refresh-campaign-')
@@ -99,15 +79,20 @@ describe('SIGKILL at random points of the default refresh', () => {
         runId: null,
         printedSucceeded: [],
       }
-      const live = start(cwd)
+      // its own process group, so that the whole group can be killed as a terminal's Ctrl-\\ would
+      const live = startCli(['run', '--plain', '--set', `catalog.rows=${ROWS}`], {
+        cwd,
+        detached: true,
+        env: { REFRESH_CAMPAIGN: cwd },
+      })
       await new Promise((r) => setTimeout(r, trial.delayMs))
-      const printed = live.output()
+      const printed = live.stdout()
       try {
         process.kill(trial.group ? -live.child.pid! : live.child.pid!, 'SIGKILL')
       } catch {
         // it finished first
       }
-      await live.exited
+      await live.done
       trial.printedSucceeded = [...printed.matchAll(/^\S+ (\w+)\s+succeeded/gm)].map((m) => m[1]!)
       const where = `trial ${i} (${trial.group ? 'group' : 'pid'} at ${trial.delayMs} ms)`
       // D: nothing it started goes on (workers notice their parent is gone)

@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, type Exec, ROOT, run, tempDir, until } from '../helpers.js'
+import { CLI, type Exec, type LiveCli, ROOT, run, startCli, tempDir, until } from '../helpers.js'
 
 /**
  * Kills (SIGKILL) a real `refresh run` of the default config mid-step, then runs again, and looks
@@ -20,28 +19,11 @@ function cli(dir: string, ...args: string[]): Promise<Exec> {
   return run([CLI, ...args], { cwd: dir, env: { NO_COLOR: '1' }, timeoutMs: 120_000 })
 }
 
-interface Live {
-  child: ChildProcess
-  stdout(): string
-  done: Promise<void>
+function start(dir: string, ...args: string[]): LiveCli {
+  return startCli(args, { cwd: dir, env: { NO_COLOR: '1' } })
 }
 
-function start(dir: string, ...args: string[]): Live {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: dir,
-    env: { ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  child.stdout!.on('data', (d) => {
-    stdout += d
-  })
-  child.stderr!.resume()
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  return { child, stdout: () => stdout, done }
-}
-
-function runIdOf(live: Live): string {
+function runIdOf(live: LiveCli): string {
   const id = /run (\w{18}) started/.exec(live.stdout())?.[1]
   if (!id) throw new Error(`no run id in:\n${live.stdout()}`)
   return id
@@ -101,7 +83,7 @@ function completedShards(data: string): string[] {
     .sort()
 }
 
-async function killed(live: Live): Promise<void> {
+async function killed(live: LiveCli): Promise<void> {
   live.child.kill('SIGKILL')
   await live.done
 }
