@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { dirname, extname } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { type RefreshConfig, validateConfig } from '../core/config.js'
@@ -46,17 +47,28 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
 }
 
 /**
+ * A file that exports nothing which Node loaded itself as CommonJS (a `.ts` file without any
+ * `import` or `export` is one, where Node strips types) still has a default: its empty
+ * `module.exports`. It has no default export all the same.
+ */
+function exportsNothing(ns: Record<string, unknown>, file: string): boolean {
+  const value = ns.default
+  if (typeof value !== 'object' || value === null || Object.keys(value).length > 0) return false
+  return !/\bexport\b|\bexports\b/.test(readFileSync(file, 'utf8'))
+}
+
+/**
  * The config is the module's default export. A CommonJS file's `module.exports` counts as its
  * default; a module without one, or whose default is not an object, is told what to export.
  */
 function defaultExport(mod: unknown, file: string): unknown {
   const ns = (typeof mod === 'object' && mod !== null ? mod : {}) as Record<string, unknown>
-  if (!('default' in ns)) {
+  if (!('default' in ns) || exportsNothing(ns, file)) {
     // `module.exports = defineConfig({...})` loaded through jiti comes back as the object itself
     // (an ES module's namespace is marked as one, and its named exports are not the config)
     const esm = ns.__esModule === true || ns[Symbol.toStringTag as unknown as string] === 'Module'
     if ('assets' in ns && !esm) return ns
-    const named = Object.keys(ns).filter((k) => k !== '__esModule')
+    const named = Object.keys(ns).filter((k) => !['__esModule', 'default', 'module.exports'].includes(k))
     throw new ConfigError(
       `${file} has no default export${named.length ? ` (it exports ${named.map((n) => `\`${n}\``).join(', ')})` : ''}; refresh reads the config from \`export default defineConfig({ assets: [...] })\`. The smallest config:\n\n${indent(MINIMAL_CONFIG)}`,
     )
@@ -107,10 +119,25 @@ function moduleFormatHint(message: string, file: string): string {
   return ''
 }
 
+let refreshBound = false
+
+/** For configs Node loads itself: `import ... from 'refresh'` is this copy (see config-hooks.ts). */
+async function bindRefresh(): Promise<void> {
+  if (refreshBound) return
+  refreshBound = true
+  const { register } = await import('node:module')
+  register(new URL('./config-hooks.js', import.meta.url), {
+    data: { refresh: new URL('../index.js', import.meta.url).href },
+  })
+}
+
 async function importConfig(file: string): Promise<unknown> {
   const ts = ['.ts', '.mts', '.cts'].includes(extname(file))
   const nativeTs = (process.features as { typescript?: unknown }).typescript
-  if (!ts || nativeTs) return import(pathToFileURL(file).href)
+  if (!ts || nativeTs) {
+    await bindRefresh()
+    return import(pathToFileURL(file).href)
+  }
   const [{ createJiti }, self] = await Promise.all([import('jiti'), import('../index.js')])
   const jiti = createJiti(import.meta.url, {
     // the namespace as is: `defaultExport` picks the default (jiti's interop reads `.then` of it)
