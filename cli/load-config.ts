@@ -134,7 +134,10 @@ async function bindRefresh(): Promise<void> {
 async function importConfig(file: string): Promise<unknown> {
   const ts = ['.ts', '.mts', '.cts'].includes(extname(file))
   const nativeTs = (process.features as { typescript?: unknown }).typescript
-  if (!ts || nativeTs) {
+  // refresh itself running from its TypeScript sources (its own tests): only jiti can bind
+  // 'refresh' to this copy, which Node cannot import as it is
+  const fromSource = import.meta.url.endsWith('.ts')
+  if (!fromSource && (!ts || nativeTs)) {
     await bindRefresh()
     return import(pathToFileURL(file).href)
   }

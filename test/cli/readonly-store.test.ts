@@ -1,5 +1,5 @@
-import { chmodSync, readdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { CLI, type Exec, exec, tempDir } from '../helpers.js'
 
@@ -13,10 +13,27 @@ export default defineConfig({ assets: [asset({ key: 'a', materialize: () => ({ r
  */
 function asReader(dir: string, args: string[]): Promise<Exec> {
   const root = process.getuid?.() === 0
-  return exec(process.execPath, [CLI, ...args], {
+  return exec(root ? nodeForOthers() : process.execPath, [CLI, ...args], {
     cwd: dir,
     ...(root ? { uid: 65_534, gid: 65_534 } : {}),
   })
+}
+
+/** A Node that another user may run: this one, else the first on PATH whose folders others may enter. */
+function nodeForOthers(): string {
+  const reachable = (file: string) => {
+    for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir))
+      if ((statSync(dir).mode & 0o001) === 0) return false
+    return (statSync(file).mode & 0o001) !== 0
+  }
+  if (reachable(process.execPath)) return process.execPath
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const candidate = join(dir, 'node')
+    if (dir && existsSync(candidate) && reachable(candidate)) return candidate
+  }
+  throw new Error(
+    `no Node binary that another user may run (${process.execPath} is not reachable for nobody)`,
+  )
 }
 
 describe('a store this user cannot write', () => {
