@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs'
+import { chmodSync, copyFileSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { CLI, type Exec, exec, tempDir } from '../helpers.js'
@@ -19,7 +19,7 @@ function asReader(dir: string, args: string[]): Promise<Exec> {
   })
 }
 
-/** A Node that another user may run: this one, else the first on PATH whose folders others may enter. */
+/** This Node, as a binary another user may run (a copy in a temp folder when its own is out of reach). */
 function nodeForOthers(): string {
   const reachable = (file: string) => {
     for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir))
@@ -27,13 +27,12 @@ function nodeForOthers(): string {
     return (statSync(file).mode & 0o001) !== 0
   }
   if (reachable(process.execPath)) return process.execPath
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const candidate = join(dir, 'node')
-    if (dir && existsSync(candidate) && reachable(candidate)) return candidate
-  }
-  throw new Error(
-    `no Node binary that another user may run (${process.execPath} is not reachable for nobody)`,
-  )
+  const dir = tempDir('refresh-node-')
+  chmodSync(dir, 0o755)
+  const copy = join(dir, 'node')
+  copyFileSync(process.execPath, copy)
+  chmodSync(copy, 0o755)
+  return copy
 }
 
 describe('a store this user cannot write', () => {
