@@ -143,3 +143,8 @@ export function table(
 export function truncate(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text
 }
+
+/** The width left for a table printed two spaces in (undefined in a pipe, where nothing is cut). */
+export function indented(columns: number | undefined): number | undefined {
+  return columns === undefined ? undefined : columns - 2
+}

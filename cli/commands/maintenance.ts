@@ -3,7 +3,7 @@ import { hostname, userInfo } from 'node:os'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
-import { formatDateTime, requireRun, storeOption, table, truncate } from '../common.js'
+import { formatDateTime, indented, requireRun, storeOption, table, truncate } from '../common.js'
 import { openConfigured } from '../config-options.js'
 import { defaultBackupDir } from '../find-config.js'
 import { formatDuration } from '../format.js'
@@ -184,7 +184,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
             (await store.getSteps(r.id)).find((s) => s.status === 'running')?.key ?? '-',
           ]),
         ),
-        { width: io.columns === undefined ? undefined : io.columns - 2, flex: 1, drop: [2], flexMin: 8 },
+        { width: indented(io.columns), flex: 1, drop: [2], flexMin: 8 },
       ))
         io.out(`  ${line}`)
     }
@@ -199,7 +199,7 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         truncate(p.selection, 30),
         p.runKey ?? '-',
       ]),
-      { width: io.columns === undefined ? undefined : io.columns - 2, flex: 3, drop: [1], flexMin: 8 },
+      { width: indented(io.columns), flex: 3, drop: [1], flexMin: 8 },
     ).slice(parked.length ? 0 : 1))
       io.out(`  ${line}`)
     const backup = await store.lastBackup()

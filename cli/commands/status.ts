@@ -5,6 +5,7 @@ import type { RunRecord } from '../../core/store/types.js'
 import {
   addStoreOptions,
   formatDateTime,
+  indented,
   interruptedRuns,
   openListedStore,
   table,
@@ -273,9 +274,4 @@ async function promotedIndex(assets: readonly AssetDefinition[], configDir: stri
   }
   if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${store?.where ?? dataDir}` }
   return { kind: 'promoted', ...alias.current, previous: alias.previous.length, dataDir }
-}
-
-/** The width left for a table printed two spaces in. */
-function indented(columns: number | undefined): number | undefined {
-  return columns === undefined ? undefined : columns - 2
 }
