@@ -23,10 +23,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
+import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import pg from 'pg'
 import { exec } from './helpers.js'
@@ -162,8 +162,7 @@ async function embedded(): Promise<TestPostgres> {
       )
       if (ready) return
       const gone = await Promise.race([exited.then(() => true), sleep(50).then(() => false)])
-      if (gone || Date.now() > deadline)
-        throw new Error(`the test PostgreSQL server did not start:\n${log}`)
+      if (gone || Date.now() > deadline) throw new Error(`the test PostgreSQL server did not start:\n${log}`)
     }
   }
   const halt = async () => {
@@ -209,7 +208,11 @@ async function freshDatabase(server: TestPostgres, prefix = 'db'): Promise<strin
   return url.toString()
 }
 
-async function query<T extends pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<T[]> {
+async function query<T extends pg.QueryResultRow>(
+  url: string,
+  text: string,
+  values?: unknown[],
+): Promise<T[]> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 })
   client.on('error', () => {})
   await client.connect()
