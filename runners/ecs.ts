@@ -11,15 +11,16 @@
  * The shard inputs and outputs go through S3 too when reindex is given `transfer`.
  */
 
-import type { ECSClient, RunTaskCommandInput, Task } from '@aws-sdk/client-ecs'
-import { AwsCallError, type AwsCallOptions, AwsService, backoff, clientConfig, TAG } from '../aws/service.js'
+import type { Task } from '@aws-sdk/client-ecs'
+import { EcsApi, isPlacementRetriable, type PinnedTaskDefinition, shortArn } from '../aws/ecs.js'
+import { AwsCallError, type AwsCallOptions, backoff, TAG } from '../aws/service.js'
 import type {
   AwsSdkClient,
   EcsCapacityProviderStrategyItem,
   EcsLaunchType,
   EcsNetworkConfiguration,
 } from '../aws/types.js'
-import { limiter, sleep } from '../core/async.js'
+import { sleep } from '../core/async.js'
 import { ConfigError } from '../core/errors.js'
 import {
   clientToken,
@@ -32,8 +33,6 @@ import {
 import { type StatusChannel, type StatusOptions, statusChannel } from './status.js'
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
-
-type Sdk = typeof import('@aws-sdk/client-ecs')
 
 export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteRunnerOptions {
   cluster: string
@@ -86,7 +85,9 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
     polls: 0,
     maxCallsPerPoll: { calls: 0, running: 0 },
   }
-  const api = new EcsApi(options, stats)
+  const api = new EcsApi(options, 'ecsRunner({...})', (a) => {
+    stats.calls[a] = (stats.calls[a] ?? 0) + 1
+  })
   const context: EcsContext = { api, options, container, status, stats }
   const runner = remoteRunner<Pinned, EcsHandle>({
     name: 'ecs',
@@ -119,12 +120,7 @@ export function ecsRunner(options: EcsRunnerOptions): EcsRunner {
   return { ...runner, stats: () => structuredClone(stats) }
 }
 
-interface Pinned {
-  /** The task definition ARN with its revision. */
-  arn: string
-  /** The containers whose exit decides the task: all essential ones. */
-  essential: string[]
-}
+type Pinned = PinnedTaskDefinition
 
 interface EcsContext {
   api: EcsApi
@@ -317,125 +313,6 @@ function defaultCommand(unit: WorkUnit, statusFile: string): string[] {
   return [unit.task, JSON.stringify(unit.input), '--status-file', statusFile]
 }
 
-/** RunTask `failures` worth another placement: no capacity (`RESOURCE:*`, Fargate capacity) or an agent. */
-function isPlacementRetriable(reason: string | undefined): boolean {
-  return reason !== undefined && /^RESOURCE:|^AGENT|capacity/i.test(reason)
-}
-
-function shortArn(arn: string | undefined): string {
-  return arn?.split('/').at(-1) ?? 'not started'
-}
-
-/** The config field an ECS validation error is most likely about. */
-function fieldOf(action: string, name: string, message: string): string {
-  if (name === 'ClusterNotFoundException' || /cluster/i.test(message)) return 'cluster'
-  if (/subnet|security ?group|network|awsvpc|assignPublicIp/i.test(message)) return 'networkConfiguration'
-  if (/capacity ?provider/i.test(message)) return 'capacityProviderStrategy'
-  if (/launch ?type/i.test(message)) return 'launchType'
-  if (/container/i.test(message)) return 'container'
-  if (/task ?definition/i.test(message) || action === 'DescribeTaskDefinition') return 'taskDefinition'
-  return 'ecsRunner options'
-}
-
-/** The ECS calls the runner makes, each counted, retried when AWS throttles, and explained when denied. */
-class EcsApi {
-  private readonly options: EcsRunnerOptions
-  private readonly aws: AwsService<Sdk, ECSClient>
-  /** RunTask calls in flight at once, so that 1,000 ranges do not start with 1,000 throttled calls. */
-  private readonly launchSlot: <T>(fn: () => Promise<T>) => Promise<T>
-
-  constructor(options: EcsRunnerOptions, stats: EcsRunnerStats) {
-    this.options = options
-    this.launchSlot = limiter(options.launchConcurrency ?? 10)
-    this.aws = new AwsService({
-      service: 'ecs',
-      where: 'ecsRunner({...})',
-      package: '@aws-sdk/client-ecs',
-      load: () => import('@aws-sdk/client-ecs'),
-      make: (sdk) => new sdk.ECSClient(clientConfig(options)),
-      client: options.client,
-      field: fieldOf,
-      count: (a) => {
-        stats.calls[a] = (stats.calls[a] ?? 0) + 1
-      },
-      options,
-    })
-  }
-
-  destroy(): void {
-    this.aws.destroy()
-  }
-
-  private call<T>(
-    action: string,
-    resource: string,
-    send: (sdk: Sdk, client: ECSClient) => Promise<T>,
-  ): Promise<T> {
-    return this.aws.call(action, resource, send)
-  }
-
-  async pinTaskDefinition(taskDefinition: string, container: string): Promise<Pinned> {
-    const out = await this.call('DescribeTaskDefinition', `task definition ${taskDefinition}`, (sdk, c) =>
-      c.send(new sdk.DescribeTaskDefinitionCommand({ taskDefinition })),
-    )
-    const def = out.taskDefinition
-    if (!def?.taskDefinitionArn) {
-      throw new AwsCallError(
-        'DescribeTaskDefinition',
-        'invalid',
-        `task definition ${taskDefinition} was not found; check \`taskDefinition\` in ecsRunner({...}).`,
-      )
-    }
-    const containers = def.containerDefinitions ?? []
-    if (!containers.some((c) => c.name === container)) {
-      throw new AwsCallError(
-        'DescribeTaskDefinition',
-        'invalid',
-        `task definition ${def.taskDefinitionArn} has no container named \`${container}\` (it has ${containers.map((c) => c.name).join(', ') || 'none'}); set \`container\` in ecsRunner({...}).`,
-      )
-    }
-    return {
-      arn: def.taskDefinitionArn,
-      essential: containers.filter((c) => c.essential !== false).map((c) => c.name ?? ''),
-    }
-  }
-
-  runTask(input: RunTaskCommandInput) {
-    return this.launchSlot(() =>
-      this.call(
-        'RunTask',
-        `cluster ${input.cluster} with task definition ${input.taskDefinition}`,
-        (sdk, c) => c.send(new sdk.RunTaskCommand(input)),
-      ),
-    )
-  }
-
-  describeTasks(tasks: string[]) {
-    return this.call('DescribeTasks', `the tasks of cluster ${this.options.cluster}`, (sdk, c) =>
-      c.send(new sdk.DescribeTasksCommand({ cluster: this.options.cluster, tasks })),
-    )
-  }
-
-  stopTask(cluster: string, task: string, reason: string) {
-    return this.call('StopTask', `the tasks of cluster ${cluster}`, (sdk, c) =>
-      c.send(new sdk.StopTaskCommand({ cluster, task, reason: reason.slice(0, 255) })),
-    )
-  }
-
-  async listTasks(cluster: string, startedBy: string): Promise<string[]> {
-    const arns: string[] = []
-    let nextToken: string | undefined
-    do {
-      const out = await this.call('ListTasks', `cluster ${cluster}`, (sdk, c) =>
-        c.send(new sdk.ListTasksCommand({ cluster, startedBy, desiredStatus: 'RUNNING', nextToken })),
-      )
-      arns.push(...(out.taskArns ?? []))
-      nextToken = out.nextToken
-    } while (nextToken)
-    return arns
-  }
-}
-
 export interface StopOrphanTasksOptions
   extends Pick<EcsRunnerOptions, 'cluster' | 'client' | 'region' | 'callAttempts' | 'backoffMs'> {
   /** The interrupted runs whose tasks to stop (their ids are the tasks' `startedBy`). */
@@ -448,24 +325,13 @@ export interface StopOrphanTasksOptions
  * recovery marked as interrupted, before re-executing them.
  */
 export async function stopOrphanTasks(options: StopOrphanTasksOptions): Promise<string[]> {
-  const api = new EcsApi(
-    { ...options, taskDefinition: 'unused' },
-    { calls: {}, tasksStarted: 0, polls: 0, maxCallsPerPoll: { calls: 0, running: 0 } },
-  )
-  const stopped: string[] = []
+  const api = new EcsApi(options, 'ecsRunner({...})')
   try {
-    for (const runId of options.runIds) {
-      for (const arn of await api.listTasks(options.cluster, runId)) {
-        await api.stopTask(
-          options.cluster,
-          arn,
-          `run ${runId} was interrupted; refresh stopped its orphaned task`,
-        )
-        stopped.push(arn)
-      }
-    }
+    return await api.stopTasksStartedBy(
+      options.runIds,
+      (runId) => `run ${runId} was interrupted; refresh stopped its orphaned task`,
+    )
   } finally {
     api.destroy()
   }
-  return stopped
 }
