@@ -11,8 +11,8 @@ export { requireRun } from '../core/store/run-store.js'
 export function storeOption(): Option {
   return new Option(
     '--store <location>',
-    'the run store: a file (default: .refresh/refresh.db beside the config)',
-  )
+    "the run store: a file or a postgres:// URL (default: the config's store, else .refresh/refresh.db beside the config)",
+  ).env('REFRESH_STORE')
 }
 
 /** `--config`, `--store`, `--env`: how every command that reads the store finds it. */

@@ -109,7 +109,15 @@ async function backupStore(store: RunStore, options: MaintenanceOnOptions): Prom
   const dir = join(options.backupDir, stamp)
   try {
     if ((await store.backupTo(dir)) === null)
-      return { at, ok: false, location: null, detail: 'an in-memory store has nothing to back up' }
+      return {
+        at,
+        ok: false,
+        location: null,
+        detail:
+          store.kind === 'postgres'
+            ? 'a Postgres store is backed up by its server (pg_dump, RDS snapshots), not by refresh'
+            : 'an in-memory store has nothing to back up',
+      }
     const files = options.dataDir ? await manifest(options.dataDir) : []
     writeFileSync(
       join(dir, 'manifest.json'),

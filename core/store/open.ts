@@ -8,17 +8,22 @@ export interface OpenStoreOptions {
    * cannot write the store, then for reading only (what the reading commands ask for).
    */
   readonly?: boolean | 'if-unwritable'
-  /** How long a write waits for another writer before a `StoreBusyError` (default 5000 ms). */
+  /** How long a write waits for another writer (a lock) before a `StoreBusyError` (default 5000 ms). */
   busyTimeoutMs?: number
+  /** Postgres: connections this process may open at most (default 4, or `?pool_size=N` in the URL). */
+  poolSize?: number
+  /** Postgres: how long the store keeps retrying while its server is unreachable (default 30000 ms). */
+  reconnectMs?: number
 }
 
 /** `scheme://…`: a location that names a server, not a file. */
 const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\//i
 
 /**
- * The one way to a run store: a file path or `:memory:` opens SQLite (created and migrated if
- * needed). A URL is never taken for a file name (it would create a folder named after it, with
- * any password in its path).
+ * The one way to a run store: a file path or `:memory:` opens SQLite, a `postgres://` (or
+ * `postgresql://`) URL opens Postgres; either is created and migrated if needed. Any other URL is
+ * refused: it is never taken for a file name (that would create a folder named after it, with any
+ * password in its path).
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<RunStore> {
   if (typeof location !== 'string' || location.trim() === '') {
@@ -28,12 +33,12 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
   }
   if (URL_LIKE.test(location)) {
     const scheme = location.slice(0, location.indexOf(':')).toLowerCase()
-    const what =
-      scheme === 'postgres' || scheme === 'postgresql'
-        ? 'a Postgres store is not supported yet'
-        : `\`${scheme}://\` is not a store this version knows`
+    if (scheme === 'postgres' || scheme === 'postgresql') {
+      const { PostgresStore } = await import('./postgres/store.js')
+      return PostgresStore.open(location, options)
+    }
     throw new StoreError(
-      `${what}; pass a file path (an SQLite store) instead, e.g. --store .refresh/refresh.db.`,
+      `\`${scheme}://\` is not a store this version knows; pass a file path (an SQLite store, e.g. --store .refresh/refresh.db) or a postgres:// URL.`,
     )
   }
   const { SqliteStore } = await import('./sqlite/store.js')
@@ -56,4 +61,21 @@ export function isFileLocation(location: string): boolean {
 /** Whether a value is an opened store (rather than a location). */
 export function isRunStore(value: unknown): value is RunStore {
   return typeof value === 'object' && value !== null && typeof (value as RunStore).createRun === 'function'
+}
+
+/**
+ * A store location fit to print: a URL's password (and any `password=` parameter) replaced by
+ * `***`. A file path is returned as it is.
+ */
+export function redactLocation(location: string): string {
+  if (!URL_LIKE.test(location)) return location
+  try {
+    const url = new URL(location)
+    if (url.password !== '') url.password = '***'
+    for (const key of [...url.searchParams.keys()]) if (/pass/i.test(key)) url.searchParams.set(key, '***')
+    return url.toString().replaceAll('%2A%2A%2A', '***')
+  } catch {
+    // not a URL the parser reads: cut everything between the scheme and the host
+    return location.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@')
+  }
 }

@@ -46,7 +46,7 @@ import type {
  */
 export interface RunStore extends AsyncDisposable {
   /** Which implementation this is. */
-  readonly kind: 'sqlite'
+  readonly kind: 'sqlite' | 'postgres'
   /**
    * What `openStore` opens this store from again (another thread, a child process). It may hold a
    * secret (a password in a URL): never print it; print `displayName`.

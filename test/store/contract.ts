@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest'
 import { errorCode } from '../../core/errors.js'
 import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
 import type { NewRun, NewTick, RunRequest } from '../../core/store/types.js'
-import { ROOT, run } from '../helpers.js'
+import { ROOT, run, tempDir } from '../helpers.js'
 
 export interface ContractTarget {
   /** Other processes can open the store from its location (a file, a server); not `:memory:`. */
@@ -295,10 +295,7 @@ export function storeContract(name: string, target: ContractTarget): void {
       })
 
       itShared('holds a pool limit across processes running at once', async (location) => {
-        const counter = join(
-          location.startsWith('/') ? join(location, '..') : ROOT,
-          `pool-counter-${process.pid}-${Date.now()}.db`,
-        )
+        const counter = join(tempDir(), 'pool-counter.db')
         const { default: Database } = await import('better-sqlite3')
         const db = new Database(counter)
         db.exec('CREATE TABLE c (cur INTEGER, peak INTEGER); INSERT INTO c VALUES (0, 0)')

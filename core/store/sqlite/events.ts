@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { RunEvent } from '../../events.js'
+import { type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
 import type {
   AttemptRecord,
   EventFilter,
@@ -8,7 +9,7 @@ import type {
   StoredEvent,
   WriteBatch,
 } from '../types.js'
-import { type Row, statements, toAttempt, toMaterialization, toStep } from './rows.js'
+import { statements } from './rows.js'
 
 /** What a run writes as it goes: step and attempt states, events, materializations; and their reads. */
 export class EventsSql {

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3'
+import { type Row, toLease } from '../rows.js'
 import type { BackupRecord, Lease } from '../types.js'
-import { type Row, statements, toLease } from './rows.js'
+import { statements } from './rows.js'
 
 /** Named leases (the daemon's), the settings table, the health probe and backups. */
 export class LeasesSql {

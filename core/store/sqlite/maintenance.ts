@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3'
+import { type Row, toParked } from '../rows.js'
 import type { MaintenanceState, ParkedRequest, RunRecord, RunRequestSpec } from '../types.js'
-import { type Row, statements, toParked } from './rows.js'
+import { statements } from './rows.js'
 
 /**
  * The maintenance gate and the requests parked while it is on. The gate is a settings row read

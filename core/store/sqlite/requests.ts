@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3'
+import { type Row, toRun } from '../rows.js'
 import type {
   ParkedReplay,
   ParkedRequest,
@@ -9,7 +10,7 @@ import type {
   RunRequest,
 } from '../types.js'
 import type { MaintenanceSql } from './maintenance.js'
-import { type Row, statements, toRun } from './rows.js'
+import { statements } from './rows.js'
 import type { RunsSql } from './runs.js'
 
 /** Run requests (from sensors, schedules, commands, replays): run keys, guards, claiming queued runs. */

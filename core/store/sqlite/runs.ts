@@ -1,8 +1,7 @@
-import { hostname } from 'node:os'
 import type Database from 'better-sqlite3'
 import { type ErrorInfo, StoreError } from '../../errors.js'
-import type { RunEvent } from '../../events.js'
-import { pidAlive } from '../../processes.js'
+import { abandonedError, closingEvents, interruptedError, interruptedReason } from '../recovery.js'
+import { escapeLike, type Row, toRun } from '../rows.js'
 import type {
   CreateRunResult,
   InterruptedRun,
@@ -18,9 +17,7 @@ import type {
 } from '../types.js'
 import type { EventsSql } from './events.js'
 import type { MaintenanceSql } from './maintenance.js'
-import { escapeLike, type Row, statements, toRun } from './rows.js'
-
-const DEFAULT_STALE_AFTER_MS = 60_000
+import { statements } from './rows.js'
 
 /** Runs and their lifecycle: creation, owner heartbeats, cancel and pause requests, recovery, pool slots. */
 export class RunsSql {
@@ -345,39 +342,19 @@ export class RunsSql {
     const now = options.now ?? Date.now()
     const recovered: RecoveredRun[] = []
     for (const run of this.interruptedRuns(options)) {
-      const error = {
-        name: 'InterruptedError',
-        message: `run interrupted: ${run.reason}. Re-execute it from failure with \`refresh retry ${run.runId}\`.`,
-      }
-      if (this.closeRun(run.runId, 'failure', error, now))
+      if (this.closeRun(run.runId, 'failure', interruptedError(run.runId, run.reason), now))
         recovered.push({ runId: run.runId, reason: run.reason })
     }
     return recovered
   }
 
-  /**
-   * The started runs whose owning process is gone. On this host a run is gone when its pid no
-   * longer exists; on another host when its heartbeat is older than `staleAfterMs`. (A live pid
-   * with a heartbeat ten times that old is taken as a reused pid.) Reads only.
-   */
+  /** The started runs whose owning process is gone (`interruptedReason`). Reads only. */
   interruptedRuns(options: RecoverOptions = {}): InterruptedRun[] {
-    const now = options.now ?? Date.now()
-    const staleAfter = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS
-    const host = hostname()
-    const candidates = (this.s.startedRuns.all() as Row[])
-      .map(toRun)
-      .filter((r) => !options.runIds || options.runIds.includes(r.id))
     const out: InterruptedRun[] = []
-    for (const run of candidates) {
-      const beat = run.heartbeatAt ?? run.startedAt ?? run.createdAt
-      const age = now - beat
-      let reason: string | undefined
-      if (run.ownerHost === host && run.ownerPid !== null) {
-        if (!pidAlive(run.ownerPid)) reason = `its process (pid ${run.ownerPid}) is gone`
-        else if (age > staleAfter * 10) reason = `its heartbeat stopped ${Math.round(age / 1000)} s ago`
-      } else if (age > staleAfter) {
-        reason = `its heartbeat stopped ${Math.round(age / 1000)} s ago (owner ${run.ownerHost ?? '?'}:${run.ownerPid ?? '?'})`
-      }
+    for (const row of this.s.startedRuns.all() as Row[]) {
+      const run = toRun(row)
+      if (options.runIds && !options.runIds.includes(run.id)) continue
+      const reason = interruptedReason(run, options)
       if (reason !== undefined) out.push({ runId: run.id, reason, lastSeenAt: this.lastSeenAt(run) })
     }
     return out
@@ -390,8 +367,7 @@ export class RunsSql {
   }
 
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): boolean {
-    const error = { name: status === 'canceled' ? 'CanceledError' : 'Error', message: reason }
-    return this.closeRun(runId, status, error, now)
+    return this.closeRun(runId, status, abandonedError(status, reason), now)
   }
 
   /**
@@ -413,22 +389,7 @@ export class RunsSql {
         this.s.closeRunningAttempts.run(stepStatus, endedAt, errorJson, runId)
         this.s.cancelPendingSteps.run(endedAt, runId)
         this.s.releaseRunSlots.run(runId)
-        const steps = this.events.getSteps(runId)
-        const count = (s: string) => steps.filter((step) => step.status === s).length
-        const events: RunEvent[] = [
-          { type: 'log', runId, ts: now, step: null, level: 'error', message: error.message },
-          {
-            type: 'run:end',
-            runId,
-            ts: now,
-            status,
-            durationMs: endedAt - (run.startedAt ?? run.createdAt),
-            succeeded: count('succeeded'),
-            failed: count('failed'),
-            skipped: count('skipped'),
-            canceled: count('canceled'),
-          },
-        ]
+        const events = closingEvents(run, this.events.getSteps(runId), status, error, now, endedAt)
         this.events.insertEvents(events)
         return true
       })

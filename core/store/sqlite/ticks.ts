@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3'
+import { type Row, toInstigator, toRun, toTick } from '../rows.js'
 import type {
   CommittedTick,
   InstigatorKind,
@@ -10,7 +11,7 @@ import type {
   TickRecord,
 } from '../types.js'
 import type { RequestsSql } from './requests.js'
-import { type Row, statements, toInstigator, toRun, toTick } from './rows.js'
+import { statements } from './rows.js'
 
 /** Sensors and schedules: their persisted state (on/off, cursor) and their ticks. */
 export class TicksSql {

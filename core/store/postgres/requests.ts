@@ -1,0 +1,200 @@
+import { toRun } from '../rows.js'
+import type {
+  ParkedReplay,
+  ParkedRequest,
+  ReplayOutcome,
+  RequestOutcome,
+  RunOwner,
+  RunRecord,
+  RunRequest,
+} from '../types.js'
+import { type Conn, type Db, mustRetryWhole, statements } from './db.js'
+import { Lock, lock } from './locks.js'
+import type { MaintenanceSql } from './maintenance.js'
+import type { RunsSql } from './runs.js'
+
+const S = statements('requests', {
+  // queued runs go in the order they were requested (runs.seq), across processes too
+  guardInFlight: `SELECT id FROM runs WHERE guard = $1 AND status IN ('started', 'paused') ORDER BY seq`,
+  guardQueued: `SELECT id FROM runs WHERE guard = $1 AND status = 'queued' ORDER BY seq LIMIT $2`,
+  holdInFlight: `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
+     WHERE h.hold = $1 AND r.status IN ('started', 'paused')`,
+  queuedRuns: `SELECT * FROM runs WHERE status = 'queued' ORDER BY seq LIMIT $1`,
+  // a queued run no other transaction is claiming right now (the claimer holds its row)
+  lockQueued: `SELECT * FROM runs WHERE id = $1 AND status = 'queued' FOR NO KEY UPDATE SKIP LOCKED`,
+  savepoint: 'SAVEPOINT replay_one',
+  release: 'RELEASE SAVEPOINT replay_one',
+  rollbackTo: 'ROLLBACK TO SAVEPOINT replay_one',
+})
+
+/** Run requests (from sensors, schedules, commands, replays): run keys, guards, claiming queued runs. */
+export class RequestsSql {
+  private readonly db: Db
+  private readonly runs: RunsSql
+  private readonly maintenance: MaintenanceSql
+
+  constructor(db: Db, runs: RunsSql, maintenance: MaintenanceSql) {
+    this.db = db
+    this.runs = runs
+    this.maintenance = maintenance
+  }
+
+  requestRun(request: RunRequest): Promise<RequestOutcome> {
+    return this.db.tx((c) => this.requestInTx(c, request))
+  }
+
+  /**
+   * `requestRun` inside the caller's transaction (a tick's, a replay's): the gate under its share
+   * lock, then the guard under its advisory lock, then the run key by its unique constraint.
+   */
+  async requestInTx(c: Conn, r: RunRequest): Promise<RequestOutcome> {
+    const gate = await this.maintenance.gateShared(c)
+    const existing = await this.runs.runForKey(c, r.origin, r.runKey)
+    if (existing) return { outcome: 'duplicate', runId: existing }
+    if (gate) {
+      return { outcome: 'parked', requestId: await this.maintenance.parkRequest(c, r, r.parkKeep) }
+    }
+    const guard = r.guard
+    if (guard) {
+      await lock(c, Lock.guard, guard.key)
+      const inFlight = await c.rows<{ id: string }>(S.guardInFlight, [guard.key])
+      const queued = await c.rows<{ id: string }>(S.guardQueued, [guard.key, guard.concurrency])
+      if (guard.onConflict === 'coalesce' && queued.length > 0) {
+        // the pending follow-up has not started: it will see whatever this request was for
+        const followUp = queued[0]!.id
+        const taken = await this.runs.claimKey(c, r.origin, r.runKey, followUp, r.now)
+        if (taken) return { outcome: 'duplicate', runId: taken }
+        return { outcome: 'coalesced', runId: followUp }
+      }
+      if (guard.onConflict === 'skip' && inFlight.length + queued.length >= guard.concurrency) {
+        const blocking = inFlight[0]?.id ?? queued[0]?.id ?? null
+        return {
+          outcome: 'skipped',
+          reason: `guard \`${guard.key}\` is full (${guard.concurrency} at a time; run ${blocking} is in flight)`,
+          blockingRunId: blocking,
+        }
+      }
+    }
+    const taken = await this.runs.claimKey(c, r.origin, r.runKey, r.id, r.now)
+    if (taken) return { outcome: 'duplicate', runId: taken }
+    const parent = r.parentRunId === undefined ? undefined : await this.runs.getRun(r.parentRunId, c)
+    await this.runs.insertRunRow(c, {
+      id: r.id,
+      status: 'queued',
+      parentRunId: parent?.id,
+      rootRunId: parent ? (parent.rootRunId ?? parent.id) : undefined,
+      reused: r.reused,
+      selection: r.selection,
+      plan: r.plan,
+      config: r.config,
+      tags: r.tags,
+      origin: r.origin,
+      runKey: r.runKey,
+      now: r.now,
+      guard: guard?.key,
+      guardLimit: guard?.concurrency,
+      holds: r.holds,
+    })
+    return { outcome: 'created', runId: r.id }
+  }
+
+  /**
+   * Moves a queued run to started, owned by the caller, if its guard has a free slot, it is the
+   * oldest queued run of its guard, its holds have room and maintenance is off. The run's row is
+   * taken with SKIP LOCKED: of several daemons claiming it at once, one gets it and the others
+   * move on at once instead of waiting.
+   */
+  claimQueuedRun(runId: string, owner: RunOwner, now: number): Promise<boolean> {
+    return this.db.tx(async (c) => {
+      const row = await c.row(S.lockQueued, [runId])
+      if (!row) return false
+      const run = toRun(row)
+      // queued before maintenance went on: held until it goes off
+      if (await this.maintenance.gateShared(c)) return false
+      if (run.guard !== null && run.guardLimit !== null) {
+        await lock(c, Lock.guard, run.guard)
+        if ((await c.rows(S.guardInFlight, [run.guard])).length >= run.guardLimit) return false
+        // launch in request order: an older queued run of the same guard goes first
+        const first = (await c.rows<{ id: string }>(S.guardQueued, [run.guard, 1]))[0]
+        if (first && first.id !== runId) return false
+      }
+      if (await this.runs.firstFullHold(c, await this.runs.runHolds(runId, c), runId)) return false
+      await this.runs.start(c, runId, owner, now)
+      return true
+    })
+  }
+
+  /** Queued runs, oldest first, with whether their guard and holds have a free slot now. */
+  async queuedRuns(limit = 500): Promise<Array<RunRecord & { launchable: boolean }>> {
+    const rows = (await this.db.rows(S.queuedRuns, [limit])).map(toRun)
+    if (await this.maintenance.gate()) return rows.map((run) => ({ ...run, launchable: false }))
+    const inFlight = new Map<string, number>()
+    const holdsFull = new Map<string, boolean>()
+    const seenQueued = new Set<string>()
+    const out: Array<RunRecord & { launchable: boolean }> = []
+    for (const run of rows) {
+      let blocked = false
+      for (const hold of await this.runs.runHolds(run.id)) {
+        if (!holdsFull.has(hold.key)) {
+          const holders = await this.db.rows<{ run_id: string }>(S.holdInFlight, [hold.key])
+          holdsFull.set(hold.key, holders.length >= hold.limit)
+        }
+        if (holdsFull.get(hold.key)) blocked = true
+      }
+      if (blocked) {
+        out.push({ ...run, launchable: false })
+        continue
+      }
+      if (run.guard === null || run.guardLimit === null) {
+        out.push({ ...run, launchable: true })
+        continue
+      }
+      if (!inFlight.has(run.guard))
+        inFlight.set(run.guard, (await this.db.rows(S.guardInFlight, [run.guard])).length)
+      const first = !seenQueued.has(run.guard)
+      seenQueued.add(run.guard)
+      out.push({ ...run, launchable: first && inFlight.get(run.guard)! < run.guardLimit })
+    }
+    return out
+  }
+
+  /**
+   * Replays parked requests in one transaction: each still pending is locked, requested in a
+   * savepoint (one that fails leaves nothing half-written) and marked replayed together.
+   */
+  replayParked(
+    replays: readonly ParkedReplay[],
+    now: number,
+  ): Promise<Array<{ parked: ParkedRequest; outcome: ReplayOutcome }>> {
+    return this.db.tx(async (c) => {
+      if (await this.maintenance.gateShared(c)) return []
+      const out: Array<{ parked: ParkedRequest; outcome: ReplayOutcome }> = []
+      for (const replay of replays) {
+        const parked = await this.maintenance.lockParked(c, replay.parkedId)
+        if (!parked || parked.replayedAt !== null) continue
+        let outcome: ReplayOutcome
+        if ('failed' in replay) outcome = { outcome: 'failed', reason: replay.failed }
+        else {
+          await c.run(S.savepoint)
+          try {
+            outcome = await this.requestInTx(c, replay.request)
+            await c.run(S.release)
+          } catch (error) {
+            // the transaction itself failed (a deadlock, a lost connection): it is retried whole
+            if (mustRetryWhole(error)) throw error
+            await c.run(S.rollbackTo)
+            outcome = { outcome: 'failed', reason: (error as Error).message }
+          }
+        }
+        const runId = 'runId' in outcome ? outcome.runId : null
+        const text =
+          outcome.outcome === 'failed' || outcome.outcome === 'skipped'
+            ? `${outcome.outcome}: ${outcome.reason}`
+            : outcome.outcome
+        await this.maintenance.markReplayed(c, parked.id, now, runId, text)
+        out.push({ parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text }, outcome })
+      }
+      return out
+    })
+  }
+}

@@ -1,0 +1,146 @@
+import type { ErrorInfo } from '../errors.js'
+import { type JsonObject, parseJson } from '../json.js'
+import type {
+  AttemptRecord,
+  InstigatorKind,
+  InstigatorState,
+  InstigatorStatus,
+  Lease,
+  MaterializationRecord,
+  ParkedRequest,
+  RunGuard,
+  RunRecord,
+  RunStatus,
+  StepRecord,
+  TickRecord,
+} from './types.js'
+
+/** A row as the driver returns it. */
+export type Row = Record<string, unknown>
+
+/** Row -> record conversions shared by the stores (same column names; JSON text columns parsed, nulls kept). */
+
+export function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`)
+}
+
+export function toRun(row: Row): RunRecord {
+  return {
+    id: row.id as string,
+    status: row.status as RunStatus,
+    selection: row.selection as string,
+    plan: parseJson<string[]>(row.plan as string, []),
+    reused: parseJson<Record<string, string>>(row.reused as string, {}),
+    config: parseJson<Record<string, unknown>>(row.config as string, {}),
+    tags: parseJson<Record<string, string>>(row.tags as string, {}),
+    origin: row.origin as string,
+    runKey: (row.run_key as string | null) ?? null,
+    parentRunId: (row.parent_run_id as string | null) ?? null,
+    rootRunId: (row.root_run_id as string | null) ?? null,
+    partitionKey: (row.partition_key as string | null) ?? null,
+    createdAt: row.created_at as number,
+    startedAt: (row.started_at as number | null) ?? null,
+    endedAt: (row.ended_at as number | null) ?? null,
+    ownerPid: (row.owner_pid as number | null) ?? null,
+    ownerHost: (row.owner_host as string | null) ?? null,
+    heartbeatAt: (row.heartbeat_at as number | null) ?? null,
+    cancelRequestedAt: (row.cancel_requested_at as number | null) ?? null,
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+    guard: (row.guard as string | null) ?? null,
+    guardLimit: (row.guard_limit as number | null) ?? null,
+  }
+}
+
+export function toInstigator(row: Row): InstigatorState {
+  return {
+    name: row.name as string,
+    kind: row.kind as InstigatorKind,
+    status: row.status as InstigatorStatus,
+    cursor: (row.cursor as string | null) ?? null,
+    enabledAt: (row.enabled_at as number | null) ?? null,
+    updatedAt: row.updated_at as number,
+    lastTickAt: (row.last_tick_at as number | null) ?? null,
+    lastTickId: (row.last_tick_id as number | null) ?? null,
+  }
+}
+
+export function toTick(row: Row): TickRecord {
+  return {
+    id: row.id as number,
+    instigator: row.instigator as string,
+    kind: row.kind as InstigatorKind,
+    tickTime: row.tick_time as number,
+    startedAt: row.started_at as number,
+    endedAt: (row.ended_at as number | null) ?? null,
+    status: row.status as TickRecord['status'],
+    runIds: parseJson<string[]>(row.run_ids as string, []),
+    skipReason: (row.skip_reason as string | null) ?? null,
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+    cursor: (row.cursor as string | null) ?? null,
+    repeats: (row.repeats as number | null) ?? 1,
+  }
+}
+
+export function toParked(row: Row): ParkedRequest {
+  return {
+    id: row.id as number,
+    origin: row.origin as string,
+    selection: row.selection as string,
+    config: parseJson<Record<string, unknown>>(row.config as string, {}),
+    tags: parseJson<Record<string, string>>(row.tags as string, {}),
+    runKey: (row.run_key as string | null) ?? null,
+    guard: parseJson<RunGuard | null>(row.guard as string | null, null),
+    parentRunId: (row.parent_run_id as string | null) ?? null,
+    createdAt: row.created_at as number,
+    replayedAt: (row.replayed_at as number | null) ?? null,
+    replayRunId: (row.replay_run_id as string | null) ?? null,
+    replayOutcome: (row.replay_outcome as string | null) ?? null,
+  }
+}
+
+export function toLease(row: Row): Lease {
+  return {
+    name: row.name as string,
+    holder: row.holder as string,
+    acquiredAt: row.acquired_at as number,
+    expiresAt: row.expires_at as number,
+  }
+}
+
+export function toStep(row: Row): StepRecord {
+  return {
+    runId: row.run_id as string,
+    key: row.key as string,
+    index: row.plan_index as number,
+    status: row.status as StepRecord['status'],
+    attempts: row.attempts as number,
+    startedAt: (row.started_at as number | null) ?? null,
+    endedAt: (row.ended_at as number | null) ?? null,
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+    reason: (row.reason as string | null) ?? null,
+  }
+}
+
+export function toAttempt(row: Row): AttemptRecord {
+  return {
+    runId: row.run_id as string,
+    step: row.step_key as string,
+    attempt: row.attempt as number,
+    status: row.status as AttemptRecord['status'],
+    startedAt: row.started_at as number,
+    endedAt: (row.ended_at as number | null) ?? null,
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
+  }
+}
+
+export function toMaterialization(row: Row): MaterializationRecord {
+  return {
+    id: row.id as number,
+    asset: row.asset_key as string,
+    runId: row.run_id as string,
+    attempt: row.attempt as number,
+    ts: row.ts as number,
+    metadata: parseJson<JsonObject>(row.metadata as string, {}),
+    partitionKey: (row.partition_key as string | null) ?? null,
+  }
+}
