@@ -4,6 +4,7 @@ import { withConfigDir } from './config-dir.js'
 import { type AssetDefinition, formatIssues, isAssetDefinition, uncalledFactory } from './definitions.js'
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'
+import { isRunLauncher, type RunLauncher } from './launcher.js'
 
 /** What an environment block (`--env NAME`) may override. */
 export interface EnvironmentConfig {
@@ -17,6 +18,11 @@ export interface EnvironmentConfig {
   concurrency?: number
   /** Store file, relative to the config file. */
   store?: string
+  /**
+   * Where `refresh daemon` starts each run: a local process (the default), or an ECS task with
+   * `ecsRunLauncher({ cluster, taskDefinition })` (which needs a store the tasks share: Postgres).
+   */
+  runLauncher?: RunLauncher
 }
 
 /** The shape of `refresh.config.ts`'s default export. */
@@ -79,6 +85,11 @@ const environmentSchema = z
     pools: poolsSchema.optional(),
     concurrency: z.number().int().min(1).optional(),
     store: z.string().min(1).optional(),
+    runLauncher: z
+      .custom<RunLauncher>(isRunLauncher, {
+        message: 'must be a run launcher, like `ecsRunLauncher({ cluster, taskDefinition })`',
+      })
+      .optional(),
     guards: z
       .array(
         z
@@ -176,6 +187,8 @@ export interface ResolvedConfig {
   store: string | undefined
   environment: string | undefined
   guards: RunGuardConfig[]
+  /** The run launcher the daemon uses; undefined: a local process per run. */
+  runLauncher: RunLauncher | undefined
 }
 
 /** Calls a lazy environment block and validates what it returns, naming the environment on failure. */
@@ -229,5 +242,6 @@ export function resolveEnvironment(
     store: env.store ?? config.store,
     environment: name,
     guards: env.guards ?? config.guards ?? [],
+    runLauncher: env.runLauncher ?? config.runLauncher,
   }
 }

@@ -2,7 +2,12 @@ import { hostname } from 'node:os'
 import type { AssetDefinition } from './definitions.js'
 import { pidAlive } from './processes.js'
 import type { RunStore } from './store/run-store.js'
-import { FINISHED_RUN_STATUSES, type RecoveredRun, type RunRecord } from './store/types.js'
+import {
+  FINISHED_RUN_STATUSES,
+  type RecoveredRun,
+  type RecoverOptions,
+  type RunRecord,
+} from './store/types.js'
 
 export interface Recovery {
   recovered: RecoveredRun[]
@@ -27,8 +32,10 @@ export async function recoverRuns(
   store: Pick<RunStore, 'recoverInterruptedRuns' | 'getRun'>,
   assets: readonly AssetDefinition[],
   now?: number,
+  /** Only these runs, or another time after which a silent owner elsewhere counts as gone. */
+  options: Omit<RecoverOptions, 'now'> = {},
 ): Promise<Recovery> {
-  const recovered = await store.recoverInterruptedRuns(now === undefined ? {} : { now })
+  const recovered = await store.recoverInterruptedRuns(now === undefined ? options : { ...options, now })
   const hooks: Recovery['hooks'] = []
   const runs = new Map<string, Promise<RunRecord | undefined>>()
   const getRun = (id: string) => {

@@ -3,9 +3,15 @@ import { type Clock, systemClock } from '../core/clock.js'
 import type { LogLevel } from '../core/definitions.js'
 import type { AssetGraph } from '../core/graph.js'
 import type { RunGuardConfig } from '../core/guards.js'
-import { recoverRuns } from '../core/recovery.js'
+import type { LaunchedRun, RunLauncher } from '../core/launcher.js'
+import { type Recovery, recoverRuns } from '../core/recovery.js'
 import type { RunStore } from '../core/store/run-store.js'
-import type { NewTick } from '../core/store/types.js'
+import {
+  FINISHED_RUN_STATUSES,
+  HEARTBEAT_INTERVAL_MS,
+  type NewTick,
+  type RunRecord,
+} from '../core/store/types.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from '../sensors/definitions.js'
 import {
   effectiveStatus,
@@ -18,13 +24,7 @@ import {
 import type { DaemonEvent, DaemonEventListener } from './events.js'
 import { replayParked } from './maintenance.js'
 
-/** A run started in its own process by the daemon. */
-export interface LaunchedRun {
-  pid: number | undefined
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>
-  /** Sends a signal to the run's process (SIGINT: cancel gracefully; SIGKILL: stop at once). */
-  kill(signal: NodeJS.Signals): void
-}
+export type { LaunchedRun, RunLauncher } from '../core/launcher.js'
 
 export interface DaemonOptions {
   store: RunStore
@@ -33,8 +33,17 @@ export interface DaemonOptions {
   /** The config's run guards (runs requested by sensors and schedules hold them too). */
   guards?: readonly RunGuardConfig[]
   instigators: readonly InstigatorDefinition[]
-  /** Starts a queued run in a child process (so a crashing asset cannot take the daemon down). */
-  launch(runId: string): LaunchedRun
+  /**
+   * Starts each queued run in its own process (so a crashing asset cannot take the daemon down):
+   * a local one (`localRunLauncher`), or an ECS task (`ecsRunLauncher`).
+   */
+  launcher: RunLauncher
+  /** The config file the daemon loaded (a launched run loads the same one). */
+  configFile: string
+  /** The daemon's `--env NAME`, passed on to each launched run. */
+  environment?: string | undefined
+  /** At most this many runs launched by this daemon run at once (default: no limit). */
+  maxRuns?: number
   /** Everything the daemon does, as typed events (the CLI prints them as text or JSON). */
   onEvent: DaemonEventListener
   clock?: Clock
@@ -53,15 +62,29 @@ export interface DaemonOptions {
 export const DAEMON_LEASE = 'daemon'
 
 /**
+ * How long the owner of a run whose launched process ended must have been silent to be taken for
+ * gone: several missed heartbeats, so that a live owner (if another process claimed the run) is
+ * never taken for dead.
+ */
+const GONE_AFTER_MS = 5 * HEARTBEAT_INTERVAL_MS
+
+/**
  * The daemon: holds the store's lease, evaluates due sensors and schedules, launches queued runs
  * (each in its own process, within guards), recovers runs whose process died, and on stop lets
  * running runs finish within a grace period before canceling them.
  */
 export class Daemon {
-  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration'>> &
-    Pick<DaemonOptions, 'onIteration'> & { clock: Clock }
+  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration' | 'environment'>> &
+    Pick<DaemonOptions, 'onIteration' | 'environment'> & { clock: Clock }
   private readonly holder = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
   private readonly children = new Map<string, LaunchedRun>()
+  /** Launched runs the daemon is stopping (a cancel, a process that outlived its run): since when, and how far. */
+  private readonly stops = new Map<string, { since: number; killed: boolean }>()
+  /** Launched runs that were still started when their process ended: when it ended. */
+  private readonly gone = new Map<string, number>()
+  private lastWatch = 0
+  private lastGoneCheck = 0
+  private holdingBack = false
   private readonly lastSkip = new Map<string, string>()
   private stopping = false
   private wake: (() => void) | undefined
@@ -82,6 +105,7 @@ export class Daemon {
       graceMs: 60_000,
       cancelGraceMs: 10_000,
       guards: [],
+      maxRuns: Number.POSITIVE_INFINITY,
       ...options,
     }
   }
@@ -166,17 +190,15 @@ export class Daemon {
     const now = clock.now()
     if (now - this.lastRecovery >= 5_000) {
       this.lastRecovery = now
-      const recovery = await recoverRuns(store, [...this.o.graph.assets.values()], now)
-      for (const r of recovery.recovered)
-        this.emit('warn', { type: 'run:recovered', runId: r.runId, reason: r.reason })
-      for (const h of recovery.hooks) {
-        this.emit(h.error ? 'error' : 'info', {
-          type: 'recovery:hook',
-          asset: h.asset,
-          runIds: h.runIds,
-          error: h.error?.message ?? null,
-        })
-      }
+      await this.reportRecovery(await recoverRuns(store, [...this.o.graph.assets.values()], now))
+    }
+    if (this.gone.size > 0 && now - this.lastGoneCheck >= 1_000) {
+      this.lastGoneCheck = now
+      await this.closeGone(now)
+    }
+    if (this.children.size > 0 && now - this.lastWatch >= 1_000) {
+      this.lastWatch = now
+      await this.watchLaunched(now)
     }
     // requests parked during maintenance: replayed once the gate is off, also after a crash mid-replay
     if (
@@ -246,43 +268,202 @@ export class Daemon {
   }
 
   private async launchQueued(): Promise<void> {
+    let held = 0
     for (const run of await this.o.store.queuedRuns()) {
       if (!run.launchable || this.children.has(run.id) || this.stopping) continue
-      const child = this.o.launch(run.id)
-      this.children.set(run.id, child)
+      if (this.children.size >= this.o.maxRuns) {
+        held++
+        continue
+      }
+      this.launch(run)
+    }
+    // said once each time launches start waiting for a free slot, not once a loop
+    if (held > 0 && !this.holdingBack) {
+      this.emit('info', {
+        type: 'runs:held',
+        queued: held,
+        running: this.children.size,
+        maxRuns: this.o.maxRuns,
+      })
+    }
+    this.holdingBack = held > 0
+  }
+
+  private launch(run: RunRecord): void {
+    const child = this.o.launcher.launch({
+      run,
+      environment: this.o.environment,
+      configFile: this.o.configFile,
+      storeLocation: this.o.store.location,
+      onError: (message) => this.emit('warn', { type: 'error', message, stack: null }),
+    })
+    this.children.set(run.id, child)
+    const launched = (task: string | undefined) =>
       this.emit('info', {
         type: 'run:launched',
         runId: run.id,
         selection: run.selection,
         origin: run.origin,
         pid: child.pid,
+        task: task ?? null,
       })
-      child.exited.then(async ({ code, signal, stderr }) => {
-        this.children.delete(run.id)
-        let status = (await this.o.store.getRun(run.id).catch(() => undefined))?.status ?? 'unknown'
-        const how = signal ? `signal ${signal}` : `exit ${code}`
-        const tail = stderr.trim().split('\n').slice(-3).join(' | ')
-        if (status === 'queued' && (code !== 0 || signal !== null)) {
-          // it died before starting the run (a broken config, say): fail the run, do not relaunch forever
-          await this.o.store
-            .abandonRun(
-              run.id,
-              'failure',
-              `the run's process ended (${how}) before starting it: ${tail}`,
-              Date.now(),
-            )
-            .catch((error: unknown) => this.emitError(`could not close run ${run.id}`, error))
-          status = 'failure'
-        }
-        this.emit(status === 'success' ? 'info' : 'warn', {
-          type: 'run:exited',
-          runId: run.id,
-          status,
-          code,
-          signal,
-          stderrTail: status === 'success' ? '' : tail,
+    // a task is announced once it started (a launch that failed says so when it "exits")
+    if (child.started) void child.started.then((task) => task !== undefined && launched(task))
+    else launched(undefined)
+    child.exited.then(async ({ code, signal, stderr }) => {
+      this.children.delete(run.id)
+      this.stops.delete(run.id)
+      const now = Date.now()
+      const record = await this.o.store.getRun(run.id).catch(() => undefined)
+      let status = record?.status ?? 'unknown'
+      const how = signal ? `signal ${signal}` : code === null ? 'without an exit code' : `exit ${code}`
+      const tail = stderr.trim().split('\n').slice(-3).join(' | ')
+      if (status === 'queued' && (code !== 0 || signal !== null)) {
+        // it died before starting the run (a broken config, say): fail the run, do not relaunch forever
+        await this.o.store
+          .abandonRun(run.id, 'failure', `the run's process ended (${how}) before starting it: ${tail}`, now)
+          .catch((error: unknown) => this.emitError(`could not close run ${run.id}`, error))
+        status = 'failure'
+      } else if (status === 'started') {
+        // it died while running the run: closed as soon as its owner is seen gone (closeGone)
+        this.gone.set(run.id, now)
+        this.lastGoneCheck = 0
+      }
+      this.emit(status === 'success' ? 'info' : 'warn', {
+        type: 'run:exited',
+        runId: run.id,
+        status,
+        code,
+        signal,
+        stderrTail: status === 'success' ? '' : tail,
+      })
+      this.wake?.()
+    })
+  }
+
+  /**
+   * Runs whose launched process (or task) ended while they were still started. Their owner is
+   * taken for gone once it is silent for GONE_AFTER_MS (a live owner beats every second; the
+   * process that ended may not have been the owner, if another one claimed the run), rather than
+   * the minute recovery waits for an owner it knows nothing about: a run canceled meanwhile ends
+   * canceled, any other is recovered as interrupted (resumable from failure).
+   */
+  private async closeGone(now: number): Promise<void> {
+    const ids = [...this.gone.keys()]
+    const { store } = this.o
+    const dead = await store.interruptedRuns({ runIds: ids, staleAfterMs: GONE_AFTER_MS, now })
+    const interrupted: string[] = []
+    for (const d of dead) {
+      const run = await store.getRun(d.runId)
+      if (run?.cancelRequestedAt == null) {
+        interrupted.push(d.runId)
+        continue
+      }
+      await store.abandonRun(
+        d.runId,
+        'canceled',
+        `canceled; its process ended (${d.reason}) before it could close the run`,
+        now,
+      )
+      this.emit('warn', { type: 'run:recovered', runId: d.runId, reason: d.reason, status: 'canceled' })
+    }
+    if (interrupted.length > 0) {
+      await this.reportRecovery(
+        await recoverRuns(store, [...this.o.graph.assets.values()], now, {
+          runIds: interrupted,
+          staleAfterMs: GONE_AFTER_MS,
+        }),
+      )
+    }
+    for (const id of ids) {
+      const run = await store.getRun(id)
+      // no longer started, or left to the general rule after a while
+      if (run?.status !== 'started' || now - this.gone.get(id)! > 120_000) this.gone.delete(id)
+    }
+  }
+
+  /**
+   * Stops launched runs that should stop: a run whose cancel was requested (its process is told at
+   * once, as the executor is: StopTask for an ECS task), and a process that outlives its run's end
+   * by the cancel grace; one still there a grace period later is killed, and a run it left
+   * started is closed canceled.
+   */
+  private async watchLaunched(now: number): Promise<void> {
+    for (const [runId, child] of [...this.children]) {
+      const run = await this.o.store.getRun(runId)
+      if (!run) continue
+      const stop = this.stops.get(runId)
+      if (stop) {
+        if (stop.killed || now - stop.since < this.o.cancelGraceMs) continue
+        stop.killed = true
+        this.emit('warn', {
+          type: 'run:stopping',
+          runId,
+          reason: `it did not stop within ${Math.round(this.o.cancelGraceMs / 1000)} s`,
+          how: this.how('SIGKILL'),
         })
-        this.wake?.()
+        child.kill('SIGKILL')
+        if (run.status === 'started') {
+          await this.o.store.abandonRun(
+            runId,
+            run.cancelRequestedAt !== null ? 'canceled' : 'failure',
+            `its process did not stop within ${Math.round(this.o.cancelGraceMs / 1000)} s of being told to, and was killed`,
+            now,
+          )
+        }
+        continue
+      }
+      const canceled =
+        run.cancelRequestedAt !== null && (run.status === 'started' || run.status === 'canceled')
+      if (canceled) {
+        this.stops.set(runId, { since: now, killed: false })
+        this.emit('info', { type: 'run:canceling', runId, reason: 'cancel requested' })
+        child.kill('SIGTERM')
+        continue
+      }
+      const ended = FINISHED_RUN_STATUSES.includes(run.status) || run.status === 'paused'
+      const endedAt = run.status === 'paused' ? run.heartbeatAt : run.endedAt
+      if (ended && endedAt !== null && now - endedAt > this.o.cancelGraceMs) {
+        this.stops.set(runId, { since: now, killed: false })
+        this.emit('warn', {
+          type: 'run:stopping',
+          runId,
+          reason: `the run ended ${run.status}, but its process is still there`,
+          how: this.how('SIGTERM'),
+        })
+        child.kill('SIGTERM')
+      }
+    }
+  }
+
+  /** What stopping a launched run's process with `signal` does, for messages. */
+  private how(signal: NodeJS.Signals): string {
+    return this.o.launcher.remote ? `StopTask (${this.o.launcher.kind})` : signal
+  }
+
+  private async reportRecovery(recovery: Recovery): Promise<void> {
+    for (const r of recovery.recovered)
+      this.emit('warn', { type: 'run:recovered', runId: r.runId, reason: r.reason, status: 'failure' })
+    for (const h of recovery.hooks) {
+      this.emit(h.error ? 'error' : 'info', {
+        type: 'recovery:hook',
+        asset: h.asset,
+        runIds: h.runIds,
+        error: h.error?.message ?? null,
+      })
+    }
+    // the tasks of runs recovered as interrupted, if any still run (an owner cut off from the store)
+    const runIds = recovery.recovered.map((r) => r.runId)
+    if (runIds.length === 0 || !this.o.launcher.recover) return
+    try {
+      const stopped = await this.o.launcher.recover(runIds)
+      if (stopped.length > 0) this.emit('warn', { type: 'launcher:recovered', runIds, stopped, error: null })
+    } catch (error) {
+      this.emit('error', {
+        type: 'launcher:recovered',
+        runIds,
+        stopped: [],
+        error: error instanceof Error ? error.message : String(error),
       })
     }
   }

@@ -29,7 +29,16 @@ export interface DaemonEventMap {
   'sensor:log': { name: string; message: string }
   /** A request parked during maintenance was replayed. */
   'parked:replayed': { requestId: number; origin: string; selection: string; outcome: ReplayOutcome }
-  'run:launched': { runId: string; selection: string; origin: string; pid: number | undefined }
+  /** A queued run was started: as a local process (`pid`) or an ECS task (`task`, its ARN). */
+  'run:launched': {
+    runId: string
+    selection: string
+    origin: string
+    pid: number | undefined
+    task: string | null
+  }
+  /** `--max-runs` is reached: `queued` launchable runs wait for one of the `running` to end (said once per wait). */
+  'runs:held': { queued: number; running: number; maxRuns: number }
   /** A launched run's process ended; `status` is the run's, as the store has it. */
   'run:exited': {
     runId: string
@@ -38,14 +47,18 @@ export interface DaemonEventMap {
     signal: string | null
     stderrTail: string
   }
-  /** A started run whose owner is gone was marked failed. */
-  'run:recovered': { runId: string; reason: string }
+  /** A started run whose owner is gone was closed: failed as interrupted, or canceled when that was asked. */
+  'run:recovered': { runId: string; reason: string; status: 'failure' | 'canceled' }
+  /** The run launcher stopped the tasks still running of runs recovered as interrupted (`error` when it could not). */
+  'launcher:recovered': { runIds: string[]; stopped: string[]; error: string | null }
   /** An asset's `recover` hook ran for runs found interrupted (`error` when it failed). */
   'recovery:hook': { asset: string; runIds: string[]; error: string | null }
   /** SIGTERM: ticking stopped; runs in flight may finish within the grace period. */
   stopping: { running: number; graceMs: number }
-  /** The grace period is over: a run still in flight is canceled. */
+  /** A run in flight is canceled: the grace period is over, or a cancel was requested. */
   'run:canceling': { runId: string; reason: string }
+  /** A launched run's process is stopped for `reason`: `how` is the signal, or StopTask for an ECS task. */
+  'run:stopping': { runId: string; reason: string; how: string }
   stopped: { holder: string }
   /** Something failed that the daemon goes on after (a busy store, a bug in an iteration). */
   error: { message: string; stack: string | null }

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { CanceledError, ConfigError } from '../../core/errors.js'
 import { storeOption } from '../common.js'
-import { openConfigured, requireAwsReady } from '../config-options.js'
+import { loadResolved, openConfigured, requireAwsReady } from '../config-options.js'
+import { storeLocationFor } from '../find-config.js'
 import { type CliContext, EXIT, type Io } from '../io.js'
 import { plainReporter } from '../reporters/plain.js'
 
@@ -13,6 +12,7 @@ interface DaemonOptions {
   env?: string
   json?: boolean
   graceSeconds?: string
+  maxRuns?: string
   http?: string
   httpTimeoutMs?: string
 }
@@ -33,6 +33,7 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
       'on SIGTERM, how long running runs may go on before they are canceled',
       '60',
     )
+    .option('--max-runs <n>', 'launch at most N runs at once (default: no limit)')
     .option('--http <[host:]port>', 'serve /healthz, /readyz and /metrics (loopback unless a host is given)')
     .option(
       '--http-timeout-ms <n>',
@@ -41,7 +42,7 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
     )
     .addHelpText(
       'after',
-      '\nA second daemon on the same store waits and takes over within seconds if the first dies.\nSIGTERM or Ctrl-C: stop ticking, let runs finish (up to --grace-seconds), exit 0.\n\nExamples:\n  refresh daemon\n  refresh daemon --json --grace-seconds 300\n  refresh daemon --http 9464          # http://127.0.0.1:9464/metrics',
+      '\nA second daemon on the same store waits and takes over within seconds if the first dies.\nSIGTERM or Ctrl-C: stop ticking, let runs finish (up to --grace-seconds), exit 0.\nEach run is a local process (`refresh launch RUN_ID`), or an ECS task with `runLauncher: ecsRunLauncher({...})` in the config.\n\nExamples:\n  refresh daemon\n  refresh daemon --json --grace-seconds 300 --max-runs 4\n  refresh daemon --http 9464          # http://127.0.0.1:9464/metrics',
     )
     .action(async (options: DaemonOptions) => {
       ctx.code = await daemonCommand(options, ctx.io)
@@ -49,7 +50,9 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
 
   program
     .command('launch', { hidden: true })
-    .description('execute one queued run (the daemon starts each run this way)')
+    .description(
+      'execute one queued run (the daemon starts each run this way; the store comes in $REFRESH_STORE)',
+    )
     .argument('<run-id>')
     .option('-c, --config <file>', 'config file')
     .addOption(storeOption())
@@ -64,8 +67,18 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
     throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
   }
+  const maxRuns = parseMaxRuns(options.maxRuns)
   const listen = options.http === undefined ? undefined : await parseHttp(options)
-  const { loaded, resolved, storeLocation, store } = await openConfigured(options, io.cwd)
+  const { loaded, resolved } = await loadResolved(options, io.cwd)
+  const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
+  const { isFileLocation, openStore } = await import('../../core/store/open.js')
+  const launcher = resolved.runLauncher ?? (await import('../../daemon/local-launcher.js')).localRunLauncher()
+  if (launcher.remote && (isFileLocation(storeLocation) || storeLocation === ':memory:')) {
+    throw new ConfigError(
+      `${loaded.file}: runLauncher starts each run as an ${launcher.kind.toUpperCase()} task on another host, which cannot reach the store ${storeLocation === ':memory:' ? 'in memory' : `file ${storeLocation}`}. Give the daemon and its tasks a shared store: a Postgres URL in \`store\` (in the config), --store or REFRESH_STORE; the task definition gives the tasks the same REFRESH_STORE from its secrets (see docs/aws.md).`,
+    )
+  }
+  const store = await openStore(storeLocation)
   await requireAwsReady(resolved).catch(async (error: unknown) => {
     await store.close()
     throw error
@@ -86,7 +99,6 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
   const graph = AssetGraph.build(resolved.assets)
   // a selection that names no asset would fail every tick, every iteration: refuse to start
   checkInstigatorSelections(instigators, graph, loaded.file)
-  const cli = fileURLToPath(new URL('../main.js', import.meta.url))
   const alerts = loaded.config.alerts
   const { daemonReporter } = await import('../reporters/daemon.js')
   const report = daemonReporter(io.out, options.json === true)
@@ -122,26 +134,10 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     guards: resolved.guards,
     instigators,
     graceMs: graceSeconds * 1000,
-    launch(runId) {
-      // argument arrays only: no shell
-      const args = [cli, 'launch', runId, '--config', loaded.file, '--store', storeLocation]
-      if (options.env !== undefined) args.push('--env', options.env)
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-      let stderr = ''
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr = (stderr + chunk.toString()).slice(-4000)
-      })
-      return {
-        pid: child.pid,
-        exited: new Promise((done) => {
-          child.on('close', (code, signal) => done({ code, signal, stderr }))
-          child.on('error', (error) => done({ code: null, signal: null, stderr: String(error) }))
-        }),
-        kill: (signal) => {
-          child.kill(signal)
-        },
-      }
-    },
+    launcher,
+    configFile: loaded.file,
+    environment: options.env,
+    ...(maxRuns === undefined ? {} : { maxRuns }),
     onEvent: report,
   })
   let http: Awaited<ReturnType<typeof import('../../daemon/http.js').startOpsHttp>> | undefined
@@ -201,9 +197,22 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     process.off('SIGTERM', stop)
     process.off('SIGINT', stop)
     await http?.close()
+    await launcher.close()
     await store.close()
   }
   return EXIT.ok
+}
+
+/** `--max-runs N`: a whole number of at least 1, or undefined (no limit). */
+function parseMaxRuns(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(
+      `--max-runs ${value}: expected a whole number of runs of at least 1, like --max-runs 4 (leave it out for no limit).`,
+    )
+  }
+  return n
 }
 
 async function parseHttp(options: DaemonOptions): Promise<{ host: string; port: number }> {

@@ -27,13 +27,19 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return `replayed parked request #${e.requestId} (${e.origin}, ${e.selection}): ${text}`
     }
     case 'run:launched':
-      return `launched run ${e.runId} (${e.selection}, from ${e.origin}) as pid ${e.pid}`
+      return `launched run ${e.runId} (${e.selection}, from ${e.origin}) as ${e.task ? `ECS task ${e.task.split('/').at(-1)}` : `pid ${e.pid}`}`
+    case 'runs:held':
+      return `${e.queued} queued run(s) wait: ${e.running} of --max-runs ${e.maxRuns} in flight`
     case 'run:exited': {
       const how = e.signal ? `signal ${e.signal}` : `exit ${e.code}`
       return `run ${e.runId} ended ${e.status} (${how})${e.stderrTail ? `: ${e.stderrTail}` : ''}`
     }
     case 'run:recovered':
-      return `run ${e.runId} marked failed: ${e.reason}`
+      return `run ${e.runId} marked ${e.status === 'canceled' ? 'canceled' : 'failed'}: ${e.reason}`
+    case 'launcher:recovered':
+      return e.error
+        ? `could not stop the tasks of interrupted run(s) ${e.runIds.join(', ')}: ${e.error}`
+        : `stopped ${e.stopped.length} task(s) still running for interrupted run(s) ${e.runIds.join(', ')}`
     case 'recovery:hook': {
       const what = `${e.asset} left behind${e.runIds.length ? ` for ${e.runIds.join(', ')}` : ''}`
       return e.error ? `could not clean up what ${what}: ${e.error}` : `cleaned up what ${what}`
@@ -42,6 +48,8 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return `stopping: ${e.running} run(s) in flight may finish within ${Math.round(e.graceMs / 1000)} s`
     case 'run:canceling':
       return `canceling run ${e.runId} (${e.reason})`
+    case 'run:stopping':
+      return `stopping run ${e.runId} (${e.reason}): ${e.how}`
     case 'stopped':
       return 'daemon stopped'
     case 'error':
