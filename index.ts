@@ -92,6 +92,7 @@ export {
 export { AssetGraph } from './core/graph.js'
 export { holdsFor, type RunGuardConfig } from './core/guards.js'
 export type { JsonObject, JsonValue } from './core/json.js'
+export type { LaunchExit, LaunchedRun, LaunchRequest, RunLauncher } from './core/launcher.js'
 export {
   buildGraph,
   type MaterializationResult,
@@ -142,6 +143,7 @@ export type {
   TickStatus,
   WriteBatch,
 } from './core/store/types.js'
+export { type EcsRunLauncherOptions, ecsRunLauncher } from './daemon/ecs-launcher.js'
 export {
   type Ec2Runner,
   type Ec2RunnerOptions,

@@ -207,6 +207,8 @@ export const TAG = {
   snapshot: 'refresh:snapshot',
   index: 'refresh:index',
   sourceSnapshot: 'refresh:source-snapshot',
+  /** What requested a run (`sensor:NAME`, `schedule:NAME`), on the ECS task a daemon launched it as. */
+  origin: 'refresh:origin',
   /** `refresh`: made by refresh, so refresh may delete it (IAM policies scope deletes by it). */
   managedBy: 'refresh:managed-by',
 } as const

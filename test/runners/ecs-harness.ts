@@ -1,7 +1,9 @@
 /**
  * A stand-in ECS control plane for tests and benchmarks, driven through aws-sdk-client-mock.
- * In `process` mode, RunTask really starts the worker entry point (`node dist/cli/main.js worker
- * <command>`) as a local child process with the overrides' command and environment, and
+ * In `process` mode, RunTask really starts the image's entry point (`node dist/cli/main.js worker
+ * <command>` for the worker image; `node dist/cli/main.js <command>`, so `refresh launch RUN_ID`,
+ * for a run task) as a local child process with the task definition's environment and the
+ * overrides' command and environment, and
  * DescribeTasks, StopTask and ListTasks answer from that process's state. Every task is also
  * kept as a JSON file under `stateDir`, so a second harness (in the process that survives a
  * SIGKILLed orchestrator) sees the tasks the first one started and can stop them.
@@ -10,6 +12,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { constants } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
@@ -48,11 +51,26 @@ export interface HarnessOptions {
   mockAll?: boolean
   /** Simulated mode: how long a task runs, and what its worker reports. */
   simulate?(command: string[]): { ms: number; output: Record<string, unknown> }
+  /** The image's entry point after `node dist/cli/main.js` (default `['worker']`; a run task's: `[]`). */
+  entryPoint?: string[]
+  /** The task definition ECS knows (default: family `refresh-worker`, revision 7, container `worker`). */
+  taskDefinition?: { family: string; arn: string; container: string }
+  /**
+   * The container's environment from the task definition, as ECS gives it to the container (its
+   * `environment`, and its `secrets` resolved from Secrets Manager): never in a RunTask request.
+   */
+  taskEnvironment?: Record<string, string>
+  /** The container's working directory (default: this process's). */
+  cwd?: string
+  /** StopTask sends SIGTERM, then SIGKILL this much later (the task definition's `stopTimeout`; default never). */
+  stopTimeoutMs?: number
 }
 
 interface TaskRecord {
   arn: string
   pid: number | null
+  /** The process's command line. */
+  argv: string[]
   startedBy: string
   clientToken: string
   tags: Array<{ key?: string; value?: string }>
@@ -80,8 +98,11 @@ export class EcsHarness {
   private seq = 0
   private restored = false
 
+  private readonly def: { family: string; arn: string; container: string }
+
   constructor(options: HarnessOptions) {
     this.options = options
+    this.def = options.taskDefinition ?? { family: FAMILY, arn: TASK_DEF_ARN, container: 'worker' }
     this.capacityLeft = options.capacityFailures ?? 0
     this.loseNext = options.loseFirstResponse ?? false
     mkdirSync(join(options.stateDir, 'tasks'), { recursive: true })
@@ -100,17 +121,21 @@ export class EcsHarness {
     }
     this.mock.on(DescribeTaskDefinitionCommand).callsFake((input: { taskDefinition?: string }) => {
       count('DescribeTaskDefinition')
-      if (input.taskDefinition !== FAMILY && input.taskDefinition !== TASK_DEF_ARN) {
+      if (input.taskDefinition !== this.def.family && input.taskDefinition !== this.def.arn) {
         throw Object.assign(new Error('Unable to describe task definition.'), {
           name: 'ClientException',
           $metadata: { httpStatusCode: 400 },
           $fault: 'client',
         })
       }
+      const secrets = Object.keys(options.taskEnvironment ?? {}).map((name) => ({
+        name,
+        valueFrom: `arn:aws:secretsmanager:us-east-1:123456789012:secret:${name}`,
+      }))
       return {
         taskDefinition: {
-          taskDefinitionArn: TASK_DEF_ARN,
-          containerDefinitions: [{ name: 'worker', essential: true }],
+          taskDefinitionArn: this.def.arn,
+          containerDefinitions: [{ name: this.def.container, essential: true, secrets }],
         },
       }
     })
@@ -196,6 +221,7 @@ export class EcsHarness {
     const t: TaskRecord = {
       arn,
       pid: null,
+      argv: [],
       startedBy: input.startedBy ?? '',
       clientToken: token,
       tags: input.tags ?? [],
@@ -223,26 +249,40 @@ export class EcsHarness {
 
   private spawnWorker(t: TaskRecord, env: Record<string, string>): void {
     const log = openSync(join(this.options.stateDir, `${t.arn.split('/').at(-1)}.log`), 'a')
-    const args = [CLI, 'worker', ...t.command]
+    const args = [CLI, ...(this.options.entryPoint ?? ['worker']), ...t.command]
     if (this.options.hold) args.unshift('--import', pathToFileURL(holdScript(this.options.stateDir)).href)
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'ignore', log],
       // the test's environment (startLocalS3's endpoint and credentials, so `statusUrl` and
-      // reindex `transfer` reach the local S3 server), then the task's overrides
-      env: { ...process.env, ...env },
+      // reindex `transfer` reach the local S3 server), then the task definition's, then the
+      // task's overrides
+      env: { ...this.hostEnvironment(), ...this.options.taskEnvironment, ...env },
+      ...(this.options.cwd ? { cwd: this.options.cwd } : {}),
     })
     closeSync(log)
     t.pid = child.pid ?? null
+    t.argv = [process.execPath, ...args]
     this.children.set(t.arn, child)
     child.on('exit', (code, signal) => {
       t.lastStatus = 'STOPPED'
       t.desiredStatus = 'STOPPED'
-      t.exitCode = code ?? (signal ? 128 + 15 : null)
+      // a container killed by a signal exits 128 + its number, as Docker reports it
+      t.exitCode = code ?? (signal ? 128 + (constants.signals[signal] ?? 15) : null)
       t.stopCode ??= 'EssentialContainerExited'
       t.stoppedReason ??= 'Essential container in task exited'
       this.save(t)
     })
     this.save(t)
+  }
+
+  /**
+   * What a task inherits from this process: all of its environment, except that a task with an
+   * environment of its own (`taskEnvironment`) gets no REFRESH_* setting of the host's, as a
+   * container gets none of the daemon host's.
+   */
+  private hostEnvironment(): NodeJS.ProcessEnv {
+    if (this.options.taskEnvironment === undefined) return process.env
+    return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REFRESH_')))
   }
 
   private stop(t: TaskRecord, reason: string): void {
@@ -254,7 +294,14 @@ export class EcsHarness {
       t.lastStatus = 'STOPPED'
       t.exitCode = 143
     } else if (this.children.has(t.arn)) {
-      this.children.get(t.arn)!.kill('SIGTERM')
+      const child = this.children.get(t.arn)!
+      child.kill('SIGTERM')
+      if (this.options.stopTimeoutMs !== undefined) {
+        // as ECS does once the task definition's stopTimeout is over
+        setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+        }, this.options.stopTimeoutMs).unref()
+      }
     } else if (t.pid !== null && alive(t.pid)) {
       // a task started by an orchestrator that is gone: its worker is not our child
       process.kill(t.pid, 'SIGTERM')
@@ -269,7 +316,8 @@ export class EcsHarness {
     if (this.options.mode === 'simulated') {
       if (Date.now() >= (t.endsAt ?? 0)) {
         const sim = this.options.simulate?.(t.command)
-        const status = t.command[t.command.indexOf('--status-file') + 1]
+        const at = t.command.indexOf('--status-file')
+        const status = at >= 0 ? t.command[at + 1] : undefined
         if (status) {
           writeFileSync(
             status,
@@ -297,12 +345,12 @@ export class EcsHarness {
   }
 
   private describe(t: TaskRecord): Task {
-    const container: Container = { name: 'worker', lastStatus: t.lastStatus }
+    const container: Container = { name: this.def.container, lastStatus: t.lastStatus }
     if (t.exitCode !== null) container.exitCode = t.exitCode
     return {
       taskArn: t.arn,
       clusterArn: `arn:aws:ecs:us-east-1:123456789012:cluster/${CLUSTER}`,
-      taskDefinitionArn: TASK_DEF_ARN,
+      taskDefinitionArn: this.def.arn,
       lastStatus: t.lastStatus,
       desiredStatus: t.desiredStatus,
       startedBy: t.startedBy,
