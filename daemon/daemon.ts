@@ -7,6 +7,7 @@ import type { LaunchedRun, RunLauncher } from '../core/launcher.js'
 import { type Recovery, recoverRuns } from '../core/recovery.js'
 import type { RunStore } from '../core/store/run-store.js'
 import {
+  DAEMON_PRESENCE_PREFIX,
   FINISHED_RUN_STATUSES,
   HEARTBEAT_INTERVAL_MS,
   type NewTick,
@@ -42,8 +43,6 @@ export interface DaemonOptions {
   configFile: string
   /** The daemon's `--env NAME`, passed on to each launched run. */
   environment?: string | undefined
-  /** At most this many runs launched by this daemon run at once (default: no limit). */
-  maxRuns?: number
   /** Everything the daemon does, as typed events (the CLI prints them as text or JSON). */
   onEvent: DaemonEventListener
   clock?: Clock
@@ -57,6 +56,14 @@ export interface DaemonOptions {
   cancelGraceMs?: number
   /** Called after each completed iteration while holding the lease (alert delivery hooks in here). */
   onIteration?: (now: number) => void | Promise<void>
+  /**
+   * Several daemons share the store (default: when it is not SQLite): each evaluates the sensors
+   * and schedules that fall to it and launches the queued runs it claims, and only the holder of
+   * the daemon lease does what must happen once (alerts). Otherwise the lease holder does all.
+   */
+  shared?: boolean
+  /** At most this many runs launched by this daemon at once (default: no limit). */
+  maxRuns?: number
 }
 
 export const DAEMON_LEASE = 'daemon'
@@ -69,6 +76,32 @@ export const DAEMON_LEASE = 'daemon'
 const GONE_AFTER_MS = 5 * HEARTBEAT_INTERVAL_MS
 
 /**
+ * Which of the live daemons evaluates an instigator: the one whose hash with its name is highest
+ * (rendezvous hashing), so that a daemon joining or leaving moves only its share.
+ */
+export function preferredDaemon(name: string, daemons: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestScore = -1
+  for (const d of daemons) {
+    const score = fnv1a(`${d}\u0000${name}`)
+    if (score > bestScore || (score === bestScore && best !== undefined && d < best)) {
+      best = d
+      bestScore = score
+    }
+  }
+  return best
+}
+
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+
+/**
  * The daemon: holds the store's lease, evaluates due sensors and schedules, launches queued runs
  * (each in its own process, within guards), recovers runs whose process died, and on stop lets
  * running runs finish within a grace period before canceling them.
@@ -76,6 +109,8 @@ const GONE_AFTER_MS = 5 * HEARTBEAT_INTERVAL_MS
 export class Daemon {
   private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration' | 'environment'>> &
     Pick<DaemonOptions, 'onIteration' | 'environment'> & { clock: Clock }
+  /** The live daemons (their holders, sorted), as last read from their presence leases. */
+  private daemons: string[] = []
   private readonly holder = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
   private readonly children = new Map<string, LaunchedRun>()
   /** Launched runs the daemon is stopping (a cancel, a process that outlived its run): since when, and how far. */
@@ -85,6 +120,7 @@ export class Daemon {
   private lastWatch = 0
   private lastGoneCheck = 0
   private holdingBack = false
+  private lastHeldCheck = 0
   private readonly lastSkip = new Map<string, string>()
   private stopping = false
   private wake: (() => void) | undefined
@@ -105,6 +141,7 @@ export class Daemon {
       graceMs: 60_000,
       cancelGraceMs: 10_000,
       guards: [],
+      shared: options.store.kind !== 'sqlite',
       maxRuns: Number.POSITIVE_INFINITY,
       ...options,
     }
@@ -136,10 +173,12 @@ export class Daemon {
     }
     while (!this.stopping) {
       try {
-        if (await this.holdLease()) {
+        const leader = await this.holdLease()
+        if (leader || this.o.shared) {
           await this.iterate(env)
           this.lastIteration = this.o.clock.now()
-          await this.o.onIteration?.(this.lastIteration)
+          // what must happen once, whatever the number of daemons: the lease holder's
+          if (leader) await this.o.onIteration?.(this.lastIteration)
         }
       } catch (error) {
         // a failing iteration (a locked store, a bug) is logged; the loop goes on
@@ -157,11 +196,22 @@ export class Daemon {
     this.wake?.()
   }
 
+  /**
+   * Renews this daemon's presence (the lease `daemon/<holder>`, read by other daemons and by
+   * `refresh status`) and takes or renews the daemon lease; true while this daemon holds the
+   * latter. A fifth of the time to live apart: two writes a second, not two per loop.
+   */
   private async holdLease(): Promise<boolean> {
     const now = this.o.clock.now()
-    // renew at a fifth of the time to live: a write a second, not one per loop
-    if (this.holding && now - this.lastRenewal < this.o.leaseTtlMs / 5) return true
+    if (now - this.lastRenewal < this.o.leaseTtlMs / 5) return this.holding
     this.lastRenewal = now
+    await this.o.store.acquireLease(
+      `${DAEMON_PRESENCE_PREFIX}${this.holder}`,
+      this.holder,
+      this.o.leaseTtlMs,
+      now,
+    )
+    await this.readDaemons(now)
     const { acquired, lease } = await this.o.store.acquireLease(
       DAEMON_LEASE,
       this.holder,
@@ -172,7 +222,7 @@ export class Daemon {
       this.emit('info', { type: 'lease:acquired', holder: this.holder })
     } else if (!acquired && this.holding) {
       this.emit('error', { type: 'lease:lost', holder: lease.holder })
-    } else if (!acquired && !this.lastSkip.has('lease')) {
+    } else if (!acquired && !this.lastSkip.has('lease') && !this.o.shared) {
       this.emit('warn', {
         type: 'lease:waiting',
         holder: lease.holder,
@@ -183,6 +233,26 @@ export class Daemon {
     else this.lastSkip.set('lease', lease.holder)
     this.holding = acquired
     return acquired
+  }
+
+  /** The live daemons; on a change, an event saying how the instigators are spread now. */
+  private async readDaemons(now: number): Promise<void> {
+    const live = (await this.o.store.listLeases(DAEMON_PRESENCE_PREFIX))
+      .filter((l) => l.expiresAt > now)
+      .map((l) => l.holder)
+    if (!live.includes(this.holder)) live.push(this.holder)
+    live.sort()
+    if (live.join('\n') === this.daemons.join('\n')) return
+    this.daemons = live
+    if (this.o.shared) {
+      const mine = this.o.instigators.filter((i) => this.evaluatesHere(i.name)).length
+      this.emit('info', { type: 'daemons:changed', daemons: live, instigators: mine })
+    }
+  }
+
+  /** Whether this daemon evaluates an instigator (its share of them on a shared store; all of them otherwise). */
+  private evaluatesHere(name: string): boolean {
+    return !this.o.shared || preferredDaemon(name, this.daemons) === this.holder
   }
 
   private async iterate(env: TickEnv): Promise<void> {
@@ -217,22 +287,43 @@ export class Daemon {
     }
     // one read of every sensor's and schedule's state per iteration
     const states = new Map((await store.listInstigators()).map((s) => [s.name, s]))
+    const due: Array<{ def: InstigatorDefinition; slot: number }> = []
     for (const def of this.o.instigators) {
-      if (this.stopping) return
       const state = states.get(def.name)
       if (effectiveStatus(def, state) === 'off') {
         this.nextDue.delete(def.name)
         continue
       }
+      if (!this.evaluatesHere(def.name)) continue
       if (def.kind === 'sensor') {
         if (this.evaluating.has(def.name)) continue
-        if (state?.lastTickAt != null && now - state.lastTickAt < def.intervalSeconds * 1000) continue
+        const intervalMs = def.intervalSeconds * 1000
+        if (state?.lastTickAt != null && now - state.lastTickAt < intervalMs) continue
+        due.push({ def, slot: Math.floor(now / intervalMs) })
+      } else {
+        const next = this.nextDue.get(def.name)
+        if (next && next.version === state?.updatedAt && now < next.at) continue
+        due.push({ def, slot: Math.floor(now / 1000) })
+      }
+    }
+    if (due.length === 0) return this.launchQueued()
+    // each tick is evaluated by one daemon: the claim of its slot decides which
+    const granted = new Set(
+      await store.claimTicks(
+        due.map((d) => ({ name: d.def.name, slot: d.slot })),
+        this.holder,
+        now,
+      ),
+    )
+    for (const { def } of due) {
+      if (this.stopping) return
+      if (!granted.has(def.name)) continue
+      const state = states.get(def.name)
+      if (def.kind === 'sensor') {
         // sensors evaluate concurrently, each bounded by its timeout; their ticks commit together
         this.evaluating.add(def.name)
         evaluateSensor(def, env, { state }).then((tick) => this.queueCommit(def, tick))
       } else {
-        const due = this.nextDue.get(def.name)
-        if (due && due.version === state?.updatedAt && now < due.at) continue
         for (const result of await tickSchedule(def, env)) this.report(def, result)
         const after = await store.getInstigator(def.name)
         this.nextDue.set(def.name, {
@@ -267,26 +358,43 @@ export class Daemon {
     })
   }
 
+  /**
+   * Launches the queued runs this daemon claims (of several daemons, one launches each run), up to
+   * `maxRuns` of its own at once.
+   */
   private async launchQueued(): Promise<void> {
-    let held = 0
-    for (const run of await this.o.store.queuedRuns()) {
-      if (!run.launchable || this.children.has(run.id) || this.stopping) continue
-      if (this.children.size >= this.o.maxRuns) {
-        held++
-        continue
-      }
+    if (this.stopping) return
+    const room = this.o.maxRuns - this.children.size
+    if (room <= 0) return this.sayHeld()
+    this.holdingBack = false
+    const claimed = await this.o.store.claimLaunches(
+      this.holder,
+      Number.isFinite(room) ? room : 500,
+      this.o.clock.now(),
+      [...this.children.keys()],
+    )
+    for (const run of claimed) {
+      if (this.children.has(run.id) || this.stopping) continue
       this.launch(run)
     }
-    // said once each time launches start waiting for a free slot, not once a loop
-    if (held > 0 && !this.holdingBack) {
-      this.emit('info', {
-        type: 'runs:held',
-        queued: held,
-        running: this.children.size,
-        maxRuns: this.o.maxRuns,
-      })
-    }
-    this.holdingBack = held > 0
+  }
+
+  /** At `maxRuns`: says once, each time launches start to wait for a slot, how many runs wait. */
+  private async sayHeld(): Promise<void> {
+    const now = this.o.clock.now()
+    if (this.holdingBack || now - this.lastHeldCheck < 1_000) return
+    this.lastHeldCheck = now
+    const waiting = (await this.o.store.queuedRuns(100)).filter(
+      (r) => r.launchable && !this.children.has(r.id),
+    ).length
+    if (waiting === 0) return
+    this.holdingBack = true
+    this.emit('info', {
+      type: 'runs:held',
+      queued: waiting,
+      running: this.children.size,
+      maxRuns: this.o.maxRuns,
+    })
   }
 
   private launch(run: RunRecord): void {
@@ -514,6 +622,8 @@ export class Daemon {
       }
     }
     await this.o.store.releaseLease(DAEMON_LEASE, this.holder)
+    // gone: the runs it claimed but did not launch go to the daemons still alive
+    await this.o.store.releaseLease(`${DAEMON_PRESENCE_PREFIX}${this.holder}`, this.holder)
     this.emit('info', { type: 'stopped', holder: this.holder })
   }
 

@@ -16,6 +16,11 @@ export interface DaemonEventMap {
   'lease:acquired': { holder: string }
   /** Another daemon took the lease (this one's renewals stopped long enough). */
   'lease:lost': { holder: string }
+  /**
+   * The daemons alive on a shared (Postgres) store changed: sensors and schedules are spread over
+   * `daemons` (their holders), and this one now evaluates `instigators` of them.
+   */
+  'daemons:changed': { daemons: string[]; instigators: number }
   /** A sensor or schedule ticked; a skip is reported once per change of reason. */
   tick: {
     kind: 'sensor' | 'schedule'

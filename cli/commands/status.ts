@@ -1,7 +1,8 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { AssetDefinition } from '../../core/definitions.js'
-import type { RunRecord } from '../../core/store/types.js'
+import { redactLocation } from '../../core/store/open.js'
+import { DAEMON_PRESENCE_PREFIX, type RunRecord } from '../../core/store/types.js'
 import {
   addStoreOptions,
   formatDateTime,
@@ -54,7 +55,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   // before the first run: the same screen, every part empty
   const { store: opened, exists } = await openListedStore(storeLocation)
   await using store = opened
-  const storeName = exists ? store.displayName : storeLocation
+  const storeName = exists ? store.displayName : redactLocation(storeLocation)
   const now = Date.now()
 
   const lease = await store.getLease('daemon')
@@ -70,6 +71,22 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   const maintenance = await store.getMaintenance()
   const gone = await interruptedRuns(store)
   const live = await store.listRuns({ status: ['started', 'paused', 'queued'] })
+  // every daemon alive (its presence lease), with the sensors and schedules it evaluated last and the runs it launched
+  const claims = await store.tickClaims()
+  const daemons = (await store.listLeases(DAEMON_PRESENCE_PREFIX))
+    .filter((l) => l.expiresAt > now)
+    .map((l) => {
+      const [host, pid] = splitHolder(l.holder)
+      return {
+        holder: l.holder,
+        host,
+        pid,
+        since: l.acquiredAt,
+        leader: daemon?.alive === true && daemon.holder === l.holder,
+        instigators: claims.filter((c) => c.holder === l.holder).map((c) => c.name),
+        runs: live.filter((r) => r.launchedBy === l.holder && !gone.has(r.id)).map((r) => r.id),
+      }
+    })
   // a started run whose owner is gone is not in flight: it reads as interrupted until recovered
   const interrupted = live
     .filter((r) => gone.has(r.id))
@@ -138,6 +155,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           store: storeName,
           storeExists: exists,
           daemon,
+          daemons,
           maintenance,
           runs: inFlight,
           interrupted,
@@ -164,6 +182,22 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     io.out(
       `daemon: not running: the lease of ${daemon.holder} expired ${formatDuration(-daemon.expiresInMs)} ago (it stopped renewing it)`,
     )
+  if (daemons.length > 0) {
+    io.out(`daemons: ${daemons.length} alive`)
+    for (const line of table(
+      ['HOST', 'PID', 'SINCE', 'ROLE', 'SENSORS/SCHEDULES', 'RUNS'],
+      daemons.map((d) => [
+        d.host,
+        String(d.pid ?? '-'),
+        formatDateTime(d.since),
+        d.leader ? 'lease' : '-',
+        d.instigators.length === 0 ? '-' : `${d.instigators.length}: ${d.instigators.join(',')}`,
+        d.runs.length === 0 ? '-' : `${d.runs.length}: ${d.runs.join(',')}`,
+      ]),
+      { width: indented(io.columns), flex: 4, drop: [3, 2], flexMin: 8 },
+    ))
+      io.out(`  ${line}`)
+  }
   io.out(
     maintenance
       ? `maintenance: ON since ${formatDateTime(maintenance.since)} by ${maintenance.by}: ${maintenance.reason}`
@@ -274,4 +308,12 @@ async function promotedIndex(assets: readonly AssetDefinition[], configDir: stri
   }
   if (!alias) return { kind: 'none', reason: `nothing promoted yet in ${store?.where ?? dataDir}` }
   return { kind: 'promoted', ...alias.current, previous: alias.previous.length, dataDir }
+}
+
+/** A daemon's holder (`host:pid:start`) as its host and pid. */
+function splitHolder(holder: string): [string, number | null] {
+  const parts = holder.split(':')
+  if (parts.length < 3) return [holder, null]
+  const pid = Number(parts.at(-2))
+  return [parts.slice(0, -2).join(':'), Number.isInteger(pid) ? pid : null]
 }

@@ -15,6 +15,8 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return `holding the daemon lease as ${e.holder}`
     case 'lease:lost':
       return `lost the daemon lease to ${e.holder}; waiting`
+    case 'daemons:changed':
+      return `${e.daemons.length} daemon(s) share the store (${e.daemons.join(', ')}); this one evaluates ${e.instigators} sensor(s) and schedule(s)`
     case 'tick':
       if (e.status === 'skipped') return `${e.kind} ${e.name}: skipped (${e.skipReason ?? ''})`
       if (e.status === 'failure') return `${e.kind} ${e.name}: failed: ${e.error ?? 'unknown error'}`

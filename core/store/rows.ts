@@ -48,6 +48,7 @@ export function toRun(row: Row): RunRecord {
     error: parseJson<ErrorInfo | null>(row.error as string | null, null),
     guard: (row.guard as string | null) ?? null,
     guardLimit: (row.guard_limit as number | null) ?? null,
+    launchedBy: (row.launched_by as string | null) ?? null,
   }
 }
 

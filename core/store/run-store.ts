@@ -29,6 +29,7 @@ import type {
   RunStatus,
   StepRecord,
   StoredEvent,
+  TickClaim,
   TickRecord,
   WriteBatch,
 } from './types.js'
@@ -156,6 +157,14 @@ export interface RunStore extends AsyncDisposable {
   claimQueuedRun(runId: string, owner: RunOwner, now: number): Promise<boolean>
   /** Queued runs, oldest first, with whether each could be claimed now. */
   queuedRuns(limit?: number): Promise<Array<RunRecord & { launchable: boolean }>>
+  /**
+   * Claims up to `limit` launchable queued runs (oldest first) for the daemon `holder` to launch,
+   * so that of several daemons exactly one launches each: a run is skipped while another daemon
+   * that claimed it is alive (its presence lease `daemon/<holder>` unexpired). The holder's own
+   * earlier claims come back too (a launch that did not start the run), except `exclude` (runs it
+   * is launching now). Guards and holds count the runs claimed in the same call.
+   */
+  claimLaunches(holder: string, limit: number, now: number, exclude?: readonly string[]): Promise<RunRecord[]>
 
   // ---- sensors and schedules: state, ticks, cursors --------------------------------------------
 
@@ -182,6 +191,18 @@ export interface RunStore extends AsyncDisposable {
   maxTickId(): Promise<number>
   /** Ticks with an id above `afterId`, oldest first. */
   ticksAfter(afterId: number, limit?: number): Promise<TickRecord[]>
+  /**
+   * Claims ticks of sensors and schedules for the daemon `holder`: each `{ name, slot }` is granted
+   * when `slot` is above the last slot anyone claimed for that instigator, atomically, so each tick
+   * is evaluated by exactly one of several daemons. Returns the names granted.
+   */
+  claimTicks(
+    claims: ReadonlyArray<{ name: string; slot: number }>,
+    holder: string,
+    now: number,
+  ): Promise<string[]>
+  /** Every instigator's last tick claim (which daemon evaluated it last, and when). */
+  tickClaims(): Promise<TickClaim[]>
   /** Finished runs in the given statuses that ended at or after `endedAt`, in the order they ended. */
   runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit?: number): Promise<RunRecord[]>
 
@@ -196,6 +217,8 @@ export interface RunStore extends AsyncDisposable {
   ): Promise<{ acquired: boolean; lease: Lease }>
   releaseLease(name: string, holder: string): Promise<void>
   getLease(name: string): Promise<Lease | undefined>
+  /** Leases whose name starts with `prefix` (expired ones too), by name. */
+  listLeases(prefix: string): Promise<Lease[]>
 
   // ---- maintenance mode and parked requests -----------------------------------------------------
 

@@ -36,6 +36,8 @@ export interface RunRecord {
   /** The guard this run counts against, and its limit (see `RunGuard`). */
   guard: string | null
   guardLimit: number | null
+  /** The daemon that claimed this queued run to launch it (`claimLaunches`), if any. */
+  launchedBy: string | null
 }
 
 export interface StepRecord {
@@ -254,6 +256,17 @@ export interface Lease {
   acquiredAt: number
   expiresAt: number
 }
+
+/** A daemon's claim on a sensor's or schedule's tick (`claimTicks`): the last slot claimed, by whom, when. */
+export interface TickClaim {
+  name: string
+  slot: number
+  holder: string
+  claimedAt: number
+}
+
+/** The lease a running daemon renews to say it is alive: `daemon/<holder>` (see `claimLaunches`). */
+export const DAEMON_PRESENCE_PREFIX = 'daemon/'
 
 /** The maintenance gate, persisted in the store and read in the transaction that creates a run. */
 export interface MaintenanceState {

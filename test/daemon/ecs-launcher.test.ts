@@ -85,6 +85,7 @@ function queued(extra: Partial<RunRecord> = {}): RunRecord {
     error: null,
     guard: null,
     guardLimit: null,
+    launchedBy: null,
     ...extra,
   }
 }

@@ -21,6 +21,8 @@ export interface ContractTarget {
    * busy-store case (its wait must be shorter than the test's).
    */
   holdWriteLock?(location: string): Promise<{ release(): Promise<void> }>
+  /** Opens the store at `location` again (another connection), for the cases about several processes. */
+  openAgain?(location: string): Promise<RunStore>
   /** Opens a store at `location` with a short busy wait, for the busy-store case. */
   openImpatient?(location: string): Promise<RunStore>
   /** Every older schema version, and a store location created at that version with one run `r1` in it. */
@@ -333,6 +335,112 @@ export function storeContract(name: string, target: ContractTarget): void {
         await store.releaseLease('daemon', 'two')
         expect(await store.getLease('daemon')).toBeUndefined()
       })
+    })
+
+    describe('several daemons', () => {
+      it('lists leases by prefix: the live daemons are their presence leases', async () => {
+        await using store = await open()
+        await store.acquireLease('daemon/a:1', 'a:1', 5_000, 0)
+        await store.acquireLease('daemon/b:2', 'b:2', 5_000, 0)
+        await store.acquireLease('daemon', 'a:1', 5_000, 0)
+        await store.acquireLease('daemons-other', 'x', 5_000, 0)
+        expect((await store.listLeases('daemon/')).map((l) => [l.name, l.holder])).toEqual([
+          ['daemon/a:1', 'a:1'],
+          ['daemon/b:2', 'b:2'],
+        ])
+        expect(await store.listLeases('nothing/')).toEqual([])
+      })
+
+      it('each tick of an instigator is claimed once: a slot is granted only above the last one claimed', async () => {
+        await using store = await open()
+        expect(
+          await store.claimTicks(
+            [
+              { name: 's1', slot: 10 },
+              { name: 's2', slot: 10 },
+            ],
+            'a',
+            1,
+          ),
+        ).toEqual(['s1', 's2'])
+        // the same slots again, by another daemon: refused; a later slot of one of them: granted
+        expect(
+          await store.claimTicks(
+            [
+              { name: 's1', slot: 10 },
+              { name: 's2', slot: 11 },
+            ],
+            'b',
+            2,
+          ),
+        ).toEqual(['s2'])
+        expect(await store.claimTicks([{ name: 's1', slot: 9 }], 'b', 3)).toEqual([])
+        expect(await store.claimTicks([], 'b', 3)).toEqual([])
+        expect(await store.tickClaims()).toEqual([
+          { name: 's1', slot: 10, holder: 'a', claimedAt: 1 },
+          { name: 's2', slot: 11, holder: 'b', claimedAt: 2 },
+        ])
+      })
+
+      it('claims queued runs to launch: split between live daemons, taken over from a dead one', async () => {
+        await using store = await open()
+        for (let i = 0; i < 6; i++) await store.requestRun(request(`q${i}`, { now: 1_000 + i }))
+        await store.acquireLease('daemon/a', 'a', 10_000, 0)
+        await store.acquireLease('daemon/b', 'b', 1_000, 0)
+        const a = await store.claimLaunches('a', 2, 100)
+        expect(a.map((r) => [r.id, r.launchedBy])).toEqual([
+          ['q0', 'a'],
+          ['q1', 'a'],
+        ])
+        expect((await store.getRun('q0'))?.launchedBy).toBe('a')
+        const b = await store.claimLaunches('b', 10, 200)
+        expect(b.map((r) => r.id)).toEqual(['q2', 'q3', 'q4', 'q5'])
+        // a's own claims come back to it unless it says it is launching them
+        expect((await store.claimLaunches('a', 10, 300, ['q0'])).map((r) => r.id)).toEqual(['q1'])
+        // b is gone (its presence lease expired at 1 000): its claims go to a live daemon
+        expect((await store.claimLaunches('a', 10, 2_000, ['q0', 'q1'])).map((r) => r.id)).toEqual([
+          'q2',
+          'q3',
+          'q4',
+          'q5',
+        ])
+        // a started run is not queued any more: nobody claims it
+        expect(await store.claimQueuedRun('q0', { pid: 1, host: 'h' }, 2_100)).toBe(true)
+        expect((await store.claimLaunches('c', 10, 2_200)).map((r) => r.id)).toEqual([])
+      })
+
+      it('claims only what could start: the oldest queued run of a guard with room, none during maintenance', async () => {
+        await using store = await open()
+        const guard = { key: 'g', concurrency: 1, onConflict: 'queue' as const }
+        await store.requestRun(request('g1', { guard }))
+        await store.requestRun(request('g2', { guard }))
+        await store.requestRun(request('free'))
+        expect((await store.claimLaunches('a', 10, 1)).map((r) => r.id)).toEqual(['g1', 'free'])
+        await store.setMaintenanceOn({ reason: 'deploy', by: 't', since: 2, drainTimeoutMs: 0 })
+        await store.requestRun(request('later'))
+        expect(await store.claimLaunches('a', 10, 3, ['g1', 'free'])).toEqual([])
+      })
+
+      itShared(
+        'daemons claiming at once from several processes claim each queued run exactly once',
+        async (location) => {
+          {
+            if (!target.openAgain) throw new Error('a shareable target says how to open it again (openAgain)')
+            await using store = await target.openAgain(location)
+            for (let i = 0; i < 120; i++)
+              await store.requestRun(request(`run-${String(i).padStart(3, '0')}`, { now: i }))
+          }
+          const results = await Promise.all(
+            Array.from({ length: 4 }, (_, i) => child(['claim-child.mjs', location, `daemon-${i}`])),
+          )
+          const claimed = results.flatMap((r) => {
+            expect(r.code, r.stderr).toBe(0)
+            return JSON.parse(r.stdout) as string[]
+          })
+          expect(claimed).toHaveLength(120)
+          expect(new Set(claimed).size).toBe(120)
+        },
+      )
     })
 
     describe('ticks and cursors', () => {

@@ -60,7 +60,9 @@ describe('the Postgres store: locations and secrets', () => {
     closed.port = '1'
     const unreachable = await failure(openStore(closed.toString()))
     expect(errorCode(unreachable)).toBe('store')
-    expect(unreachable.message).toMatch(/cannot reach the store postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\//)
+    expect(unreachable.message).toMatch(
+      /cannot reach the store postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\//,
+    )
     expect(unreachable.message).not.toContain(server.password)
 
     const missing = new URL(server.url)
@@ -116,7 +118,7 @@ await store.close()`
 describe('the Postgres store under load and across a restart', () => {
   it('keeps connections within the pool size while many steps write at once', async () => {
     const location = `${await server.freshUrl('pool')}&pool_size=3&application_name=refresh-pool-test`
-    await using store = (await openStore(location)) as PostgresStore
+    await using store = (await openStore(location)) as unknown as PostgresStore
     let peak = 0
     let serverPeak = 0
     const assets = Array.from({ length: 40 }, (_, i) =>
@@ -189,4 +191,3 @@ describe('the Postgres store under load and across a restart', () => {
     expect((await store.getRun('r'))?.status).toBe('queued')
   })
 })
-

@@ -33,5 +33,6 @@ storeContract('Postgres', {
       },
     }
   },
+  openAgain: (location) => openStore(location),
   openImpatient: (location) => openStore(location, { busyTimeoutMs: 50 }),
 })

@@ -22,6 +22,7 @@ storeContract('SQLite file', {
       },
     }
   },
+  openAgain: (location) => openStore(location),
   openImpatient: (location) => openStore(location, { busyTimeoutMs: 50 }),
   olderSchemas: {
     // every released schema before the current one (an empty, never-migrated file: store.test.ts)

@@ -12,6 +12,7 @@ const S = statements('leases', {
      WHERE l.holder = excluded.holder OR l.expires_at <= $3
      RETURNING *`,
   releaseLease: 'DELETE FROM leases WHERE name = $1 AND holder = $2',
+  listLeases: `SELECT * FROM leases WHERE left(name, length($1)) = $1 ORDER BY name`,
   getSetting: 'SELECT value, updated_at FROM settings WHERE key = $1',
   putSetting: `INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
      ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
@@ -46,6 +47,10 @@ export class LeasesSql {
   async getLease(name: string): Promise<Lease | undefined> {
     const row = await this.db.row<Row>(S.getLease, [name])
     return row ? toLease(row) : undefined
+  }
+
+  async listLeases(prefix: string): Promise<Lease[]> {
+    return (await this.db.rows<Row>(S.listLeases, [prefix])).map(toLease)
   }
 
   async getSetting(key: string): Promise<{ value: string; updatedAt: number } | undefined> {

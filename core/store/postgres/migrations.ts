@@ -33,7 +33,9 @@ export const MIGRATIONS: readonly string[] = [
     pause_requested_at bigint,
     error text,
     guard text,
-    guard_limit integer
+    guard_limit integer,
+    launched_by text,
+    launch_claimed_at bigint
   );
   CREATE INDEX runs_status_seq ON runs (status, seq);
   CREATE INDEX runs_status_ended ON runs (status, ended_at);
@@ -172,6 +174,14 @@ export const MIGRATIONS: readonly string[] = [
     state text
   );
   INSERT INTO maintenance_gate (id, state) VALUES (1, NULL);
+
+  -- each sensor's and schedule's last tick claim: one daemon evaluates each tick
+  CREATE TABLE tick_claims (
+    name text PRIMARY KEY,
+    slot bigint NOT NULL,
+    holder text NOT NULL,
+    claimed_at bigint NOT NULL
+  );
 
   CREATE TABLE settings (
     key text PRIMARY KEY,

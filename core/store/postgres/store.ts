@@ -23,6 +23,7 @@ import type {
   RunStatus,
   WriteBatch,
 } from '../types.js'
+import { ClaimsSql } from './claims.js'
 import { Db, type DbOptions, translate } from './db.js'
 import { EventsSql } from './events.js'
 import { LeasesSql } from './leases.js'
@@ -105,6 +106,7 @@ export class PostgresStore implements RunStore {
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
   private readonly maintenance: MaintenanceSql
+  private readonly claims: ClaimsSql
 
   private constructor(db: Db, location: string, displayName: string, schema: string, readonly: boolean) {
     this.db = db
@@ -118,6 +120,7 @@ export class PostgresStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
+    this.claims = new ClaimsSql(db, this.maintenance)
   }
 
   /** Connects, creates the schema if needed and migrates it forward. */
@@ -306,6 +309,9 @@ export class PostgresStore implements RunStore {
   queuedRuns(limit?: number) {
     return this.requests.queuedRuns(limit)
   }
+  claimLaunches(holder: string, limit: number, now: number, exclude?: readonly string[]) {
+    return this.claims.claimLaunches(holder, limit, now, exclude)
+  }
 
   // ---- sensors and schedules ---------------------------------------------------------------------
 
@@ -339,6 +345,12 @@ export class PostgresStore implements RunStore {
   runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit?: number) {
     return this.ticks.runsEndedAfter(statuses, endedAt, limit)
   }
+  claimTicks(claims: ReadonlyArray<{ name: string; slot: number }>, holder: string, now: number) {
+    return this.claims.claimTicks(claims, holder, now)
+  }
+  tickClaims() {
+    return this.claims.tickClaims()
+  }
 
   // ---- leases ------------------------------------------------------------------------------------
 
@@ -350,6 +362,9 @@ export class PostgresStore implements RunStore {
   }
   getLease(name: string) {
     return this.leases.getLease(name)
+  }
+  listLeases(prefix: string) {
+    return this.leases.listLeases(prefix)
   }
 
   // ---- maintenance mode and parked requests ------------------------------------------------------

@@ -17,6 +17,7 @@ export class LeasesSql {
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
            expires_at = excluded.expires_at`,
       releaseLease: 'DELETE FROM leases WHERE name = ? AND holder = ?',
+      listLeases: `SELECT * FROM leases WHERE substr(name, 1, length(@prefix)) = @prefix ORDER BY name`,
       getSetting: 'SELECT value, updated_at FROM settings WHERE key = ?',
       putSetting: `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
@@ -53,6 +54,10 @@ export class LeasesSql {
   getLease(name: string): Lease | undefined {
     const row = this.s.getLease.get(name) as Row | undefined
     return row ? toLease(row) : undefined
+  }
+
+  listLeases(prefix: string): Lease[] {
+    return (this.s.listLeases.all({ prefix }) as Row[]).map(toLease)
   }
 
   getSetting(key: string): { value: string; updatedAt: number } | undefined {

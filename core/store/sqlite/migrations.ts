@@ -181,6 +181,18 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX runs_status_ended ON runs (status, ended_at);
   `,
+  // 5: several daemons: which daemon claimed a queued run to launch it, and each sensor's and
+  // schedule's last tick claim (one daemon evaluates each tick).
+  `
+  ALTER TABLE runs ADD COLUMN launched_by TEXT;
+  ALTER TABLE runs ADD COLUMN launch_claimed_at INTEGER;
+  CREATE TABLE tick_claims (
+    name TEXT PRIMARY KEY,
+    slot INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
+  );
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -32,6 +32,7 @@ import type {
   RunStatus,
   WriteBatch,
 } from '../types.js'
+import { ClaimsSql } from './claims.js'
 import { EventsSql } from './events.js'
 import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
@@ -69,6 +70,7 @@ export class SqliteStore implements RunStore {
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
   private readonly maintenance: MaintenanceSql
+  private readonly claims: ClaimsSql
 
   private readonly db: Database.Database
   /** A private copy this store reads (a folder this user cannot write), removed on close. */
@@ -86,6 +88,7 @@ export class SqliteStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
+    this.claims = new ClaimsSql(db, this.requests)
   }
 
   /** Opens (creating if needed) a store file, or `:memory:`. Refuses files it must not touch. */
@@ -299,6 +302,9 @@ export class SqliteStore implements RunStore {
   queuedRuns(limit?: number) {
     return this.call(() => this.requests.queuedRuns(limit))
   }
+  claimLaunches(holder: string, limit: number, now: number, exclude?: readonly string[]) {
+    return this.call(() => this.claims.claimLaunches(holder, limit, now, exclude))
+  }
 
   // ---- sensors and schedules ---------------------------------------------------------------------
 
@@ -332,6 +338,12 @@ export class SqliteStore implements RunStore {
   runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit?: number) {
     return this.call(() => this.ticks.runsEndedAfter(statuses, endedAt, limit))
   }
+  claimTicks(claims: ReadonlyArray<{ name: string; slot: number }>, holder: string, now: number) {
+    return this.call(() => this.claims.claimTicks(claims, holder, now))
+  }
+  tickClaims() {
+    return this.call(() => this.claims.tickClaims())
+  }
 
   // ---- leases ------------------------------------------------------------------------------------
 
@@ -343,6 +355,9 @@ export class SqliteStore implements RunStore {
   }
   getLease(name: string) {
     return this.call(() => this.leases.getLease(name))
+  }
+  listLeases(prefix: string) {
+    return this.call(() => this.leases.listLeases(prefix))
   }
 
   // ---- maintenance mode and parked requests ------------------------------------------------------
