@@ -215,6 +215,12 @@ async function runConfig(block: Block, dir: string): Promise<void> {
     writeFileSync(join(dir, 'exports', '2026-11-23.ndjson'), '')
     const tick = await ok(['sensors', 'tick', 'new_exports'])
     expect(tick.stdout).toContain('sensor new_exports: created run')
+  } else if (block.heading === 'Runs as ECS tasks') {
+    await ok(['validate', '--env', 'aws'])
+    // a store file is refused before any AWS call: the tasks could not reach it
+    const daemon = await cli(dir, ['daemon', '--env', 'aws'])
+    expect(daemon.code, daemon.stderr).toBe(2)
+    expect(daemon.stderr).toMatch(/cannot reach the store file .*a Postgres URL/)
   } else if (block.heading === 'Operating refresh') {
     // the alerts block: SLACK_WEBHOOK_URL is the reader's
     await ok(['validate'], { SLACK_WEBHOOK_URL: 'https://hooks.example.com/services/T000/B000/XXXX' })
