@@ -25,7 +25,8 @@ export default defineConfig({
 describe('refresh store copy', () => {
   it('moves a SQLite store into an empty Postgres store: runs, events, states kept; a second copy is refused', async () => {
     const dir = configProject(CONFIG)
-    const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => exec(process.execPath, [CLI, ...args], { cwd: dir, env })
+    const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      exec(process.execPath, [CLI, ...args], { cwd: dir, env })
     for (let i = 0; i < 2; i++) expect((await cli(['run', '--plain'])).code).toBe(0)
     expect((await cli(['sensors', 'on', 'watch'])).code).toBe(0)
     const file = join(dir, '.refresh', 'refresh.db')
