@@ -19,6 +19,7 @@ import { registerSensors } from './commands/sensors.js'
 import { registerServe } from './commands/serve.js'
 import { registerShow } from './commands/show.js'
 import { registerStatus } from './commands/status.js'
+import { registerStore } from './commands/store.js'
 import { registerValidate } from './commands/validate.js'
 import { registerWorker } from './commands/worker.js'
 import { type CliContext, EXIT, outputClosed, processIo } from './io.js'
@@ -58,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
   registerWorker(program, ctx)
   registerDoctor(program, ctx)
   registerGc(program, ctx)
+  registerStore(program, ctx)
 
   try {
     await program.parseAsync(argv)

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
 import { type Clock, systemClock } from '../core/clock.js'
 import type { LogLevel } from '../core/definitions.js'
@@ -81,24 +82,15 @@ const GONE_AFTER_MS = 5 * HEARTBEAT_INTERVAL_MS
  */
 export function preferredDaemon(name: string, daemons: readonly string[]): string | undefined {
   let best: string | undefined
-  let bestScore = -1
+  let bestScore = ''
   for (const d of daemons) {
-    const score = fnv1a(`${d}\u0000${name}`)
-    if (score > bestScore || (score === bestScore && best !== undefined && d < best)) {
+    const score = createHash('sha256').update(d).update('\u0000').update(name).digest('hex')
+    if (best === undefined || score > bestScore) {
       best = d
       bestScore = score
     }
   }
   return best
-}
-
-function fnv1a(text: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return h >>> 0
 }
 
 /**
@@ -111,6 +103,8 @@ export class Daemon {
     Pick<DaemonOptions, 'onIteration' | 'environment'> & { clock: Clock }
   /** The live daemons (their holders, sorted), as last read from their presence leases. */
   private daemons: string[] = []
+  /** The sensors and schedules that fall to this daemon among `daemons`. */
+  private mine = new Set<string>()
   private readonly holder = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
   private readonly children = new Map<string, LaunchedRun>()
   /** Launched runs the daemon is stopping (a cancel, a process that outlived its run): since when, and how far. */
@@ -244,15 +238,19 @@ export class Daemon {
     live.sort()
     if (live.join('\n') === this.daemons.join('\n')) return
     this.daemons = live
+    this.mine = new Set(
+      this.o.instigators
+        .filter((i) => !this.o.shared || preferredDaemon(i.name, live) === this.holder)
+        .map((i) => i.name),
+    )
     if (this.o.shared) {
-      const mine = this.o.instigators.filter((i) => this.evaluatesHere(i.name)).length
-      this.emit('info', { type: 'daemons:changed', daemons: live, instigators: mine })
+      this.emit('info', { type: 'daemons:changed', daemons: live, instigators: this.mine.size })
     }
   }
 
   /** Whether this daemon evaluates an instigator (its share of them on a shared store; all of them otherwise). */
   private evaluatesHere(name: string): boolean {
-    return !this.o.shared || preferredDaemon(name, this.daemons) === this.holder
+    return this.mine.has(name)
   }
 
   private async iterate(env: TickEnv): Promise<void> {

@@ -5,6 +5,8 @@ import type {
   CommittedTick,
   CreateRunResult,
   EventFilter,
+  HistoryChunk,
+  HistoryTable,
   InstigatorKind,
   InstigatorState,
   InstigatorStatus,
@@ -259,6 +261,22 @@ export interface RunStore extends AsyncDisposable {
   backupTo(dir: string): Promise<string | null>
   recordBackup(record: BackupRecord): Promise<void>
   lastBackup(): Promise<BackupRecord | null>
+
+  // ---- moving history between stores ------------------------------------------------------------
+
+  /**
+   * The store's whole history (runs, steps, attempts, events, materializations, sensor and
+   * schedule states with their cursors, ticks, run keys, holds, parked requests, settings), table
+   * by table in `HISTORY_TABLES` order, in chunks, ids kept. The maintenance gate comes as the
+   * settings row `maintenance`.
+   */
+  exportHistory(chunkRows?: number): AsyncIterable<HistoryChunk>
+  /**
+   * Writes another store's exported history into this one, which must hold no run: all of it in
+   * one transaction (nothing is left half-copied), ids kept, so cursors that name event or tick
+   * ids stay true. Returns the rows written per table.
+   */
+  importHistory(chunks: AsyncIterable<HistoryChunk>): Promise<Record<HistoryTable, number>>
 }
 
 /**

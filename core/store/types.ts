@@ -265,6 +265,33 @@ export interface TickClaim {
   claimedAt: number
 }
 
+/**
+ * The tables a store's history is copied with (`refresh store copy`), in the order they are
+ * written: runs before what refers to them. Leases, pool slots and tick claims belong to running
+ * processes and are not copied.
+ */
+export const HISTORY_TABLES = [
+  'runs',
+  'steps',
+  'attempts',
+  'events',
+  'materializations',
+  'instigators',
+  'ticks',
+  'run_keys',
+  'run_holds',
+  'parked_requests',
+  'settings',
+] as const
+
+export type HistoryTable = (typeof HISTORY_TABLES)[number]
+
+/** Rows of one history table as the stores keep them (the same column names in every store). */
+export interface HistoryChunk {
+  table: HistoryTable
+  rows: Array<Record<string, unknown>>
+}
+
 /** The lease a running daemon renews to say it is alive: `daemon/<holder>` (see `claimLaunches`). */
 export const DAEMON_PRESENCE_PREFIX = 'daemon/'
 

@@ -748,6 +748,102 @@ export function storeContract(name: string, target: ContractTarget): void {
       )
     })
 
+    describe('moving history', () => {
+      it('exports every table and imports it into an empty store, ids, cursors, keys and the gate kept', async () => {
+        await using source = await open()
+        const owner = { pid: 1, host: 'h' }
+        await source.createRun(newRun('r1', { status: 'started', owner, origin: 'sensor:s', runKey: 'k1' }))
+        await source.write({
+          events: [
+            { type: 'step:start', runId: 'r1', ts: 2, step: 'a', attempt: 1, maxAttempts: 1 },
+            { type: 'log', runId: 'r1', ts: 3, step: 'a', level: 'info', message: 'hello' },
+          ],
+          steps: [
+            {
+              runId: 'r1',
+              key: 'a',
+              status: 'succeeded',
+              attempts: 1,
+              startedAt: 2,
+              endedAt: 3,
+              error: null,
+              reason: null,
+            },
+          ],
+          attempts: [
+            {
+              runId: 'r1',
+              step: 'a',
+              attempt: 1,
+              status: 'succeeded',
+              startedAt: 2,
+              endedAt: 3,
+              error: null,
+            },
+          ],
+          materializations: [
+            { asset: 'a', runId: 'r1', attempt: 1, ts: 3, metadata: { rows: 7 }, partitionKey: null },
+          ],
+        })
+        await source.finishRun('r1', 'failure', 4)
+        await source.createRun(newRun('r2', { parentRunId: 'r1', holds: [{ key: 'h', limit: 1 }] }))
+        await source.setInstigatorStatus('s', 'sensor', 'on', 5)
+        await source.commitTicks([tick('s', { cursor: 'c-9' })])
+        await source.putSetting('x', '"y"', 6)
+        await source.setMaintenanceOn({ reason: 'move', by: 't', since: 7, drainTimeoutMs: 0 })
+        await source.requestRun(request('parked', { origin: 'sensor:p', runKey: 'pk' }))
+
+        await using target = await open()
+        const counts = await target.importHistory(source.exportHistory(1))
+        expect(counts).toMatchObject({
+          runs: 2,
+          steps: 4,
+          attempts: 1,
+          events: 2,
+          materializations: 1,
+          ticks: 1,
+        })
+        expect((await target.listRuns()).map((r) => [r.id, r.status, r.parentRunId])).toEqual([
+          ['r2', 'queued', 'r1'],
+          ['r1', 'failure', null],
+        ])
+        expect(await target.getEvents('r1')).toEqual(await source.getEvents('r1'))
+        expect(await target.getSteps('r1')).toEqual(await source.getSteps('r1'))
+        expect(await target.getAttempts('r1')).toEqual(await source.getAttempts('r1'))
+        expect(await target.latestMaterializations()).toEqual(await source.latestMaterializations())
+        expect(await target.runHolds('r2')).toEqual([{ key: 'h', limit: 1 }])
+        expect(await target.listInstigators()).toEqual(await source.listInstigators())
+        expect(await target.listTicks('s')).toEqual(await source.listTicks('s'))
+        expect(await target.getSetting('x')).toEqual({ value: '"y"', updatedAt: 6 })
+        expect(await target.getMaintenance()).toEqual(await source.getMaintenance())
+        expect(await target.listParked()).toEqual(await source.listParked())
+        // the copy goes on where the source stopped: keys still used, new ids after the copied ones
+        await target.setMaintenanceOff()
+        expect(await target.createRun(newRun('again', { origin: 'sensor:s', runKey: 'k1' }))).toEqual({
+          created: false,
+          existingRunId: 'r1',
+        })
+        await target.createRun(newRun('r3', { status: 'started', owner }))
+        await target.write({
+          events: [{ type: 'log', runId: 'r3', ts: 9, step: null, level: 'info', message: 'new' }],
+          steps: [],
+          attempts: [],
+          materializations: [],
+        })
+        const [fresh] = await target.getEvents('r3')
+        expect(fresh!.id).toBeGreaterThan(Math.max(...(await source.getEvents('r1')).map((e) => e.id)))
+        expect((await target.queuedRuns()).map((r) => r.id)).toEqual(['r2'])
+        // into a store that has runs: refused, nothing written
+        const again = await target.importHistory(source.exportHistory()).then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        )
+        expect(errorCode(again)).toBe('store')
+        expect(again?.message).toMatch(/already holds 3 run\(s\); copy history only into an empty store/)
+        expect(await target.countEvents()).toBe(3)
+      })
+    })
+
     if (target.olderSchemas) {
       const older = target.olderSchemas
       describe('migrations', () => {

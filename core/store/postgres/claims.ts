@@ -9,14 +9,15 @@ const SCAN_EXTRA = 200
 const LAUNCHING_FOR_MS = 120_000
 
 const S = statements('claims', {
+  liveDaemons: `SELECT holder FROM leases WHERE left(name, length($1)) = $1 AND expires_at > $2`,
   // queued runs no other live daemon claimed, oldest first; rows another transaction is claiming
-  // right now are skipped rather than waited for
-  candidates: `SELECT r.* FROM runs r
-     LEFT JOIN leases l ON l.name = $1 || r.launched_by AND l.expires_at > $3
-     WHERE r.status = 'queued' AND NOT (r.id = ANY($4::text[]))
-       AND (r.launched_by IS NULL OR r.launched_by = $2 OR l.name IS NULL)
-     ORDER BY r.seq LIMIT $5
-     FOR UPDATE OF r SKIP LOCKED`,
+  // right now are skipped rather than waited for. (No join here: a row that changed while this
+  // waited is rechecked against these conditions alone, with its new launched_by.)
+  candidates: `SELECT * FROM runs
+     WHERE status = 'queued' AND NOT (id = ANY($1::text[]))
+       AND (launched_by IS NULL OR launched_by = $2 OR NOT (launched_by = ANY($3::text[])))
+     ORDER BY seq LIMIT $4
+     FOR UPDATE SKIP LOCKED`,
   holdsOf: 'SELECT run_id, hold, hold_limit FROM run_holds WHERE run_id = ANY($1::text[])',
   // runs that hold a hold or guard: in flight, or claimed by a daemon and being launched
   holdUse: `SELECT h.hold, count(*)::int AS n FROM run_holds h JOIN runs r ON r.id = h.run_id
@@ -63,9 +64,10 @@ export class ClaimsSql {
     if (limit <= 0) return Promise.resolve([])
     return this.db.tx(async (c) => {
       if (await this.maintenance.gateShared(c)) return []
-      const candidates = (
-        await c.rows(S.candidates, [DAEMON_PRESENCE_PREFIX, holder, now, exclude, limit + SCAN_EXTRA])
-      ).map(toRun)
+      const live = (await c.rows<{ holder: string }>(S.liveDaemons, [DAEMON_PRESENCE_PREFIX, now])).map(
+        (r) => r.holder,
+      )
+      const candidates = (await c.rows(S.candidates, [exclude, holder, live, limit + SCAN_EXTRA])).map(toRun)
       if (candidates.length === 0) return []
       const chosen = await this.launchable(c, candidates, limit, now)
       if (chosen.length === 0) return []

@@ -167,6 +167,40 @@ export class Db implements Conn {
     })
   }
 
+  /** A connection of the pool for the caller to release (a generator's), the driver's errors translated. */
+  async acquire(): Promise<{ client: pg.PoolClient; release(broken?: Error): void }> {
+    if (this.closed) throw new StoreError(`the store ${this.displayName} is closed.`)
+    try {
+      const client = await this.pool.connect()
+      return { client, release: (broken) => client.release(broken) }
+    } catch (error) {
+      throw translate(error, this.displayName)
+    }
+  }
+
+  /**
+   * One connection for a long operation of its own (copying history): no retries, the driver's
+   * errors translated; the connection is dropped if it broke.
+   */
+  async session<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreError(`the store ${this.displayName} is closed.`)
+    let client: pg.PoolClient
+    try {
+      client = await this.pool.connect()
+    } catch (error) {
+      throw translate(error, this.displayName)
+    }
+    let broken: Error | undefined
+    try {
+      return await fn(client)
+    } catch (error) {
+      if (isConnectionError(error)) broken = error as Error
+      throw translate(error, this.displayName)
+    } finally {
+      client.release(broken)
+    }
+  }
+
   /** Whether a transaction whose COMMIT outcome was lost committed (waits for the server to be back). */
   private committed(xid: string): Promise<boolean> {
     return this.retrying(async () => {

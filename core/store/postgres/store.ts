@@ -9,6 +9,7 @@ import type {
   CommittedTick,
   CreateRunResult,
   EventFilter,
+  HistoryChunk,
   InstigatorKind,
   InstigatorStatus,
   MaintenanceState,
@@ -26,6 +27,7 @@ import type {
 import { ClaimsSql } from './claims.js'
 import { Db, type DbOptions, translate } from './db.js'
 import { EventsSql } from './events.js'
+import { HistorySql } from './history.js'
 import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate, quoteIdent, SCHEMA_VERSION } from './migrations.js'
@@ -107,6 +109,7 @@ export class PostgresStore implements RunStore {
   private readonly leases: LeasesSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
+  private readonly history: HistorySql
 
   private constructor(db: Db, location: string, displayName: string, schema: string, readonly: boolean) {
     this.db = db
@@ -121,6 +124,7 @@ export class PostgresStore implements RunStore {
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.maintenance)
+    this.history = new HistorySql(db, displayName)
   }
 
   /** Connects, creates the schema if needed and migrates it forward. */
@@ -412,6 +416,16 @@ export class PostgresStore implements RunStore {
   }
   lastBackup() {
     return this.leases.lastBackup()
+  }
+
+  // ---- moving history between stores -------------------------------------------------------------
+
+  exportHistory(chunkRows?: number): AsyncGenerator<HistoryChunk> {
+    return this.history.export(chunkRows)
+  }
+  async importHistory(chunks: AsyncIterable<HistoryChunk>) {
+    if (this.readonly) throw new StoreError(`the store ${this.displayName} is open for reading only.`)
+    return this.history.import(chunks)
   }
 }
 

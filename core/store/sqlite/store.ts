@@ -18,6 +18,7 @@ import type {
   CommittedTick,
   CreateRunResult,
   EventFilter,
+  HistoryChunk,
   InstigatorKind,
   InstigatorStatus,
   MaintenanceState,
@@ -34,6 +35,7 @@ import type {
 } from '../types.js'
 import { ClaimsSql } from './claims.js'
 import { EventsSql } from './events.js'
+import { HistorySql } from './history.js'
 import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate } from './migrations.js'
@@ -71,6 +73,7 @@ export class SqliteStore implements RunStore {
   private readonly leases: LeasesSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
+  private readonly history: HistorySql
 
   private readonly db: Database.Database
   /** A private copy this store reads (a folder this user cannot write), removed on close. */
@@ -89,6 +92,7 @@ export class SqliteStore implements RunStore {
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.requests)
+    this.history = new HistorySql(db, location)
   }
 
   /** Opens (creating if needed) a store file, or `:memory:`. Refuses files it must not touch. */
@@ -412,6 +416,26 @@ export class SqliteStore implements RunStore {
   }
   lastBackup() {
     return this.call(() => this.leases.lastBackup())
+  }
+
+  // ---- moving history between stores -------------------------------------------------------------
+
+  async *exportHistory(chunkRows?: number): AsyncGenerator<HistoryChunk> {
+    if (this.closed) throw new StoreError(`the store ${this.displayName} is closed.`)
+    try {
+      yield* this.history.export(chunkRows)
+    } catch (error) {
+      throw translate(error, this.displayName)
+    }
+  }
+  async importHistory(chunks: AsyncIterable<HistoryChunk>) {
+    if (this.closed) throw new StoreError(`the store ${this.displayName} is closed.`)
+    if (this.readonly) throw new StoreError(`the store ${this.displayName} is open for reading only.`)
+    try {
+      return await this.history.import(chunks)
+    } catch (error) {
+      throw translate(error, this.displayName)
+    }
   }
 }
 
