@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path'
 import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
 import { CLI, type Exec, exec, ROOT, run, tempDir } from './helpers.js'
+import { startPostgres } from './postgres.js'
 
 /**
  * Every code block of the README, run as written: TypeScript blocks are type-checked against the
@@ -150,6 +151,8 @@ async function runShell(block: Block, cwd: string, ports: Map<string, string>): 
       let argv = words(line)
       if (argv.length === 0) continue
       argv = argv.map((w) => [...ports].reduce((text, [from, to]) => text.replaceAll(from, to), w))
+      // "$VAR" as a shell expands it, from what the block exported
+      argv = argv.map((w) => w.replace(/\$([A-Z_][A-Z0-9_]*)/g, (_, name: string) => env[name] ?? ''))
       const where = `README line ${block.line}: ${line.trim()}`
       if (argv[0] === 'export') {
         for (const assignment of argv.slice(1)) {
@@ -346,10 +349,24 @@ describe('the README', () => {
         ),
     ])
     expect([...notRun.keys()].map((b) => b.heading)).toEqual(['refresh', 'AWS environment'])
-    const ports = new Map([['8080', String(await freePort())]])
-    for (const block of shells) {
-      if (notRun.has(block)) continue
-      await runShell(block, dir, ports)
+    // the Postgres block runs against a real server: its URL's user, password, host and database
+    // become the test server's
+    const postgres = await startPostgres()
+    const server = new URL(postgres.url)
+    const ports = new Map([
+      ['8080', String(await freePort())],
+      [
+        'refresh:PASSWORD@db.internal:5432/refresh',
+        `${server.username}:${server.password}@${server.host}${server.pathname}`,
+      ],
+    ])
+    try {
+      for (const block of shells) {
+        if (notRun.has(block)) continue
+        await runShell(block, dir, ports)
+      }
+    } finally {
+      await postgres.stop()
     }
 
     const [unit] = BLOCKS.filter((b) => b.lang === 'ini')

@@ -60,20 +60,27 @@ describe('one error vocabulary', () => {
     expect(isInputError(busy)).toBe(false)
   })
 
-  it('a store URL is refused (exit 2) before anything is created, and its password is never printed', async () => {
+  it('a store URL that cannot be opened is refused (exit 2) before anything is created, and its password is never printed', async () => {
     const dir = tempDir()
     for (const args of [
-      ['runs', '--store', 'postgres://alice:s3cr3t@db.example:5432/refresh'],
-      ['run', '--store', 'postgresql://alice:s3cr3t@db.example/refresh', '--plain'],
+      ['runs', '--store', 'postgres://alice:s3cr3t@db.example.invalid:5432/refresh'],
+      ['run', '--store', 'postgresql://alice:s3cr3t@db.example.invalid/refresh', '--plain'],
+      ['runs', '--store', 'mysql://alice:s3cr3t@db.example.invalid/refresh'],
     ]) {
       const r = await run([CLI, ...args], { cwd: dir, env: { REFRESH_CONFIG: '' } })
       expect(r.code, r.stderr).toBe(2)
       expect(`${r.stdout}${r.stderr}`).not.toContain('s3cr3t')
     }
-    const r = await run([CLI, 'runs', '--store', 'postgres://alice:s3cr3t@db.example:5432/refresh'], {
+    const r = await run([CLI, 'runs', '--store', 'postgres://alice:s3cr3t@db.example.invalid:5432/refresh'], {
       cwd: dir,
     })
-    expect(r.stderr).toMatch(/a Postgres store is not supported yet; pass a file path/)
+    expect(r.stderr).toMatch(
+      /cannot reach the store postgres:\/\/alice:\*\*\*@db\.example\.invalid:5432\/refresh/,
+    )
+    const other = await run([CLI, 'runs', '--store', 'mysql://alice:s3cr3t@db.example.invalid/refresh'], {
+      cwd: dir,
+    })
+    expect(other.stderr).toMatch(/`mysql:\/\/` is not a store this version knows; pass a file path/)
     const { readdirSync } = await import('node:fs')
     expect(readdirSync(dir)).toEqual([])
   })
