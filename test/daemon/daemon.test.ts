@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openStore } from '../../core/store/open.js'
-import { CLI, run, tempDir } from '../helpers.js'
+import { CLI, run, tempDir, until } from '../helpers.js'
 
 const CONFIG = `
 import { asset, defineConfig, whenMaterialized, schedule } from 'refresh'
@@ -140,10 +140,11 @@ describe('refresh daemon (real processes)', () => {
     const line = await daemon.waitFor(/launched run \S+ .* as pid \d+/)
     const pid = Number(/pid (\d+)/.exec(line)![1])
     const runId = /launched run (\S+)/.exec(line)![1]!
-    await new Promise((r) => setTimeout(r, 500))
+    await using store = await openStore(join(dir, '.refresh/refresh.db'))
+    // killed once it runs the run (a process killed before that fails the run as not started)
+    await until(async () => (await store.getRun(runId))?.status === 'started', 'the run to start')
     process.kill(pid, 'SIGKILL')
     await daemon.waitFor(/marked failed: its process \(pid \d+\) is gone/)
-    await using store = await openStore(join(dir, '.refresh/refresh.db'))
     expect(await store.getRun(runId)).toMatchObject({
       status: 'failure',
       error: { name: 'InterruptedError' },
