@@ -181,6 +181,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX runs_status_ended ON runs (status, ended_at);
   `,
+  // 5: retention: whether a materialization is the latest of its asset and partition (one index
+  // seek per materialization of a run about to be pruned), and ticks by end time.
+  `
+  CREATE INDEX materializations_latest ON materializations (asset_key, partition_key, id);
+  CREATE INDEX ticks_ended ON ticks (ended_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
