@@ -7,6 +7,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { errorCode } from '../../core/errors.js'
+import type { RunEvent } from '../../core/events.js'
 import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
 import type { NewRun, NewTick, PrunePolicy, RunRequest, RunStatus } from '../../core/store/types.js'
 import { ROOT, run } from '../helpers.js'
@@ -276,6 +277,39 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.getEvents('r')).map((e) => ('message' in e ? e.message : e.type))).not.toContain(
           'not kept',
         )
+      })
+      it('reads every event back exactly as written, with its id', async () => {
+        await using store = await open()
+        await store.createRun(newRun('r', { status: 'started', owner: { pid: 1, host: 'h' } }))
+        const events: RunEvent[] = [
+          {
+            type: 'run:start',
+            runId: 'r',
+            ts: 1,
+            selection: '*',
+            steps: ['a'],
+            reused: {},
+            parentRunId: null,
+            concurrency: 2,
+          },
+          { type: 'log', runId: 'r', ts: 2, step: null, level: 'info', message: 'of the run' },
+          { type: 'log', runId: 'r', ts: 3, step: 'a', level: 'warn', message: 'of a step' },
+          { type: 'step:progress', runId: 'r', ts: 4, step: 'a', done: 5, total: null },
+          {
+            type: 'asset:materialized',
+            runId: 'r',
+            ts: 5,
+            step: 'a',
+            asset: 'a',
+            attempt: 1,
+            metadata: { rows: 3, nested: { ok: true } },
+          },
+        ]
+        await store.write({ events, steps: [], attempts: [], materializations: [] })
+        const read = await store.getEvents('r')
+        expect(read.map(({ id: _, ...e }) => e)).toEqual(events)
+        expect(read[1]).toHaveProperty('step', null)
+        expect(read[0]).not.toHaveProperty('step')
       })
     })
 
