@@ -264,12 +264,12 @@ export interface RunStore extends AsyncDisposable {
   pruneCandidates(policy: PrunePolicy): Promise<PrunePlan>
   /**
    * Deletes the next part of what `pruneCandidates` counts in one short transaction and returns
-   * what it deleted; the caller repeats it until it returns all zeros. Runs go first, oldest end
-   * first: of the (at most `limit`) prunable runs no other run was re-executed from, the events,
-   * at most `limit` in all; each of those runs whose events are all gone goes in the same
-   * transaction with its steps, attempts, holds and materializations, and the batch stops at the
-   * first run with events left. Once no run is prunable, at most `limit` prunable ticks, oldest
-   * end first. The rules are checked again in every batch: a run that became needed between two
+   * what it deleted; the caller repeats it until it returns all zeros. Runs go first, in end
+   * order among the prunable runs no other run was re-executed from: their events, at most
+   * `limit` in all; each run whose events are all gone goes in the same transaction with its
+   * steps, attempts, holds and materializations (at most `limit` runs), and the batch stops at
+   * the first run with events left. Once no run is prunable, at most `limit` prunable ticks,
+   * oldest end first. The rules are checked again in every batch: a run that became needed between two
    * batches (retried, or named by a parked request) stays, with whatever events it has left.
    */
   pruneBatch(policy: PrunePolicy, limit: number): Promise<PruneDeleted>

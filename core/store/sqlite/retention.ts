@@ -116,6 +116,8 @@ export class RetentionSql {
   /**
    * One batch, in one IMMEDIATE transaction: the events of the oldest prunable runs (at most
    * `limit`), each run whose events are all gone with its other rows; once no run is left, ticks.
+   * Runs are read a few at a time (16, then 4 times more each time): a batch of 2,000 events needs
+   * the first few dozen runs, and reading `limit` of them would cost more than deleting.
    */
   batch(policy: PrunePolicy, limit: number): PruneDeleted {
     if (!Number.isInteger(limit) || limit < 1) {
@@ -124,28 +126,34 @@ export class RetentionSql {
     return this.db
       .transaction(() => {
         const deleted = Object.fromEntries(PRUNE_KINDS.map((k) => [k, 0])) as Record<PruneKind, number>
-        const runs = this.s.batchRuns.all({ ...this.params(policy), limit }) as Array<{ id: string }>
-        if (runs.length === 0) {
-          deleted.ticks = this.s.deleteTicks.run({ before: policy.endedBefore, limit }).changes
-          return deleted
-        }
+        const params = this.params(policy)
         let budget = limit
-        for (const { id } of runs) {
-          if (budget > 0) {
-            const n = this.s.deleteEvents.run(id, budget).changes
-            deleted.events += n
-            budget -= n
+        let chunk = Math.min(16, limit)
+        for (;;) {
+          const wanted = Math.min(chunk, limit - deleted.runs)
+          const runs = this.s.batchRuns.all({ ...params, limit: wanted }) as Array<{ id: string }>
+          if (runs.length === 0 && deleted.runs === 0 && deleted.events === 0) {
+            deleted.ticks = this.s.deleteTicks.run({ before: policy.endedBefore, limit }).changes
+            return deleted
           }
-          // a run with events left waits for the next batch, and so do the runs after it
-          if (this.s.hasEvents.get(id)) break
-          deleted.attempts += this.s.deleteAttempts.run(id).changes
-          deleted.steps += this.s.deleteSteps.run(id).changes
-          deleted.materializations += this.s.deleteMaterializations.run(id).changes
-          this.s.deleteHolds.run(id)
-          this.s.deleteSlots.run(id)
-          deleted.runs += this.s.deleteRun.run(id).changes
+          for (const { id } of runs) {
+            const n = budget > 0 ? this.s.deleteEvents.run(id, budget).changes : 0
+            deleted.events += n
+            // fewer than asked for: none are left; as many: look
+            const left = n === budget && this.s.hasEvents.get(id) !== undefined
+            budget -= n
+            // a run with events left waits for the next batch, and so do the runs after it
+            if (left) return deleted
+            deleted.attempts += this.s.deleteAttempts.run(id).changes
+            deleted.steps += this.s.deleteSteps.run(id).changes
+            deleted.materializations += this.s.deleteMaterializations.run(id).changes
+            this.s.deleteHolds.run(id)
+            this.s.deleteSlots.run(id)
+            deleted.runs += this.s.deleteRun.run(id).changes
+          }
+          if (runs.length < wanted || deleted.runs >= limit) return deleted
+          chunk *= 4
         }
-        return deleted
       })
       .immediate()
   }
