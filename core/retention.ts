@@ -80,7 +80,7 @@ export interface PruneOptions {
   batchSize?: number
   /** Stops after the batch in progress (a daemon stopping, a lease lost). */
   signal?: AbortSignal
-  /** After each batch: what it deleted, how long its transaction took, and the totals so far. */
+  /** After each batch: what it deleted, how long its `pruneBatch` call took, and the totals so far. */
   onBatch?(batch: PruneDeleted, ms: number, total: PruneDeleted): void
 }
 
@@ -88,7 +88,10 @@ export interface PruneResult {
   deleted: PruneDeleted
   batches: number
   durationMs: number
-  /** The longest single batch: the longest any other writer waited on the prune. */
+  /**
+   * The longest `pruneBatch` call: its transaction (the longest the prune held the store's write
+   * lock) and whatever the store did right after it (SQLite: a WAL checkpoint, without the lock).
+   */
   longestBatchMs: number
   /** False when the signal stopped it before everything was deleted. */
   complete: boolean

@@ -274,6 +274,8 @@ export class Daemon {
       return
     }
     const keep = await retention.keepRunIds()
+    // stopped while reading the alias: nothing started, nothing to report
+    if (abort.signal.aborted) return
     const { olderThan, keepFailed } = retention.policy
     this.emit('info', { type: 'prune:start', olderThan, keepFailed, keptForAlias: keep.length })
     const result = await pruneStore(store, prunePolicy(retention.policy, now, keep), {

@@ -76,33 +76,25 @@ async function prune(options: PruneOptions, io: Io): Promise<number> {
   const { store: opened, exists } = await openListedStore(location)
   await using store = opened
   const scope = pruneScope(retention)
-  if (!exists) {
-    if (options.json) io.out(JSON.stringify({ store: null, deleted: null }))
-    else io.out(`nothing to prune: there is no store at ${location} yet`)
-    return EXIT.ok
-  }
-  const { promotedRuns } = await import('../data-dir.js')
-  const keep = await promotedRuns(resolved, loaded.dir)
-  const policy = prunePolicy(retention, Date.now(), keep)
-  const plan = await store.pruneCandidates(policy)
+  const nothing = `nothing to prune: no finished run or tick ${scope} that is not still needed`
+  const keep = exists ? await (await import('../data-dir.js')).promotedRuns(resolved, loaded.dir) : []
   const summary = { olderThan: retention.olderThan, keepFailed: retention.keepFailed, keptForAlias: keep }
-  const empty = PRUNE_KINDS.every((k) => plan[k].count === 0)
-  if (!options.yes || empty) {
-    if (options.json) {
-      io.out(JSON.stringify({ ...summary, dryRun: !options.yes, wouldDelete: plan }))
-      return EXIT.ok
+  const policy = prunePolicy(retention, Date.now(), keep)
+  if (!options.yes) {
+    // a store that does not exist yet answers as the empty store it stands in for
+    const plan = await store.pruneCandidates(policy)
+    if (options.json) io.out(JSON.stringify({ ...summary, dryRun: true, wouldDelete: plan }))
+    else if (!exists) io.out(`nothing to prune: there is no store at ${location} yet`)
+    else if (PRUNE_KINDS.every((k) => plan[k].count === 0)) io.out(nothing)
+    else {
+      io.out(`would delete, ${scope}${aliasNote(keep)}:`)
+      for (const line of planTable(plan, indented(io.columns))) io.out(`  ${line}`)
+      io.out('nothing was deleted; add --yes to delete them')
     }
-    if (empty) {
-      io.out(`nothing to prune: no finished run or tick ${scope} that is not still needed`)
-      return EXIT.ok
-    }
-    io.out(`would delete, ${scope}${aliasNote(keep)}:`)
-    for (const line of planTable(plan, indented(io.columns))) io.out(`  ${line}`)
-    io.out('nothing was deleted; add --yes to delete them')
     return EXIT.ok
   }
   const result = await pruneStore(store, policy)
-  if (result.complete) {
+  if (exists && result.complete) {
     await recordPrune(store, {
       at: Date.now(),
       by: `refresh prune (${userInfo().username}@${hostname()})`,
@@ -124,11 +116,15 @@ async function prune(options: PruneOptions, io: Io): Promise<number> {
         longestBatchMs: Math.round(result.longestBatchMs),
       }),
     )
-    return EXIT.ok
+  } else if (!exists) {
+    io.out(`nothing to prune: there is no store at ${location} yet`)
+  } else if (result.batches === 0) {
+    io.out(nothing)
+  } else {
+    io.out(
+      `deleted ${formatCounts(result.deleted)} ${scope} in ${formatDuration(result.durationMs)} (${result.batches} batch${result.batches === 1 ? '' : 'es'}; the longest took ${formatDuration(result.longestBatchMs)})`,
+    )
   }
-  io.out(
-    `deleted ${formatCounts(result.deleted)} ${scope} in ${formatDuration(result.durationMs)} (${result.batches} batch${result.batches === 1 ? '' : 'es'}; the store was locked ${formatDuration(result.longestBatchMs)} at most)`,
-  )
   return EXIT.ok
 }
 

@@ -49,7 +49,7 @@ export function describeDaemonEvent(e: DaemonEvent): string {
     case 'prune:start':
       return `pruning runs and ticks ${pruneScope(e)}${e.keptForAlias ? `, keeping the ${e.keptForAlias} run(s) the promoted alias refers to` : ''}`
     case 'prune:done': {
-      const how = `in ${formatDuration(e.durationMs)} (${e.batches} batch${e.batches === 1 ? '' : 'es'}; the store was locked ${formatDuration(e.longestBatchMs)} at most)`
+      const how = `in ${formatDuration(e.durationMs)} (${e.batches} batch${e.batches === 1 ? '' : 'es'}; the longest took ${formatDuration(e.longestBatchMs)})`
       return e.complete
         ? `pruned ${formatCounts(e.deleted)} ${pruneScope(e)} ${how}; next prune in 24 h`
         : `prune stopped early, having deleted ${formatCounts(e.deleted)} ${how}; the rest goes at the next prune`
