@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { RunEvent } from '../../events.js'
-import { type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
+import { eventOfRow, eventPayload, type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
 import type {
   AttemptRecord,
   EventFilter,
@@ -105,10 +105,7 @@ export class EventsSql {
    */
   insertEvents(events: readonly RunEvent[]): void {
     for (const e of events) {
-      const { type, runId, ts, ...fields } = e
-      const step = 'step' in e ? e.step : null
-      if (step !== null) delete (fields as { step?: string }).step
-      this.s.insertEvent.run(runId, ts, type, step, JSON.stringify(fields))
+      this.s.insertEvent.run(e.runId, e.ts, e.type, 'step' in e ? e.step : null, eventPayload(e))
     }
   }
 
@@ -179,20 +176,4 @@ export class EventsSql {
   materializationsForRun(runId: string): MaterializationRecord[] {
     return (this.s.runMaterializations.all(runId) as Row[]).map(toMaterialization)
   }
-}
-
-/**
- * An event as its row holds it: the run, time, type and step in columns, the rest in the payload.
- * (Rows written before the payload left out its columns hold them twice: the same values.)
- */
-export function eventOfRow(row: {
-  run_id: string
-  ts: number
-  type: string
-  step_key: string | null
-  payload: string
-}): RunEvent {
-  const head = { type: row.type, runId: row.run_id, ts: row.ts }
-  const step = row.step_key === null ? {} : { step: row.step_key }
-  return { ...head, ...step, ...(JSON.parse(row.payload) as object) } as RunEvent
 }

@@ -1,7 +1,6 @@
 import type Database from 'better-sqlite3'
 import { StoreError } from '../../errors.js'
 import { HISTORY_TABLES, type HistoryChunk, type HistoryTable } from '../types.js'
-import { eventOfRow } from './events.js'
 
 /** Each history table in a stable order: runs in the order they were requested, the rest by key. */
 const ORDER: Record<HistoryTable, string> = {
@@ -36,11 +35,8 @@ export class HistorySql {
         let rows: Array<Record<string, unknown>> = []
         // table and order come from the constants above, never from input
         for (const row of this.db.prepare(`SELECT * FROM ${table} ORDER BY ${ORDER[table]}`).iterate()) {
-          // an event travels whole (this store keeps the fields its columns hold out of the payload)
-          if (table === 'events') {
-            const e = row as Parameters<typeof eventOfRow>[0]
-            rows.push({ ...e, payload: JSON.stringify(eventOfRow(e)) })
-          } else rows.push(row as Record<string, unknown>)
+          // rows as they are: both stores write and read events the same way (`eventPayload`)
+          rows.push(row as Record<string, unknown>)
           if (rows.length >= chunkRows) {
             yield { table, rows }
             rows = []
