@@ -159,6 +159,11 @@ describe('refresh prune', () => {
       })
     }
 
+    // status says when the store was last pruned and what went
+    const status = await cli('status')
+    expect(status.stdout).toMatch(
+      /^last prune: \S+ \S+ by refresh prune \(\S+\) \(older than 30d, failed 90d\): 1 run\(s\), 3 event\(s\), 0 tick\(s\) deleted in /m,
+    )
     // the pruned store goes on working: listed, shown, run again
     const runs = await cli('runs')
     expect(runs.code, runs.stderr).toBe(0)
