@@ -102,6 +102,7 @@ export {
   type StepResult,
 } from './core/materialize.js'
 export { type Recovery, recoverRuns } from './core/recovery.js'
+export type { RetentionConfig } from './core/retention.js'
 export { retryDelay } from './core/retry.js'
 export { parseSelection, resolveSelection, type SelectionTerm } from './core/selection.js'
 export { type OpenStoreOptions, openStore } from './core/store/open.js'
@@ -124,6 +125,11 @@ export type {
   ParkedReplay,
   ParkedRequest,
   PoolSlot,
+  PruneCount,
+  PruneDeleted,
+  PruneKind,
+  PrunePlan,
+  PrunePolicy,
   RecoveredRun,
   RecoverOptions,
   ReplayOutcome,

@@ -85,6 +85,16 @@ export function layout(dataDir: string) {
 
 export type Layout = ReturnType<typeof layout>
 
+/** The name of the index the run `runId` builds (`idx-<runId>`): index names sort by their run's time. */
+export function indexName(runId: string): string {
+  return `idx-${runId}`
+}
+
+/** The run that built an index, from its name; undefined for a name `indexName` did not make. */
+export function indexRun(name: string): string | undefined {
+  return /^idx-([^./]+)$/.exec(name)?.[1]
+}
+
 /**
  * Temporary names. Whatever a block writes before it is complete (a catalog, a working database,
  * an index, a snapshot, a replica's copy, a JSON file) is written as `.partial-<runId>.<name>`

@@ -14,6 +14,7 @@ import {
   type BlockOptions,
   blockFields,
   ensureWritableDir,
+  indexName,
   isNumber,
   isString,
   layout,
@@ -88,7 +89,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
       const { shards, failShard, failMode, failAttempts } = ctx.config
       defaultRunner ??= options.runner ?? localProcessRunner()
-      const name = `idx-${ctx.runId}`
+      const name = indexName(ctx.runId)
       const final = paths.index(name)
       // the workers build into a temporary name, renamed into place once every shard is in
       const dir = tempPath(final, ctx.runId)

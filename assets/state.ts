@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AliasStore } from './backends.js'
-import { type Layout, readJson, writeJsonAtomic } from './layout.js'
+import { indexRun, type Layout, readJson, writeJsonAtomic } from './layout.js'
 
 /** One promoted index: the snapshot it is served from and the index it was built as. */
 export interface AliasEntry {
@@ -73,6 +73,24 @@ export function readReplica(paths: Layout, name: string): ReplicaState | undefin
 
 export function readManifest(paths: Layout, snapshot: string): Manifest | undefined {
   return readJson<Manifest>(join(paths.snapshot(snapshot), 'manifest.json'))
+}
+
+/**
+ * The runs the alias still refers to, which retention keeps (`refresh prune`): for the current
+ * entry and each previous one (what `refresh promote --rollback` goes back to), the run that
+ * promoted it, the run that built its index and, for a snapshot of the data directory, the run
+ * that made it (its manifest's `sourceRun`).
+ */
+export function aliasRuns(alias: Alias, paths: Layout): string[] {
+  const runs = new Set<string>()
+  for (const entry of [alias.current, ...alias.previous]) {
+    runs.add(entry.runId)
+    const built = indexRun(entry.index)
+    if (built !== undefined) runs.add(built)
+    const source = readManifest(paths, entry.snapshot)?.sourceRun
+    if (source !== undefined) runs.add(source)
+  }
+  return [...runs]
 }
 
 /** Snapshots that must not be deleted: promoted (current and previous) or served by a replica. */

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { type AliasStore, partsOf, type ReplicaFleet } from '../assets/backends.js'
-import { resolveEnvironment } from '../core/config.js'
+import { type ResolvedConfig, resolveEnvironment } from '../core/config.js'
 import { ConfigError } from '../core/errors.js'
 import { findConfig } from './find-config.js'
 import { loadConfig } from './load-config.js'
@@ -41,4 +41,26 @@ export async function findBlocks(
     alias: partsOf(block).alias,
     fleet: replicas ? partsOf(replicas).fleet : undefined,
   }
+}
+
+/**
+ * The runs the promoted alias of the config's `promote` block refers to (see `aliasRuns`), which a
+ * prune keeps; none when the config has no `promote` block or nothing is promoted yet. An alias
+ * that cannot be read (S3 without credentials) fails the prune rather than being taken as none.
+ */
+export async function promotedRuns(resolved: ResolvedConfig, configDir: string): Promise<string[]> {
+  const block = resolved.assets.find((a) => a.tags.block === 'promote' && a.tags.dataDir)
+  if (!block) return []
+  const [{ fileAliasStore, aliasRuns }, { layout }] = await Promise.all([
+    import('../assets/state.js'),
+    import('../assets/layout.js'),
+  ])
+  const paths = layout(resolve(configDir, block.tags.dataDir!))
+  const store = partsOf(block).alias
+  if (store) {
+    const { requireAwsReady } = await import('./config-options.js')
+    await requireAwsReady(resolved)
+  }
+  const alias = await (store ?? fileAliasStore(paths.alias)).read()
+  return alias ? aliasRuns(alias, paths) : []
 }

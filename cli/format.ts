@@ -96,3 +96,17 @@ export function firstLine(text: string): string {
   const i = text.indexOf('\n')
   return i === -1 ? text : text.slice(0, i)
 }
+
+/** `5 runs, 10 steps, 1 materialization`: each kind whose count is above 0, or `nothing`. */
+export function formatCounts(counts: Readonly<Record<string, number>>): string {
+  const parts = Object.entries(counts)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n.toLocaleString('en-US')} ${n === 1 ? kind.replace(/s$/, '') : kind}`)
+  return parts.length > 0 ? parts.join(', ') : 'nothing'
+}
+
+/** `older than 30d (failed runs: 90d)`: what a prune deletes. */
+export function pruneScope(retention: { olderThan: string; keepFailed: string }): string {
+  const failed = retention.keepFailed === retention.olderThan ? '' : ` (failed runs: ${retention.keepFailed})`
+  return `older than ${retention.olderThan}${failed}`
+}

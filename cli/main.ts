@@ -11,6 +11,7 @@ import { registerGraph } from './commands/graph.js'
 import { registerLogs } from './commands/logs.js'
 import { registerMaintenance } from './commands/maintenance.js'
 import { registerPromote } from './commands/promote.js'
+import { registerPrune } from './commands/prune.js'
 import { registerQuery } from './commands/query.js'
 import { registerRetry } from './commands/retry.js'
 import { registerRun } from './commands/run.js'
@@ -60,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
   registerDoctor(program, ctx)
   registerGc(program, ctx)
   registerStore(program, ctx)
+  registerPrune(program, ctx)
 
   try {
     await program.parseAsync(argv)

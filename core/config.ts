@@ -5,6 +5,7 @@ import { type AssetDefinition, formatIssues, isAssetDefinition, uncalledFactory 
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'
 import { isRunLauncher, type RunLauncher } from './launcher.js'
+import { DURATION_HINT, durationMs, type RetentionConfig } from './retention.js'
 
 /** What an environment block (`--env NAME`) may override. */
 export interface EnvironmentConfig {
@@ -40,6 +41,11 @@ export interface RefreshConfig extends EnvironmentConfig {
   environments?: Record<string, EnvironmentConfig | (() => EnvironmentConfig)>
   /** Notifications (run failure, a long run, a failing sensor, a replica rollback, maintenance). */
   alerts?: AlertsConfig
+  /**
+   * How long runs and ticks are kept: the daemon prunes older ones once a day, and `refresh prune`
+   * uses it when given no `--older-than`.
+   */
+  retention?: RetentionConfig
 }
 
 /** The events an alert is sent for. */
@@ -125,9 +131,29 @@ const alertsSchema = z
   })
   .strict()
 
+const durationSchema = z.string().superRefine((value, ctx) => {
+  if (durationMs(value) === undefined)
+    ctx.addIssue({ code: 'custom', message: `${DURATION_HINT}, not ${JSON.stringify(value)}` })
+})
+const retentionSchema = z
+  .object({ olderThan: durationSchema, keepFailed: durationSchema.optional() })
+  .strict()
+  .superRefine((r, ctx) => {
+    const olderThan = durationMs(r.olderThan)
+    const keepFailed = r.keepFailed === undefined ? undefined : durationMs(r.keepFailed)
+    if (olderThan !== undefined && keepFailed !== undefined && keepFailed < olderThan) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['keepFailed'],
+        message: `${r.keepFailed} is shorter than olderThan (${r.olderThan}): failed runs are kept at least as long as the others; give ${r.olderThan} or more, or leave it out`,
+      })
+    }
+  })
+
 const configSchema = environmentSchema
   .extend({
     alerts: alertsSchema.optional(),
+    retention: retentionSchema.optional(),
     assets: z.array(assetSchema).min(1, 'declare at least one asset'),
     sensors: z.array(z.unknown()).optional(),
     schedules: z.array(z.unknown()).optional(),

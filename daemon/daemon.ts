@@ -6,6 +6,7 @@ import type { AssetGraph } from '../core/graph.js'
 import type { RunGuardConfig } from '../core/guards.js'
 import type { LaunchedRun, RunLauncher } from '../core/launcher.js'
 import { type Recovery, recoverRuns } from '../core/recovery.js'
+import { lastPrune, prunePolicy, pruneStore, type Retention, recordPrune } from '../core/retention.js'
 import type { RunStore } from '../core/store/run-store.js'
 import {
   DAEMON_PRESENCE_PREFIX,
@@ -65,7 +66,19 @@ export interface DaemonOptions {
   shared?: boolean
   /** At most this many runs launched by this daemon at once (default: no limit). */
   maxRuns?: number
+  /**
+   * Prunes old runs and ticks once a day (`retention` in the config), keeping the runs
+   * `keepRunIds` returns (what the promoted alias refers to), read afresh before each prune.
+   */
+  retention?: { policy: Retention; keepRunIds(): Promise<readonly string[]> }
 }
+
+/** How often the daemon prunes when the config has `retention`. */
+export const PRUNE_EVERY_MS = 24 * 3_600_000
+/** How often the daemon reads when the last prune was (it is kept in the store, for every daemon). */
+const PRUNE_CHECK_MS = 60_000
+/** After a failed prune (an alias that cannot be read, a busy store), when the daemon tries again. */
+const PRUNE_RETRY_MS = 3_600_000
 
 export const DAEMON_LEASE = 'daemon'
 
@@ -99,8 +112,8 @@ export function preferredDaemon(name: string, daemons: readonly string[]): strin
  * running runs finish within a grace period before canceling them.
  */
 export class Daemon {
-  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration' | 'environment'>> &
-    Pick<DaemonOptions, 'onIteration' | 'environment'> & { clock: Clock }
+  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration' | 'retention' | 'environment'>> &
+    Pick<DaemonOptions, 'onIteration' | 'retention' | 'environment'> & { clock: Clock }
   /** The live daemons (their holders, sorted), as last read from their presence leases. */
   private daemons: string[] = []
   /** The sensors and schedules that fall to this daemon among `daemons`. */
@@ -126,6 +139,9 @@ export class Daemon {
   private readonly nextDue = new Map<string, { version: number | undefined; at: number }>()
   private lastRenewal = 0
   private lastIteration: number | undefined
+  /** The prune in progress, in the background of the loop, and how to stop it. */
+  private pruning: { done: Promise<void>; abort: AbortController } | undefined
+  private nextPruneCheck = 0
 
   constructor(options: DaemonOptions) {
     this.o = {
@@ -172,7 +188,10 @@ export class Daemon {
           await this.iterate(env)
           this.lastIteration = this.o.clock.now()
           // what must happen once, whatever the number of daemons: the lease holder's
-          if (leader) await this.o.onIteration?.(this.lastIteration)
+          if (leader) {
+            this.maybePrune(this.lastIteration)
+            await this.o.onIteration?.(this.lastIteration)
+          }
         }
       } catch (error) {
         // a failing iteration (a locked store, a bug) is logged; the loop goes on
@@ -187,6 +206,7 @@ export class Daemon {
   stop(): void {
     if (this.stopping) return
     this.stopping = true
+    this.pruning?.abort.abort()
     this.wake?.()
   }
 
@@ -331,6 +351,74 @@ export class Daemon {
       }
     }
     await this.launchQueued()
+  }
+
+  /**
+   * Starts the daily prune when it is due: a day after the last complete one, which the store
+   * keeps (a restarted daemon, or another one taking over the lease, does not prune again early).
+   * It runs beside the loop, one short transaction at a time, and stops after the batch in
+   * progress when the daemon stops or loses its lease.
+   */
+  private maybePrune(now: number): void {
+    const retention = this.o.retention
+    if (!retention || this.pruning || this.stopping || now < this.nextPruneCheck) return
+    this.nextPruneCheck = now + PRUNE_CHECK_MS
+    const abort = new AbortController()
+    const done = this.prune(retention, now, abort)
+      .catch((error: unknown) => {
+        this.nextPruneCheck = now + PRUNE_RETRY_MS
+        this.emitError('the daily prune failed; retrying in an hour', error)
+      })
+      .finally(() => {
+        this.pruning = undefined
+      })
+    this.pruning = { done, abort }
+  }
+
+  private async prune(
+    retention: NonNullable<DaemonOptions['retention']>,
+    now: number,
+    abort: AbortController,
+  ): Promise<void> {
+    const { store, clock } = this.o
+    const last = await lastPrune(store)
+    if (last && now - last.at < PRUNE_EVERY_MS) {
+      this.nextPruneCheck = Math.max(this.nextPruneCheck, last.at + PRUNE_EVERY_MS)
+      return
+    }
+    const keep = await retention.keepRunIds()
+    // stopped while reading the alias: nothing started, nothing to report
+    if (abort.signal.aborted) return
+    const { olderThan, keepFailed } = retention.policy
+    this.emit('info', { type: 'prune:start', olderThan, keepFailed, keptForAlias: keep.length })
+    const result = await pruneStore(store, prunePolicy(retention.policy, now, keep), {
+      signal: abort.signal,
+      onBatch: () => {
+        if (!this.holding) abort.abort()
+      },
+    })
+    if (result.complete) {
+      await recordPrune(store, {
+        at: clock.now(),
+        by: this.holder,
+        olderThan,
+        keepFailed,
+        deleted: result.deleted,
+        durationMs: result.durationMs,
+        longestBatchMs: result.longestBatchMs,
+      })
+      this.nextPruneCheck = clock.now() + PRUNE_EVERY_MS
+    }
+    this.emit('info', {
+      type: 'prune:done',
+      olderThan,
+      keepFailed,
+      deleted: result.deleted,
+      batches: result.batches,
+      durationMs: result.durationMs,
+      longestBatchMs: result.longestBatchMs,
+      complete: result.complete,
+    })
   }
 
   private queueCommit(def: SensorDefinition, tick: NewTick): void {
@@ -595,6 +683,8 @@ export class Daemon {
   }
 
   private async shutdown(): Promise<void> {
+    // a prune stops after the batch in progress (stop() aborted it)
+    await this.pruning?.done
     // let evaluations in flight record their ticks (each is bounded by its timeout)
     for (let i = 0; i < 100 && this.evaluating.size > 0; i++) await new Promise((r) => setTimeout(r, 50))
     const running = [...this.children.entries()]

@@ -1,5 +1,5 @@
 import type { LogLevel } from '../core/definitions.js'
-import type { ReplayOutcome, RequestOutcome, TickStatus } from '../core/store/types.js'
+import type { PruneDeleted, ReplayOutcome, RequestOutcome, TickStatus } from '../core/store/types.js'
 
 /**
  * Everything the daemon does, as typed events (as `RunEventMap` is for runs): the daemon, its
@@ -67,6 +67,21 @@ export interface DaemonEventMap {
   stopped: { holder: string }
   /** Something failed that the daemon goes on after (a busy store, a bug in an iteration). */
   error: { message: string; stack: string | null }
+  /** The daily prune (`retention` in the config) starts; `keptForAlias`: runs the promoted alias refers to. */
+  'prune:start': { olderThan: string; keepFailed: string; keptForAlias: number }
+  /**
+   * The prune is over: what it deleted, in how many short transactions, and the longest of them.
+   * `complete` is false when the daemon stopped (or lost its lease) first; the rest goes next time.
+   */
+  'prune:done': {
+    olderThan: string
+    keepFailed: string
+    deleted: PruneDeleted
+    batches: number
+    durationMs: number
+    longestBatchMs: number
+    complete: boolean
+  }
   /** An alert was delivered, or could not be delivered to a target (`failures`). */
   alert: {
     alert: string

@@ -121,7 +121,17 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
       })
     : undefined
   let lastAlertPoll = 0
+  const retention = loaded.config.retention
+  const { readRetention } = await import('../../core/retention.js')
+  const { promotedRuns } = await import('../data-dir.js')
   const daemon = new Daemon({
+    retention: retention && {
+      policy: readRetention(retention.olderThan, retention.keepFailed, {
+        olderThan: 'retention.olderThan',
+        keepFailed: 'retention.keepFailed',
+      }),
+      keepRunIds: () => promotedRuns(resolved, loaded.dir),
+    },
     async onIteration(now) {
       // alerts are detected from the store once a second; delivery runs in the background
       if (!watcher || now - lastAlertPoll < 1_000) return

@@ -142,6 +142,8 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
         }
   })
   const parked = await store.countParked()
+  const { lastPrune } = await import('../../core/retention.js')
+  const pruned = await lastPrune(store)
   const promoted = await promotedIndex(resolved.assets, loaded.dir)
   const last = (await store.listRuns({ status: ['success', 'failure', 'canceled'], limit: 1 }))[0]
   const lastRun = last ? describeRun(last, (await store.failedSteps([last.id])).get(last.id) ?? null) : null
@@ -161,6 +163,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           interrupted,
           ticks,
           parked,
+          lastPrune: pruned,
           promoted,
           lastRun,
           alertFailures,
@@ -243,6 +246,11 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
       io.out(`  ${line}`)
   }
   io.out(`parked requests: ${parked}${parked ? ' (replayed when maintenance goes off)' : ''}`)
+  io.out(
+    pruned
+      ? `last prune: ${formatDateTime(pruned.at)} by ${pruned.by} (older than ${pruned.olderThan}, failed ${pruned.keepFailed}): ${pruned.deleted.runs} run(s), ${pruned.deleted.events} event(s), ${pruned.deleted.ticks} tick(s) deleted in ${formatDuration(pruned.durationMs)}`
+      : 'last prune: never (`refresh prune --older-than 30d` shows what it would delete)',
+  )
   if (promoted.kind === 'none') io.out(`promoted index: none (${promoted.reason})`)
   else
     io.out(

@@ -1,6 +1,6 @@
 import type { DaemonEvent, DaemonEventListener } from '../../daemon/events.js'
 import { describeOutcome } from '../../sensors/ticker.js'
-import { formatTime } from '../format.js'
+import { formatCounts, formatDuration, formatTime, pruneScope } from '../format.js'
 
 /** The one line of text a daemon event reads as. */
 export function describeDaemonEvent(e: DaemonEvent): string {
@@ -56,6 +56,14 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return 'daemon stopped'
     case 'error':
       return e.stack && !e.message.startsWith('could not') ? `${e.message}\n${e.stack}` : e.message
+    case 'prune:start':
+      return `pruning runs and ticks ${pruneScope(e)}${e.keptForAlias ? `, keeping the ${e.keptForAlias} run(s) the promoted alias refers to` : ''}`
+    case 'prune:done': {
+      const how = `in ${formatDuration(e.durationMs)} (${e.batches} batch${e.batches === 1 ? '' : 'es'}; the longest took ${formatDuration(e.longestBatchMs)})`
+      return e.complete
+        ? `pruned ${formatCounts(e.deleted)} ${pruneScope(e)} ${how}; next prune in 24 h`
+        : `prune stopped early, having deleted ${formatCounts(e.deleted)} ${how}; the rest goes at the next prune`
+    }
     case 'alert':
       return e.failures.length === 0
         ? `alert sent: ${e.alert}${e.runId ? ` (run ${e.runId})` : ''}`

@@ -1,4 +1,5 @@
 import type { ErrorInfo } from '../errors.js'
+import type { RunEvent } from '../events.js'
 import { type JsonObject, parseJson } from '../json.js'
 import type {
   AttemptRecord,
@@ -144,4 +145,31 @@ export function toMaterialization(row: Row): MaterializationRecord {
     metadata: parseJson<JsonObject>(row.metadata as string, {}),
     partitionKey: (row.partition_key as string | null) ?? null,
   }
+}
+
+/**
+ * An event as its row holds it: the run, time, type and step in columns, the rest in the payload.
+ * (Rows written before the payload left out its columns hold them twice: the same values.)
+ */
+export function eventOfRow(row: {
+  run_id: string
+  ts: number
+  type: string
+  step_key: string | null
+  payload: string
+}): RunEvent {
+  const head = { type: row.type, runId: row.run_id, ts: row.ts }
+  const step = row.step_key === null ? {} : { step: row.step_key }
+  return { ...head, ...step, ...(JSON.parse(row.payload) as object) } as RunEvent
+}
+
+/**
+ * What an event's payload column holds: the event without its run, time and type (and its step
+ * when it has one), which the row's columns hold; a third of a small event's bytes. A null step
+ * stays in the payload: it tells a log line of the run from an event that has no step.
+ */
+export function eventPayload(e: RunEvent): string {
+  const { type: _type, runId: _run, ts: _ts, ...fields } = e
+  if ('step' in e && e.step !== null) delete (fields as { step?: string }).step
+  return JSON.stringify(fields)
 }

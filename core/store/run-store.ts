@@ -19,6 +19,9 @@ import type {
   ParkedReplay,
   ParkedRequest,
   PoolSlot,
+  PruneDeleted,
+  PrunePlan,
+  PrunePolicy,
   RecoveredRun,
   RecoverOptions,
   ReplayOutcome,
@@ -277,6 +280,40 @@ export interface RunStore extends AsyncDisposable {
    * ids stay true. Returns the rows written per table.
    */
   importHistory(chunks: AsyncIterable<HistoryChunk>): Promise<Record<HistoryTable, number>>
+
+  // ---- retention --------------------------------------------------------------------------------
+
+  /**
+   * What pruning with `policy` would delete now, changing nothing (`refresh prune` without `--yes`).
+   * A run is prunable when all of these hold:
+   * - it ended `success` or `canceled` before `policy.endedBefore`, or `failure` before
+   *   `policy.failedEndedBefore` (a queued, started or paused run never is);
+   * - it holds no latest materialization: for no (asset, partition key) is its materialization
+   *   the newest one;
+   * - it is not one of `policy.keepRunIds`;
+   * - no pending parked request replays from it (its `parentRunId`);
+   * - it does not hold the store's newest event (event ids are never handed out twice: readers
+   *   that follow `maxEventId` keep their place);
+   * - every run re-executed from it (`parentRunId`) is prunable too: a kept run keeps its lineage,
+   *   whose materializations it may reuse.
+   * With a run go its steps, attempts, events, holds and materializations; its run key stays
+   * taken, so a repeated request is still skipped. A tick is prunable when it ended before
+   * `policy.endedBefore` and is not an instigator's latest tick (the newest tick of all always is
+   * one, so tick ids are never handed out twice either).
+   * Parked requests, cursors, instigators, leases and settings are never pruned.
+   */
+  pruneCandidates(policy: PrunePolicy): Promise<PrunePlan>
+  /**
+   * Deletes the next part of what `pruneCandidates` counts in one short transaction and returns
+   * what it deleted; the caller repeats it until it returns all zeros. Runs go first, in end
+   * order among the prunable runs no other run was re-executed from: their events, at most
+   * `limit` in all; each run whose events are all gone goes in the same transaction with its
+   * steps, attempts, holds and materializations (at most `limit` runs), and the batch stops at
+   * the first run with events left. Once no run is prunable, at most `limit` prunable ticks,
+   * oldest end first. The rules are checked again in every batch: a run that became needed between two
+   * batches (retried, or named by a parked request) stays, with whatever events it has left.
+   */
+  pruneBatch(policy: PrunePolicy, limit: number): Promise<PruneDeleted>
 }
 
 /**

@@ -363,3 +363,39 @@ export interface InterruptedRun extends RecoveredRun {
  * seen to have lasted as long as it did (one short write a second per run).
  */
 export const HEARTBEAT_INTERVAL_MS = 1_000
+
+/**
+ * What a prune removes (`RunStore.pruneCandidates`, `pruneBatch`): finished runs and ticks older
+ * than a cutoff, minus everything still needed (see `pruneCandidates` for the rules).
+ */
+export interface PrunePolicy {
+  /** Runs that ended `success` or `canceled` before this time (ms) are pruned; so are ticks that ended before it. */
+  endedBefore: number
+  /** Runs that ended `failure` are pruned only when they ended before this time (ms). */
+  failedEndedBefore: number
+  /**
+   * Runs kept whatever their age, with their lineage: what the caller knows is still needed
+   * outside the store (the runs the promoted alias and its rollback entries name).
+   */
+  keepRunIds: readonly string[]
+}
+
+/** The kinds of records a prune deletes. */
+export const PRUNE_KINDS = ['runs', 'steps', 'attempts', 'events', 'materializations', 'ticks'] as const
+export type PruneKind = (typeof PRUNE_KINDS)[number]
+
+/** How many records of one kind, and the times (ms) of the oldest and the newest of them (null when none). */
+export interface PruneCount {
+  count: number
+  oldest: number | null
+  newest: number | null
+}
+
+/**
+ * What a prune would delete now, per kind. The times: a run's end, a step's and an attempt's
+ * start, an event's and a materialization's time, a tick's end.
+ */
+export type PrunePlan = Record<PruneKind, PruneCount>
+
+/** What one prune batch deleted, per kind. */
+export type PruneDeleted = Record<PruneKind, number>

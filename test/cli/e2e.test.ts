@@ -389,7 +389,18 @@ export default defineConfig({ assets: [chatty] })
 
   it('every command has --help with an example', async () => {
     const dir = project(CHAIN)
-    for (const command of ['run', 'retry', 'cancel', 'runs', 'show', 'logs', 'assets', 'graph', 'validate']) {
+    for (const command of [
+      'run',
+      'retry',
+      'cancel',
+      'runs',
+      'show',
+      'logs',
+      'assets',
+      'graph',
+      'validate',
+      'prune',
+    ]) {
       const r = await cli(dir, command, '--help')
       expect(r.code).toBe(0)
       expect(r.stdout).toContain(`Usage: refresh ${command}`)

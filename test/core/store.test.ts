@@ -39,6 +39,26 @@ describe('store', () => {
     db.close()
   })
 
+  it('reads events written with their whole event as payload (before the columns were left out of it)', async () => {
+    const file = join(tempDir(), 'refresh.db')
+    const store = await openStore(file)
+    await store.createRun({ id: 'r', selection: '*', plan: ['a'], config: {}, status: 'queued', now: 1 })
+    await store.close()
+    const db = new Database(file)
+    const insert = db.prepare(
+      'INSERT INTO events (run_id, ts, type, step_key, payload) VALUES (?, ?, ?, ?, ?)',
+    )
+    const old = [
+      { type: 'log', runId: 'r', ts: 2, step: null, level: 'info', message: 'hello' },
+      { type: 'step:start', runId: 'r', ts: 3, step: 'a', attempt: 1, maxAttempts: 2 },
+    ] as const
+    for (const e of old) insert.run(e.runId, e.ts, e.type, e.step, JSON.stringify(e))
+    db.close()
+    await using reopened = await openStore(file)
+    expect((await reopened.getEvents('r')).map(({ id: _, ...e }) => e)).toEqual(old)
+    expect((await reopened.getEvents('r', { step: 'a' })).map((e) => e.type)).toEqual(['step:start'])
+  })
+
   it('keeps a run across processes: reopen the file and everything is there', async () => {
     const file = join(tempDir(), 'refresh.db')
     const result = await materialize(

@@ -375,6 +375,7 @@ describe('refresh status', () => {
       'runs in flight: none',
       'next ticks: no sensors or schedules in the config',
       'parked requests: 0',
+      'last prune: never (`refresh prune --older-than 30d` shows what it would delete)',
       'promoted index: none (the config has no `promote` asset)',
       expect.stringMatching(
         new RegExp(
@@ -391,6 +392,8 @@ describe('refresh status', () => {
       maintenance: null,
       runs: [],
       parked: 0,
+      lastPrune: null,
+      daemons: [],
       promoted: { kind: 'none' },
       lastRun: { id: runId, status: 'failure', failedStep: 'broken' },
     })

@@ -7,8 +7,9 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { errorCode } from '../../core/errors.js'
+import type { RunEvent } from '../../core/events.js'
 import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
-import type { NewRun, NewTick, RunRequest } from '../../core/store/types.js'
+import type { NewRun, NewTick, PrunePolicy, RunRequest, RunStatus } from '../../core/store/types.js'
 import { ROOT, run, tempDir } from '../helpers.js'
 
 export interface ContractTarget {
@@ -53,6 +54,82 @@ function request(id: string, extra: Partial<RunRequest> = {}): RunRequest {
 
 function tick(instigator: string, extra: Partial<NewTick> = {}): NewTick {
   return { instigator, kind: 'sensor', tickTime: 10, startedAt: 10, endedAt: 11, status: 'success', ...extra }
+}
+
+const DAY = 86_400_000
+const NOW = 100 * DAY
+/** Older than 30 days; failed runs older than 90 days. */
+const POLICY: PrunePolicy = { endedBefore: NOW - 30 * DAY, failedEndedBefore: NOW - 90 * DAY, keepRunIds: [] }
+const NOTHING = { runs: 0, steps: 0, attempts: 0, events: 0, materializations: 0, ticks: 0 }
+
+/**
+ * A run that ended at `endedAt`: its step `a` ran once (started 5 ms before the end), `events`
+ * log lines 1 ms before the end, and one materialization per asset in `materialize`, 2 ms before.
+ */
+async function endedRun(
+  store: RunStore,
+  id: string,
+  status: Exclude<RunStatus, 'queued' | 'started' | 'paused'>,
+  endedAt: number,
+  options: { events?: number; materialize?: Array<[string, string | null]>; run?: Partial<NewRun> } = {},
+): Promise<void> {
+  const created = await store.createRun(
+    newRun(id, { status: 'started', owner: { pid: 1, host: 'h' }, now: endedAt - 10, ...options.run }),
+  )
+  if (!created.created) throw new Error(`run ${id} was not created: ${JSON.stringify(created)}`)
+  await store.write({
+    events: Array.from({ length: options.events ?? 1 }, (_, i) => ({
+      type: 'log' as const,
+      runId: id,
+      ts: endedAt - 1,
+      step: null,
+      level: 'info' as const,
+      message: `line ${i}`,
+    })),
+    steps: [
+      {
+        runId: id,
+        key: 'a',
+        status: 'succeeded',
+        attempts: 1,
+        startedAt: endedAt - 5,
+        endedAt: endedAt - 2,
+        error: null,
+        reason: null,
+      },
+    ],
+    attempts: [
+      {
+        runId: id,
+        step: 'a',
+        attempt: 1,
+        status: 'succeeded',
+        startedAt: endedAt - 5,
+        endedAt: endedAt - 2,
+        error: null,
+      },
+    ],
+    materializations: (options.materialize ?? []).map(([asset, partitionKey]) => ({
+      asset,
+      runId: id,
+      attempt: 1,
+      ts: endedAt - 2,
+      metadata: { by: id },
+      partitionKey,
+    })),
+  })
+  expect(await store.finishRun(id, status, endedAt)).toBe(true)
+}
+
+/** Runs `pruneBatch` until it deletes nothing; what each batch deleted. */
+async function pruneAll(store: RunStore, policy: PrunePolicy, limit: number) {
+  const batches: Array<Awaited<ReturnType<RunStore['pruneBatch']>>> = []
+  for (;;) {
+    const deleted = await store.pruneBatch(policy, limit)
+    if (Object.values(deleted).every((n) => n === 0)) return batches
+    batches.push(deleted)
+    if (batches.length > 100) throw new Error('pruneBatch never ran out of work')
+  }
 }
 
 function child(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -202,6 +279,39 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.getEvents('r')).map((e) => ('message' in e ? e.message : e.type))).not.toContain(
           'not kept',
         )
+      })
+      it('reads every event back exactly as written, with its id', async () => {
+        await using store = await open()
+        await store.createRun(newRun('r', { status: 'started', owner: { pid: 1, host: 'h' } }))
+        const events: RunEvent[] = [
+          {
+            type: 'run:start',
+            runId: 'r',
+            ts: 1,
+            selection: '*',
+            steps: ['a'],
+            reused: {},
+            parentRunId: null,
+            concurrency: 2,
+          },
+          { type: 'log', runId: 'r', ts: 2, step: null, level: 'info', message: 'of the run' },
+          { type: 'log', runId: 'r', ts: 3, step: 'a', level: 'warn', message: 'of a step' },
+          { type: 'step:progress', runId: 'r', ts: 4, step: 'a', done: 5, total: null },
+          {
+            type: 'asset:materialized',
+            runId: 'r',
+            ts: 5,
+            step: 'a',
+            asset: 'a',
+            attempt: 1,
+            metadata: { rows: 3, nested: { ok: true } },
+          },
+        ]
+        await store.write({ events, steps: [], attempts: [], materializations: [] })
+        const read = await store.getEvents('r')
+        expect(read.map(({ id: _, ...e }) => e)).toEqual(events)
+        expect(read[1]).toHaveProperty('step', null)
+        expect(read[0]).not.toHaveProperty('step')
       })
     })
 
@@ -669,6 +779,190 @@ export function storeContract(name: string, target: ContractTarget): void {
         })
         expect(await store.abandonRun('q', 'canceled', 'again', 6)).toBe(false)
         expect((await store.runEndsAfter(0)).map((e) => e.runId)).toEqual(['q'])
+      })
+    })
+
+    describe('retention', () => {
+      it('prunes old finished runs with their rows, and ticks, in batches; keeps every run still needed', async () => {
+        await using store = await open()
+        const owner = { pid: 1, host: 'h' }
+        // prunable: ended long enough ago and needed by nothing
+        await endedRun(store, 'gone-parent', 'canceled', 3 * DAY)
+        await endedRun(store, 'gone-child', 'success', 4 * DAY, { run: { parentRunId: 'gone-parent' } })
+        await endedRun(store, 'old-a', 'success', 5 * DAY, {
+          events: 3,
+          materialize: [['a', null]],
+          run: { holds: [{ key: 'index_writers', limit: 1 }] },
+        })
+        await endedRun(store, 'old-b', 'canceled', 6 * DAY, {
+          events: 2,
+          run: { origin: 'sensor:files', runKey: 'file-1' },
+        })
+        await endedRun(store, 'failed-old', 'failure', 8 * DAY, { events: 0 })
+        // kept: each for one reason
+        await endedRun(store, 'latest-a', 'success', 7 * DAY, { materialize: [['a', null]] }) // latest of `a`
+        await endedRun(store, 'named', 'success', 9 * DAY) // in keepRunIds (the promoted alias)
+        await endedRun(store, 'failed-recent', 'failure', 20 * DAY) // a failure younger than 90 days
+        await endedRun(store, 'kept-parent', 'failure', 2 * DAY) // re-executed by a recent run
+        await endedRun(store, 'parked-from', 'failure', 1 * DAY) // a pending parked request replays from it
+        await store.createRun(newRun('queued-old', { now: 1 * DAY }))
+        await store.createRun(newRun('started-old', { status: 'started', owner, now: 1 * DAY }))
+        await store.createRun(newRun('paused-old', { status: 'started', owner, now: 1 * DAY }))
+        expect(await store.markPaused('paused-old', 2 * DAY)).toBe(true)
+        await store.setMaintenanceOn({ reason: 'deploy', by: 'ops@h', since: 50 * DAY, drainTimeoutMs: 0 })
+        expect(await store.createRun(newRun('retry-parked', { parentRunId: 'parked-from' }))).toMatchObject({
+          parkedRequestId: expect.any(Number),
+        })
+        await store.setMaintenanceOff()
+        await endedRun(store, 'kept-child', 'success', 85 * DAY, { run: { parentRunId: 'kept-parent' } })
+        await endedRun(store, 'recent', 'success', 80 * DAY) // holds the newest event too
+        // ticks: old ones go, an instigator's latest tick stays however old
+        await store.commitTicks([tick('s', { tickTime: 1 * DAY, startedAt: 1 * DAY, endedAt: 1 * DAY })])
+        await store.commitTicks([
+          tick('s', { status: 'failure', error: { name: 'Error', message: 'x' }, endedAt: 2 * DAY }),
+        ])
+        await store.commitTicks([tick('quiet', { endedAt: 3 * DAY })])
+        await store.commitTicks([tick('s', { endedAt: 80 * DAY })])
+
+        const policy = { ...POLICY, keepRunIds: ['named'] }
+        expect(await store.pruneCandidates(policy)).toEqual({
+          runs: { count: 5, oldest: 3 * DAY, newest: 8 * DAY },
+          steps: { count: 10, oldest: 3 * DAY - 5, newest: 8 * DAY - 5 },
+          attempts: { count: 5, oldest: 3 * DAY - 5, newest: 8 * DAY - 5 },
+          events: { count: 7, oldest: 3 * DAY - 1, newest: 6 * DAY - 1 },
+          materializations: { count: 1, oldest: 5 * DAY - 2, newest: 5 * DAY - 2 },
+          ticks: { count: 2, oldest: 1 * DAY, newest: 2 * DAY },
+        })
+        // the dry run changed nothing
+        expect(await store.countEvents()).toBe(14)
+
+        // oldest end first; a parent after the run re-executed from it; at most 2 events a batch;
+        // a batch stops at a run with events left; ticks once no run is left
+        const batch = (d: Partial<typeof NOTHING>) => ({ ...NOTHING, ...d })
+        expect(await pruneAll(store, policy, 2)).toEqual([
+          batch({ runs: 1, steps: 2, attempts: 1, events: 2 }), // gone-child; 1 event of old-a
+          batch({ runs: 1, steps: 2, attempts: 1, events: 2 }), // gone-parent; 1 event of old-a
+          // old-a; 1 event of old-b, which still has one, so failed-old (no events) waits
+          batch({ runs: 1, steps: 2, attempts: 1, events: 2, materializations: 1 }),
+          batch({ runs: 2, steps: 4, attempts: 2, events: 1 }), // old-b, failed-old
+          batch({ ticks: 2 }),
+        ])
+        expect(await store.pruneCandidates(policy)).toEqual({
+          runs: { count: 0, oldest: null, newest: null },
+          steps: { count: 0, oldest: null, newest: null },
+          attempts: { count: 0, oldest: null, newest: null },
+          events: { count: 0, oldest: null, newest: null },
+          materializations: { count: 0, oldest: null, newest: null },
+          ticks: { count: 0, oldest: null, newest: null },
+        })
+
+        for (const id of ['gone-parent', 'gone-child', 'old-a', 'old-b', 'failed-old']) {
+          expect(await store.getRun(id), id).toBeUndefined()
+          expect(await store.getSteps(id), id).toEqual([])
+          expect(await store.getAttempts(id), id).toEqual([])
+          expect(await store.getEvents(id), id).toEqual([])
+          expect(await store.materializationsForRun(id), id).toEqual([])
+        }
+        expect(await store.runHolds('old-a')).toEqual([])
+        const kept = [
+          'latest-a',
+          'named',
+          'failed-recent',
+          'kept-parent',
+          'parked-from',
+          'queued-old',
+          'started-old',
+          'paused-old',
+          'kept-child',
+          'recent',
+        ]
+        expect((await store.listRuns()).map((r) => r.id).sort()).toEqual([...kept].sort())
+        for (const id of kept) expect((await store.getSteps(id)).length, id).toBe(2)
+        expect(await store.countEvents()).toBe(7)
+        expect((await store.getEvents('kept-parent')).length).toBe(1)
+        expect((await store.latestMaterialization('a'))?.runId).toBe('latest-a')
+        expect((await store.listParked({ pending: true })).map((p) => p.parentRunId)).toEqual(['parked-from'])
+        // a pruned run's key stays taken: the same request is still a duplicate
+        expect(
+          await store.requestRun(request('again', { origin: 'sensor:files', runKey: 'file-1' })),
+        ).toEqual({
+          outcome: 'duplicate',
+          runId: 'old-b',
+        })
+        expect((await store.listTicks('s')).map((t) => t.endedAt)).toEqual([80 * DAY])
+        expect((await store.listTicks('quiet')).map((t) => t.endedAt)).toEqual([3 * DAY])
+        // with a failure cutoff as old as the others, the failed run goes too (kept-parent stays: its child)
+        expect(
+          (await store.pruneCandidates({ ...policy, failedEndedBefore: policy.endedBefore })).runs.count,
+        ).toBe(1)
+      })
+
+      it('the latest materialization of each partition is kept, and the run that holds it', async () => {
+        await using store = await open()
+        await endedRun(store, 'p1', 'success', 1 * DAY, { materialize: [['a', '2026-01-01']] })
+        await endedRun(store, 'p2', 'success', 2 * DAY, { materialize: [['a', '2026-01-02']] })
+        await endedRun(store, 'newest', 'success', 90 * DAY)
+        expect((await store.pruneCandidates(POLICY)).runs.count).toBe(0)
+        await endedRun(store, 'p3', 'success', 3 * DAY, { materialize: [['a', '2026-01-01']] })
+        await endedRun(store, 'newest-2', 'success', 91 * DAY)
+        expect((await store.pruneCandidates(POLICY)).runs).toEqual({
+          count: 1,
+          oldest: 1 * DAY,
+          newest: 1 * DAY,
+        })
+        expect(await pruneAll(store, POLICY, 100)).toEqual([
+          { ...NOTHING, runs: 1, steps: 2, attempts: 1, events: 1, materializations: 1 },
+        ])
+        expect((await store.listRuns()).map((r) => r.id).sort()).toEqual(['newest', 'newest-2', 'p2', 'p3'])
+      })
+
+      it('the run holding the newest event is kept, so event ids are never handed out twice', async () => {
+        await using store = await open()
+        await endedRun(store, 'only', 'success', 1 * DAY, { events: 3 })
+        expect((await store.pruneCandidates(POLICY)).runs.count).toBe(0)
+        expect(await pruneAll(store, POLICY, 10)).toEqual([])
+        const before = await store.maxEventId()
+        await store.createRun(newRun('next', { status: 'started', owner: { pid: 1, host: 'h' }, now: NOW }))
+        await store.write({
+          events: [{ type: 'log', runId: 'next', ts: NOW, step: null, level: 'info', message: 'new' }],
+          steps: [],
+          attempts: [],
+          materializations: [],
+        })
+        expect(await pruneAll(store, POLICY, 10)).toEqual([
+          { ...NOTHING, runs: 1, steps: 2, attempts: 1, events: 3 },
+        ])
+        await store.write({
+          events: [{ type: 'log', runId: 'next', ts: NOW, step: null, level: 'info', message: 'newer' }],
+          steps: [],
+          attempts: [],
+          materializations: [],
+        })
+        expect((await store.getEvents('next')).map((e) => e.id)).toEqual([before + 1, before + 2])
+      })
+
+      it('deletes in end order: a batch stops at the first run with events left', async () => {
+        await using store = await open()
+        await endedRun(store, 'first', 'success', 1 * DAY, { events: 3 })
+        await endedRun(store, 'second', 'success', 2 * DAY, { events: 0 })
+        await endedRun(store, 'newest', 'success', 90 * DAY)
+        expect(await pruneAll(store, POLICY, 2)).toEqual([
+          { ...NOTHING, events: 2 },
+          { ...NOTHING, runs: 2, steps: 4, attempts: 2, events: 1 },
+        ])
+      })
+
+      it('checks its rules again in every batch: a run retried between two batches stays, with what is left', async () => {
+        await using store = await open()
+        await endedRun(store, 'old', 'failure', 1 * DAY, { events: 4 })
+        await endedRun(store, 'newest', 'success', 90 * DAY)
+        const policy = { ...POLICY, failedEndedBefore: POLICY.endedBefore }
+        expect(await store.pruneBatch(policy, 3)).toEqual({ ...NOTHING, events: 3 })
+        expect((await store.requestRun(request('retry', { parentRunId: 'old' }))).outcome).toBe('created')
+        expect(await store.pruneBatch(policy, 3)).toEqual(NOTHING)
+        expect((await store.getRun('old'))?.status).toBe('failure')
+        expect((await store.getEvents('old')).length).toBe(1)
+        await expect(store.pruneBatch(policy, 0)).rejects.toThrow(/at least 1/)
       })
     })
 

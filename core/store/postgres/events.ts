@@ -1,5 +1,5 @@
 import type { RunEvent } from '../../events.js'
-import { type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
+import { eventOfRow, eventPayload, type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
 import type {
   AttemptRecord,
   EventFilter,
@@ -31,7 +31,7 @@ const S = statements('events', {
   getSteps: 'SELECT * FROM steps WHERE run_id = $1 ORDER BY plan_index',
   getAttempts: 'SELECT * FROM attempts WHERE run_id = $1 ORDER BY started_at, step_key, attempt',
   getStepAttempts: 'SELECT * FROM attempts WHERE run_id = $1 AND step_key = $2 ORDER BY attempt',
-  getEvents: `SELECT id, payload FROM events
+  getEvents: `SELECT id, run_id, ts, type, step_key, payload FROM events
      WHERE run_id = $1 AND id > $2 AND ($3::text IS NULL OR step_key = $3) AND ($4::text[] IS NULL OR type = ANY($4::text[]))
      ORDER BY id LIMIT $5`,
   countAllEvents: 'SELECT count(*)::bigint AS n FROM events',
@@ -126,7 +126,7 @@ export class EventsSql {
       events.map((e) => e.ts),
       events.map((e) => e.type),
       events.map((e) => ('step' in e ? e.step : null)),
-      events.map((e) => JSON.stringify(e)),
+      events.map(eventPayload),
     ])
   }
 
@@ -143,14 +143,14 @@ export class EventsSql {
   }
 
   async getEvents(runId: string, filter: EventFilter = {}): Promise<StoredEvent[]> {
-    const rows = await this.db.rows<{ id: number; payload: string }>(S.getEvents, [
+    const rows = await this.db.rows<Parameters<typeof eventOfRow>[0] & { id: number }>(S.getEvents, [
       runId,
       filter.afterId ?? 0,
       filter.step ?? null,
       filter.types ? [...filter.types] : null,
       filter.limit ?? null,
     ])
-    return rows.map((row) => ({ ...(JSON.parse(row.payload) as RunEvent), id: row.id }))
+    return rows.map((row) => ({ ...eventOfRow(row), id: row.id }))
   }
 
   async countEvents(runId?: string): Promise<number> {

@@ -91,6 +91,7 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX materializations_asset ON materializations (asset_key, id);
   CREATE INDEX materializations_run ON materializations (run_id);
+  CREATE INDEX materializations_latest ON materializations (asset_key, partition_key, id);
 
   CREATE TABLE instigators (
     name text PRIMARY KEY,
@@ -118,6 +119,7 @@ export const MIGRATIONS: readonly string[] = [
     repeats integer NOT NULL DEFAULT 1
   );
   CREATE INDEX ticks_instigator ON ticks (instigator, id);
+  CREATE INDEX ticks_ended ON ticks (ended_at);
 
   CREATE TABLE run_keys (
     origin text NOT NULL,

@@ -16,6 +16,7 @@ import type {
   NewRun,
   NewTick,
   ParkedReplay,
+  PrunePolicy,
   RecoverOptions,
   RunFilter,
   RunOwner,
@@ -32,6 +33,7 @@ import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate, quoteIdent, SCHEMA_VERSION } from './migrations.js'
 import { RequestsSql } from './requests.js'
+import { RetentionSql } from './retention.js'
 import { RunsSql } from './runs.js'
 import { TicksSql } from './ticks.js'
 
@@ -110,6 +112,7 @@ export class PostgresStore implements RunStore {
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
+  private readonly retention: RetentionSql
 
   private constructor(db: Db, location: string, displayName: string, schema: string, readonly: boolean) {
     this.db = db
@@ -125,6 +128,7 @@ export class PostgresStore implements RunStore {
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.maintenance)
     this.history = new HistorySql(db, displayName)
+    this.retention = new RetentionSql(db)
   }
 
   /** Connects, creates the schema if needed and migrates it forward. */
@@ -416,6 +420,15 @@ export class PostgresStore implements RunStore {
   }
   lastBackup() {
     return this.leases.lastBackup()
+  }
+
+  // ---- retention ---------------------------------------------------------------------------------
+
+  pruneCandidates(policy: PrunePolicy) {
+    return this.retention.candidates(policy)
+  }
+  pruneBatch(policy: PrunePolicy, limit: number) {
+    return this.retention.batch(policy, limit)
   }
 
   // ---- moving history between stores -------------------------------------------------------------

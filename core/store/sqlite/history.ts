@@ -35,6 +35,7 @@ export class HistorySql {
         let rows: Array<Record<string, unknown>> = []
         // table and order come from the constants above, never from input
         for (const row of this.db.prepare(`SELECT * FROM ${table} ORDER BY ${ORDER[table]}`).iterate()) {
+          // rows as they are: both stores write and read events the same way (`eventPayload`)
           rows.push(row as Record<string, unknown>)
           if (rows.length >= chunkRows) {
             yield { table, rows }

@@ -193,6 +193,12 @@ export const MIGRATIONS: readonly string[] = [
     claimed_at INTEGER NOT NULL
   );
   `,
+  // 6: retention: whether a materialization is the latest of its asset and partition (one index
+  // seek per materialization of a run about to be pruned), and ticks by end time.
+  `
+  CREATE INDEX materializations_latest ON materializations (asset_key, partition_key, id);
+  CREATE INDEX ticks_ended ON ticks (ended_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -25,6 +25,7 @@ import type {
   NewRun,
   NewTick,
   ParkedReplay,
+  PrunePolicy,
   RecoverOptions,
   RunFilter,
   RunOwner,
@@ -40,6 +41,7 @@ import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate } from './migrations.js'
 import { RequestsSql } from './requests.js'
+import { RetentionSql } from './retention.js'
 import { RunsSql } from './runs.js'
 import { TicksSql } from './ticks.js'
 
@@ -57,7 +59,7 @@ export interface SqliteStoreOptions {
  * The SQLite store (better-sqlite3): one file, WAL, short IMMEDIATE transactions, so several
  * processes (a daemon, a CLI run, `refresh runs`) share it; SQLite's single writer is what makes
  * each atomic method atomic. The SQL is split by concern (runs, events, requests, ticks, leases,
- * maintenance, migrations); this class only turns their synchronous calls into the `RunStore`
+ * maintenance, retention, migrations); this class only turns their synchronous calls into the `RunStore`
  * contract: promises, and the driver's errors into the store's.
  */
 export class SqliteStore implements RunStore {
@@ -74,6 +76,7 @@ export class SqliteStore implements RunStore {
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
+  private readonly retention: RetentionSql
 
   private readonly db: Database.Database
   /** A private copy this store reads (a folder this user cannot write), removed on close. */
@@ -93,6 +96,7 @@ export class SqliteStore implements RunStore {
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.requests)
     this.history = new HistorySql(db, location)
+    this.retention = new RetentionSql(db)
   }
 
   /** Opens (creating if needed) a store file, or `:memory:`. Refuses files it must not touch. */
@@ -436,6 +440,15 @@ export class SqliteStore implements RunStore {
     } catch (error) {
       throw translate(error, this.displayName)
     }
+  }
+
+  // ---- retention ---------------------------------------------------------------------------------
+
+  pruneCandidates(policy: PrunePolicy) {
+    return this.call(() => this.retention.candidates(policy))
+  }
+  pruneBatch(policy: PrunePolicy, limit: number) {
+    return this.call(() => this.retention.batch(policy, limit))
   }
 }
 
