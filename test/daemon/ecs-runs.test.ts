@@ -317,6 +317,11 @@ describe('the daemon launches runs as ECS tasks (real `refresh launch` processes
         stderrTail: expect.stringMatching(/EssentialContainerExited/),
       }),
     )
+    // the daemon reports the recovery after the store has the run closed: wait for its event
+    await until(
+      () => daemon.events.some((e) => e.type === 'run:recovered' && e.runId === runId),
+      'the recovery event',
+    )
     expect(daemon.events).toContainEqual(
       expect.objectContaining({ type: 'run:recovered', runId, status: 'failure' }),
     )
