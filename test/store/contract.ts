@@ -593,6 +593,66 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.ticksAfter(0)).length).toBe(4)
       })
 
+      it('a batch of ticks of several sensors commits each as if alone, in the order given', async () => {
+        await using store = await open()
+        const skip = (name: string, reason: string, at: number) =>
+          tick(name, { status: 'skipped', skipReason: reason, tickTime: at, startedAt: at, endedAt: at + 1 })
+        await store.commitTicks([skip('b', 'nothing new', 10), skip('d', 'nothing new', 10)])
+        await store.commitTicks([
+          tick('a', { requests: [request('r1', { runKey: 'k1', origin: 'sensor:a' })], cursor: 'a1' }),
+        ])
+        // names out of order; one folds, one is a new skip, one a new run, one a repeated key
+        const at20 = { tickTime: 20, startedAt: 20, endedAt: 21 }
+        const committed = await store.commitTicks([
+          skip('d', 'nothing new', 20),
+          tick('c', {
+            ...at20,
+            requests: [request('r2', { runKey: 'k2', origin: 'sensor:c' })],
+            cursor: 'c1',
+          }),
+          skip('b', 'something else', 20),
+          tick('a', {
+            ...at20,
+            requests: [request('r3', { runKey: 'k1', origin: 'sensor:a' })],
+            cursor: 'a2',
+          }),
+        ])
+        expect(committed.map((c) => c.tick.instigator)).toEqual(['d', 'c', 'b', 'a'])
+        expect(committed[0]!.tick).toMatchObject({ status: 'skipped', repeats: 2, endedAt: 21 })
+        expect(committed[1]).toMatchObject({
+          tick: { status: 'success', runIds: ['r2'], cursor: 'c1', repeats: 1 },
+          outcomes: [{ outcome: 'created', runId: 'r2' }],
+        })
+        expect(committed[2]!.tick).toMatchObject({ status: 'skipped', skipReason: 'something else' })
+        expect(committed[3]!.tick).toMatchObject({
+          status: 'skipped',
+          skipReason: 'run key k1 already used by run r1',
+          cursor: 'a2',
+        })
+        expect(await store.getRun('r3')).toBeUndefined()
+        expect((await store.getRun('r2'))?.status).toBe('queued')
+        // new rows take ids in the order given, after every earlier tick; the folded one keeps its id
+        const fresh = committed.slice(1).map((c) => c.tick.id)
+        expect([...fresh].sort((x, y) => x - y)).toEqual(fresh)
+        expect(fresh[0]).toBeGreaterThan(committed[0]!.tick.id)
+        expect((await store.ticksAfter(committed[0]!.tick.id)).map((t) => t.instigator)).toEqual([
+          'a',
+          'c',
+          'b',
+          'a',
+        ])
+        for (const c of committed) {
+          expect(await store.getInstigator(c.tick.instigator)).toMatchObject({
+            cursor: c.tick.cursor,
+            lastTickId: c.tick.id,
+            lastTickAt: 20,
+          })
+        }
+        // one sensor twice in a batch: the second sees the first, as two calls would
+        const twice = await store.commitTicks([skip('e', 'idle', 30), skip('e', 'idle', 31)])
+        expect(twice[1]!.tick).toMatchObject({ id: twice[0]!.tick.id, repeats: 2, endedAt: 32 })
+      })
+
       it('ticks commit all together or not at all: a failing request leaves no run and no cursor moved', async () => {
         await using store = await open()
         await store.createRun(newRun('taken'))
