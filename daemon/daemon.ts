@@ -333,16 +333,29 @@ export class Daemon {
         now,
       ),
     )
+    if (granted.size === 0) return this.launchQueued()
+    // the state as the claim found it: a tick another daemon committed before handing over is in it
+    const fresh = new Map((await store.listInstigators()).map((s) => [s.name, s]))
+    const unused: string[] = []
     for (const { def } of due) {
-      if (this.stopping) return
       if (!granted.has(def.name)) continue
-      const state = states.get(def.name)
+      if (this.stopping) {
+        unused.push(def.name)
+        continue
+      }
+      const state = fresh.get(def.name)
       if (def.kind === 'sensor') {
+        if (state?.lastTickAt != null && now - state.lastTickAt < def.intervalSeconds * 1000) {
+          unused.push(def.name)
+          continue
+        }
         // sensors evaluate concurrently, each bounded by its timeout; their ticks commit together
         this.evaluating.add(def.name)
         evaluateSensor(def, env, { state }).then((tick) => this.queueCommit(def, tick))
       } else {
-        for (const result of await tickSchedule(def, env)) this.report(def, result)
+        const results = await tickSchedule(def, env)
+        for (const result of results) this.report(def, result)
+        if (results.length === 0) unused.push(def.name)
         const after = await store.getInstigator(def.name)
         this.nextDue.set(def.name, {
           version: after?.updatedAt,
@@ -350,6 +363,8 @@ export class Daemon {
         })
       }
     }
+    // claims that led to no tick are given back, so the next daemon to own them need not wait
+    if (unused.length > 0) await store.finishTickClaims(unused, this.holder, now)
     await this.launchQueued()
   }
 
@@ -433,6 +448,13 @@ export class Daemon {
         })
       } catch (error) {
         this.emitError('could not record sensor ticks', error)
+        await this.o.store
+          .finishTickClaims(
+            batch.map((b) => b.def.name),
+            this.holder,
+            this.o.clock.now(),
+          )
+          .catch(() => {})
       } finally {
         for (const b of batch) this.evaluating.delete(b.def.name)
       }

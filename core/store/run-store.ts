@@ -198,14 +198,19 @@ export interface RunStore extends AsyncDisposable {
   ticksAfter(afterId: number, limit?: number): Promise<TickRecord[]>
   /**
    * Claims ticks of sensors and schedules for the daemon `holder`: each `{ name, slot }` is granted
-   * when `slot` is above the last slot anyone claimed for that instigator, atomically, so each tick
-   * is evaluated by exactly one of several daemons. Returns the names granted.
+   * when `slot` is above the last slot anyone claimed for that instigator and that claim is done
+   * (its tick committed by `commitTicks`, or given back by `finishTickClaims`), is the holder's own,
+   * or belongs to a daemon no longer alive (its presence lease expired): atomically, so each tick is
+   * evaluated by exactly one of several daemons, and each evaluation starts from the cursor the one
+   * before committed. Returns the names granted.
    */
   claimTicks(
     claims: ReadonlyArray<{ name: string; slot: number }>,
     holder: string,
     now: number,
   ): Promise<string[]>
+  /** Marks the holder's claims of these instigators done without a tick (nothing was due). */
+  finishTickClaims(names: readonly string[], holder: string, now: number): Promise<void>
   /** Every instigator's last tick claim (which daemon evaluated it last, and when). */
   tickClaims(): Promise<TickClaim[]>
   /** Finished runs in the given statuses that ended at or after `endedAt`, in the order they ended. */

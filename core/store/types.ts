@@ -263,6 +263,8 @@ export interface TickClaim {
   slot: number
   holder: string
   claimedAt: number
+  /** When its tick was committed (or the claim given back); null while it is being evaluated. */
+  doneAt: number | null
 }
 
 /**

@@ -487,9 +487,30 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(await store.claimTicks([{ name: 's1', slot: 9 }], 'b', 3)).toEqual([])
         expect(await store.claimTicks([], 'b', 3)).toEqual([])
         expect(await store.tickClaims()).toEqual([
-          { name: 's1', slot: 10, holder: 'a', claimedAt: 1 },
-          { name: 's2', slot: 11, holder: 'b', claimedAt: 2 },
+          { name: 's1', slot: 10, holder: 'a', claimedAt: 1, doneAt: null },
+          { name: 's2', slot: 11, holder: 'b', claimedAt: 2, doneAt: null },
         ])
+      })
+
+      it("a live daemon's tick is committed before another evaluates the next one (from the cursor it left)", async () => {
+        await using store = await open()
+        await store.acquireLease('daemon/a', 'a', 60_000, 0)
+        await store.acquireLease('daemon/b', 'b', 60_000, 0)
+        expect(await store.claimTicks([{ name: 's', slot: 1 }], 'a', 10)).toEqual(['s'])
+        // a is alive and still evaluating slot 1: b waits, a may go on
+        expect(await store.claimTicks([{ name: 's', slot: 2 }], 'b', 20)).toEqual([])
+        await store.commitTicks([tick('s', { cursor: 'after-1', endedAt: 25 })])
+        expect((await store.tickClaims())[0]).toMatchObject({ holder: 'a', doneAt: 25 })
+        expect(await store.claimTicks([{ name: 's', slot: 2 }], 'b', 30)).toEqual(['s'])
+        expect((await store.getInstigator('s'))?.cursor).toBe('after-1')
+        // given back without a tick (nothing was due): free for the next slot
+        await store.finishTickClaims(['s'], 'a', 35) // not a's claim: nothing changes
+        expect(await store.claimTicks([{ name: 's', slot: 3 }], 'a', 40)).toEqual([])
+        await store.finishTickClaims(['s'], 'b', 45)
+        expect(await store.claimTicks([{ name: 's', slot: 3 }], 'a', 50)).toEqual(['s'])
+        // a's presence ends: its unfinished claim no longer holds the sensor
+        await store.releaseLease('daemon/a', 'a')
+        expect(await store.claimTicks([{ name: 's', slot: 4 }], 'b', 60)).toEqual(['s'])
       })
 
       it('claims queued runs to launch: split between live daemons, taken over from a dead one', async () => {

@@ -31,11 +31,15 @@ const S = statements('claims', {
   firstQueued: `SELECT DISTINCT ON (guard) guard, id FROM runs
      WHERE guard = ANY($1::text[]) AND status = 'queued' ORDER BY guard, seq`,
   claim: `UPDATE runs SET launched_by = $1, launch_claimed_at = $2 WHERE id = ANY($3::text[])`,
-  claimTicks: `INSERT INTO tick_claims AS t (name, slot, holder, claimed_at)
-     SELECT name, slot, $3, $4 FROM unnest($1::text[], $2::bigint[]) AS c(name, slot)
-     ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, holder = excluded.holder, claimed_at = excluded.claimed_at
+  claimTicks: `INSERT INTO tick_claims AS t (name, slot, holder, claimed_at, done_at)
+     SELECT name, slot, $3, $4, NULL FROM unnest($1::text[], $2::bigint[]) AS c(name, slot)
+     ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, holder = excluded.holder, claimed_at = excluded.claimed_at,
+       done_at = NULL
      WHERE excluded.slot > t.slot
+       AND (t.done_at IS NOT NULL OR t.holder = excluded.holder
+         OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = $5 || t.holder AND l.expires_at > $4))
      RETURNING name`,
+  finishClaims: `UPDATE tick_claims SET done_at = $3 WHERE name = ANY($1::text[]) AND holder = $2 AND done_at IS NULL`,
   tickClaims: 'SELECT * FROM tick_claims ORDER BY name',
 })
 
@@ -136,9 +140,14 @@ export class ClaimsSql {
       [...slots.values()],
       holder,
       now,
+      DAEMON_PRESENCE_PREFIX,
     ])
     const granted = new Set(rows.map((r) => r.name))
     return [...slots.keys()].filter((name) => granted.has(name))
+  }
+
+  async finishTickClaims(names: readonly string[], holder: string, now: number): Promise<void> {
+    if (names.length > 0) await this.db.run(S.finishClaims, [names, holder, now])
   }
 
   async tickClaims(): Promise<TickClaim[]> {
@@ -147,6 +156,7 @@ export class ClaimsSql {
       slot: r.slot as number,
       holder: r.holder as string,
       claimedAt: r.claimed_at as number,
+      doneAt: (r.done_at as number | null) ?? null,
     }))
   }
 }

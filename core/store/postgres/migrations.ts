@@ -182,7 +182,8 @@ export const MIGRATIONS: readonly string[] = [
     name text PRIMARY KEY,
     slot bigint NOT NULL,
     holder text NOT NULL,
-    claimed_at bigint NOT NULL
+    claimed_at bigint NOT NULL,
+    done_at bigint
   );
 
   CREATE TABLE settings (

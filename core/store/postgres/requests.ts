@@ -20,8 +20,9 @@ const S = statements('requests', {
   holdInFlight: `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
      WHERE h.hold = $1 AND r.status IN ('started', 'paused')`,
   queuedRuns: `SELECT * FROM runs WHERE status = 'queued' ORDER BY seq LIMIT $1`,
-  // a queued run no other transaction is claiming right now (the claimer holds its row)
-  lockQueued: `SELECT * FROM runs WHERE id = $1 AND status = 'queued' FOR NO KEY UPDATE SKIP LOCKED`,
+  // the run's row, locked: a claim of it by another process is waited for (a moment: a launch
+  // claim or a start), then the status is read again
+  lockQueued: `SELECT * FROM runs WHERE id = $1 AND status = 'queued' FOR NO KEY UPDATE`,
   savepoint: 'SAVEPOINT replay_one',
   release: 'RELEASE SAVEPOINT replay_one',
   rollbackTo: 'ROLLBACK TO SAVEPOINT replay_one',
@@ -101,8 +102,9 @@ export class RequestsSql {
   /**
    * Moves a queued run to started, owned by the caller, if its guard has a free slot, it is the
    * oldest queued run of its guard, its holds have room and maintenance is off. The run's row is
-   * taken with SKIP LOCKED: of several daemons claiming it at once, one gets it and the others
-   * move on at once instead of waiting.
+   * locked first: of several processes starting it at once, one does and the others find it
+   * started. (Daemons choose which queued runs to launch with `claimLaunches`, which skips locked
+   * rows instead.)
    */
   claimQueuedRun(runId: string, owner: RunOwner, now: number): Promise<boolean> {
     return this.db.tx(async (c) => {

@@ -356,6 +356,9 @@ export class PostgresStore implements RunStore {
   claimTicks(claims: ReadonlyArray<{ name: string; slot: number }>, holder: string, now: number) {
     return this.claims.claimTicks(claims, holder, now)
   }
+  finishTickClaims(names: readonly string[], holder: string, now: number) {
+    return this.claims.finishTickClaims(names, holder, now)
+  }
   tickClaims() {
     return this.claims.tickClaims()
   }

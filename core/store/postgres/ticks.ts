@@ -44,6 +44,8 @@ const S = statements('ticks', {
      RETURNING id`,
   foldTicks: `UPDATE ticks t SET ended_at = u.ended_at, repeats = t.repeats + 1
      FROM unnest($1::bigint[], $2::bigint[]) AS u(id, ended_at) WHERE t.id = u.id`,
+  // the claims of these ticks are done: the next ones may be evaluated, from these cursors
+  claimsDone: 'UPDATE tick_claims SET done_at = $2 WHERE name = ANY($1::text[])',
   updateInstigatorTicks: `UPDATE instigators i SET cursor = u.cursor, last_tick_at = u.tick_time, last_tick_id = u.tick_id,
        updated_at = u.updated_at
      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(name, cursor, tick_time, tick_id, updated_at)
@@ -108,12 +110,18 @@ export class TicksSql {
    */
   commitTicks(ticks: readonly NewTick[]): Promise<CommittedTick[]> {
     return this.db.tx(async (c) => {
+      let out: CommittedTick[]
       if (new Set(ticks.map((t) => t.instigator)).size < ticks.length) {
-        const out: CommittedTick[] = []
+        out = []
         for (const t of ticks) out.push(await this.commitTickInTx(c, t))
-        return out
+      } else out = await this.commitBatchInTx(c, ticks)
+      if (ticks.length > 0) {
+        await c.run(S.claimsDone, [
+          [...new Set(ticks.map((t) => t.instigator))],
+          Math.max(...ticks.map((t) => t.endedAt)),
+        ])
       }
-      return this.commitBatchInTx(c, ticks)
+      return out
     })
   }
 

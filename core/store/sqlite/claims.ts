@@ -21,10 +21,14 @@ export class ClaimsSql {
       liveDaemons: `SELECT substr(name, length(@prefix) + 1) AS holder FROM leases
          WHERE substr(name, 1, length(@prefix)) = @prefix AND expires_at > @now`,
       claimLaunch: `UPDATE runs SET launched_by = ?, launch_claimed_at = ? WHERE id = ? AND status = 'queued'`,
-      claimTick: `INSERT INTO tick_claims (name, slot, holder, claimed_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, holder = excluded.holder, claimed_at = excluded.claimed_at
+      claimTick: `INSERT INTO tick_claims (name, slot, holder, claimed_at, done_at) VALUES (@name, @slot, @holder, @now, NULL)
+         ON CONFLICT (name) DO UPDATE SET slot = excluded.slot, holder = excluded.holder, claimed_at = excluded.claimed_at,
+           done_at = NULL
          WHERE excluded.slot > tick_claims.slot
+           AND (tick_claims.done_at IS NOT NULL OR tick_claims.holder = excluded.holder
+             OR NOT EXISTS (SELECT 1 FROM leases WHERE name = @prefix || tick_claims.holder AND expires_at > @now))
          RETURNING name`,
+      finishClaim: 'UPDATE tick_claims SET done_at = ? WHERE name = ? AND holder = ? AND done_at IS NULL',
       tickClaims: 'SELECT * FROM tick_claims ORDER BY name',
     })
   }
@@ -59,11 +63,24 @@ export class ClaimsSql {
     return this.db
       .transaction(() =>
         claims.flatMap((c) => {
-          const row = this.s.claimTick.get(c.name, c.slot, holder, now) as { name: string } | undefined
+          const row = this.s.claimTick.get({
+            name: c.name,
+            slot: c.slot,
+            holder,
+            now,
+            prefix: DAEMON_PRESENCE_PREFIX,
+          }) as { name: string } | undefined
           return row ? [row.name] : []
         }),
       )
       .immediate()
+  }
+
+  finishTickClaims(names: readonly string[], holder: string, now: number): void {
+    if (names.length === 0) return
+    this.db.transaction(() => {
+      for (const name of names) this.s.finishClaim.run(now, name, holder)
+    })()
   }
 
   tickClaims(): TickClaim[] {
@@ -72,6 +89,7 @@ export class ClaimsSql {
       slot: r.slot as number,
       holder: r.holder as string,
       claimedAt: r.claimed_at as number,
+      doneAt: (r.done_at as number | null) ?? null,
     }))
   }
 }

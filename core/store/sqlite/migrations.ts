@@ -190,7 +190,8 @@ export const MIGRATIONS: readonly string[] = [
     name TEXT PRIMARY KEY,
     slot INTEGER NOT NULL,
     holder TEXT NOT NULL,
-    claimed_at INTEGER NOT NULL
+    claimed_at INTEGER NOT NULL,
+    done_at INTEGER
   );
   `,
   // 6: retention: whether a materialization is the latest of its asset and partition (one index

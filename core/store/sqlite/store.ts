@@ -349,6 +349,9 @@ export class SqliteStore implements RunStore {
   claimTicks(claims: ReadonlyArray<{ name: string; slot: number }>, holder: string, now: number) {
     return this.call(() => this.claims.claimTicks(claims, holder, now))
   }
+  finishTickClaims(names: readonly string[], holder: string, now: number) {
+    return this.call(() => this.claims.finishTickClaims(names, holder, now))
+  }
   tickClaims() {
     return this.call(() => this.claims.tickClaims())
   }

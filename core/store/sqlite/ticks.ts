@@ -29,6 +29,7 @@ export class TicksSql {
       upsertInstigator: `INSERT INTO instigators (name, kind, status, enabled_at, updated_at) VALUES (@name, @kind, 'default', @now, @now)
          ON CONFLICT (name) DO NOTHING`,
       setInstigatorStatus: 'UPDATE instigators SET status = ?, enabled_at = ?, updated_at = ? WHERE name = ?',
+      claimDone: 'UPDATE tick_claims SET done_at = ? WHERE name = ?',
       updateInstigatorTick:
         'UPDATE instigators SET cursor = ?, last_tick_at = ?, last_tick_id = ?, updated_at = ? WHERE name = ?',
       insertTick: `INSERT INTO ticks (instigator, kind, tick_time, started_at, ended_at, status, run_ids, skip_reason, error, cursor)
@@ -135,6 +136,8 @@ export class TicksSql {
       id = Number(info.lastInsertRowid)
     }
     this.s.updateInstigatorTick.run(cursor, tick.tickTime, id, tick.endedAt, tick.instigator)
+    // the claim of this tick is done: the next one may be evaluated, from this cursor
+    this.s.claimDone.run(tick.endedAt, tick.instigator)
     return { tick: this.getTick(id)!, outcomes }
   }
 
