@@ -397,7 +397,7 @@ function report(r: {
   const dagsterPerRun = (300 * 2 ** 20) / 288
   const handover = d.cursorRepeats - d.cursorRepeatsMeasured
   const race =
-    "A daemon that takes a sensor over reads the sensors' state before it claims their ticks, a claim is granted for any later interval, and the previous owner's tick of the interval before may not be committed yet: the new owner then evaluates from the state before that tick. Each such tick has an interval of its own (so the count of ticks in one interval stays 0), but a sensor's cursor is meant to make each evaluation see the last one, and at a hand-over it can see the one before. It depends on timing: earlier runs of this bench saw a few hundred such ticks at the join, all within a few milliseconds, none after it. A fix (not made here: it changes the tick claim of both stores and the daemon) is for `claimTicks` to grant an interval only once the previous claim's tick is committed (`instigators.last_tick_at` at or after that claim's time, or the claim older than a lease), and for the daemon to read the state of the sensors it was granted after the claim."
+    "A sensor's next tick is claimed only once the tick before is committed (or its daemon is gone), and the daemon reads the sensor's state after the claim, so each evaluation starts from the cursor the one before left, at a hand-over too (the store contract asserts it)."
   const repeatsText =
     d.cursorRepeats === 0
       ? `Ticks of skipping sensors that repeated a cursor (two evaluations that both started from the same state): **0** in this run, at the join or after. ${race}`
@@ -492,15 +492,10 @@ ${r.claims
 0 runs claimed twice: ${met(r.claims.every((x) => x.claimedTwice === 0 && x.startedTwice === 0))}. For scale, Dagster's run queue submits about 1 run per
 second (its issue #28998).
 
-"Not started at first try": \`claimQueuedRun\` returned false for a run its process had just claimed,
-because the run's row was locked at that moment (it takes the row with SKIP LOCKED). Another
-claimer's \`claimLaunches\` scan locks a row it then drops on rechecking it (the row had just been
-claimed), and Postgres keeps that lock to the end of the scan's transaction. The run stays queued
-and claimed by the same process, which gets it back at its next claim (${r.claims.map((x) => f(x.reclaimed)).join(' and ')} such second claims
-above; no run went to another process). A real daemon pays a process start for each: its
-\`refresh launch\` finds the run not startable, exits, and the daemon launches it again. A fix (not
-made here): \`claimQueuedRun\` waiting for the row (bounded by the lock timeout) instead of skipping
-it, now that launch claims decide which process starts a run.
+"Not started at first try": \`claimQueuedRun\` returned false for a run its process had just
+claimed (${r.claims.map((x) => f(x.reclaimed)).join(' and ')} second claims above). It waits for a row another claimer holds for a moment
+(a \`claimLaunches\` scan that locked the row and dropped it on rechecking) instead of skipping it,
+so a run its process claimed is started at the first try.
 
 ### Connections per process under load
 
