@@ -166,6 +166,11 @@ export class Daemon {
     return this.lastIteration
   }
 
+  /** Whether several daemons share the store (each works; see `DaemonOptions.shared`). */
+  get shared(): boolean {
+    return this.o.shared
+  }
+
   /** The config is loaded and one iteration is done (`/readyz`). */
   get ready(): boolean {
     return this.lastIteration !== undefined

@@ -21,6 +21,8 @@ export interface HttpWorkerData extends OpsQueryData {
 /** What the daemon's thread reports, several times a second while its loop is alive. */
 export interface DaemonState {
   holder: string
+  /** Several daemons share the store: each is healthy while it holds its own presence lease. */
+  shared: boolean
   lastIterationAt: number | undefined
   ready: boolean
 }
@@ -34,7 +36,7 @@ export type FromHttpWorker =
 const data = workerData as HttpWorkerData
 const port = parentPort!
 const startedAt = Date.now()
-let daemon: DaemonState = { holder: '', lastIterationAt: undefined, ready: false }
+let daemon: DaemonState = { holder: '', shared: false, lastIterationAt: undefined, ready: false }
 
 // ---- the query thread ------------------------------------------------------------------------
 
@@ -240,7 +242,18 @@ async function healthz(res: ServerResponse): Promise<void> {
       ? { ok: true, detail: 'writable' }
       : { ok: false, detail: health.store.detail }
   }
-  if (health) {
+  if (health?.presence && daemon.shared) {
+    // every daemon works on a shared store: healthy while its own presence lease is held
+    const own = health.presence.find((p) => p.holder === daemon.holder && p.expiresAt > now)
+    const alive = health.presence.filter((p) => p.expiresAt > now).length
+    const leader = health.lease && health.lease.expiresAt > now ? health.lease.holder : 'nobody'
+    checks.lease = own
+      ? {
+          ok: true,
+          detail: `alive as ${daemon.holder}, one of ${alive} daemon(s); the daemon lease is held by ${leader}`,
+        }
+      : { ok: false, detail: `this daemon's presence lease is not held (${daemon.holder})` }
+  } else if (health) {
     const lease = health.lease
     checks.lease =
       lease && lease.holder === daemon.holder && lease.expiresAt > now

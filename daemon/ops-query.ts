@@ -9,6 +9,7 @@ import { errorCode } from '../core/errors.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunStatus } from '../core/store/types.js'
+import { DAEMON_PRESENCE_PREFIX } from '../core/store/types.js'
 import { type CronSpec, lastTicks, parseCron } from '../sensors/cron.js'
 
 /** What the daemon tells the query thread about its config. */
@@ -51,6 +52,8 @@ export interface MetricsSnapshot {
 export interface HealthSnapshot {
   store: { ok: true } | { ok: false; detail: string }
   lease: { holder: string; expiresAt: number } | null
+  /** The daemons' presence leases (`daemon/<holder>`): on a shared store each daemon's own. */
+  presence: Array<{ holder: string; expiresAt: number }>
 }
 
 export type QueryRequest = { id: number; kind: 'metrics' } | { id: number; kind: 'health' }
@@ -166,13 +169,19 @@ async function health(): Promise<HealthSnapshot> {
     }
   }
   let lease: HealthSnapshot['lease'] = null
+  let presence: HealthSnapshot['presence'] = []
   try {
-    const l = await (await store()).getLease('daemon')
+    const s = await store()
+    const l = await s.getLease('daemon')
     lease = l ? { holder: l.holder, expiresAt: l.expiresAt } : null
+    presence = (await s.listLeases(DAEMON_PRESENCE_PREFIX)).map((p) => ({
+      holder: p.holder,
+      expiresAt: p.expiresAt,
+    }))
   } catch {
     // unreadable: reported as no lease held
   }
-  return { store: storeCheck, lease }
+  return { store: storeCheck, lease, presence }
 }
 
 parentPort!.on('message', async (request: QueryRequest) => {

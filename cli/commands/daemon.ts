@@ -179,6 +179,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         )?.key,
         state: () => ({
           holder: daemon.leaseHolder,
+          shared: daemon.shared,
           lastIterationAt: daemon.lastIterationAt,
           ready: daemon.ready,
         }),

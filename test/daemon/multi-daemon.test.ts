@@ -2,6 +2,7 @@
  * Several daemons on one Postgres store, as real processes: they split the queue and the sensors
  * between them, each run and each tick exactly once, and one that is killed is taken over.
  */
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore } from '../../core/store/open.js'
@@ -71,8 +72,17 @@ export default defineConfig({
 })
 `)
     const env = { REFRESH_STORE: location }
-    const a = startCli(['daemon', '--json'], { cwd: dir, env, killAfterMs: 120_000 })
-    const b = startCli(['daemon', '--json'], { cwd: dir, env, killAfterMs: 120_000 })
+    const ports = [await freePort(), await freePort()]
+    const a = startCli(['daemon', '--json', '--http', String(ports[0])], {
+      cwd: dir,
+      env,
+      killAfterMs: 120_000,
+    })
+    const b = startCli(['daemon', '--json', '--http', String(ports[1])], {
+      cwd: dir,
+      env,
+      killAfterMs: 120_000,
+    })
     await using store = await openStore(location)
     const ticksBy = async () => {
       const out = new Map<string, Array<{ pid: number; at: number }>>()
@@ -101,6 +111,15 @@ export default defineConfig({
       ).daemons
       expect(daemons.map((d) => d.pid).sort()).toEqual([...pids].sort())
       expect(status.stdout).not.toContain(server.password)
+      // both are healthy: on a shared store each holds its own presence, one of them the daemon lease
+      for (const port of ports) {
+        const health = await fetch(`http://127.0.0.1:${port}/healthz`)
+        const body = (await health.json()) as { checks: { lease: { detail: string } } }
+        expect(health.status, JSON.stringify(body)).toBe(200)
+        expect(body.checks.lease.detail).toMatch(
+          /^alive as .*, one of 2 daemon\(s\); the daemon lease is held by /,
+        )
+      }
       a.child.kill('SIGKILL')
       const killedAt = Date.now()
       await a.done
@@ -132,3 +151,11 @@ export default defineConfig({
     }
   }, 120_000)
 })
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const { port } = server.address() as { port: number }
+  await new Promise((r) => server.close(r))
+  return port
+}
