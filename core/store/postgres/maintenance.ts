@@ -1,4 +1,5 @@
 import { toParked } from '../rows.js'
+import { resumeRequest } from '../rules.js'
 import type { MaintenanceState, ParkedRequest, RunRecord, RunRequestSpec } from '../types.js'
 import { type Conn, type Db, statements } from './db.js'
 
@@ -87,20 +88,7 @@ export class MaintenanceSql {
   }
 
   parkForResume(run: RunRecord, now: number): Promise<number> {
-    return this.db.tx((c) =>
-      this.park(c, {
-        origin: run.origin,
-        selection: run.selection,
-        config: run.config,
-        tags: run.tags,
-        parentRunId: run.id,
-        guard:
-          run.guard !== null && run.guardLimit !== null
-            ? { key: run.guard, concurrency: run.guardLimit, onConflict: 'queue' }
-            : undefined,
-        now,
-      }),
-    )
+    return this.db.tx((c) => this.park(c, resumeRequest(run, now)))
   }
 
   async list(options: { pending?: boolean; limit?: number } = {}): Promise<ParkedRequest[]> {

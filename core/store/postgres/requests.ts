@@ -1,4 +1,5 @@
 import { toRun } from '../rows.js'
+import { guardDecision, queuedRun, replayRecord } from '../rules.js'
 import type {
   ParkedReplay,
   ParkedRequest,
@@ -58,44 +59,24 @@ export class RequestsSql {
     const guard = r.guard
     if (guard) {
       await lock(c, Lock.guard, guard.key)
-      const inFlight = await c.rows<{ id: string }>(S.guardInFlight, [guard.key])
-      const queued = await c.rows<{ id: string }>(S.guardQueued, [guard.key, guard.concurrency])
-      if (guard.onConflict === 'coalesce' && queued.length > 0) {
-        // the pending follow-up has not started: it will see whatever this request was for
-        const followUp = queued[0]!.id
-        const taken = await this.runs.claimKey(c, r.origin, r.runKey, followUp, r.now)
+      const inFlight = (await c.rows<{ id: string }>(S.guardInFlight, [guard.key])).map((x) => x.id)
+      const queued = (await c.rows<{ id: string }>(S.guardQueued, [guard.key, guard.concurrency])).map(
+        (x) => x.id,
+      )
+      const decision = guardDecision(guard, inFlight, queued)
+      if (decision.kind === 'coalesce') {
+        const taken = await this.runs.claimKey(c, r.origin, r.runKey, decision.runId, r.now)
         if (taken) return { outcome: 'duplicate', runId: taken }
-        return { outcome: 'coalesced', runId: followUp }
+        return { outcome: 'coalesced', runId: decision.runId }
       }
-      if (guard.onConflict === 'skip' && inFlight.length + queued.length >= guard.concurrency) {
-        const blocking = inFlight[0]?.id ?? queued[0]?.id ?? null
-        return {
-          outcome: 'skipped',
-          reason: `guard \`${guard.key}\` is full (${guard.concurrency} at a time; run ${blocking} is in flight)`,
-          blockingRunId: blocking,
-        }
+      if (decision.kind === 'skip') {
+        return { outcome: 'skipped', reason: decision.reason, blockingRunId: decision.blockingRunId }
       }
     }
     const taken = await this.runs.claimKey(c, r.origin, r.runKey, r.id, r.now)
     if (taken) return { outcome: 'duplicate', runId: taken }
     const parent = r.parentRunId === undefined ? undefined : await this.runs.getRun(r.parentRunId, c)
-    await this.runs.insertRunRow(c, {
-      id: r.id,
-      status: 'queued',
-      parentRunId: parent?.id,
-      rootRunId: parent ? (parent.rootRunId ?? parent.id) : undefined,
-      reused: r.reused,
-      selection: r.selection,
-      plan: r.plan,
-      config: r.config,
-      tags: r.tags,
-      origin: r.origin,
-      runKey: r.runKey,
-      now: r.now,
-      guard: guard?.key,
-      guardLimit: guard?.concurrency,
-      holds: r.holds,
-    })
+    await this.runs.insertRunRow(c, queuedRun(r, parent))
     return { outcome: 'created', runId: r.id }
   }
 
@@ -188,11 +169,7 @@ export class RequestsSql {
             outcome = { outcome: 'failed', reason: (error as Error).message }
           }
         }
-        const runId = 'runId' in outcome ? outcome.runId : null
-        const text =
-          outcome.outcome === 'failed' || outcome.outcome === 'skipped'
-            ? `${outcome.outcome}: ${outcome.reason}`
-            : outcome.outcome
+        const { runId, text } = replayRecord(outcome)
         await this.maintenance.markReplayed(c, parked.id, now, runId, text)
         out.push({ parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text }, outcome })
       }

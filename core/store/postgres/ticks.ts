@@ -1,4 +1,5 @@
 import { toInstigator, toRun, toTick } from '../rows.js'
+import { foldsInto, settleTick } from '../rules.js'
 import type {
   CommittedTick,
   InstigatorKind,
@@ -154,16 +155,10 @@ export class TicksSql {
       const state = current.get(tick.instigator)!
       const outcomes = []
       for (const r of tick.requests ?? []) outcomes.push(await this.requests.requestInTx(c, r))
-      const { status, skipReason, runIds } = settle(tick, outcomes)
+      const { status, skipReason, runIds } = settleTick(tick, outcomes)
       const cursor = tick.cursor === undefined ? state.cursor : tick.cursor
       const prev = state.lastTickId === null ? undefined : previous.get(state.lastTickId)
-      const folds =
-        status === 'skipped' &&
-        prev?.status === 'skipped' &&
-        prev.skipReason === skipReason &&
-        prev.cursor === cursor &&
-        prev.runIds.length === 0 &&
-        runIds.length === 0
+      const folds = prev !== undefined && foldsInto(prev, { status, skipReason, cursor, runIds })
       decided.push({
         outcomes,
         row: {
@@ -230,19 +225,11 @@ export class TicksSql {
     const current = await this.lockInstigator(c, tick.instigator, tick.kind, tick.startedAt)
     const outcomes = []
     for (const r of tick.requests ?? []) outcomes.push(await this.requests.requestInTx(c, r))
-    const { status, skipReason, runIds } = settle(tick, outcomes)
+    const { status, skipReason, runIds } = settleTick(tick, outcomes)
     const cursor = tick.cursor === undefined ? current.cursor : tick.cursor
     const previous = current.lastTickId === null ? undefined : await this.getTick(current.lastTickId, c)
     let id: number
-    if (
-      status === 'skipped' &&
-      previous?.status === 'skipped' &&
-      previous.skipReason === skipReason &&
-      previous.cursor === cursor &&
-      previous.runIds.length === 0 &&
-      runIds.length === 0
-    ) {
-      // the same skip again: fold it into the previous row instead of a row a second forever
+    if (previous && foldsInto(previous, { status, skipReason, cursor, runIds })) {
       await c.run(S.foldTick, [tick.endedAt, previous.id])
       id = previous.id
     } else {
@@ -286,26 +273,4 @@ export class TicksSql {
   async runsEndedAfter(statuses: readonly RunStatus[], endedAt: number, limit = 1000): Promise<RunRecord[]> {
     return (await this.db.rows(S.runsEndedAfter, [statuses, endedAt, limit])).map(toRun)
   }
-}
-
-/**
- * A tick's status once its requests are decided: one whose every request was a repeated key or
- * refused by a guard launched nothing, and reads as skipped with the reasons.
- */
-function settle(
-  tick: NewTick,
-  outcomes: CommittedTick['outcomes'],
-): { status: TickRecord['status']; skipReason: string | null; runIds: string[] } {
-  const runIds = [...new Set(outcomes.flatMap((o) => ('runId' in o ? [o.runId] : [])))]
-  if (outcomes.length > 0 && outcomes.every((o) => o.outcome === 'duplicate' || o.outcome === 'skipped')) {
-    const skipReason = outcomes
-      .map((o, i) =>
-        o.outcome === 'duplicate'
-          ? `run key ${tick.requests![i]!.runKey} already used by run ${o.runId}`
-          : o.reason,
-      )
-      .join('; ')
-    return { status: 'skipped', skipReason, runIds }
-  }
-  return { status: tick.status, skipReason: tick.skipReason ?? null, runIds }
 }

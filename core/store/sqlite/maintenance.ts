@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3'
 import { type Row, toParked } from '../rows.js'
+import { resumeRequest } from '../rules.js'
 import type { MaintenanceState, ParkedRequest, RunRecord, RunRequestSpec } from '../types.js'
 import { statements } from './rows.js'
 
@@ -91,18 +92,7 @@ export class MaintenanceSql {
   }
 
   parkForResume(run: RunRecord, now: number): number {
-    return this.park({
-      origin: run.origin,
-      selection: run.selection,
-      config: run.config,
-      tags: run.tags,
-      parentRunId: run.id,
-      guard:
-        run.guard !== null && run.guardLimit !== null
-          ? { key: run.guard, concurrency: run.guardLimit, onConflict: 'queue' }
-          : undefined,
-      now,
-    })
+    return this.park(resumeRequest(run, now))
   }
 
   list(options: { pending?: boolean; limit?: number } = {}): ParkedRequest[] {

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3'
 import { type Row, toRun } from '../rows.js'
+import { guardDecision, queuedRun, replayRecord } from '../rules.js'
 import type {
   ParkedReplay,
   ParkedRequest,
@@ -51,43 +52,23 @@ export class RequestsSql {
     }
     const guard = r.guard
     if (guard) {
-      const inFlight = this.s.guardInFlight.all(guard.key) as Array<{ id: string }>
+      const inFlight = (this.s.guardInFlight.all(guard.key) as Array<{ id: string }>).map((x) => x.id)
       // only the oldest queued runs matter (the follow-up, or enough to fill the guard): bounded reads
-      const queued = this.s.guardQueued.all(guard.key, guard.concurrency) as Array<{ id: string }>
-      if (guard.onConflict === 'coalesce' && queued.length > 0) {
-        // the pending follow-up has not started: it will see whatever this request was for
-        const followUp = queued[0]!.id
-        this.runs.claimKey(r.origin, r.runKey, followUp, r.now)
-        return { outcome: 'coalesced', runId: followUp }
+      const queued = (this.s.guardQueued.all(guard.key, guard.concurrency) as Array<{ id: string }>).map(
+        (x) => x.id,
+      )
+      const decision = guardDecision(guard, inFlight, queued)
+      if (decision.kind === 'coalesce') {
+        this.runs.claimKey(r.origin, r.runKey, decision.runId, r.now)
+        return { outcome: 'coalesced', runId: decision.runId }
       }
-      if (guard.onConflict === 'skip' && inFlight.length + queued.length >= guard.concurrency) {
-        const blocking = inFlight[0]?.id ?? queued[0]?.id ?? null
-        return {
-          outcome: 'skipped',
-          reason: `guard \`${guard.key}\` is full (${guard.concurrency} at a time; run ${blocking} is in flight)`,
-          blockingRunId: blocking,
-        }
+      if (decision.kind === 'skip') {
+        return { outcome: 'skipped', reason: decision.reason, blockingRunId: decision.blockingRunId }
       }
     }
     this.runs.claimKey(r.origin, r.runKey, r.id, r.now)
     const parent = r.parentRunId === undefined ? undefined : this.runs.getRun(r.parentRunId)
-    this.runs.insertRunRow({
-      id: r.id,
-      status: 'queued',
-      parentRunId: parent?.id,
-      rootRunId: parent ? (parent.rootRunId ?? parent.id) : undefined,
-      reused: r.reused,
-      selection: r.selection,
-      plan: r.plan,
-      config: r.config,
-      tags: r.tags,
-      origin: r.origin,
-      runKey: r.runKey,
-      now: r.now,
-      guard: guard?.key,
-      guardLimit: guard?.concurrency,
-      holds: r.holds,
-    })
+    this.runs.insertRunRow(queuedRun(r, parent))
     return { outcome: 'created', runId: r.id }
   }
 
@@ -158,11 +139,7 @@ export class RequestsSql {
               outcome = { outcome: 'failed', reason: (error as Error).message }
             }
           }
-          const runId = 'runId' in outcome ? outcome.runId : null
-          const text =
-            outcome.outcome === 'failed' || outcome.outcome === 'skipped'
-              ? `${outcome.outcome}: ${outcome.reason}`
-              : outcome.outcome
+          const { runId, text } = replayRecord(outcome)
           this.maintenance.markReplayed(parked.id, now, runId, text)
           out.push({
             parked: { ...parked, replayedAt: now, replayRunId: runId, replayOutcome: text },

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3'
 import { type Row, toInstigator, toRun, toTick } from '../rows.js'
+import { foldsInto, settleTick } from '../rules.js'
 import type {
   CommittedTick,
   InstigatorKind,
@@ -91,33 +92,12 @@ export class TicksSql {
   private commitTickInTx(tick: NewTick): CommittedTick {
     this.s.upsertInstigator.run({ name: tick.instigator, kind: tick.kind, now: tick.startedAt })
     const outcomes = (tick.requests ?? []).map((r) => this.requests.requestInTx(r))
-    const runIds = [...new Set(outcomes.flatMap((o) => ('runId' in o ? [o.runId] : [])))]
-    // a tick whose every request was a repeated key or refused by a guard launched nothing
-    let status = tick.status
-    let skipReason = tick.skipReason ?? null
-    if (outcomes.length > 0 && outcomes.every((o) => o.outcome === 'duplicate' || o.outcome === 'skipped')) {
-      status = 'skipped'
-      skipReason = outcomes
-        .map((o, i) =>
-          o.outcome === 'duplicate'
-            ? `run key ${tick.requests![i]!.runKey} already used by run ${o.runId}`
-            : o.reason,
-        )
-        .join('; ')
-    }
+    const { status, skipReason, runIds } = settleTick(tick, outcomes)
     const current = this.getInstigator(tick.instigator)!
     const cursor = tick.cursor === undefined ? current.cursor : tick.cursor
     const previous = current.lastTickId === null ? undefined : this.getTick(current.lastTickId)
     let id: number
-    if (
-      status === 'skipped' &&
-      previous?.status === 'skipped' &&
-      previous.skipReason === skipReason &&
-      previous.cursor === cursor &&
-      previous.runIds.length === 0 &&
-      runIds.length === 0
-    ) {
-      // the same skip again: fold it into the previous row instead of a row a second forever
+    if (previous && foldsInto(previous, { status, skipReason, cursor, runIds })) {
       this.s.foldTick.run(tick.endedAt, previous.id)
       id = previous.id
     } else {
