@@ -142,9 +142,14 @@ describe('a killed `refresh run` leaves nothing behind', () => {
     const { dir, data } = project()
     const live = start(dir, 'run', '--plain', '--set', 'catalog.rows=1000000')
     const snapshots = join(data, 'snapshots')
-    // polled fast: the snapshot is written in about half a second
+    // polled fast: the snapshot is written in about half a second; the run is frozen (SIGSTOP) the
+    // moment its partial snapshot is seen, so a busy machine cannot let it finish before the kill
     await until(
-      () => existsSync(snapshots) && readdirSync(snapshots).some((n) => n.startsWith('.')),
+      () => {
+        if (!existsSync(snapshots) || !readdirSync(snapshots).some((n) => n.startsWith('.'))) return false
+        live.child.kill('SIGSTOP')
+        return true
+      },
       'a snapshot being written',
       120_000,
     )
