@@ -10,6 +10,7 @@ import { promoteTable, promoteTableNow, rollbackTable, tableVersions } from '../
 import { asset } from '../../core/definitions.js'
 import { newRunId } from '../../core/ids.js'
 import { materialize } from '../../core/materialize.js'
+import { CLI, configProject, run } from '../helpers.js'
 import { startPostgres, type TestPostgres } from '../postgres.js'
 
 let server: TestPostgres
@@ -295,4 +296,32 @@ describe('promoteTable (the asset)', () => {
       /not a plain Postgres name/,
     )
   })
+})
+
+describe('refresh promote --rollback with a table promotion (the real CLI, from dist/)', () => {
+  it('runs the promotion, lists the kept version, rolls it back, and never prints the password', async () => {
+    const url = await server.freshDatabase('cli')
+    await liveTable(url, 10)
+    await newTable(url, 'media_cli', 25)
+    const cwd = configProject(`import { defineConfig, promoteTable } from 'refresh'
+export default defineConfig({ assets: [promoteTable({ table: 'media', source: 'media_cli' })] })
+`)
+    const env = { REFRESH_API_URL: url }
+    const ran = await run([CLI, 'run'], { cwd, env })
+    expect(ran.code, ran.stderr).toBe(0)
+    expect(await count(url)).toBe(25)
+    const shown = await run([CLI, 'promote', '--json'], { cwd, env })
+    expect(shown.code, shown.stderr).toBe(0)
+    const listed = JSON.parse(shown.stdout) as { where: string; previous: string[] }
+    expect(listed.previous).toHaveLength(1)
+    const back = await run([CLI, 'promote', '--rollback'], { cwd, env })
+    expect(back.code, back.stderr).toBe(0)
+    expect(back.stdout).toMatch(new RegExp(`rolled back: media is ${listed.previous[0]} again`))
+    expect(await count(url)).toBe(10)
+    const again = await run([CLI, 'promote', '--rollback'], { cwd, env })
+    expect(again.code).toBe(2)
+    expect(again.stderr).toMatch(/no previous version to roll back to/)
+    for (const out of [ran, shown, back, again])
+      expect(out.stdout + out.stderr).not.toContain(server.password)
+  }, 60_000)
 })
