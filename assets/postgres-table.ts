@@ -142,7 +142,7 @@ export async function promoteTableNow(
       await lockTables(client, schema, liveTable ? [live, next] : [next])
       if (plan && liveTable && retired) {
         await applyAccess(client, schema, liveTable, nextTable)
-        await runSwap(client, schema, plan)
+        await runSwap(client, plan)
         await client.query(`ALTER TABLE ${q(schema, live)} RENAME TO ${quoteIdent(retired)}`)
       }
       await client.query(`ALTER TABLE ${q(schema, next)} RENAME TO ${quoteIdent(live)}`)
@@ -190,7 +190,7 @@ export async function rollbackTable(target: TableTarget & { stamp?: string }): P
     const attempts = await swapWithRetry(client, target, async () => {
       await lockTables(client, schema, [live, restored])
       await applyAccess(client, schema, liveTable, restoredTable)
-      await runSwap(client, schema, plan)
+      await runSwap(client, plan)
       await client.query(`ALTER TABLE ${q(schema, live)} RENAME TO ${quoteIdent(retired)}`)
       await client.query(`ALTER TABLE ${q(schema, restored)} RENAME TO ${quoteIdent(live)}`)
     })
@@ -632,7 +632,7 @@ async function lockTables(client: pg.Client, schema: string, names: string[]): P
   await client.query(`LOCK TABLE ${names.map((n) => q(schema, n)).join(', ')} IN ACCESS EXCLUSIVE MODE`)
 }
 
-async function runSwap(client: pg.Client, _schema: string, plan: Plan): Promise<void> {
+async function runSwap(client: pg.Client, plan: Plan): Promise<void> {
   for (const statement of plan.owned) await client.query(statement)
   for (const statement of plan.renames) await client.query(statement)
 }
