@@ -18,6 +18,17 @@ export { type EbsSnapshotBackend, type EbsSnapshotsOptions, ebsSnapshots } from 
 export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
 export {
+  type PromoteTableOptions,
+  promoteTable,
+  promoteTableNow,
+  rollbackTable,
+  type TablePromotion,
+  type TablePromotionResult,
+  type TableRollbackResult,
+  type TableTarget,
+  tableVersions,
+} from './assets/postgres-table.js'
+export {
   aliasStoreFor,
   type PromoteOptions,
   promote,

@@ -8,6 +8,7 @@
  */
 import type { AssetDefinition, LogLevel } from '../core/definitions.js'
 import type { JsonObject } from '../core/json.js'
+import type { TablePromotion } from './postgres-table.js'
 import type { Alias } from './state.js'
 
 /** What a backend may do with the step it works for. */
@@ -78,6 +79,8 @@ export interface AliasStore {
 interface Parts {
   fleet?: ReplicaFleet
   alias?: AliasStore
+  /** A table promotion's rollback (`promoteTable`). */
+  table?: TablePromotion
 }
 
 const parts = new WeakMap<AssetDefinition, Parts>()

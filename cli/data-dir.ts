@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { type AliasStore, partsOf, type ReplicaFleet } from '../assets/backends.js'
+import type { TablePromotion } from '../assets/postgres-table.js'
 import { type ResolvedConfig, resolveEnvironment } from '../core/config.js'
 import { ConfigError } from '../core/errors.js'
 import { findConfig } from './find-config.js'
@@ -20,10 +21,9 @@ export async function findDataDir(options: { config?: string; env?: string }, cw
 export async function findBlocks(
   options: { config?: string; env?: string },
   cwd: string,
+  given?: LoadedConfig,
 ): Promise<{ dataDir: string; alias: AliasStore | undefined; fleet: ReplicaFleet | undefined }> {
-  const file = findConfig(options.config, cwd)
-  const loaded = await loadConfig(file)
-  const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
+  const { loaded, resolved } = given ?? (await loadResolved(options, cwd))
   const block = resolved.assets.find((a) => a.tags.block === 'promote' && a.tags.dataDir)
   if (!block) {
     throw new ConfigError(
@@ -41,6 +41,36 @@ export async function findBlocks(
     alias: partsOf(block).alias,
     fleet: replicas ? partsOf(replicas).fleet : undefined,
   }
+}
+
+/**
+ * The config's table promotion (`promoteTable`, tag `block=promote-table`), if it has one, and
+ * whether it also has an index `promote` block: `refresh promote` acts on the table when it is
+ * the only promotion, or when `--table` says so.
+ */
+export async function findTablePromotion(
+  options: { config?: string; env?: string },
+  cwd: string,
+): Promise<{ table: TablePromotion | undefined; indexPromote: boolean; config: LoadedConfig }> {
+  const config = await loadResolved(options, cwd)
+  const { resolved } = config
+  const block = resolved.assets.find((a) => a.tags.block === 'promote-table')
+  return {
+    table: block ? partsOf(block).table : undefined,
+    indexPromote: resolved.assets.some((a) => a.tags.block === 'promote' && a.tags.dataDir),
+    config,
+  }
+}
+
+/** A config file loaded and its environment resolved, once for the blocks found in it. */
+export interface LoadedConfig {
+  loaded: Awaited<ReturnType<typeof loadConfig>>
+  resolved: ResolvedConfig
+}
+
+async function loadResolved(options: { config?: string; env?: string }, cwd: string): Promise<LoadedConfig> {
+  const loaded = await loadConfig(findConfig(options.config, cwd))
+  return { loaded, resolved: resolveEnvironment(loaded.config, options.env, loaded.file) }
 }
 
 /**

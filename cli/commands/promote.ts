@@ -1,10 +1,12 @@
 import type { Command } from 'commander'
+import type { TablePromotion } from '../../assets/postgres-table.js'
 import { type CliContext, EXIT } from '../io.js'
 
 interface PromoteOptions {
   config?: string
   env?: string
   rollback?: boolean
+  table?: boolean
   json?: boolean
 }
 
@@ -18,12 +20,28 @@ export function registerPromote(program: Command, ctx: CliContext): void {
       'config file (default: $REFRESH_CONFIG, else refresh.config.ts here or in a parent directory)',
     )
     .option('--env <name>', 'a named environment block of the config')
+    .option(
+      '--table',
+      "act on the config's table promotion (`promoteTable`); the default when it is the config's only promotion",
+    )
     .option('--json', 'the alias (or the rollback) as one JSON object')
     .addHelpText(
       'after',
-      '\nExamples:\n  refresh promote\n  refresh promote --json\n  refresh promote --rollback',
+      '\nExamples:\n  refresh promote\n  refresh promote --json\n  refresh promote --rollback\n  refresh promote --table --rollback',
     )
     .action(async (options: PromoteOptions) => {
+      const { findTablePromotion } = await import('../data-dir.js')
+      const found = await findTablePromotion(options, ctx.io.cwd)
+      if (found.table && (options.table || !found.indexPromote)) {
+        await tableCommand(found.table, options, ctx)
+        return
+      }
+      if (options.table) {
+        const { ConfigError } = await import('../../core/errors.js')
+        throw new ConfigError(
+          "--table: the config has no table promotion; add `promoteTable({ table })` from 'refresh' to its assets.",
+        )
+      }
       // the assets (and the config loader) load here, not for every command
       const [{ findBlocks }, { rollbackPromotion }, { fileAliasStore }, { layout }] = await Promise.all([
         import('../data-dir.js'),
@@ -31,7 +49,7 @@ export function registerPromote(program: Command, ctx: CliContext): void {
         import('../../assets/state.js'),
         import('../../assets/layout.js'),
       ])
-      const { dataDir, alias: store, fleet } = await findBlocks(options, ctx.io.cwd)
+      const { dataDir, alias: store, fleet } = await findBlocks(options, ctx.io.cwd, found.config)
       const alias = store ?? fileAliasStore(layout(dataDir).alias)
       const { io } = ctx
       if (options.rollback) {
@@ -75,4 +93,38 @@ export function registerPromote(program: Command, ctx: CliContext): void {
         io.out(`previous: ${p.index} (snapshot ${p.snapshot}, promoted ${p.promotedAt})`)
       ctx.code = EXIT.ok
     })
+}
+
+/** `refresh promote [--rollback]` for a table promotion: the kept versions, or the previous one swapped back. */
+async function tableCommand(table: TablePromotion, options: PromoteOptions, ctx: CliContext): Promise<void> {
+  const { io } = ctx
+  if (options.rollback) {
+    const r = await table.rollback((m) => io.err(m))
+    if (options.json) {
+      io.out(
+        JSON.stringify({
+          rolledBack: true,
+          table: r.table,
+          restored: r.restored,
+          from: r.rolledBack,
+          ms: r.ms,
+        }),
+      )
+    } else {
+      io.out(
+        `rolled back: ${r.table} is ${r.restored} again (${r.ms} ms); the table rolled back from is kept as ${r.rolledBack}`,
+      )
+    }
+    ctx.code = EXIT.ok
+    return
+  }
+  const versions = await table.versions()
+  if (options.json) {
+    io.out(JSON.stringify({ where: table.where, previous: versions }))
+  } else {
+    io.out(`table: ${table.where}`)
+    for (const v of versions) io.out(`previous: ${v}`)
+    if (versions.length === 0) io.out('no previous version kept')
+  }
+  ctx.code = EXIT.ok
 }
