@@ -18,6 +18,12 @@ export { type EbsSnapshotBackend, type EbsSnapshotsOptions, ebsSnapshots } from 
 export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
 export {
+  copyPostgresTable,
+  type PostgresCopyOptions,
+  type PostgresCopyProgress,
+  type PostgresCopyResult,
+} from './assets/postgres-copy.js'
+export {
   type PromoteTableOptions,
   promoteTable,
   promoteTableNow,
