@@ -183,6 +183,26 @@ describe('copyPostgresTable', () => {
     expect(await digest(to, 'products_new')).toBe(await digest(from, 'products'))
   }, 60_000)
 
+  it('stops when its signal is aborted, keeping the ranges done, and resumes', async () => {
+    const from = await upstream(3_000)
+    const to = await server.freshDatabase('api')
+    const controller = new AbortController()
+    const options = { from, to, table: 'products', into: 'products_new', idColumn: 'sku_id', batchRows: 500 }
+    const error = await failure({
+      ...options,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.done === 2) controller.abort()
+      },
+    })
+    expect(error).toMatchObject({ name: 'CanceledError', code: 'canceled' })
+    const [partial] = await server.sql<{ n: string }>('SELECT count(*)::text AS n FROM products_new', [], to)
+    expect(partial!.n).toBe('1000')
+    const result = await copyPostgresTable(options)
+    expect(result).toMatchObject({ rows: 3_000, loaded: 2_000, skipped: 2, ranges: 6 })
+    expect(await digest(to, 'products_new')).toBe(await digest(from, 'products'))
+  }, 60_000)
+
   describe('bad input is a ConfigError naming the fix', () => {
     it('a wrong password: the message has no password', async () => {
       const from = await upstream(10)
