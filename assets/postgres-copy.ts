@@ -12,9 +12,11 @@
  * is complete (one transaction), so a retry of a finished copy does nothing.
  *
  * The upstream is read in one `REPEATABLE READ` transaction per attempt (every range of an attempt
- * sees the same snapshot). The new table has the upstream's columns, types and `NOT NULL`s but no
+ * sees the same snapshot); a retry reads its pending ranges as the upstream is then, and rows whose
+ * id is beyond the plan's last id (added since the first attempt) are not copied. The new table has the upstream's columns, types and `NOT NULL`s but no
  * indexes or constraints: loading is faster without them, and `promoteTable` builds the live
- * table's on it before the swap.
+ * table's on it before the swap. Types are written as the upstream names them (`format_type`): a
+ * type of the upstream's own (an enum, a domain) must exist in the API database too.
  *
  * This is the user's data, not the run store: its SQL lives here, in assets/, with identifiers
  * validated and quoted. `COPY` takes no bind parameters, so the range bounds are written into the
@@ -31,6 +33,8 @@ const PROGRESS_SUFFIX = '_copy_progress'
 const MAX_NAME = 63
 const DONE_COMMENT = 'refresh: copy complete'
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint'])
+/** At most this many ranges in a plan (sparse ids with a small `batchRows` would make millions). */
+const MAX_RANGES = 100_000
 
 export interface PostgresCopyOptions {
   /** The upstream database: a `postgres://` URL (`?schema=` names the schema; default `public`). */
@@ -346,6 +350,12 @@ async function plan(
   const last = rows[0]?.hi
   if (first != null && last != null) {
     const width = BigInt(batchRows)
+    const count = (BigInt(last) - BigInt(first)) / width + 1n
+    if (count > BigInt(MAX_RANGES)) {
+      throw new ConfigError(
+        `the ids of ${up.schema}.${table} span ${first}..${last}, which is ${count} ranges of ${batchRows}; raise \`batchRows\` so that there are at most ${MAX_RANGES}.`,
+      )
+    }
     for (let lo = BigInt(first) - 1n; lo < BigInt(last); lo += width) {
       ranges.push({ lo, hi: lo + width < BigInt(last) ? lo + width : BigInt(last) })
     }

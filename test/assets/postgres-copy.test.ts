@@ -240,7 +240,7 @@ describe('copyPostgresTable', () => {
       expect(error.message).not.toContain(server.password)
     })
 
-    it('a named column that does not exist, and an id column that does not', async () => {
+    it('a named column that does not exist, an id column that does not, ids too sparse for batchRows', async () => {
       const from = await upstream(10)
       const to = await server.freshDatabase('api')
       const error = await failure({
@@ -261,6 +261,17 @@ describe('copyPostgresTable', () => {
       expect(noId).toMatchObject({ code: 'config' })
       expect(noId.message).toContain('the id column `id` does not exist')
       expect(noId.message).toContain('fix `idColumn`')
+      await server.sql(`INSERT INTO products VALUES (1000000000000, 'far')`, undefined, from)
+      const sparse = await failure({
+        from,
+        to,
+        table: 'products',
+        into: 'x',
+        idColumn: 'sku_id',
+        batchRows: 1_000,
+      })
+      expect(sparse).toMatchObject({ code: 'config' })
+      expect(sparse.message).toContain('raise `batchRows`')
       // nothing was created in the API database
       const tables = await server.sql(`SELECT to_regclass('x') AS t`, undefined, to)
       expect(tables[0]!.t).toBeNull()
