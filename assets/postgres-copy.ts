@@ -184,11 +184,15 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
       }
     }
     await up.client.query('COMMIT')
+    // the rows are the sum of the ranges' (no count(*) scan of the new table)
     await api.client.query('BEGIN')
+    const { rows: sums } = await api.client.query<{ n: string }>(
+      `SELECT coalesce(sum(rows), 0)::text AS n FROM ${q(api.schema, progressTable)}`,
+    )
     await api.client.query(`DROP TABLE ${q(api.schema, progressTable)}`)
     await api.client.query(`COMMENT ON TABLE ${q(api.schema, into)} IS '${DONE_COMMENT}'`)
     await api.client.query('COMMIT')
-    const rows = await count(api, into)
+    const rows = Number(sums[0]?.n ?? 0)
     return {
       table: into,
       columns: names,
