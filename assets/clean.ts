@@ -207,20 +207,23 @@ const CLEAN_SLICE = 5_000
 
 /**
  * A JSON list filter as one SQL function (JSON in, JSON out), counting what it removed and the
- * rows it changed. One pass in JS is several times faster than json_each per row. It counts only
- * while `counting` is on: during the fill, which evaluates it for kept rows only.
+ * rows it changed. One pass in JS is several times faster than json_each per row. `apply` counts
+ * only when asked: the fill's result columns (evaluated for kept rows only) ask once per row.
  */
 function listFilter(rule: Extract<Rule, { rule: 'filterList' }>) {
   const deny = new Set(rule.deny.map((t) => t.trim().toLowerCase()))
   const counts = { rowsChanged: 0, itemsBelowMin: 0, itemsDenied: 0, itemsDuplicate: 0 }
-  const state = { counting: false }
+  let lastRow: unknown
   const nameOf = (item: unknown) => {
     const raw = rule.field !== undefined ? (item as Record<string, unknown> | null)?.[rule.field] : item
     return String(raw ?? '')
       .trim()
       .toLowerCase()
   }
-  const apply = (json: unknown): unknown => {
+  const apply = (json: unknown, row?: unknown): unknown => {
+    // counted once per kept row, however many times the row's SQL calls it
+    const counting = row !== undefined && row !== lastRow
+    if (counting) lastRow = row
     if (typeof json !== 'string') return json
     const items = JSON.parse(json) as unknown[]
     if (!Array.isArray(items)) return json
@@ -257,7 +260,7 @@ function listFilter(rule: Extract<Rule, { rule: 'filterList' }>) {
         return rest
       }),
     )
-    if (state.counting) {
+    if (counting) {
       counts.itemsBelowMin += local.itemsBelowMin
       counts.itemsDenied += local.itemsDenied
       counts.itemsDuplicate += local.itemsDuplicate
@@ -265,7 +268,7 @@ function listFilter(rule: Extract<Rule, { rule: 'filterList' }>) {
     }
     return out
   }
-  return { apply, counts, state }
+  return { apply, counts }
 }
 
 /** A value from a user function as SQLite takes it. */
@@ -385,7 +388,8 @@ function compile(db: Database.Database, columns: readonly string[], rules: reado
         const list = listFilter(rule)
         lists.set(i, list)
         db.function(`refresh_list_${n}`, { deterministic: false }, (v) => list.apply(v) as never)
-        // counted by the function itself, over the kept rows
+        db.function(`refresh_list_${n}_kept`, { deterministic: false }, (id, v) => list.apply(v, id) as never)
+        // counted by the function itself, over the kept rows (see `keptSelect`)
         cur.set(rule.column, `refresh_list_${n}(${cur.get(rule.column)})`)
         break
       }
@@ -494,7 +498,7 @@ export async function cleanRows(
     const id = identifier(idColumn)
     const range = `${id} BETWEEN @from AND @to`
     const fill = `INSERT INTO ${o} (${columns.map(identifier).join(', ')})
-      SELECT ${compiled.select.join(', ')} FROM ${t} WHERE ${range} AND (${compiled.drop}) = 0 ORDER BY ${id}`
+      SELECT ${compiled.select.map((e) => e.replace(/refresh_list_(\d+)\(/g, `refresh_list_$1_kept(${id}, `)).join(', ')} FROM ${t} WHERE ${range} AND (${compiled.drop}) = 0 ORDER BY ${id}`
     const dropRules = compiled.dropRules
     const countSql = `SELECT count(*) AS input${dropRules.map((i) => `, coalesce(sum(d = ${i + 1}), 0) AS d${i}`).join('')}${compiled.flags.map((_, k) => `, coalesce(sum(d = 0 AND f${k}), 0) AS f${k}`).join('')}
       FROM (SELECT (${compiled.drop}) AS d${compiled.flags.map((f, k) => `, ${f.sql} AS f${k}`).join('')} FROM ${t} WHERE ${range})`
@@ -522,12 +526,9 @@ export async function cleanRows(
     for (let from = first; from !== null; ) {
       const next = (nextSlice.get(from, sliceRows) as bigint | undefined) ?? null
       const slice = { ...compiled.params, from, to: next === null ? MAX_ROWID : next - 1n }
-      for (const list of compiled.lists.values()) list.state.counting = false
       const counts = countSlice.get(slice) as Record<string, number>
       for (const [k, n] of Object.entries(counts)) sums.set(k, (sums.get(k) ?? 0) + n)
-      for (const list of compiled.lists.values()) list.state.counting = true
       fillSlice.run(slice)
-      for (const list of compiled.lists.values()) list.state.counting = false
       done += counts.input!
       progress?.(done, total)
       from = next
