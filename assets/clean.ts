@@ -326,18 +326,19 @@ function compile(db: Database.Database, columns: readonly string[], rules: reado
   rules.forEach((rule, i) => {
     const n = i + 1
     const p = (suffix: string) => `r${n}_${suffix}`
-    const transform = (column: string, next: string, blanked = false) => {
+    // `changed` (and `blank`) can be given as cheaper tests than comparing the new value with the old
+    const transform = (column: string, next: string, cheap?: { changed: string; blank?: string }) => {
       const before = cur.get(column)!
       cur.set(column, `(${next})`)
       flags.push({
         rule: i,
         kind: 'rowsChanged',
-        sql: blanked
-          ? `((${next}) IS NOT ${before} AND (${next}) IS NOT NULL)`
-          : `((${next}) IS NOT ${before})`,
+        sql: cheap ? `(${cheap.changed})` : `((${next}) IS NOT ${before})`,
       })
-      if (blanked) flags.push({ rule: i, kind: 'rowsBlanked', sql: `((${next}) IS NULL)` })
-      if (blanked) notNull.delete(column)
+      if (cheap?.blank) {
+        flags.push({ rule: i, kind: 'rowsBlanked', sql: `(${cheap.blank})` })
+        notNull.delete(column)
+      }
     }
     switch (rule.rule) {
       case 'trim': {
@@ -346,7 +347,16 @@ function compile(db: Database.Database, columns: readonly string[], rules: reado
           ? `trim(replace(replace(replace(replace(${c}, char(9), ' '), '    ', ' '), '  ', ' '), '  ', ' '))`
           : `trim(${c})`
         if (rule.emptyToNull) v = `NULLIF(${v}, '')`
-        transform(rule.column, v, rule.emptyToNull)
+        const spaces = rule.collapseSpaces
+          ? `(instr(${c}, '  ') > 0 OR ${c} <> trim(${c}) OR instr(${c}, char(9)) > 0)`
+          : `(${c} <> trim(${c}))`
+        const blank = `(coalesce(trim(${rule.collapseSpaces ? `replace(${c}, char(9), ' ')` : c}), '') = '')`
+        // a value that becomes NULL is counted as blanked, not changed
+        transform(
+          rule.column,
+          v,
+          rule.emptyToNull ? { changed: `${spaces} AND NOT ${blank}`, blank } : { changed: spaces },
+        )
         break
       }
       case 'url': {
@@ -356,11 +366,18 @@ function compile(db: Database.Database, columns: readonly string[], rules: reado
         transform(
           rule.column,
           `CASE WHEN ${c} LIKE 'https://%' THEN ${c} WHEN ${c} LIKE 'http://%' THEN ${http} ELSE @${p('scheme')} || '://' || ${c} END`,
+          {
+            changed: rule.upgradeHttp
+              ? `${c} IS NOT NULL AND NOT ${c} LIKE 'https://%'`
+              : `${c} IS NOT NULL AND NOT (${c} LIKE 'https://%' OR ${c} LIKE 'http://%')`,
+          },
         )
         break
       }
       case 'lowercase':
-        transform(rule.column, `lower(${cur.get(rule.column)})`)
+        transform(rule.column, `lower(${cur.get(rule.column)})`, {
+          changed: `${cur.get(rule.column)} <> lower(${cur.get(rule.column)})`,
+        })
         break
       case 'dropNull': {
         const c = cur.get(rule.column)!
