@@ -67,7 +67,7 @@ export function requireColumns(
   for (const column of wanted) {
     if (!have.has(column)) {
       throw configError(
-        `${where}: column \`${column}\` (in \`${option}\`) does not exist in table \`${schema.table}\`; its columns are ${names(schema)}. Fix \`${option}\` in refresh.config.ts.`,
+        `column \`${column}\` (\`${option}\` of ${where}) does not exist in table \`${schema.table}\`; its columns are ${names(schema)}. Fix \`${option}\` in refresh.config.ts.`,
       )
     }
   }

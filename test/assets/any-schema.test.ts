@@ -201,27 +201,27 @@ describe('any schema: a products table through copy -> clean -> reindex', () => 
       [
         'copy',
         { copy: { columns: ['sku_id', 'title'] } },
-        /column `title` \(in `columns`\) does not exist in table `products`.*Fix `columns`/,
+        /column `title` \(`columns` of copy\) does not exist in table `products`.*Fix `columns`/,
       ],
       [
         'copy',
         { copy: { idColumn: 'id' } },
-        /column `id` \(in `idColumn`\) does not exist in table `products`/,
+        /column `id` \(`idColumn` of copy\) does not exist in table `products`/,
       ],
       [
         'clean',
         { clean: { rules: [{ rule: 'trim', column: 'title' }] } },
-        /column `title` \(in `rules\[0\] \(trim\)`\) does not exist in table `products`/,
+        /column `title` \(`rules\[0\] \(trim\)` of clean\) does not exist in table `products`/,
       ],
       [
         'reindex',
         { reindex: { searchable: ['title'] } },
-        /column `title` \(in `searchable`\) does not exist in table `products_clean`/,
+        /column `title` \(`searchable` of reindex\) does not exist in table `products_clean`/,
       ],
       [
         'reindex',
         { reindex: { searchable: ['name'], stored: ['price'] } },
-        /column `price` \(in `stored`\) does not exist in table `products_clean`/,
+        /column `price` \(`stored` of reindex\) does not exist in table `products_clean`/,
       ],
     ]
     for (const [step, over, message] of cases) {
