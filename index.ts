@@ -12,8 +12,18 @@ export type {
   SnapshotInput,
 } from './assets/backends.js'
 export { catalog, type ExportCatalogOptions, exportCatalog } from './assets/catalog.js'
-export { clean } from './assets/clean.js'
-export { type CopyOptions, copy } from './assets/copy.js'
+export {
+  type CleanOptions,
+  type CleanRowsResult,
+  type CleanRule,
+  clean,
+  cleanRows,
+  cleanRuleSchema,
+  mediaRules,
+  type Row,
+  type RuleCount,
+} from './assets/clean.js'
+export { type CopyOptions, type CopyResult, copy, copyRows } from './assets/copy.js'
 export { type EbsSnapshotBackend, type EbsSnapshotsOptions, ebsSnapshots } from './assets/ebs.js'
 export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
@@ -44,6 +54,7 @@ export {
 export { type ReindexOptions, reindex } from './assets/reindex.js'
 export { localReplicas, type ReplicasOptions, replicas } from './assets/replicas.js'
 export { s3AliasStore } from './assets/s3-alias.js'
+export { type ColumnInfo, type TableSchema, tableSchema } from './assets/schema.js'
 export { type SearchHit, type SearchResult, searchPromoted } from './assets/search.js'
 export { publishSnapshot, type SnapshotOptions, snapshot } from './assets/snapshot.js'
 export { fileAliasStore } from './assets/state.js'
@@ -189,6 +200,7 @@ export { type IdRange, splitRange } from './runners/ranges.js'
 export { type RunUnitsOptions, runUnits, type UnitOutcome, UnitsFailedError } from './runners/run-units.js'
 export { type StatusChannel, type StatusOptions, statusChannel } from './runners/status.js'
 export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
+export { type IndexFields, MEDIA_FIELDS, type SearchableField } from './search/index-shard.js'
 export {
   type GuardSpec,
   onRunStatus,

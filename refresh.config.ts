@@ -30,11 +30,20 @@ import {
 export default defineConfig({
   assets: [
     catalog(), // generated upstream data; `--set catalog.rows=1000000` for more
-    copy({ retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' } }),
-    clean(), // rules are config with defaults: licenses, minTagAccuracy, deniedTags...
+    // the upstream table and its columns are introspected; `table`, `columns`, `idColumn` to choose
+    copy({ table: 'media', retry: { maxAttempts: 3, delayMs: 500, backoff: 'exponential' } }),
+    // the media rules (`mediaRules`), set by its run config: licenses, minTagAccuracy, deniedTags...;
+    // `clean({ rules: [...] })` for another table (trim, url, lowercase, dropNull, dedupe, filterList...)
+    clean(),
     // one worker process per id range; a failed shard is retried alone (reindex.shardAttempts),
     // so the step itself is not retried: that would rebuild every shard
-    reindex({ shards: 4, runner: localProcessRunner(), retry: { maxAttempts: 1 } }),
+    reindex({
+      shards: 4,
+      runner: localProcessRunner(),
+      retry: { maxAttempts: 1 },
+      searchable: ['title', 'creator', { column: 'tags', list: 'name' }], // tag names are words
+      stored: ['url', 'license', 'provider', 'identifier'], // returned with hits, not searched
+    }),
     snapshot({ retry: { maxAttempts: 2, delayMs: 1000 } }), // verified by sha256; keeps the last 3
     replicas(), // rolled one at a time, each checked by real queries; rolled back on failure
     promote({ retry: { maxAttempts: 1 } }), // never retried blindly: a failed promote needs a look

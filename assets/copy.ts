@@ -5,6 +5,8 @@ import { z } from 'zod/v4'
 import { type S3Options, S3Store, s3Location, s3Url } from '../aws/s3.js'
 import { yieldSlice } from '../core/async.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
+import { ConfigError } from '../core/errors.js'
+import { identifier } from '../search/index-shard.js'
 import {
   type BlockOptions,
   blockFields,
@@ -12,11 +14,13 @@ import {
   fileError,
   isString,
   layout,
+  parseOptions,
   resolveDataDir,
   sweepTemps,
   tempPath,
   upstreamField,
 } from './layout.js'
+import { columnDefinitions, configError, idColumnOf, requireColumns, tableSchema } from './schema.js'
 import { MAX_ROWID, type SliceOptions } from './slices.js'
 
 export const copyConfig = z.object({
@@ -34,6 +38,44 @@ export interface CopyOptions extends BlockOptions {
   source?: string | { bucket: string; prefix?: string }
   /** S3 client options (region, retries; tests may pass a client). */
   s3?: S3Options
+  /** The upstream table to copy (default: the upstream asset's metadata `table`, `media` for `catalog`). */
+  table?: string
+  /** The columns to copy (default: every column of the upstream table, as introspected). */
+  columns?: string[]
+  /**
+   * The integer column the table is split on into id ranges (copy slices, clean slices, one
+   * reindex worker per range); default: the table's INTEGER PRIMARY KEY, else `id`.
+   */
+  idColumn?: string
+}
+
+/** What `copy` takes from the config to choose the table and its columns (validated when the asset is declared). */
+export const copyOptionsSchema = z.object({
+  table: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain table name')
+    .optional(),
+  columns: z
+    .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain column name'))
+    .min(1)
+    .optional(),
+  idColumn: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain column name')
+    .optional(),
+})
+
+export interface CopySchemaOptions {
+  table?: string
+  columns?: readonly string[]
+  idColumn?: string
+}
+
+export interface CopyResult {
+  rows: number
+  table: string
+  idColumn: string
+  columns: string[]
 }
 
 /** The `media` table's columns: the local copy and the S3 export load into the same table. */
@@ -55,8 +97,27 @@ const COPY_SLICE = 20_000
  * The working file is scratch (rebuilt by a retry), so it is written without journal or fsync.
  * Returns the rows copied.
  */
-export async function copyTable(source: string, target: string, options: SliceOptions = {}): Promise<number> {
+export async function copyTable(
+  source: string,
+  target: string,
+  options: SliceOptions & CopySchemaOptions = {},
+): Promise<number> {
+  return (await copyRows(source, target, options)).rows
+}
+
+/**
+ * `copyTable` for any table: the upstream `table` (default `media`) is introspected (`PRAGMA
+ * table_info`), `columns` (default all) are copied into a table of the same name and column
+ * types, sliced on `idColumn` (default: its INTEGER PRIMARY KEY, else `id`). A column named in
+ * the options that the table does not have is a `ConfigError` naming it.
+ */
+export async function copyRows(
+  source: string,
+  target: string,
+  options: SliceOptions & CopySchemaOptions = {},
+): Promise<CopyResult> {
   const { signal, progress, sliceRows = COPY_SLICE } = options
+  const table = options.table ?? 'media'
   signal?.throwIfAborted()
   const tmp = `${target}.tmp`
   for (const file of [target, tmp])
@@ -72,17 +133,34 @@ export async function copyTable(source: string, target: string, options: SliceOp
     db.pragma('journal_mode = OFF')
     db.pragma('synchronous = OFF')
     db.prepare('ATTACH DATABASE ? AS up').run(source)
-    db.exec(`CREATE TABLE media (${MEDIA_COLUMNS})`)
-    const total = db.prepare('SELECT count(*) FROM up.media').pluck().get() as number
+    const schema = tableSchema(db, table, 'up')
+    if (!schema) {
+      throw configError(
+        `copy: the upstream database ${source} has no table \`${table}\`; set \`table\` on \`copy({ table })\` to one of its tables.`,
+      )
+    }
+    const columns = options.columns ? [...options.columns] : schema.columns.map((c) => c.name)
+    requireColumns(schema, columns, 'copy', 'columns')
+    const idColumn = idColumnOf(schema, options.idColumn, 'copy')
+    if (!columns.includes(idColumn)) {
+      throw configError(
+        `copy: \`columns\` must include the id column \`${idColumn}\` of table \`${table}\` (the ranges are split on it); add it to \`columns\` or set \`idColumn\`.`,
+      )
+    }
+    const t = identifier(table)
+    const id = identifier(idColumn)
+    const list = columns.map(identifier).join(', ')
+    db.exec(`CREATE TABLE main.${t} (${columnDefinitions(schema, columns)})`)
+    const total = db.prepare(`SELECT count(*) FROM up.${t}`).pluck().get() as number
     // ids as BigInt: a slice's bounds are exact whatever the ids
-    const first = db.prepare('SELECT min(id) FROM up.media').pluck().safeIntegers().get() as bigint | null
-    // the first id of the next slice: the rowid b-tree walked `COPY_SLICE` rows on
+    const first = db.prepare(`SELECT min(${id}) FROM up.${t}`).pluck().safeIntegers().get() as bigint | null
+    // the first id of the next slice: the id b-tree walked `COPY_SLICE` rows on
     const nextSlice = db
-      .prepare('SELECT id FROM up.media WHERE id >= ? ORDER BY id LIMIT 1 OFFSET ?')
+      .prepare(`SELECT ${id} FROM up.${t} WHERE ${id} >= ? ORDER BY ${id} LIMIT 1 OFFSET ?`)
       .pluck()
       .safeIntegers()
     const copySlice = db.prepare(
-      'INSERT INTO main.media SELECT * FROM up.media WHERE id BETWEEN ? AND ? ORDER BY id',
+      `INSERT INTO main.${t} (${list}) SELECT ${list} FROM up.${t} WHERE ${id} BETWEEN ? AND ? ORDER BY ${id}`,
     )
     let copied = 0
     for (let from = first; from !== null; ) {
@@ -92,9 +170,12 @@ export async function copyTable(source: string, target: string, options: SliceOp
       from = next
       await yieldSlice(signal)
     }
+    // a table whose id is not its rowid gets an index on it: clean and reindex read by id ranges
+    if (!/PRIMARY KEY/.test(columnDefinitions(schema, [idColumn])))
+      db.exec(`CREATE INDEX main.${identifier(`${table}_${idColumn}_idx`)} ON ${t} (${id})`)
     db.close()
     renameSync(tmp, target)
-    return copied
+    return { rows: copied, table, idColumn, columns }
   } catch (error) {
     db.close()
     rmSync(tmp, { force: true })
@@ -109,6 +190,7 @@ export async function copyTable(source: string, target: string, options: SliceOp
  * `catalog` asset's database, or with `source` from an export in S3.
  */
 export function copy(options: CopyOptions = {}): AssetDefinition {
+  const schema = parseOptions(copyOptionsSchema, options, 'copy')
   if (options.source !== undefined) return copyFromS3(options, options.source)
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
@@ -126,21 +208,35 @@ export function copy(options: CopyOptions = {}): AssetDefinition {
       ensureWritableDir(paths.work)
       const file = paths.workDb(ctx.runId)
       const partial = tempPath(file, ctx.runId)
-      let rows: number
+      // the table: the option, else what the upstream asset says it wrote
+      const upstreamTable = ctx.upstream[from]?.table
+      const table = schema.table ?? (typeof upstreamTable === 'string' ? upstreamTable : 'media')
+      let copied: CopyResult
       try {
-        rows = await copyTable(source, partial, {
+        copied = await copyRows(source, partial, {
+          table,
+          ...(schema.columns ? { columns: schema.columns } : {}),
+          ...(schema.idColumn ? { idColumn: schema.idColumn } : {}),
           signal: ctx.signal,
           progress: (done, total) => ctx.progress(done, total),
         })
         renameSync(partial, file)
       } catch (cause) {
         for (const suffix of ['', '-journal']) rmSync(partial + suffix, { force: true })
-        if (ctx.signal.aborted) throw cause
+        if (ctx.signal.aborted || cause instanceof ConfigError) throw cause
         throw fileError(`copy ${source} into`, file, cause)
       }
       const removed = pruneWork(paths.work, file, ctx.config.keepWork)
       if (removed.length) ctx.log(`removed ${removed.length} old working database(s)`)
-      return { file, table: 'media', rows, bytes: statSync(file).size, source }
+      return {
+        file,
+        table: copied.table,
+        idColumn: copied.idColumn,
+        columns: copied.columns,
+        rows: copied.rows,
+        bytes: statSync(file).size,
+        source,
+      }
     },
   })
 }

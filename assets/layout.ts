@@ -12,9 +12,10 @@ import {
 } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { z } from 'zod/v4'
 import { configDir } from '../core/config-dir.js'
-import type { AssetSpec, RetryPolicy } from '../core/definitions.js'
-import { NonRetriableError } from '../core/errors.js'
+import { type AssetSpec, formatIssues, type RetryPolicy } from '../core/definitions.js'
+import { ConfigError, NonRetriableError } from '../core/errors.js'
 
 /** What every building block's factory accepts. */
 export interface BlockOptions {
@@ -263,3 +264,14 @@ export function upstreamField<T>(
 
 export const isString = (v: unknown): v is string => typeof v === 'string'
 export const isNumber = (v: unknown): v is number => typeof v === 'number'
+
+/**
+ * A block factory's options checked against their zod schema when the asset is declared: a typo
+ * fails `refresh validate`, not a run. Throws a `ConfigError` naming the block and each bad field.
+ */
+export function parseOptions<T>(schema: z.ZodType<T>, options: unknown, block: string): T {
+  const parsed = schema.safeParse(options)
+  if (!parsed.success)
+    throw new ConfigError(`${block}(...) options are invalid: ${formatIssues(parsed.error)}`)
+  return parsed.data
+}

@@ -1,5 +1,6 @@
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
+import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
 import { type S3Location, type S3Store, s3Location, s3Url } from '../aws/s3.js'
 import { type AssetDefinition, asset } from '../core/definitions.js'
@@ -9,7 +10,14 @@ import { localProcessRunner } from '../runners/local.js'
 import { splitRange } from '../runners/ranges.js'
 import { runUnits } from '../runners/run-units.js'
 import type { Runner, WorkHandle, WorkResult, WorkUnit } from '../runners/types.js'
-import { type IndexShardInput, identifier } from '../search/index-shard.js'
+import {
+  fieldColumns,
+  type IndexFields,
+  type IndexShardInput,
+  identifier,
+  MEDIA_FIELDS,
+  type SearchableField,
+} from '../search/index-shard.js'
 import {
   type BlockOptions,
   blockFields,
@@ -18,11 +26,13 @@ import {
   isNumber,
   isString,
   layout,
+  parseOptions,
   resolveDataDir,
   sweepTemps,
   tempPath,
   upstreamField,
 } from './layout.js'
+import { configError, requireColumns, tableSchema } from './schema.js'
 
 export interface ReindexOptions extends BlockOptions {
   /** Shards (id ranges, one worker each) unless the run config says otherwise (default 4). */
@@ -39,7 +49,30 @@ export interface ReindexOptions extends BlockOptions {
    * Without it the workers read and write local paths.
    */
   transfer?: string | { bucket: string; prefix?: string }
+  /**
+   * The full-text searchable fields of the index: column names, or `{ column, list }` for a JSON
+   * array column whose items (`list: true`) or each item's field (`list: 'name'`) are the words.
+   * Default, with `stored`: the media index (`title`, `creator`, tag names).
+   */
+  searchable?: SearchableField[]
+  /** The fields stored in the index (returned with hits, not searched). Default with `searchable`: none. */
+  stored?: string[]
 }
+
+const plain = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain column name')
+/** What `reindex` takes from the config for the index's fields (validated when the asset is declared). */
+export const reindexOptionsSchema = z.object({
+  searchable: z
+    .array(
+      z.union([
+        plain,
+        z.object({ column: plain, list: z.union([z.literal(true), plain]).optional() }).strict(),
+      ]),
+    )
+    .min(1, 'must name at least one column to search')
+    .optional(),
+  stored: z.array(plain).optional(),
+})
 
 export const reindexConfig = (shards: number) =>
   z.object({
@@ -65,6 +98,12 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'clean'
+  const chosen = parseOptions(reindexOptionsSchema, options, 'reindex')
+  if (chosen.stored && !chosen.searchable)
+    throw configError('reindex(...): `stored` needs `searchable` too (the fields the index searches).')
+  const fields: IndexFields = chosen.searchable
+    ? { searchable: chosen.searchable, stored: chosen.stored ?? [] }
+    : MEDIA_FIELDS
   // checked when the asset is declared: a typo fails `refresh validate`, not a run
   const transfer =
     options.transfer === undefined ? undefined : s3Location(options.transfer, 'reindex({ transfer })')
@@ -85,6 +124,9 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       const source = upstreamField(ctx, from, 'file', isString)
       const table = upstreamField(ctx, from, 'table', isString)
       const rows = upstreamField(ctx, from, 'rows', isNumber)
+      const upId = ctx.upstream[from]?.idColumn
+      const idColumn = typeof upId === 'string' ? upId : 'id'
+      checkFields(source, table, fields, idColumn)
       const minId = (ctx.upstream[from]?.minId as number | null | undefined) ?? 1
       const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
       const { shards, failShard, failMode, failAttempts } = ctx.config
@@ -107,10 +149,21 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         const { S3Store } = await import('../aws/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
-        const uploads = uploadRanges(s3, transfer, base, source, table, ranges, paths.work, ctx.runId, {
-          log: (m) => ctx.log(m),
-          signal: AbortSignal.any([ctx.signal, uploadsDone.signal]),
-        })
+        const uploads = uploadRanges(
+          s3,
+          transfer,
+          base,
+          source,
+          table,
+          idColumn,
+          ranges,
+          paths.work,
+          ctx.runId,
+          {
+            log: (m) => ctx.log(m),
+            signal: AbortSignal.any([ctx.signal, uploadsDone.signal]),
+          },
+        )
         remote = { base, sources: uploads.urls, uploads }
         runner = afterInputs(defaultRunner, (unit) => uploads.ready[unit.input.shard as number]!)
       }
@@ -133,11 +186,13 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         input: {
           source: remote?.sources[shard] ?? source,
           table,
+          idColumn,
+          fields,
           lo,
           hi,
           output: shardOutput(shard),
           shard,
-        } satisfies IndexShardInput,
+        } satisfies IndexShardInput as unknown as JsonObject,
       }))
       ctx.log(`building ${name}: ${rows} documents in ${shards} shards on ${runner.name}`)
       try {
@@ -234,6 +289,28 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
   })
 }
 
+/**
+ * The index's fields and id column exist in the cleaned table: a column the config names that
+ * it does not have is a `ConfigError` before any worker starts.
+ */
+function checkFields(source: string, table: string, fields: IndexFields, idColumn: string): void {
+  const db = new Database(source, { readonly: true, fileMustExist: true })
+  try {
+    const schema = tableSchema(db, table)
+    if (!schema) return // the workers say which table is missing, as before
+    requireColumns(schema, [idColumn], 'reindex', 'idColumn (from copy)')
+    requireColumns(
+      schema,
+      fieldColumns({ searchable: fields.searchable, stored: [] }),
+      'reindex',
+      'searchable',
+    )
+    requireColumns(schema, fields.stored, 'reindex', 'stored')
+  } finally {
+    db.close()
+  }
+}
+
 export function shardFile(shard: number): string {
   return `shard-${String(shard).padStart(3, '0')}.db`
 }
@@ -289,6 +366,7 @@ function uploadRanges(
   base: string,
   source: string,
   table: string,
+  idColumn: string,
   ranges: ReadonlyArray<readonly [number, number]>,
   workDir: string,
   runId: string,
@@ -340,7 +418,7 @@ function uploadRanges(
             db.exec(schema)
             db.prepare('ATTACH DATABASE ? AS src').run(source)
             db.prepare(
-              `INSERT INTO main.${identifier(table)} SELECT * FROM src.${identifier(table)} WHERE id >= ? AND id < ? ORDER BY id`,
+              `INSERT INTO main.${identifier(table)} SELECT * FROM src.${identifier(table)} WHERE ${identifier(idColumn)} >= ? AND ${identifier(idColumn)} < ? ORDER BY ${identifier(idColumn)}`,
             ).run(lo, hi)
             db.exec('DETACH DATABASE src')
           } finally {

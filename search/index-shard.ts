@@ -5,23 +5,60 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import type { JsonObject } from '../core/json.js'
 
+/** A searchable field: a column, or a JSON array column whose items (or each item's `list` field) are indexed as words. */
+export type SearchableField = string | { column: string; list?: true | string }
+
+/** What the index holds: the searchable fields (full-text) and the stored ones (returned with hits). */
+export interface IndexFields {
+  searchable: SearchableField[]
+  stored: string[]
+}
+
+/** The media index: titles, creators and tag names searchable; the rest stored so hits can be shown. */
+export const MEDIA_FIELDS: IndexFields = {
+  searchable: ['title', 'creator', { column: 'tags', list: 'name' }],
+  stored: ['url', 'license', 'provider', 'identifier'],
+}
+
+const fieldColumn = (f: SearchableField) => (typeof f === 'string' ? f : f.column)
+
+/** The columns of the source table that `fields` read. */
+export function fieldColumns(fields: IndexFields): string[] {
+  return [...fields.searchable.map(fieldColumn), ...fields.stored]
+}
+
+/** The FTS5 table `docs` for `fields` (rowid = the source's id). */
+export function ftsTableSql(fields: IndexFields = MEDIA_FIELDS): string {
+  const columns = [
+    ...fields.searchable.map((f) => identifier(fieldColumn(f))),
+    ...fields.stored.map((c) => `${identifier(c)} UNINDEXED`),
+  ]
+  return `CREATE VIRTUAL TABLE docs USING fts5(
+  ${columns.join(', ')},
+  tokenize = 'unicode61 remove_diacritics 2'
+)`
+}
+
 /**
  * The full-text index: one SQLite file per shard with an FTS5 table `docs` (rowid = media id).
  * Titles, creators and tag names are searchable; the rest is stored so hits can be shown.
  */
-export const FTS_TABLE_SQL = `CREATE VIRTUAL TABLE docs USING fts5(
-  title, creator, tags,
-  url UNINDEXED, license UNINDEXED, provider UNINDEXED, identifier UNINDEXED,
-  tokenize = 'unicode61 remove_diacritics 2'
-)`
+export const FTS_TABLE_SQL = ftsTableSql(MEDIA_FIELDS)
 
-/** Fills `docs` from a cleaned media table, for the half-open id range [?, ?). */
-export function fillSql(table: string): string {
-  return `INSERT INTO docs (rowid, title, creator, tags, url, license, provider, identifier)
-  SELECT id, title, creator,
-    (SELECT group_concat(json_extract(t.value, '$.name'), ' ') FROM json_each(m.tags) AS t),
-    url, license, provider, identifier
-  FROM src.${identifier(table)} AS m WHERE id >= ? AND id < ? ORDER BY id`
+/** Fills `docs` from a cleaned table, for the half-open id range [?, ?). */
+export function fillSql(table: string, fields: IndexFields = MEDIA_FIELDS, idColumn = 'id'): string {
+  const id = identifier(idColumn)
+  const value = (f: SearchableField) => {
+    if (typeof f === 'string') return `m.${identifier(f)}`
+    if (f.list === undefined) return `m.${identifier(f.column)}`
+    const item = f.list === true ? 't.value' : `json_extract(t.value, '$.${identifier(f.list).slice(1, -1)}')`
+    return `(SELECT group_concat(${item}, ' ') FROM json_each(m.${identifier(f.column)}) AS t)`
+  }
+  const names = fieldColumns(fields).map(identifier)
+  const values = [...fields.searchable.map(value), ...fields.stored.map((c) => `m.${identifier(c)}`)]
+  return `INSERT INTO docs (rowid, ${names.join(', ')})
+  SELECT m.${id}, ${values.join(', ')}
+  FROM src.${identifier(table)} AS m WHERE m.${id} >= ? AND m.${id} < ? ORDER BY m.${id}`
 }
 
 /** Settings for a scratch file built in one go: no fsync, a larger page cache for FTS merges. */
@@ -31,6 +68,10 @@ export interface IndexShardInput {
   /** The cleaned database (a path, or `s3://bucket/key`: downloaded first, checked) and its table. */
   source: string
   table: string
+  /** The id column the range is on (default `id`). */
+  idColumn?: string
+  /** The index's fields (default: the media index's, `MEDIA_FIELDS`). */
+  fields?: IndexFields
   /** The half-open id range [lo, hi). */
   lo: number
   hi: number
@@ -119,13 +160,15 @@ async function buildShard(
     db.prepare('ATTACH DATABASE ? AS src').run(source)
     const total = (
       db
-        .prepare(`SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE id >= ? AND id < ?`)
+        .prepare(
+          `SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE ${identifier(input.idColumn ?? 'id')} >= ? AND ${identifier(input.idColumn ?? 'id')} < ?`,
+        )
         .get(input.lo, input.hi) as { n: number }
     ).n
     report.progress(0, total)
-    db.exec(FTS_TABLE_SQL)
+    db.exec(ftsTableSql(input.fields ?? MEDIA_FIELDS))
     db.exec('CREATE TABLE shard_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID')
-    const fill = db.prepare(fillSql(input.table))
+    const fill = db.prepare(fillSql(input.table, input.fields ?? MEDIA_FIELDS, input.idColumn ?? 'id'))
     const meta = db.prepare('INSERT INTO shard_meta (key, value) VALUES (?, ?)')
     const step = Math.max(1, Math.ceil((input.hi - input.lo) / 20))
     let done = 0
