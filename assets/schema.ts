@@ -3,7 +3,6 @@
  * rather than from a constant: its columns, their declared types and its id column. `copy`,
  * `clean` and `reindex` check the columns named in their options against it.
  */
-import type Database from 'better-sqlite3'
 import { ConfigError } from '../core/errors.js'
 import { identifier } from '../search/index-shard.js'
 
@@ -21,8 +20,13 @@ export interface TableSchema {
   columns: ColumnInfo[]
 }
 
+/** What `tableSchema` needs of a database (a better-sqlite3 one): kept structural, so the public types do not name the driver. */
+export interface SqliteDatabase {
+  prepare(sql: string): { all(...params: unknown[]): unknown[] }
+}
+
 /** The columns of `table` in the database `db` (`schema` for an attached one), or undefined when there is no such table. */
-export function tableSchema(db: Database.Database, table: string, schema = 'main'): TableSchema | undefined {
+export function tableSchema(db: SqliteDatabase, table: string, schema = 'main'): TableSchema | undefined {
   const rows = db.prepare(`PRAGMA ${identifier(schema)}.table_info(${identifier(table)})`).all() as Array<{
     name: string
     type: string
