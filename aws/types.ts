@@ -1,3 +1,5 @@
+import type { AwsCallOptions } from './service.js'
+
 /**
  * The AWS shapes of refresh's public options, declared here rather than imported from the AWS SDK:
  * the SDK clients are optional peer dependencies, and refresh's types must compile in a project
@@ -39,4 +41,19 @@ export interface EcsNetworkConfiguration {
         assignPublicIp?: 'ENABLED' | 'DISABLED' | undefined
       }
     | undefined
+}
+
+/** Where and how refresh's ECS tasks are placed: what the reindex runner and the run launcher share. */
+export interface EcsPlacementOptions extends AwsCallOptions {
+  /** The cluster the tasks start on (a name or ARN). */
+  cluster: string
+  /** `FARGATE`, `EC2` or `EXTERNAL`; leave out to use `capacityProviderStrategy` or the cluster default. */
+  launchType?: EcsLaunchType
+  capacityProviderStrategy?: EcsCapacityProviderStrategyItem[]
+  /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
+  networkConfiguration?: EcsNetworkConfiguration
+  /** RunTask placements tried when ECS answers with capacity or agent failures (default 6). */
+  placementAttempts?: number
+  /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
+  client?: AwsSdkClient
 }

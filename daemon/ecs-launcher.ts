@@ -14,13 +14,8 @@
 import { createHash } from 'node:crypto'
 import type { RunTaskCommandInput, Task } from '@aws-sdk/client-ecs'
 import { EcsApi, isPlacementRetriable, type PinnedTaskDefinition, shortArn } from '../aws/ecs.js'
-import { type AwsCallOptions, backoff, TAG } from '../aws/service.js'
-import type {
-  AwsSdkClient,
-  EcsCapacityProviderStrategyItem,
-  EcsLaunchType,
-  EcsNetworkConfiguration,
-} from '../aws/types.js'
+import { backoff, TAG } from '../aws/service.js'
+import type { EcsLaunchType, EcsPlacementOptions } from '../aws/types.js'
 import { sleep } from '../core/async.js'
 import { ConfigError } from '../core/errors.js'
 import type { LaunchExit, LaunchedRun, LaunchRequest, RunLauncher } from '../core/launcher.js'
@@ -30,9 +25,7 @@ import { DESCRIBE_BATCH } from '../runners/remote.js'
 const WHERE = 'ecsRunLauncher({...})'
 const LAUNCH_TYPES: readonly EcsLaunchType[] = ['EC2', 'EXTERNAL', 'FARGATE', 'MANAGED_INSTANCES']
 
-export interface EcsRunLauncherOptions extends AwsCallOptions {
-  /** The cluster the run tasks start on (a name or ARN). */
-  cluster: string
+export interface EcsRunLauncherOptions extends EcsPlacementOptions {
   /**
    * A family (`refresh-run`), `family:revision` or an ARN: resolved once, on the daemon's first
    * launch, to a pinned revision that every run it launches uses (a new revision is taken up when
@@ -41,11 +34,6 @@ export interface EcsRunLauncherOptions extends AwsCallOptions {
   taskDefinition: string
   /** The container in the task definition that runs refresh (default `refresh`). */
   container?: string
-  /** `FARGATE`, `EC2` or `EXTERNAL`; leave out to use `capacityProviderStrategy` or the cluster default. */
-  launchType?: EcsLaunchType
-  capacityProviderStrategy?: EcsCapacityProviderStrategyItem[]
-  /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
-  networkConfiguration?: EcsNetworkConfiguration
   /**
    * Plain (non-secret) environment for the container. Secrets, the store location first of all,
    * belong in the task definition's `secrets`, never here: overrides are visible to anyone who can
@@ -59,10 +47,6 @@ export interface EcsRunLauncherOptions extends AwsCallOptions {
   command?: (runId: string, environment: string | undefined) => string[]
   /** How often launched tasks are described, all of them in one call per 100 (default 5000 ms). */
   pollIntervalMs?: number
-  /** RunTask placements tried per run when ECS answers with capacity or agent failures (default 6). */
-  placementAttempts?: number
-  /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
-  client?: AwsSdkClient
 }
 
 /**

@@ -13,13 +13,8 @@
 
 import type { Task } from '@aws-sdk/client-ecs'
 import { EcsApi, isPlacementRetriable, type PinnedTaskDefinition, shortArn } from '../aws/ecs.js'
-import { AwsCallError, type AwsCallOptions, backoff, TAG } from '../aws/service.js'
-import type {
-  AwsSdkClient,
-  EcsCapacityProviderStrategyItem,
-  EcsLaunchType,
-  EcsNetworkConfiguration,
-} from '../aws/types.js'
+import { AwsCallError, backoff, TAG } from '../aws/service.js'
+import type { EcsPlacementOptions } from '../aws/types.js'
 import { sleep } from '../core/async.js'
 import { ConfigError } from '../core/errors.js'
 import {
@@ -34,8 +29,7 @@ import { type StatusChannel, type StatusOptions, statusChannel } from './status.
 import type { Runner, WorkListener, WorkUnit } from './types.js'
 import type { WorkerStatus } from './worker.js'
 
-export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteRunnerOptions {
-  cluster: string
+export interface EcsRunnerOptions extends EcsPlacementOptions, StatusOptions, RemoteRunnerOptions {
   /**
    * A family (`refresh-worker`), `family:revision` or an ARN. Resolved once per step (run and
    * asset) to a pinned revision, used for every unit and retry of that step: a new revision
@@ -44,11 +38,6 @@ export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteR
   taskDefinition: string
   /** The worker container's name in the task definition (default `worker`). */
   container?: string
-  /** `FARGATE`, `EC2` or `EXTERNAL`; leave out to use `capacityProviderStrategy` or the cluster default. */
-  launchType?: EcsLaunchType
-  capacityProviderStrategy?: EcsCapacityProviderStrategyItem[]
-  /** Subnets, security groups, public IP (required by `awsvpc` task definitions, so by Fargate). */
-  networkConfiguration?: EcsNetworkConfiguration
   /**
    * Plain (non-secret) environment for the worker container. Secrets belong in the task
    * definition's `secrets` (from Secrets Manager or SSM), never here: overrides are visible to
@@ -57,10 +46,6 @@ export interface EcsRunnerOptions extends AwsCallOptions, StatusOptions, RemoteR
   environment?: Record<string, string>
   /** The container command for a unit (default `[task, input-json, --status-file, path]`, after the image's ENTRYPOINT `refresh worker`). */
   command?: (unit: WorkUnit, statusFile: string) => string[]
-  /** RunTask placements tried per attempt when ECS answers with capacity or agent failures (default 6). */
-  placementAttempts?: number
-  /** An ECS client (tests pass a mocked one); default a new client with the standard credential chain. */
-  client?: AwsSdkClient
 }
 
 /** What the runner did, for benchmarks and `refresh show`. */
