@@ -18,8 +18,11 @@ const S = statements('requests', {
   // queued runs go in the order they were requested (runs.seq), across processes too
   guardInFlight: `SELECT id FROM runs WHERE guard = $1 AND status IN ('started', 'paused') ORDER BY seq`,
   guardQueued: `SELECT id FROM runs WHERE guard = $1 AND status = 'queued' ORDER BY seq LIMIT $2`,
-  holdInFlight: `SELECT h.run_id FROM run_holds h JOIN runs r ON r.id = h.run_id
-     WHERE h.hold = $1 AND r.status IN ('started', 'paused')`,
+  holdsOf: 'SELECT run_id, hold, hold_limit FROM run_holds WHERE run_id = ANY($1::text[])',
+  holdCounts: `SELECT h.hold AS key, count(*)::int AS n FROM run_holds h JOIN runs r ON r.id = h.run_id
+     WHERE h.hold = ANY($1::text[]) AND r.status IN ('started', 'paused') GROUP BY h.hold`,
+  guardCounts: `SELECT guard AS key, count(*)::int AS n FROM runs
+     WHERE guard = ANY($1::text[]) AND status IN ('started', 'paused') GROUP BY guard`,
   queuedRuns: `SELECT * FROM runs WHERE status = 'queued' ORDER BY seq LIMIT $1`,
   // the run's row, locked: a claim of it by another process is waited for (a moment: a launch
   // claim or a start), then the status is read again
@@ -110,35 +113,36 @@ export class RequestsSql {
   /** Queued runs, oldest first, with whether their guard and holds have a free slot now. */
   async queuedRuns(limit = 500): Promise<Array<RunRecord & { launchable: boolean }>> {
     const rows = (await this.db.rows(S.queuedRuns, [limit])).map(toRun)
+    if (rows.length === 0) return []
     if (await this.maintenance.gate()) return rows.map((run) => ({ ...run, launchable: false }))
-    const inFlight = new Map<string, number>()
-    const holdsFull = new Map<string, boolean>()
+    // a statement per kind of fact, whatever the number of queued runs (never one per run)
+    const holds = new Map<string, Array<{ hold: string; limit: number }>>()
+    for (const h of await this.db.rows<{ run_id: string; hold: string; hold_limit: number }>(S.holdsOf, [
+      rows.map((r) => r.id),
+    ])) {
+      holds.set(h.run_id, [...(holds.get(h.run_id) ?? []), { hold: h.hold, limit: h.hold_limit }])
+    }
+    const holdKeys = [...new Set([...holds.values()].flat().map((h) => h.hold))]
+    const holders = new Map(
+      holdKeys.length === 0
+        ? []
+        : (await this.db.rows<{ key: string; n: number }>(S.holdCounts, [holdKeys])).map((r) => [r.key, r.n]),
+    )
+    const guards = [...new Set(rows.flatMap((r) => (r.guard === null ? [] : [r.guard])))]
+    const inFlight = new Map(
+      guards.length === 0
+        ? []
+        : (await this.db.rows<{ key: string; n: number }>(S.guardCounts, [guards])).map((r) => [r.key, r.n]),
+    )
     const seenQueued = new Set<string>()
-    const out: Array<RunRecord & { launchable: boolean }> = []
-    for (const run of rows) {
-      let blocked = false
-      for (const hold of await this.runs.runHolds(run.id)) {
-        if (!holdsFull.has(hold.key)) {
-          const holders = await this.db.rows<{ run_id: string }>(S.holdInFlight, [hold.key])
-          holdsFull.set(hold.key, holders.length >= hold.limit)
-        }
-        if (holdsFull.get(hold.key)) blocked = true
-      }
-      if (blocked) {
-        out.push({ ...run, launchable: false })
-        continue
-      }
-      if (run.guard === null || run.guardLimit === null) {
-        out.push({ ...run, launchable: true })
-        continue
-      }
-      if (!inFlight.has(run.guard))
-        inFlight.set(run.guard, (await this.db.rows(S.guardInFlight, [run.guard])).length)
+    return rows.map((run) => {
+      if ((holds.get(run.id) ?? []).some((h) => (holders.get(h.hold) ?? 0) >= h.limit))
+        return { ...run, launchable: false }
+      if (run.guard === null || run.guardLimit === null) return { ...run, launchable: true }
       const first = !seenQueued.has(run.guard)
       seenQueued.add(run.guard)
-      out.push({ ...run, launchable: first && inFlight.get(run.guard)! < run.guardLimit })
-    }
-    return out
+      return { ...run, launchable: first && (inFlight.get(run.guard) ?? 0) < run.guardLimit }
+    })
   }
 
   /**
