@@ -288,6 +288,26 @@ export const HISTORY_TABLES = [
 
 export type HistoryTable = (typeof HISTORY_TABLES)[number]
 
+/**
+ * The order each history table is copied in (its key; the SQL is the same in both stores), runs
+ * in the order they were requested: `runsOrder` names that column (SQLite's rowid, Postgres' seq).
+ */
+export function historyOrder(runsOrder: string): Record<HistoryTable, string> {
+  return {
+    runs: runsOrder,
+    steps: 'run_id, plan_index',
+    attempts: 'run_id, step_key, attempt',
+    events: 'id',
+    materializations: 'id',
+    instigators: 'name',
+    ticks: 'id',
+    run_keys: 'origin, run_key',
+    run_holds: 'run_id, hold',
+    parked_requests: 'id',
+    settings: 'key',
+  }
+}
+
 /** Rows of one history table as the stores keep them (the same column names in every store). */
 export interface HistoryChunk {
   table: HistoryTable

@@ -1,23 +1,10 @@
 import type pg from 'pg'
 import { StoreError } from '../../errors.js'
-import { HISTORY_TABLES, type HistoryChunk, type HistoryTable } from '../types.js'
+import { HISTORY_TABLES, type HistoryChunk, type HistoryTable, historyOrder } from '../types.js'
 import { type Db, isConnectionError, translate } from './db.js'
 import { quoteIdent } from './migrations.js'
 
-/** Each history table in a stable order: runs in the order they were requested, the rest by key. */
-const ORDER: Record<HistoryTable, string> = {
-  runs: 'seq',
-  steps: 'run_id, plan_index',
-  attempts: 'run_id, step_key, attempt',
-  events: 'id',
-  materializations: 'id',
-  instigators: 'name',
-  ticks: 'id',
-  run_keys: 'origin, run_key',
-  run_holds: 'run_id, hold',
-  parked_requests: 'id',
-  settings: 'key',
-}
+const ORDER = historyOrder('seq')
 
 /** Tables whose `id` is handed out by a sequence: moved past the copied ids afterwards. */
 const SEQUENCED: readonly HistoryTable[] = ['events', 'materializations', 'ticks', 'parked_requests']

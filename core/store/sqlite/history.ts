@@ -1,21 +1,8 @@
 import type Database from 'better-sqlite3'
 import { StoreError } from '../../errors.js'
-import { HISTORY_TABLES, type HistoryChunk, type HistoryTable } from '../types.js'
+import { HISTORY_TABLES, type HistoryChunk, type HistoryTable, historyOrder } from '../types.js'
 
-/** Each history table in a stable order: runs in the order they were requested, the rest by key. */
-const ORDER: Record<HistoryTable, string> = {
-  runs: 'rowid',
-  steps: 'run_id, plan_index',
-  attempts: 'run_id, step_key, attempt',
-  events: 'id',
-  materializations: 'id',
-  instigators: 'name',
-  ticks: 'id',
-  run_keys: 'origin, run_key',
-  run_holds: 'run_id, hold',
-  parked_requests: 'id',
-  settings: 'key',
-}
+const ORDER = historyOrder('rowid')
 
 /** A store's history out and in (`refresh store copy`), table by table, ids kept. */
 export class HistorySql {
