@@ -28,11 +28,23 @@ export { type EbsSnapshotBackend, type EbsSnapshotsOptions, ebsSnapshots } from 
 export { type Ec2ReplicasOptions, ec2Replicas } from './assets/ec2-replicas.js'
 export { type BlockOptions, DEFAULT_DATA_DIR } from './assets/layout.js'
 export {
+  cleanPostgresTable,
+  type PostgresCleanOptions,
+  type PostgresCleanResult,
+} from './assets/postgres-clean.js'
+export {
   copyPostgresTable,
   type PostgresCopyOptions,
   type PostgresCopyProgress,
   type PostgresCopyResult,
 } from './assets/postgres-copy.js'
+export {
+  type PostgresCleanBlock,
+  type PostgresCopyBlock,
+  type PostgresSettings,
+  postgresSettings,
+  runTable,
+} from './assets/postgres-refresh.js'
 export {
   type PromoteTableOptions,
   promoteTable,

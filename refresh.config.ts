@@ -15,7 +15,9 @@ import {
   ec2Runner,
   ecsRunner,
   localProcessRunner,
+  postgresSettings,
   promote,
+  promoteTable,
   reindex,
   replicas,
   s3AliasStore,
@@ -70,6 +72,28 @@ export default defineConfig({
   // environment" in the README; `refresh doctor --env aws` checks them). Built only when chosen,
   // so a local run neither needs the variables nor loads the AWS SDK.
   environments: {
+    // `--env postgres`: the refresh on the user's own databases, as Openverse does it. The
+    // upstream table ($REFRESH_UPSTREAM_TABLE, default media) is streamed from $REFRESH_UPSTREAM_URL
+    // into a new table of the API database ($REFRESH_API_URL), cleaned there in SQL, indexed by
+    // workers that each read their id range from it, and swapped in under the same name once the
+    // index is promoted (`refresh promote --rollback` undoes both). Columns are introspected: a
+    // media table keeps the media rules and index; another table gets its text columns trimmed
+    // and searched (write your own config to choose `rules`, `searchable`, `stored`).
+    postgres: () => {
+      const pg = postgresSettings()
+      return {
+        assets: [
+          copy({ table: pg.table, postgres: { from: pg.upstreamUrl, to: pg.apiUrl } }), // resumable
+          clean({ postgres: { url: pg.apiUrl } }),
+          reindex({ shards: 4, runner: localProcessRunner(), postgres: true, retry: { maxAttempts: 1 } }),
+          snapshot({ retry: { maxAttempts: 2, delayMs: 1000 } }),
+          replicas(),
+          promote({ retry: { maxAttempts: 1 } }),
+          // after the index: the table swapped in under the live name, the previous kept for rollback
+          promoteTable({ table: pg.table, url: pg.apiUrl, upstream: 'clean', after: ['promote'] }),
+        ],
+      }
+    },
     aws: () => {
       const aws = awsSettings()
       const s3 = `s3://${aws.bucket}/${aws.prefix}`

@@ -12,6 +12,7 @@ import {
   resolveDataDir,
   upstreamField,
 } from './layout.js'
+import { cleanInPostgres, type PostgresCleanBlock } from './postgres-refresh.js'
 import { columnDefinitions, configError, requireColumns, tableSchema } from './schema.js'
 import { MAX_ROWID, type SliceOptions } from './slices.js'
 
@@ -176,7 +177,7 @@ export function mediaRules(config: CleanRules): CleanRule[] {
 }
 
 /** The media refresh's counts under their names of old, from its rules' counts. */
-function mediaCounts(input: number, rules: readonly RuleCount[]): Record<string, number> {
+export function mediaCounts(input: number, rules: readonly RuleCount[]): Record<string, number> {
   const r = (name: string) => rules.find((x) => x.name === name)
   return {
     input,
@@ -632,6 +633,12 @@ export interface CleanOptions extends BlockOptions {
    * With `rules`, those run config fields are not used.
    */
   rules?: CleanRule[]
+  /**
+   * Clean inside the API database of a Postgres refresh, in SQL, instead of a working file: the
+   * table `copy({ postgres })` made is cleaned into the table `promoteTable` promotes (see
+   * assets/postgres-clean.ts). `true` takes the database from `$REFRESH_API_URL`.
+   */
+  postgres?: PostgresCleanBlock | true
 }
 
 /**
@@ -639,6 +646,8 @@ export interface CleanOptions extends BlockOptions {
  * (fix URLs, drop rows that cannot be served, filter and dedupe tags, normalize titles).
  */
 export function clean(options: CleanOptions = {}): AssetDefinition {
+  if (options.postgres)
+    return cleanInPostgres(options, options.postgres === true ? {} : options.postgres, cleanConfig)
   const dataDir = resolveDataDir(options.dataDir)
   const from = options.upstream ?? 'copy'
   // checked when the asset is declared: a bad rule fails `refresh validate`, not a run

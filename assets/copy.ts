@@ -20,6 +20,7 @@ import {
   tempPath,
   upstreamField,
 } from './layout.js'
+import { copyFromPostgres, type PostgresCopyBlock } from './postgres-refresh.js'
 import { columnDefinitions, configError, idColumnOf, requireColumns, tableSchema } from './schema.js'
 import { MAX_ROWID, type SliceOptions } from './slices.js'
 
@@ -47,6 +48,12 @@ export interface CopyOptions extends BlockOptions {
    * reindex worker per range); default: the table's INTEGER PRIMARY KEY, else `id`.
    */
   idColumn?: string
+  /**
+   * Copy from an upstream Postgres database into a new table of the API database (named for the
+   * run), streamed with COPY in id ranges, resumable (see assets/postgres-copy.ts), instead of
+   * into a working file. `true` takes the databases from `$REFRESH_UPSTREAM_URL` and `$REFRESH_API_URL`.
+   */
+  postgres?: PostgresCopyBlock | true
 }
 
 /** What `copy` takes from the config to choose the table and its columns (validated when the asset is declared). */
@@ -192,6 +199,9 @@ export async function copyRows(
 export function copy(options: CopyOptions = {}): AssetDefinition {
   const schema = parseOptions(copyOptionsSchema, options, 'copy')
   if (options.source !== undefined) return copyFromS3(options, options.source)
+  if (options.postgres) {
+    return copyFromPostgres({ ...options, ...schema }, options.postgres === true ? {} : options.postgres)
+  }
   const dataDir = resolveDataDir(options.dataDir)
   const paths = layout(dataDir)
   const from = options.upstream ?? 'catalog'

@@ -23,16 +23,26 @@
  * statement: they are integers this code computed (bigint), never text from the user.
  */
 import { pipeline } from 'node:stream/promises'
-import type pg from 'pg'
 import { CanceledError, ConfigError, didYouMean, isRefreshError, NonRetriableError } from '../core/errors.js'
 import { importPeer } from '../core/peers.js'
+import {
+  checkIdentifier,
+  connectUserDatabase,
+  INTEGER_TYPES,
+  loadPg,
+  type PgColumn,
+  qualified as q,
+  quoteIdent,
+  scrubError as scrub,
+  scrubbedError as scrubbed,
+  tableColumns,
+  type UserDatabase,
+} from '../core/pg-client.js'
 import { redactLocation } from '../core/store/open.js'
-import { checkIdentifier, quoteIdent } from './postgres-table.js'
 
 const PROGRESS_SUFFIX = '_copy_progress'
 const MAX_NAME = 63
 const DONE_COMMENT = 'refresh: copy complete'
-const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint'])
 /** At most this many ranges in a plan (sparse ids with a small `batchRows` would make millions). */
 const MAX_RANGES = 100_000
 
@@ -81,18 +91,8 @@ export interface PostgresCopyResult {
   ms: number
 }
 
-interface Endpoint {
-  client: pg.Client
-  schema: string
-  url: string
-  display: string
-}
-
-interface Column {
-  name: string
-  type: string
-  notNull: boolean
-}
+type Endpoint = UserDatabase
+type Column = PgColumn
 
 interface Range {
   lo: bigint
@@ -122,14 +122,16 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
   const progressTable = `${into}${PROGRESS_SUFFIX}`
   options.signal?.throwIfAborted()
 
-  const [{ default: driver }, copyStreams] = await Promise.all([
-    importPeer('pg', `the copy of ${table}`, () => import('pg')),
+  const [driver, copyStreams] = await Promise.all([
+    loadPg(`the copy of ${table}`),
     importPeer('pg-copy-streams', `the copy of ${table}`, () => import('pg-copy-streams')),
   ])
-  const up = await connect(driver, options.from, 'upstream')
+  const connect = (url: string, role: string) =>
+    connectUserDatabase(url, role, { driver, applicationName: 'refresh postgres-copy' })
+  const up = await connect(options.from, 'upstream')
   let api: Endpoint | undefined
   try {
-    api = await connect(driver, options.to, 'API')
+    api = await connect(options.to, 'API')
     const source = await sourceColumns(up, table)
     const columns = pickColumns(source, options.columns, idColumn, up, table)
     const id = columns.find((c) => c.name === idColumn)!
@@ -215,72 +217,17 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
   }
 }
 
-// --- connections ---
-
-async function connect(driver: typeof pg, location: string, role: 'upstream' | 'API'): Promise<Endpoint> {
-  const display = redactLocation(location)
-  let url: URL
-  try {
-    url = new URL(location)
-  } catch {
-    throw new ConfigError(
-      `the ${role} database URL ${display} cannot be read; write it as postgres://USER:PASSWORD@HOST:5432/DATABASE.`,
-    )
-  }
-  const schema = checkIdentifier(url.searchParams.get('schema') ?? 'public', `the ${role} schema`)
-  url.searchParams.delete('schema')
-  const client = new driver.Client({
-    connectionString: url.toString(),
-    application_name: 'refresh postgres-copy',
-    connectionTimeoutMillis: 10_000,
-  })
-  client.on('error', () => {})
-  try {
-    await client.connect()
-  } catch (error) {
-    await client.end().catch(() => {})
-    throw new ConfigError(
-      `cannot connect to the ${role} database ${display}: ${scrub(error, location)}. ${connectFix(error)}`,
-    )
-  }
-  return { client, schema, url: location, display }
-}
-
-function connectFix(error: unknown): string {
-  const code = (error as { code?: unknown })?.code
-  if (code === '28P01' || code === '28000')
-    return "Check the URL's user and password (postgres://USER:PASSWORD@HOST:PORT/DATABASE)."
-  if (code === '3D000') return "Check the URL's database name (the path after the port)."
-  return "Check the URL's host and port, and that the server is running and reachable from here."
-}
-
 // --- the SQL ---
 
 async function sourceColumns(up: Endpoint, table: string): Promise<Column[]> {
-  const { rows } = await up.client.query<Column & { ord: number }>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS "notNull"
-       FROM pg_attribute a
-       JOIN pg_class c ON c.oid = a.attrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-        AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attnum`,
-    [up.schema, table],
+  const found = await tableColumns(up, table)
+  if (found.columns) return found.columns
+  throw new ConfigError(
+    `the upstream table ${up.schema}.${table} does not exist in ${up.display}.${didYouMean(
+      table,
+      found.tables,
+    )} Name an existing table with \`table\` (and its schema with the URL's ?schema=).`,
   )
-  if (rows.length === 0) {
-    const { rows: tables } = await up.client.query<{ name: string }>(
-      `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')`,
-      [up.schema],
-    )
-    throw new ConfigError(
-      `the upstream table ${up.schema}.${table} does not exist in ${up.display}.${didYouMean(
-        table,
-        tables.map((t) => t.name),
-      )} Name an existing table with \`table\` (and its schema with the URL's ?schema=).`,
-    )
-  }
-  return rows
 }
 
 function pickColumns(
@@ -398,33 +345,6 @@ async function count(api: Endpoint, into: string): Promise<number> {
   return Number(rows[0]?.n ?? 0)
 }
 
-function q(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`
-}
-
 function elapsed(started: number): number {
   return Math.round(performance.now() - started)
-}
-
-/** The driver's message with the URLs' passwords (and the URLs themselves) taken out. */
-function scrub(error: unknown, ...urls: string[]): string {
-  let message = error instanceof Error ? error.message : String(error)
-  for (const url of urls) {
-    try {
-      const password = decodeURIComponent(new URL(url).password)
-      if (password) message = message.replaceAll(password, '***')
-    } catch {
-      // an unreadable URL was reported already
-    }
-    message = message.replaceAll(url, redactLocation(url))
-  }
-  return message
-}
-
-/** A driver's error as a cause that is safe to keep (its message scrubbed, its code kept). */
-function scrubbed(error: unknown, ...urls: string[]): Error {
-  const copy = new Error(scrub(error, ...urls))
-  const code = (error as { code?: unknown })?.code
-  if (typeof code === 'string') Object.assign(copy, { code })
-  return copy
 }

@@ -25,12 +25,17 @@ import { z } from 'zod/v4'
 import { type AssetDefinition, asset } from '../core/definitions.js'
 import { ConfigError, isRefreshError, NonRetriableError, RefreshError } from '../core/errors.js'
 import { newRunId } from '../core/ids.js'
-import { importPeer } from '../core/peers.js'
+import {
+  checkIdentifier,
+  connectUserDatabase,
+  quoteIdent,
+  scrubbedError,
+  scrubError,
+} from '../core/pg-client.js'
 import { redactLocation } from '../core/store/open.js'
 import { attachParts } from './backends.js'
 import type { BlockOptions } from './layout.js'
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const MAX_NAME = 63
 const PRIVILEGES = new Set([
   'SELECT',
@@ -44,20 +49,7 @@ const PRIVILEGES = new Set([
 ])
 const LOCK_NOT_AVAILABLE = '55P03'
 
-/** A plain identifier (letters, digits, `_`), checked, or a `ConfigError` naming what it is. */
-export function checkIdentifier(name: string, what: string): string {
-  if (!IDENTIFIER.test(name)) {
-    throw new ConfigError(
-      `${what} ${JSON.stringify(name)} is not a plain Postgres name; use letters, digits and underscores (at most 63, not starting with a digit).`,
-    )
-  }
-  return name
-}
-
-/** An identifier quoted for SQL (any name read from the catalog, or one checked by `checkIdentifier`). */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`
-}
+export { checkIdentifier, quoteIdent } from '../core/pg-client.js'
 
 export interface TableTarget {
   /** The API database: a `postgres://` URL (`?schema=` names the schema; default `public`). */
@@ -227,6 +219,11 @@ export interface PromoteTableOptions extends Omit<BlockOptions, 'dataDir'> {
   keep?: number
   /** How long the swap waits for its lock before it retries (default 200 ms): the longest a reader queues behind it. */
   lockTimeoutMs?: number
+  /**
+   * Assets that must materialize first besides `upstream` (e.g. `['promote']`, so that the table
+   * is swapped in once the index built from it is promoted, never before its reindex has read it).
+   */
+  after?: string[]
 }
 
 /** The part of a table promotion the CLI uses: `refresh promote --rollback` and the list of versions. */
@@ -265,7 +262,10 @@ export function promoteTable(options: PromoteTableOptions = {}): AssetDefinition
   })
   const definition = asset({
     key: options.key ?? 'promote-table',
-    deps: options.source !== undefined && options.upstream === undefined ? [] : [from],
+    deps: [
+      ...(options.source !== undefined && options.upstream === undefined ? [] : [from]),
+      ...(options.after ?? []).filter((d) => d !== from),
+    ],
     group: options.group ?? 'refresh',
     tags: { block: 'promote-table', table },
     retry: options.retry ?? { maxAttempts: 1 },
@@ -337,57 +337,22 @@ async function withClient<T>(
   target: TableTarget,
   fn: (client: pg.Client, schema: string, live: string) => Promise<T>,
 ): Promise<T> {
-  const display = redactLocation(target.url)
-  let url: URL
-  try {
-    url = new URL(target.url)
-  } catch {
-    throw new ConfigError(
-      `the database URL ${display} cannot be read; write it as postgres://USER:PASSWORD@HOST:5432/DATABASE.`,
-    )
-  }
-  const schema = checkIdentifier(target.schema ?? url.searchParams.get('schema') ?? 'public', 'the schema')
-  url.searchParams.delete('schema')
   const live = checkIdentifier(target.table, 'the live table')
-  const { default: driver } = await importPeer(
-    'pg',
-    `the table promotion of ${live} in ${display}`,
-    () => import('pg'),
-  )
-  const client = new driver.Client({
-    connectionString: url.toString(),
-    application_name: 'refresh promote-table',
+  const db = await connectUserDatabase(target.url, 'API', {
+    applicationName: 'refresh promote-table',
+    ...(target.schema === undefined ? {} : { schema: target.schema }),
   })
-  client.on('error', () => {})
   try {
-    await client.connect()
-  } catch (error) {
-    await client.end().catch(() => {})
-    throw new NonRetriableError(`cannot connect to ${display}: ${scrub(error, target.url)}`)
-  }
-  try {
-    return await fn(client, schema, live)
+    return await fn(db.client, db.schema, live)
   } catch (error) {
     if (isRefreshError(error)) throw error
     throw new NonRetriableError(
-      `the table promotion of ${schema}.${live} in ${display} failed, and the live table is as it was: ${scrub(error, target.url)}`,
-      { cause: error },
+      `the table promotion of ${db.schema}.${live} in ${db.display} failed, and the live table is as it was: ${scrubError(error, target.url)}`,
+      { cause: scrubbedError(error, target.url) },
     )
   } finally {
-    await client.end().catch(() => {})
+    await db.client.end().catch(() => {})
   }
-}
-
-/** The driver's message with the URL's password taken out, should it appear. */
-function scrub(error: unknown, url: string): string {
-  let message = error instanceof Error ? error.message : String(error)
-  try {
-    const password = decodeURIComponent(new URL(url).password)
-    if (password) message = message.replaceAll(password, '***')
-  } catch {
-    // an unreadable URL was reported already
-  }
-  return message.replaceAll(url, redactLocation(url))
 }
 
 function q(schema: string, name: string): string {

@@ -57,6 +57,16 @@ export interface ReindexOptions extends BlockOptions {
   searchable?: SearchableField[]
   /** The fields stored in the index (returned with hits, not searched). Default with `searchable`: none. */
   stored?: string[]
+  /**
+   * A Postgres refresh: each worker reads its id range straight from the cleaned table in the API
+   * database (the `table` of `clean({ postgres })`'s metadata) instead of a file. `env` names the
+   * environment variable that holds the database's URL (default `REFRESH_API_URL`), in the
+   * orchestrator and in every worker: local workers inherit it; for ECS or EC2 workers set it in
+   * the task definition or launch template (as a secret), never in the step's input. Without
+   * `searchable`, a media table gets the media index and another table an index of its text
+   * columns (the other columns stored).
+   */
+  postgres?: { env?: string } | true
 }
 
 const plain = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain column name')
@@ -101,9 +111,19 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
   const chosen = parseOptions(reindexOptionsSchema, options, 'reindex')
   if (chosen.stored && !chosen.searchable)
     throw configError('reindex(...): `stored` needs `searchable` too (the fields the index searches).')
-  const fields: IndexFields = chosen.searchable
+  const chosenFields: IndexFields | undefined = chosen.searchable
     ? { searchable: chosen.searchable, stored: chosen.stored ?? [] }
-    : MEDIA_FIELDS
+    : undefined
+  const postgresEnv =
+    options.postgres === undefined
+      ? undefined
+      : options.postgres === true
+        ? 'REFRESH_API_URL'
+        : (options.postgres.env ?? 'REFRESH_API_URL')
+  if (postgresEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(postgresEnv))
+    throw configError(
+      `reindex({ postgres: { env } }): ${JSON.stringify(postgresEnv)} is not an environment variable name.`,
+    )
   // checked when the asset is declared: a typo fails `refresh validate`, not a run
   const transfer =
     options.transfer === undefined ? undefined : s3Location(options.transfer, 'reindex({ transfer })')
@@ -121,12 +141,23 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       options.runner?.recover ? (runIds) => options.runner!.recover!(runIds) : undefined,
     ),
     async materialize(ctx) {
-      const source = upstreamField(ctx, from, 'file', isString)
       const table = upstreamField(ctx, from, 'table', isString)
       const rows = upstreamField(ctx, from, 'rows', isNumber)
       const upId = ctx.upstream[from]?.idColumn
       const idColumn = typeof upId === 'string' ? upId : 'id'
-      checkFields(source, table, fields, idColumn)
+      // a Postgres refresh: the workers read the API database; nothing goes up to S3 but the shards
+      let source: string
+      let database: IndexShardInput['database']
+      let fields = chosenFields
+      if (postgresEnv !== undefined) {
+        database = { env: postgresEnv }
+        source = `postgres:$${postgresEnv}`
+        fields = await postgresFields(postgresEnv, table, chosenFields, idColumn)
+      } else {
+        source = upstreamField(ctx, from, 'file', isString)
+        fields ??= MEDIA_FIELDS
+        checkFields(source, table, fields, idColumn)
+      }
       const minId = (ctx.upstream[from]?.minId as number | null | undefined) ?? 1
       const maxId = (ctx.upstream[from]?.maxId as number | null | undefined) ?? 0
       const { shards, failShard, failMode, failAttempts } = ctx.config
@@ -145,7 +176,12 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
       let runner = defaultRunner
       // stops the uploads still going when the step ends early (a range failed, a cancel)
       const uploadsDone = new AbortController()
-      if (transfer) {
+      if (transfer && database) {
+        const { S3Store } = await import('../aws/s3.js')
+        s3 = new S3Store({ where: 'reindex({ transfer })' })
+        const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
+        remote = { base, sources: [], uploads: { urls: [], ready: [], done: Promise.resolve() } }
+      } else if (transfer) {
         const { S3Store } = await import('../aws/s3.js')
         s3 = new S3Store({ where: 'reindex({ transfer })' })
         const base = `${transfer.prefix}runs/${ctx.runId}/${ctx.key}/`
@@ -188,6 +224,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
           table,
           idColumn,
           fields,
+          ...(database ? { database } : {}),
           lo,
           hi,
           output: shardOutput(shard),
@@ -257,6 +294,7 @@ export function reindex(options: ReindexOptions = {}): AssetDefinition {
         return {
           index: name,
           dir: final,
+          ...(database ? { table } : {}),
           documents,
           shards,
           bytes,
@@ -498,5 +536,68 @@ function afterInputs(runner: Runner, ready: (unit: WorkUnit) => Promise<void>): 
         },
       }
     },
+  }
+}
+
+const MEDIA_SHAPE = ['title', 'creator', 'tags', 'url', 'license', 'provider', 'identifier']
+const TEXT = /^(text|character varying|character|citext)\b/
+
+/**
+ * The index's fields for a table of the API database, checked against its columns: the chosen
+ * ones, else the media index for a media table, else its text columns searchable and the other
+ * columns (but the id) stored. A column the config names that the table lacks is a `ConfigError`.
+ */
+async function postgresFields(
+  env: string,
+  table: string,
+  chosen: IndexFields | undefined,
+  idColumn: string,
+): Promise<IndexFields> {
+  const url = process.env[env]
+  if (!url) {
+    throw configError(
+      `reindex({ postgres }): ${env} is not set; set it to the API database's postgres:// URL (in the workers' environment too).`,
+    )
+  }
+  const { connectUserDatabase, tableColumns } = await import('../core/pg-client.js')
+  const db = await connectUserDatabase(url, 'API', { applicationName: 'refresh reindex' })
+  try {
+    const found = await tableColumns(db, table)
+    if (!found.columns) {
+      throw configError(
+        `reindex: the cleaned table ${db.schema}.${table} is not in ${db.display}; run \`refresh run +reindex\` so that clean makes it.`,
+      )
+    }
+    const schema = {
+      table,
+      columns: found.columns.map((c) => ({ name: c.name, type: c.type, notNull: c.notNull, pk: 0 })),
+    }
+    const has = (name: string) => found.columns.some((c) => c.name === name)
+    const fields =
+      chosen ??
+      (MEDIA_SHAPE.every(has)
+        ? MEDIA_FIELDS
+        : {
+            searchable: found.columns
+              .filter((c) => c.name !== idColumn && TEXT.test(c.type))
+              .map((c) => c.name),
+            stored: found.columns.filter((c) => c.name !== idColumn && !TEXT.test(c.type)).map((c) => c.name),
+          })
+    if (fields.searchable.length === 0) {
+      throw configError(
+        `reindex: table ${db.schema}.${table} has no text column to search; name the columns with \`searchable\`.`,
+      )
+    }
+    requireColumns(schema, [idColumn], 'reindex', 'idColumn (from copy)')
+    requireColumns(
+      schema,
+      fieldColumns({ searchable: fields.searchable, stored: [] }),
+      'reindex',
+      'searchable',
+    )
+    requireColumns(schema, fields.stored, 'reindex', 'stored')
+    return fields
+  } finally {
+    await db.client.end().catch(() => {})
   }
 }

@@ -80,6 +80,12 @@ export interface IndexShardInput {
   shard: number
   /** Fault injection for tests and drills: make this attempt crash (SIGKILL) or exit non-zero. */
   fail?: 'crash' | 'exit' | null
+  /**
+   * Read the range from a Postgres table (`table`, in the URL's `?schema=`) instead of `source`:
+   * `env` names the environment variable that holds the database's URL (the URL itself never
+   * travels in the input).
+   */
+  database?: { env: string } | undefined
 }
 
 export interface TaskReporter {
@@ -100,7 +106,7 @@ export interface TaskReporter {
  */
 export async function indexShard(input: IndexShardInput, report: TaskReporter): Promise<JsonObject> {
   const started = performance.now()
-  const remoteSource = input.source.startsWith('s3://')
+  const remoteSource = !input.database && input.source.startsWith('s3://')
   const remoteOutput = input.output.startsWith('s3://')
   if (!remoteSource && !remoteOutput) {
     const built = await buildShard(input, input.source, input.output, report)
@@ -144,7 +150,7 @@ async function buildShard(
 ): Promise<JsonObject> {
   // ATTACH creates a database that does not exist: a missing source would leave an empty file
   // behind (and an empty shard); it is refused before anything is written
-  if (!existsSync(source)) {
+  if (!input.database && !existsSync(source)) {
     throw new Error(
       `the source database ${source} does not exist; pass the cleaned database the \`clean\` step wrote (its metadata's \`file\`).`,
     )
@@ -154,28 +160,40 @@ async function buildShard(
   rmSync(building, { force: true })
   rmSync(`${building}-journal`, { force: true })
   let built = false
+  let pg: import('./postgres-source.js').PostgresRange | undefined
   const db = new Database(building)
   try {
     for (const pragma of BUILD_PRAGMAS) db.pragma(pragma)
-    db.prepare('ATTACH DATABASE ? AS src').run(source)
-    const total = (
-      db
-        .prepare(
-          `SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE ${identifier(input.idColumn ?? 'id')} >= ? AND ${identifier(input.idColumn ?? 'id')} < ?`,
-        )
-        .get(input.lo, input.hi) as { n: number }
-    ).n
+    let total: number
+    let fill: { run(lo: number, hi: number): { changes: number } | Promise<{ changes: number }> }
+    if (input.database) {
+      const { postgresRange } = await import('./postgres-source.js')
+      const range = await postgresRange(input, db)
+      pg = range
+      total = await range.count()
+      db.exec(ftsTableSql(input.fields ?? MEDIA_FIELDS))
+      fill = range
+    } else {
+      db.prepare('ATTACH DATABASE ? AS src').run(source)
+      total = (
+        db
+          .prepare(
+            `SELECT count(*) AS n FROM src.${identifier(input.table)} WHERE ${identifier(input.idColumn ?? 'id')} >= ? AND ${identifier(input.idColumn ?? 'id')} < ?`,
+          )
+          .get(input.lo, input.hi) as { n: number }
+      ).n
+      db.exec(ftsTableSql(input.fields ?? MEDIA_FIELDS))
+      fill = db.prepare(fillSql(input.table, input.fields ?? MEDIA_FIELDS, input.idColumn ?? 'id'))
+    }
     report.progress(0, total)
-    db.exec(ftsTableSql(input.fields ?? MEDIA_FIELDS))
     db.exec('CREATE TABLE shard_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID')
-    const fill = db.prepare(fillSql(input.table, input.fields ?? MEDIA_FIELDS, input.idColumn ?? 'id'))
     const meta = db.prepare('INSERT INTO shard_meta (key, value) VALUES (?, ?)')
     const step = Math.max(1, Math.ceil((input.hi - input.lo) / 20))
     let done = 0
     db.exec('BEGIN')
     try {
       for (let lo = input.lo; lo < input.hi; lo += step) {
-        done += fill.run(lo, Math.min(input.hi, lo + step)).changes
+        done += (await fill.run(lo, Math.min(input.hi, lo + step))).changes
         report.progress(done, total)
         if (input.fail && lo + step >= input.lo + (input.hi - input.lo) / 2) fail(input.fail)
         await yieldToLoop()
@@ -194,7 +212,7 @@ async function buildShard(
       if (db.inTransaction) db.exec('ROLLBACK')
       throw error
     }
-    db.exec('DETACH DATABASE src')
+    if (!input.database) db.exec('DETACH DATABASE src')
     // the commit takes a while: a parent that died meanwhile gets no shard
     report.signal?.throwIfAborted()
     built = true
@@ -204,6 +222,7 @@ async function buildShard(
       maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     }
   } finally {
+    await pg?.close()
     db.close()
     if (built) renameSync(building, output)
     else rmSync(building, { force: true })

@@ -52,29 +52,42 @@ export function registerPromote(program: Command, ctx: CliContext): void {
       const { dataDir, alias: store, fleet } = await findBlocks(options, ctx.io.cwd, found.config)
       const alias = store ?? fileAliasStore(layout(dataDir).alias)
       const { io } = ctx
+      // a config that promotes a table with its index (the postgres environment): both, together
+      const withTable = found.table && !options.table ? found.table : undefined
       if (options.rollback) {
         const r = await rollbackPromotion(dataDir, {
           alias,
           fleet,
           log: (m) => io.err(m),
         })
+        const table = withTable ? await tableOutcome(withTable, options, io) : undefined
         if (options.json) {
-          io.out(JSON.stringify({ rolledBack: true, from: r.from, to: r.to, replicas: r.replicas }))
-          ctx.code = EXIT.ok
-          return
+          io.out(
+            JSON.stringify({
+              rolledBack: true,
+              from: r.from,
+              to: r.to,
+              replicas: r.replicas,
+              ...(table ? { table: table.json } : {}),
+            }),
+          )
+        } else {
+          io.out(`rolled back: current -> ${r.to.index} (snapshot ${r.to.snapshot}), was ${r.from.index}`)
+          if (r.replicas.length) io.out(`replicas now serving ${r.to.snapshot}: ${r.replicas.join(', ')}`)
+          for (const line of table?.lines ?? []) io.out(line)
         }
-        io.out(`rolled back: current -> ${r.to.index} (snapshot ${r.to.snapshot}), was ${r.from.index}`)
-        if (r.replicas.length) io.out(`replicas now serving ${r.to.snapshot}: ${r.replicas.join(', ')}`)
         ctx.code = EXIT.ok
         return
       }
       const current = await alias.read()
+      const table = withTable ? await tableOutcome(withTable, options, io) : undefined
       if (options.json) {
         io.out(
           JSON.stringify({
             where: alias.where,
             current: current?.current ?? null,
             previous: current?.previous ?? [],
+            ...(table ? { table: table.json } : {}),
           }),
         )
         ctx.code = EXIT.ok
@@ -83,48 +96,48 @@ export function registerPromote(program: Command, ctx: CliContext): void {
       if (!current) {
         // nothing to show is not a failed run: an empty answer, as `refresh runs` gives before any run
         io.out(`nothing promoted yet in ${alias.where}; run \`refresh run\`.`)
-        ctx.code = EXIT.ok
-        return
+      } else {
+        io.out(
+          `current:  ${current.current.index} (snapshot ${current.current.snapshot}, promoted ${current.current.promotedAt})`,
+        )
+        for (const p of current.previous)
+          io.out(`previous: ${p.index} (snapshot ${p.snapshot}, promoted ${p.promotedAt})`)
       }
-      io.out(
-        `current:  ${current.current.index} (snapshot ${current.current.snapshot}, promoted ${current.current.promotedAt})`,
-      )
-      for (const p of current.previous)
-        io.out(`previous: ${p.index} (snapshot ${p.snapshot}, promoted ${p.promotedAt})`)
+      for (const line of table?.lines ?? []) io.out(line)
       ctx.code = EXIT.ok
     })
 }
 
 /** `refresh promote [--rollback]` for a table promotion: the kept versions, or the previous one swapped back. */
 async function tableCommand(table: TablePromotion, options: PromoteOptions, ctx: CliContext): Promise<void> {
-  const { io } = ctx
+  const outcome = await tableOutcome(table, options, ctx.io)
+  if (options.json) ctx.io.out(JSON.stringify(outcome.json))
+  else for (const line of outcome.lines) ctx.io.out(line)
+  ctx.code = EXIT.ok
+}
+
+/** A table promotion's versions, or its rollback, as JSON and as lines of text. */
+async function tableOutcome(
+  table: TablePromotion,
+  options: PromoteOptions,
+  io: CliContext['io'],
+): Promise<{ json: Record<string, unknown>; lines: string[] }> {
   if (options.rollback) {
     const r = await table.rollback((m) => io.err(m))
-    if (options.json) {
-      io.out(
-        JSON.stringify({
-          rolledBack: true,
-          table: r.table,
-          restored: r.restored,
-          from: r.rolledBack,
-          ms: r.ms,
-        }),
-      )
-    } else {
-      io.out(
+    return {
+      json: { rolledBack: true, table: r.table, restored: r.restored, from: r.rolledBack, ms: r.ms },
+      lines: [
         `rolled back: ${r.table} is ${r.restored} again (${r.ms} ms); the table rolled back from is kept as ${r.rolledBack}`,
-      )
+      ],
     }
-    ctx.code = EXIT.ok
-    return
   }
   const versions = await table.versions()
-  if (options.json) {
-    io.out(JSON.stringify({ where: table.where, previous: versions }))
-  } else {
-    io.out(`table: ${table.where}`)
-    for (const v of versions) io.out(`previous: ${v}`)
-    if (versions.length === 0) io.out('no previous version kept')
+  return {
+    json: { where: table.where, previous: versions },
+    lines: [
+      `table: ${table.where}`,
+      ...versions.map((v) => `previous: ${v}`),
+      ...(versions.length === 0 ? ['no previous version kept'] : []),
+    ],
   }
-  ctx.code = EXIT.ok
 }
