@@ -2,21 +2,16 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { RefreshError } from '../core/errors.js'
+import { type HitFields, type SearchHit, searchShard } from '../search/docs.js'
 import { layout } from './layout.js'
 import { type Manifest, readAlias, readManifest, readReplica, replicaNames } from './state.js'
 
-export interface SearchHit {
-  id: number
-  title: string | null
-  creator: string | null
-  url: string
-  license: string
-  provider: string
-  score: number
-}
+export type { HitFields, SearchHit } from '../search/docs.js'
 
 export interface SearchResult {
   hits: SearchHit[]
+  /** The index's fields as the hits name them (searchable first); the media index's, or any other's. */
+  fields: HitFields
   index: string
   snapshot: string
   documents: number
@@ -59,20 +54,25 @@ export function searchPromoted(dataDir: string, text: string, limit = 10): Searc
     )
   }
   const hits: SearchHit[] = []
+  let fields: HitFields = { searchable: [], stored: [] }
   for (const file of manifest.files) {
     const db = new Database(join(dir, file.name), { readonly: true, fileMustExist: true })
     try {
-      const rows = db
-        .prepare(
-          `SELECT rowid AS id, title, creator, url, license, provider, bm25(docs) AS score
-           FROM docs WHERE docs MATCH ? ORDER BY rank LIMIT ?`,
-        )
-        .all(query, limit) as SearchHit[]
-      hits.push(...rows)
+      const found = searchShard(db, query, limit)
+      hits.push(...found.hits)
+      fields = found.fields
     } finally {
       db.close()
     }
   }
   hits.sort((a, b) => a.score - b.score || a.id - b.id)
-  return { hits: hits.slice(0, limit), index, snapshot, documents: manifest.documents, replica, query }
+  return {
+    hits: hits.slice(0, limit),
+    fields,
+    index,
+    snapshot,
+    documents: manifest.documents,
+    replica,
+    query,
+  }
 }

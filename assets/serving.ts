@@ -4,12 +4,15 @@
  */
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
+import { type HitFields, type SearchHit, searchShard } from '../search/docs.js'
 import { readJson } from './layout.js'
-import { type SearchHit, toFtsQuery } from './search.js'
+import { toFtsQuery } from './search.js'
 import type { Manifest } from './state.js'
 
 export interface ServedSearch {
   hits: SearchHit[]
+  /** The index's fields as the hits name them (searchable first). */
+  fields: HitFields
   snapshot: string
   index: string
   documents: number
@@ -44,18 +47,14 @@ export function searchSnapshotDir(dir: string, text: string, limit: number): Ser
   const manifest = readServedManifest(dir)
   const query = toFtsQuery(text)
   const hits: SearchHit[] = []
+  let fields: HitFields = { searchable: [], stored: [] }
   if (query) {
     for (const file of manifest.files) {
       const db = open(dir, file.name)
       try {
-        hits.push(
-          ...(db
-            .prepare(
-              `SELECT rowid AS id, title, creator, url, license, provider, bm25(docs) AS score
-               FROM docs WHERE docs MATCH ? ORDER BY rank LIMIT ?`,
-            )
-            .all(query, limit) as SearchHit[]),
-        )
+        const found = searchShard(db, query, limit)
+        hits.push(...found.hits)
+        fields = found.fields
       } finally {
         db.close()
       }
@@ -64,6 +63,7 @@ export function searchSnapshotDir(dir: string, text: string, limit: number): Ser
   hits.sort((a, b) => a.score - b.score || a.id - b.id)
   return {
     hits: hits.slice(0, limit),
+    fields,
     snapshot: manifest.id,
     index: manifest.index,
     documents: manifest.documents,

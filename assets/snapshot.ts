@@ -8,6 +8,7 @@ import Database from 'better-sqlite3'
 import { z } from 'zod/v4'
 import { type S3Options, S3Store, s3Location, s3Url, type UploadOptions } from '../aws/s3.js'
 import { type AssetContext, type AssetDefinition, asset } from '../core/definitions.js'
+import { probeWord } from '../search/docs.js'
 import type { BackendContext, SnapshotBackend } from './backends.js'
 import {
   type BlockOptions,
@@ -273,14 +274,14 @@ async function flipByte(file: string): Promise<void> {
   }
 }
 
-/** A word from the first document with a title: readiness checks search for it. */
+/**
+ * A word known to be in a shard, which readiness checks search for: from the first searchable
+ * field that has one among the first documents (for the media index, the first title's first word).
+ */
 export function probeTerm(shardFile: string): string | null {
   const db = new Database(shardFile, { readonly: true, fileMustExist: true })
   try {
-    const row = db.prepare('SELECT title FROM docs WHERE title IS NOT NULL LIMIT 1').get() as
-      | { title: string }
-      | undefined
-    return row?.title.match(/[\p{L}\p{N}]+/u)?.[0]?.toLowerCase() ?? null
+    return probeWord(db)
   } finally {
     db.close()
   }

@@ -200,11 +200,15 @@ async function buildShard(
         report.signal?.throwIfAborted()
       }
       if (input.fail) fail(input.fail)
+      const fields = input.fields ?? MEDIA_FIELDS
       for (const [key, value] of Object.entries({
         shard: input.shard,
         lo: input.lo,
         hi: input.hi,
         documents: done,
+        // which columns of `docs` are searchable: what readers of the shard (search/docs.ts) go by
+        searchable: JSON.stringify(fields.searchable.map(fieldColumn)),
+        stored: JSON.stringify(fields.stored),
       }))
         meta.run(key, value)
       db.exec('COMMIT')

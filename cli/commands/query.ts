@@ -58,19 +58,60 @@ export function registerQuery(program: Command, ctx: CliContext): void {
         io.out(
           `index ${result.index} (snapshot ${result.snapshot}, ${result.documents} documents) via ${via}`,
         )
-        result.hits.forEach((h, i) => {
-          const title = h.title ?? '(untitled)'
-          io.out(
-            `${String(i + 1).padStart(3)}. ${title} - ${h.creator ?? 'unknown'} [${h.license}, ${h.provider}]`,
-          )
-          io.out(`     ${h.url}`)
-        })
+        for (const line of hitLines(result)) io.out(line)
         io.out(
           `${result.hits.length} hit${result.hits.length === 1 ? '' : 's'} for ${result.query} in ${Math.round(ms)} ms`,
         )
       }
       ctx.code = result.hits.length > 0 ? EXIT.ok : EXIT.failed
     })
+}
+
+/** The media index's fields: an index that has them all is shown as the media refresh always was. */
+const MEDIA_SHOWN = ['title', 'creator', 'url', 'license', 'provider']
+/** The longest a hit's first field, and each other field, is shown (longer ones end in `…`). */
+const FIRST_FIELD_CHARS = 80
+const OTHER_FIELD_CHARS = 40
+
+/**
+ * The hits as lines. The media index: `N. title - creator [license, provider]` and the URL under
+ * it. Any other index: `N. <first searchable field> [<field>: <value>, ...]` with the other fields
+ * that have a value, each on one line and cut to a sensible length (`--json` has them whole).
+ */
+export function hitLines(result: Pick<SearchResult, 'hits' | 'fields'>): string[] {
+  const n = (i: number) => `${String(i + 1).padStart(3)}. `
+  const fields = [...result.fields.searchable, ...result.fields.stored]
+  if (MEDIA_SHOWN.every((f) => fields.includes(f))) {
+    return result.hits.flatMap((h, i) => [
+      `${n(i)}${h.title ?? '(untitled)'} - ${h.creator ?? 'unknown'} [${h.license}, ${h.provider}]`,
+      `     ${h.url}`,
+    ])
+  }
+  const [first, ...others] = fields
+  return result.hits.map((h, i) => {
+    const head = first === undefined ? '' : shown(h[first], FIRST_FIELD_CHARS)
+    const rest = others
+      .map((f) => [f, shown(h[f], OTHER_FIELD_CHARS)] as const)
+      .filter(([, v]) => v !== '')
+      .map(([f, v]) => `${f}: ${v}`)
+    return `${n(i)}${head || '(empty)'}${rest.length ? ` [${rest.join(', ')}]` : ''}`
+  })
+}
+
+/** A field's value on one line, at most `max` characters; '' for none. */
+function shown(value: unknown, max: number): string {
+  if (value === null || value === undefined) return ''
+  const text = (typeof value === 'string' ? value : JSON.stringify(value)).replace(/\s+/g, ' ').trim()
+  return text.length > max ? `${text.slice(0, max - 1).trimEnd()}…` : text
+}
+
+/**
+ * The fields of an answer from a replica older than the `fields` of its answer: the first hit's
+ * keys (the first of them taken as the searchable one).
+ */
+function fieldsOf(hits: SearchResult['hits']): SearchResult['fields'] {
+  const keys = Object.keys(hits[0] ?? {}).filter((k) => k !== 'id' && k !== 'score')
+  return { searchable: keys.slice(0, 1), stored: keys.slice(1) }
 }
 
 /** A search through a replica's HTTP API (`refresh serve`): its hits, or an error that names the replica. */
@@ -96,6 +137,7 @@ async function searchReplica(base: string, text: string, limit: number): Promise
     throw new Error(`replica ${base} answered ${response.status}: ${body.error ?? 'no reason'}`)
   return {
     hits: body.hits ?? [],
+    fields: body.fields ?? fieldsOf(body.hits ?? []),
     index: body.index ?? 'unknown',
     snapshot: body.snapshot ?? 'unknown',
     documents: body.documents ?? 0,
