@@ -61,6 +61,14 @@ export interface PostgresCopyOptions {
   idColumn?: string
   /** The width of an id range (default 100,000): the rows one transaction loads at most. */
   batchRows?: number
+  /**
+   * Resume an abandoned copy instead of starting `into`: an unfinished copy (its progress table
+   * still there) into a table whose name starts with this prefix, of the same columns, that no
+   * running copy holds (each copy holds a session lock on its table while it runs). A
+   * re-execution of a run whose process died mid-copy has another run id, so another `into`:
+   * this is how it resumes rather than starting from zero.
+   */
+  resumeAbandoned?: string
   signal?: AbortSignal
   /** Called after each range commits. */
   onProgress?(progress: PostgresCopyProgress): void
@@ -78,7 +86,7 @@ export interface PostgresCopyProgress {
 }
 
 export interface PostgresCopyResult {
-  /** The new table (`into`). */
+  /** The new table (`into`, or the abandoned copy this one resumed). */
   table: string
   columns: string[]
   /** Rows in the new table. */
@@ -107,7 +115,7 @@ interface Range {
 export async function copyPostgresTable(options: PostgresCopyOptions): Promise<PostgresCopyResult> {
   const started = performance.now()
   const table = checkIdentifier(options.table, 'the upstream table')
-  const into = checkIdentifier(options.into, 'the new table (`into`)')
+  let into = checkIdentifier(options.into, 'the new table (`into`)')
   if (into.length > MAX_NAME - PROGRESS_SUFFIX.length) {
     throw new ConfigError(
       `the new table's name \`${into}\` is too long: at most ${MAX_NAME - PROGRESS_SUFFIX.length} characters, so that \`${into}${PROGRESS_SUFFIX}\` fits Postgres' 63.`,
@@ -119,7 +127,7 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
     throw new ConfigError(`batchRows must be a positive integer, not ${String(options.batchRows)}.`)
   }
   for (const c of options.columns ?? []) checkIdentifier(c, 'a column')
-  const progressTable = `${into}${PROGRESS_SUFFIX}`
+  let progressTable = `${into}${PROGRESS_SUFFIX}`
   options.signal?.throwIfAborted()
 
   const [driver, copyStreams] = await Promise.all([
@@ -143,6 +151,18 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
     const names = columns.map((c) => c.name)
     const list = names.map(quoteIdent).join(', ')
 
+    const adopted =
+      options.resumeAbandoned === undefined
+        ? undefined
+        : await adopt(api, options.resumeAbandoned, into, names)
+    if (adopted) {
+      into = adopted
+      progressTable = `${into}${PROGRESS_SUFFIX}`
+    } else if (!(await lock(api, into))) {
+      throw new NonRetriableError(
+        `another copy into ${api.schema}.${into} is running (it holds its lock); wait for it to end.`,
+      )
+    }
     const state = await destination(api, into, progressTable)
     if (state === 'complete') {
       const rows = await count(api, into)
@@ -253,6 +273,44 @@ function pickColumns(
     )
   }
   return [...new Set(named)].map((n) => byName.get(n)!)
+}
+
+/** Takes the session lock a running copy holds on its table (false when another session holds it). */
+async function lock(api: Endpoint, into: string): Promise<boolean> {
+  const { rows } = await api.client.query<{ ok: boolean }>(
+    `SELECT pg_try_advisory_lock(hashtext('refresh copy ' || $1)) AS ok`,
+    [`${api.schema}.${into}`],
+  )
+  return rows[0]!.ok
+}
+
+/**
+ * The newest unfinished copy into a table named `prefix…` (other than `into`) with the columns
+ * `names`, whose lock this session could take: its copy is no longer running.
+ */
+async function adopt(
+  api: Endpoint,
+  prefix: string,
+  into: string,
+  names: string[],
+): Promise<string | undefined> {
+  const like = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+  const { rows } = await api.client.query<{ name: string; columns: string[] }>(
+    `SELECT c.relname AS name,
+            array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                   AND NOT a.attisdropped ORDER BY a.attnum) AS columns
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname LIKE $2 AND c.relname <> $3
+        AND c.relname NOT LIKE '%${PROGRESS_SUFFIX.replaceAll('_', '\\_')}'
+        AND EXISTS (SELECT 1 FROM pg_class p WHERE p.relnamespace = n.oid AND p.relname = c.relname || $4)
+      ORDER BY c.relname DESC`,
+    [api.schema, like, into, PROGRESS_SUFFIX],
+  )
+  for (const row of rows) {
+    if (row.columns.join(',') !== names.join(',')) continue
+    if (await lock(api, row.name)) return row.name
+  }
+  return undefined
 }
 
 /** Whether the new table is to be made, is a copy in progress, or is a finished copy. */

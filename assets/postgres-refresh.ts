@@ -120,14 +120,18 @@ export function copyFromPostgres(
         to,
         table,
         into,
+        // a re-execution after a crash mid-copy (another run id) resumes the copy its parent left
+        resumeAbandoned: into.slice(0, -ctx.runId.length),
         ...(options.columns ? { columns: options.columns } : {}),
         ...(options.idColumn ? { idColumn: options.idColumn } : {}),
         ...(postgres.batchRows ? { batchRows: postgres.batchRows } : {}),
         signal: ctx.signal,
         onProgress: (p) => ctx.progress(p.done, p.ranges),
       })
-      if (result.skipped > 0)
-        ctx.log(`resumed: ${result.skipped} of ${result.ranges} id ranges were loaded by an earlier attempt`)
+      if (result.skipped > 0 || result.table !== into)
+        ctx.log(
+          `resumed ${result.table}: ${result.skipped} of ${result.ranges} id ranges were loaded by an earlier attempt`,
+        )
       return {
         database: redactLocation(to),
         table: result.table,

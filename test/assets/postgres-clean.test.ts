@@ -48,7 +48,9 @@ async function both(name: string, table: Table): Promise<{ file: string; url: st
   await server.sql(`CREATE TABLE ${name} (${table.postgres})`, undefined, url)
   for (let i = 0; i < table.rows.length; i += 1000) {
     const chunk = table.rows.slice(i, i + 1000)
-    const values = chunk.map((_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(', ')})`)
+    const values = chunk.map(
+      (_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(', ')})`,
+    )
     await server.sql(`INSERT INTO ${name} VALUES ${values.join(', ')}`, chunk.flat(), url)
   }
   return { file, url }
@@ -65,11 +67,16 @@ function sqliteRows(file: string, table: string, json: string[]): Array<Record<s
   })
 }
 
-async function postgresRows(url: string, table: string, json: string[]): Promise<Array<Record<string, unknown>>> {
+async function postgresRows(
+  url: string,
+  table: string,
+  json: string[],
+): Promise<Array<Record<string, unknown>>> {
   const rows = await server.sql<Record<string, unknown>>(`SELECT * FROM ${table} ORDER BY id`, undefined, url)
   return rows.map((r) => {
     for (const c of json) if (typeof r[c] === 'string') r[c] = JSON.parse(r[c] as string)
-    for (const [k, v] of Object.entries(r)) if (typeof v === 'string' && /^-?\d+$/.test(v) && k !== 'identifier') r[k] = Number(v)
+    for (const [k, v] of Object.entries(r))
+      if (typeof v === 'string' && /^-?\d+$/.test(v) && k !== 'identifier') r[k] = Number(v)
     return r
   })
 }
@@ -80,7 +87,9 @@ describe('cleanPostgresTable', () => {
     await generateCatalog(catalog, 20_000, 7, () => undefined)
     const source = new Database(catalog, { readonly: true })
     const rows = (source.prepare('SELECT * FROM media ORDER BY id').raw().all() as unknown[][]).map((r) => r)
-    const sqliteColumns = (source.prepare("SELECT sql FROM sqlite_master WHERE name = 'media'").pluck().get() as string)
+    const sqliteColumns = (
+      source.prepare("SELECT sql FROM sqlite_master WHERE name = 'media'").pluck().get() as string
+    )
       .replace(/^[^(]*\(/, '')
       .replace(/\)\s*$/, '')
     source.close()
@@ -108,24 +117,43 @@ describe('cleanPostgresTable', () => {
     expect(local.rules.find((r) => r.name === 'tags')!.itemsDenied).toBeGreaterThan(0)
     expect(progress.at(-1)).toBe(20_000)
     expect(progress.length).toBeGreaterThan(5)
-    expect(await postgresRows(url, 'media_clean', ['tags'])).toEqual(sqliteRows(file, 'media_clean', ['tags']))
+    expect(await postgresRows(url, 'media_clean', ['tags'])).toEqual(
+      sqliteRows(file, 'media_clean', ['tags']),
+    )
   }, 120_000)
 
   it('applies every rule like the local clean, on a table that is not media', async () => {
     const people: unknown[][] = [
-      [1, '  Ada   Lovelace ', 'ADA@Example.org', 'example.org/ada', 'uk', '[{"n":"Math","s":0.9},{"n":"math","s":0.95}]', 1815],
+      [
+        1,
+        '  Ada   Lovelace ',
+        'ADA@Example.org',
+        'example.org/ada',
+        'uk',
+        '[{"n":"Math","s":0.9},{"n":"math","s":0.95}]',
+        1815,
+      ],
       [2, 'Alan Turing', 'alan@example.org', 'http://example.org/alan', 'uk', '[{"n":"spam","s":1}]', 1912],
       [3, '   ', 'blank@example.org', null, 'us', '[]', 1900],
       [4, 'Grace Hopper', 'not an email', 'https://example.org/grace', 'us', '[{"n":"navy","s":0.2}]', 1906],
       [5, 'Ada Lovelace', 'ada2@example.org', 'https://example.org/ada2', 'uk', '[]', 1815],
-      [6, 'Edsger\tDijkstra', 'edsger@example.org', 'https://example.org/e', 'nl', '[{"n":" Graphs ","s":0.99}]', 1930],
+      [
+        6,
+        'Edsger\tDijkstra',
+        'edsger@example.org',
+        'https://example.org/e',
+        'nl',
+        '[{"n":" Graphs ","s":0.99}]',
+        1930,
+      ],
       [7, 'Someone', 'x@example.org', 'https://example.org/x', 'fr', '[]', 1990],
       [8, 'Old One', 'old@example.org', 'https://example.org/o', 'uk', '[]', 1700],
     ]
     const { file, url } = await both('people', {
       sqlite:
         'id INTEGER PRIMARY KEY, name TEXT, email TEXT, homepage TEXT, country TEXT, topics TEXT NOT NULL, born INTEGER',
-      postgres: 'id bigint PRIMARY KEY, name text, email text, homepage text, country text, topics text NOT NULL, born integer',
+      postgres:
+        'id bigint PRIMARY KEY, name text, email text, homepage text, country text, topics text NOT NULL, born integer',
       rows: people,
     })
     const rules: CleanRule[] = [
@@ -135,19 +163,42 @@ describe('cleanPostgresTable', () => {
       { rule: 'dropUnmatched', column: 'email', pattern: '^[a-z0-9.]+@[a-z.]+$' },
       { rule: 'url', column: 'homepage' },
       { rule: 'dropNotIn', column: 'country', values: ['uk', 'us', 'nl'] },
-      { rule: 'filterList', column: 'topics', field: 'n', score: 's', min: 0.5, deny: ['spam'], dedupe: true, sort: true },
+      {
+        rule: 'filterList',
+        column: 'topics',
+        field: 'n',
+        score: 's',
+        min: 0.5,
+        deny: ['spam'],
+        dedupe: true,
+        sort: true,
+      },
       { rule: 'sql', column: 'born', expression: 'born + 0' },
       { rule: 'dropWhere', where: 'born < 1800' },
       { rule: 'dedupe', key: ['name'] },
     ]
     const local = await cleanRows(file, { table: 'people', idColumn: 'id', rules })
-    const remote = await cleanPostgresTable({ url, table: 'people', into: 'people_clean', rules, dropSource: true })
+    const remote = await cleanPostgresTable({
+      url,
+      table: 'people',
+      into: 'people_clean',
+      rules,
+      dropSource: true,
+    })
     expect(remote.rules).toEqual(local.rules)
     expect(remote.rows).toBe(local.rows)
     expect(remote.rows).toBe(3) // 1, 2, 6 kept; 3 blank; 4 bad email; 5 duplicate name; 7 country; 8 born
-    expect(await postgresRows(url, 'people_clean', ['topics'])).toEqual(sqliteRows(file, 'people_clean', ['topics']))
+    expect(await postgresRows(url, 'people_clean', ['topics'])).toEqual(
+      sqliteRows(file, 'people_clean', ['topics']),
+    )
     // the input is gone with the commit; a retry answers from the finished table's comment
-    const again = await cleanPostgresTable({ url, table: 'people', into: 'people_clean', rules, dropSource: true })
+    const again = await cleanPostgresTable({
+      url,
+      table: 'people',
+      into: 'people_clean',
+      rules,
+      dropSource: true,
+    })
     expect({ ...again, ms: 0 }).toEqual({ ...remote, ms: 0 })
   }, 60_000)
 
@@ -161,7 +212,12 @@ describe('cleanPostgresTable', () => {
       ],
     })
     await expect(
-      cleanPostgresTable({ url, table: 'things', into: 'things_clean', rules: [{ rule: 'map', column: 'label', fn: (v) => v }] }),
+      cleanPostgresTable({
+        url,
+        table: 'things',
+        into: 'things_clean',
+        rules: [{ rule: 'map', column: 'label', fn: (v) => v }],
+      }),
     ).rejects.toThrow(/calls a JavaScript function.*rule: 'sql'/)
     const bad = cleanPostgresTable({
       url,
@@ -177,9 +233,9 @@ describe('cleanPostgresTable', () => {
       url,
     )
     expect(left[0]!.n).toBe('0')
-    await expect(
-      cleanPostgresTable({ url, table: 'thing', into: 'x', rules: [] }),
-    ).rejects.toThrow(/the table public\.thing does not exist .*did you mean `things`/i)
+    await expect(cleanPostgresTable({ url, table: 'thing', into: 'x', rules: [] })).rejects.toThrow(
+      /the table public\.thing does not exist .*did you mean `things`/i,
+    )
     await expect(
       cleanPostgresTable({ url, table: 'things', into: 'x', rules: [{ rule: 'trim', column: 'lable' }] }),
     ).rejects.toThrow(/column `lable` .*does not exist in table `things`/)

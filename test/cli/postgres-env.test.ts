@@ -12,7 +12,7 @@ import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLI, ROOT, run } from '../helpers.js'
+import { CLI, ROOT, run, startCli, until } from '../helpers.js'
 import { startPostgres, type TestPostgres } from '../postgres.js'
 
 let server: TestPostgres
@@ -97,7 +97,11 @@ describe('refresh --env postgres', () => {
     expect(after.trimmed).toBe(ROWS)
     // the live table's indexes and primary key are carried over under their own names
     expect(after.indexes).toEqual(before.indexes)
-    const [sample] = await server.sql<{ name: string }>(`SELECT name FROM books WHERE id = 4`, undefined, apiUrl)
+    const [sample] = await server.sql<{ name: string }>(
+      `SELECT name FROM books WHERE id = 4`,
+      undefined,
+      apiUrl,
+    )
     expect(sample!.name).toBe('dune volume 4')
     // the scratch tables of the run are gone: the copy dropped by clean, the new table now `books`
     const tables = await server.sql<{ t: string }>(
@@ -145,9 +149,18 @@ describe('refresh --env postgres', () => {
     const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
       [{ REFRESH_UPSTREAM_URL: '' }, /REFRESH_UPSTREAM_URL is not set/],
       [{ REFRESH_API_URL: 'mysql://x@y/z' }, /REFRESH_API_URL .* is not a postgres:\/\/ URL/],
-      [{ REFRESH_UPSTREAM_URL: unreachable.toString() }, /cannot connect to the upstream database .*host and port/],
-      [{ REFRESH_UPSTREAM_URL: wrong.toString() }, /cannot connect to the upstream database .*user and password/],
-      [{ REFRESH_UPSTREAM_TABLE: 'bookz' }, /upstream table public\.bookz does not exist.*did you mean `books`/i],
+      [
+        { REFRESH_UPSTREAM_URL: unreachable.toString() },
+        /cannot connect to the upstream database .*host and port/,
+      ],
+      [
+        { REFRESH_UPSTREAM_URL: wrong.toString() },
+        /cannot connect to the upstream database .*user and password/,
+      ],
+      [
+        { REFRESH_UPSTREAM_TABLE: 'bookz' },
+        /upstream table public\.bookz does not exist.*did you mean `books`/i,
+      ],
     ]
     for (const [extra, message] of cases) {
       const r = await cli(['run', '--env', 'postgres', 'copy'], extra)
@@ -171,4 +184,69 @@ export default defineConfig({ assets: [copy({ table: 'books', columns: ['id', 't
     expect(column.stderr).toMatch(/fix `columns`/)
     rmSync(dir, { recursive: true, force: true })
   }, 240_000)
+
+  it('resumes a copy whose process was killed mid-copy: no range loaded twice, none from zero', async () => {
+    await server.sql(
+      `CREATE TABLE big (id bigint PRIMARY KEY, label text NOT NULL);
+       INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 300000) i`,
+      undefined,
+      upstreamUrl,
+    )
+    const dir = mkdtempSync(join(tmpdir(), 'refresh-pg-crash-'))
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `import { copy, defineConfig } from 'refresh'
+export default defineConfig({ assets: [copy({ table: 'big', postgres: { batchRows: 1000 } })] })
+`,
+    )
+    const first = startCli(['run', '--plain'], { cwd: dir, env, killAfterMs: 60_000 })
+    // killed once some ranges committed, long before all 300 did
+    const done = async () => {
+      const rows = await server
+        .sql<{ n: string }>(
+          `SELECT count(*)::text AS n FROM pg_tables WHERE tablename LIKE 'big\\_copy\\_%\\_copy\\_progress'`,
+          undefined,
+          apiUrl,
+        )
+        .catch(() => [{ n: '0' }])
+      if (rows[0]!.n !== '1') return 0
+      const [progress] = await server.sql<{ t: string }>(
+        `SELECT tablename AS t FROM pg_tables WHERE tablename LIKE 'big\\_copy\\_%\\_copy\\_progress'`,
+        undefined,
+        apiUrl,
+      )
+      const [n] = await server.sql<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ${progress!.t} WHERE copied_at IS NOT NULL`,
+        undefined,
+        apiUrl,
+      )
+      return Number(n!.n)
+    }
+    await until(async () => (await done()) >= 20, 'twenty ranges copied', 30_000)
+    first.child.kill('SIGKILL')
+    await first.done
+    const before = await done()
+    expect(before).toBeLessThan(300)
+
+    const second = await run([CLI, 'run', '--plain'], { cwd: dir, env, timeoutMs: 60_000 })
+    expect(second.code, second.stderr + second.stdout).toBe(0)
+    expect(second.stdout + second.stderr).toMatch(
+      /resumed big_copy_[0-9a-z]{18}: \d+ of 300 id ranges were loaded by an earlier attempt/,
+    )
+    const skipped = Number(/resumed big_copy_\w+: (\d+) of/.exec(second.stdout + second.stderr)![1])
+    expect(skipped).toBeGreaterThanOrEqual(before)
+    const [copied] = await server.sql<{ t: string }>(
+      `SELECT tablename AS t FROM pg_tables WHERE tablename LIKE 'big\\_copy\\_%' AND tablename NOT LIKE '%progress'`,
+      undefined,
+      apiUrl,
+    )
+    const [check] = await server.sql<{ n: string; d: string }>(
+      `SELECT count(*)::text AS n, count(DISTINCT id)::text AS d FROM ${copied!.t}`,
+      undefined,
+      apiUrl,
+    )
+    expect(check).toEqual({ n: '300000', d: '300000' })
+    rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
 })
