@@ -400,11 +400,13 @@ function compile(columns: readonly PgColumn[], rules: readonly Rule[]): Compiled
             FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.j) = 'array' THEN s.j ELSE '[]'::jsonb END) WITH ORDINALITY AS x(e, ord)`
         const classified = `SELECT i.*, (${min} IS NOT NULL AND i.score < ${min}) OR i.name = '' AS below,
               i.name = ANY(${deny}) AS denied FROM (${items}) i`
-        const candidates = `SELECT c.*, row_number() OVER (PARTITION BY c.name ORDER BY c.ord) AS nth,
-              row_number() OVER (PARTITION BY c.name ORDER BY c.score DESC, c.ord) AS best,
-              min(c.ord) OVER (PARTITION BY c.name) AS first
-              FROM (${classified}) c WHERE NOT c.below AND NOT c.denied`
-        const keep = rule.dedupe ? 'k.best = 1' : 'true'
+        // one pass over the items: each classified, ranked within its name among the kept ones
+        const ranked = `SELECT c.*, NOT c.below AND NOT c.denied AS cand,
+              row_number() OVER (PARTITION BY NOT c.below AND NOT c.denied, c.name ORDER BY c.ord) AS nth,
+              row_number() OVER (PARTITION BY NOT c.below AND NOT c.denied, c.name ORDER BY c.score DESC, c.ord) AS best,
+              min(c.ord) OVER (PARTITION BY NOT c.below AND NOT c.denied, c.name) AS first
+              FROM (${classified}) c`
+        const keep = rule.dedupe ? 'k.cand AND k.best = 1' : 'k.cand'
         const order = rule.dedupe
           ? rule.sort
             ? 'k.name COLLATE "C", k.first'
@@ -417,12 +419,13 @@ function compile(columns: readonly PgColumn[], rules: readonly Rule[]): Compiled
         joins.push(` CROSS JOIN LATERAL (
             SELECT s.j,
               CASE WHEN jsonb_typeof(s.j) = 'array'
-                THEN (SELECT coalesce(jsonb_agg(${item} ORDER BY ${order}) FILTER (WHERE ${keep}), '[]'::jsonb) FROM (${candidates}) k)
+                THEN coalesce(jsonb_agg(${item} ORDER BY ${order}) FILTER (WHERE ${keep}), '[]'::jsonb)
                 ELSE s.j END AS v,
-              (SELECT count(*) FILTER (WHERE c.below) FROM (${classified}) c)::int AS below,
-              (SELECT count(*) FILTER (WHERE c.denied AND NOT c.below) FROM (${classified}) c)::int AS denied,
-              ${rule.dedupe ? `(SELECT count(*) FILTER (WHERE k.nth > 1) FROM (${candidates}) k)::int` : '0'} AS dup
-            FROM (SELECT (${source})::jsonb AS j) s
+              count(*) FILTER (WHERE k.below)::int AS below,
+              count(*) FILTER (WHERE k.denied AND NOT k.below)::int AS denied,
+              ${rule.dedupe ? 'count(*) FILTER (WHERE k.cand AND k.nth > 1)::int' : '0'} AS dup
+            FROM (SELECT (${source})::jsonb AS j) s LEFT JOIN LATERAL (${ranked}) k ON true
+            GROUP BY s.j
           ) AS ${alias}`)
         // back to the column's own type
         const back =
