@@ -198,6 +198,10 @@ export async function copyRows(
  */
 export function copy(options: CopyOptions = {}): AssetDefinition {
   const schema = parseOptions(copyOptionsSchema, options, 'copy')
+  if (options.source !== undefined && options.postgres)
+    throw configError(
+      'copy({ source, postgres }): choose one upstream, an S3 export (`source`) or a Postgres database (`postgres`).',
+    )
   if (options.source !== undefined) return copyFromS3(options, options.source)
   if (options.postgres) {
     return copyFromPostgres({ ...options, ...schema }, options.postgres === true ? {} : options.postgres)
