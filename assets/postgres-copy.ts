@@ -23,7 +23,7 @@
  * statement: they are integers this code computed (bigint), never text from the user.
  */
 import { pipeline } from 'node:stream/promises'
-import { CanceledError, ConfigError, didYouMean, isRefreshError, NonRetriableError } from '../core/errors.js'
+import { CanceledError, didYouMean, isRefreshError, NonRetriableError } from '../core/errors.js'
 import { importPeer } from '../core/peers.js'
 import {
   checkIdentifier,
@@ -39,6 +39,7 @@ import {
   type UserDatabase,
 } from '../core/pg-client.js'
 import { redactLocation } from '../core/store/open.js'
+import { configError } from './schema.js'
 
 const PROGRESS_SUFFIX = '_copy_progress'
 const MAX_NAME = 63
@@ -117,14 +118,14 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
   const table = checkIdentifier(options.table, 'the upstream table')
   let into = checkIdentifier(options.into, 'the new table (`into`)')
   if (into.length > MAX_NAME - PROGRESS_SUFFIX.length) {
-    throw new ConfigError(
+    throw configError(
       `the new table's name \`${into}\` is too long: at most ${MAX_NAME - PROGRESS_SUFFIX.length} characters, so that \`${into}${PROGRESS_SUFFIX}\` fits Postgres' 63.`,
     )
   }
   const idColumn = checkIdentifier(options.idColumn ?? 'id', 'the id column')
   const batchRows = options.batchRows ?? 100_000
   if (!Number.isSafeInteger(batchRows) || batchRows < 1) {
-    throw new ConfigError(`batchRows must be a positive integer, not ${String(options.batchRows)}.`)
+    throw configError(`batchRows must be a positive integer, not ${String(options.batchRows)}.`)
   }
   for (const c of options.columns ?? []) checkIdentifier(c, 'a column')
   let progressTable = `${into}${PROGRESS_SUFFIX}`
@@ -144,7 +145,7 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
     const columns = pickColumns(source, options.columns, idColumn, up, table)
     const id = columns.find((c) => c.name === idColumn)!
     if (!INTEGER_TYPES.has(id.type)) {
-      throw new ConfigError(
+      throw configError(
         `the id column \`${idColumn}\` of ${up.schema}.${table} is ${id.type}; ranges are split on an integer column (smallint, integer, bigint): name one with \`idColumn\`.`,
       )
     }
@@ -242,7 +243,7 @@ export async function copyPostgresTable(options: PostgresCopyOptions): Promise<P
 async function sourceColumns(up: Endpoint, table: string): Promise<Column[]> {
   const found = await tableColumns(up, table)
   if (found.columns) return found.columns
-  throw new ConfigError(
+  throw configError(
     `the upstream table ${up.schema}.${table} does not exist in ${up.display}.${didYouMean(
       table,
       found.tables,
@@ -262,13 +263,13 @@ function pickColumns(
   const missing = [...(named ?? []), idColumn].find((n) => !byName.has(n))
   if (missing !== undefined) {
     const what = missing === idColumn && !named?.includes(missing) ? 'id column' : 'column'
-    throw new ConfigError(
+    throw configError(
       `the ${what} \`${missing}\` does not exist in the upstream table ${up.schema}.${table} (${up.display}).${didYouMean(missing, all)} Its columns are: ${all.join(', ')}; fix \`${what === 'id column' ? 'idColumn' : 'columns'}\`.`,
     )
   }
   if (!named) return source
   if (!named.includes(idColumn)) {
-    throw new ConfigError(
+    throw configError(
       `\`columns\` must include the id column \`${idColumn}\` (the copy is split and resumed on it); add it, or name another with \`idColumn\`.`,
     )
   }
@@ -331,11 +332,11 @@ async function destination(
   if (target && progress) return 'in-progress'
   if (target && target.comment === DONE_COMMENT) return 'complete'
   if (target) {
-    throw new ConfigError(
+    throw configError(
       `the table ${api.schema}.${into} already exists in ${api.display} and is not a copy refresh started; choose another \`into\`, or drop it.`,
     )
   }
-  throw new ConfigError(
+  throw configError(
     `${api.schema}.${progressTable} exists in ${api.display} without the table it tracks (${into}); drop it to start the copy afresh.`,
   )
 }
@@ -361,7 +362,7 @@ async function plan(
     const width = BigInt(batchRows)
     const count = (BigInt(last) - BigInt(first)) / width + 1n
     if (count > BigInt(MAX_RANGES)) {
-      throw new ConfigError(
+      throw configError(
         `the ids of ${up.schema}.${table} span ${first}..${last}, which is ${count} ranges of ${batchRows}; raise \`batchRows\` so that there are at most ${MAX_RANGES}.`,
       )
     }

@@ -88,9 +88,14 @@ export async function connectUserDatabase(
     await client.connect()
   } catch (error) {
     await client.end().catch(() => {})
-    throw new ConfigError(
+    const code = (error as { code?: unknown })?.code
+    const failure = new ConfigError(
       `cannot connect to the ${role} database ${display}: ${scrubError(error, location)}. ${connectFix(error)}`,
     )
+    // a wrong password or a missing database stays wrong: no retry of the step helps (a server
+    // that does not answer may be restarting: that one the step's retry policy may retry)
+    if (code === '28P01' || code === '28000' || code === '3D000') Object.assign(failure, { retriable: false })
+    throw failure
   }
   return { client, schema, display, url: location }
 }
