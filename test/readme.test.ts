@@ -347,8 +347,21 @@ describe('the README', () => {
               string,
             ],
         ),
+      ...shells
+        .filter((b) => b.code.includes('--env postgres'))
+        .map(
+          (b) =>
+            [
+              b,
+              "needs the user's upstream and API databases (test/cli/postgres-env.test.ts runs it on two)",
+            ] as [Block, string],
+        ),
     ])
-    expect([...notRun.keys()].map((b) => b.heading)).toEqual(['refresh', 'AWS environment'])
+    expect([...notRun.keys()].map((b) => b.heading)).toEqual([
+      'refresh',
+      'AWS environment',
+      'Postgres upstream and API database',
+    ])
     // the Postgres block runs against a real server: its URL's user, password, host and database
     // become the test server's
     const postgres = await startPostgres()
