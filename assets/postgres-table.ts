@@ -49,7 +49,7 @@ const PRIVILEGES = new Set([
 ])
 const LOCK_NOT_AVAILABLE = '55P03'
 
-export { checkIdentifier, quoteIdent } from '../core/pg-client.js'
+export { checkIdentifier, quoteIdent } from '../core/pg-names.js'
 
 export interface TableTarget {
   /** The API database: a `postgres://` URL (`?schema=` names the schema; default `public`). */

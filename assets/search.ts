@@ -2,11 +2,12 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { RefreshError } from '../core/errors.js'
-import { type HitFields, type SearchHit, searchShard } from '../search/docs.js'
+import { searchShard } from '../search/docs.js'
+import type { HitFields, SearchHit } from '../search/hits.js'
 import { layout } from './layout.js'
 import { type Manifest, readAlias, readManifest, readReplica, replicaNames } from './state.js'
 
-export type { HitFields, SearchHit } from '../search/docs.js'
+export type { HitFields, SearchHit } from '../search/hits.js'
 
 export interface SearchResult {
   hits: SearchHit[]

@@ -4,7 +4,8 @@
  */
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { type HitFields, type SearchHit, searchShard } from '../search/docs.js'
+import { searchShard } from '../search/docs.js'
+import type { HitFields, SearchHit } from '../search/hits.js'
 import { readJson } from './layout.js'
 import { toFtsQuery } from './search.js'
 import type { Manifest } from './state.js'
