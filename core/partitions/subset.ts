@@ -166,7 +166,9 @@ export class PartitionSubset {
 
   /** The subset with one index, or a range `[start, end)`, removed. */
   remove(index: number | readonly [number, number]): PartitionSubset {
-    return this.difference(typeof index === 'number' ? PartitionSubset.range(index, index + 1) : toSubset(index))
+    return this.difference(
+      typeof index === 'number' ? PartitionSubset.range(index, index + 1) : toSubset(index),
+    )
   }
 
   union(other: PartitionSubset): PartitionSubset {

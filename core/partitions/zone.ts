@@ -74,11 +74,7 @@ export class Zone {
 
   /** The instants at which the wall clock shows `wall`, ascending: none in a gap, two in a repeat. */
   instantsOf(wall: Wall): number[] {
-    const candidates = new Set([
-      this.offsetAt(wall - DAY),
-      this.offsetAt(wall),
-      this.offsetAt(wall + DAY),
-    ])
+    const candidates = new Set([this.offsetAt(wall - DAY), this.offsetAt(wall), this.offsetAt(wall + DAY)])
     return [...candidates]
       .map((offset) => wall - offset)
       .filter((t) => this.offsetAt(t) === wall - t)
@@ -140,14 +136,22 @@ export class Zone {
 
   private intlOffset(t: number): number {
     const p: Record<string, number> = {}
-    for (const part of this.format.formatToParts(t)) if (part.type !== 'literal') p[part.type] = Number(part.value)
+    for (const part of this.format.formatToParts(t))
+      if (part.type !== 'literal') p[part.type] = Number(part.value)
     const wall = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!)
     return wall - Math.floor(t / SECOND) * SECOND
   }
 }
 
 /** Fields of a wall value. */
-export function wallFields(wall: Wall): { y: number; m: number; d: number; h: number; mi: number; s: number } {
+export function wallFields(wall: Wall): {
+  y: number
+  m: number
+  d: number
+  h: number
+  mi: number
+  s: number
+} {
   const date = new Date(wall)
   return {
     y: date.getUTCFullYear(),
@@ -182,7 +186,8 @@ export function formatOffset(offset: number): string {
 
 /** A wall value from calendar fields (years 1000-9999), or undefined when they name no real date (2026-02-30). */
 export function wallFrom(y: number, m: number, d: number, h = 0, mi = 0, s = 0): Wall | undefined {
-  if (y < 1000 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return undefined
+  if (y < 1000 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59)
+    return undefined
   const wall = Date.UTC(y, m - 1, d, h, mi, s)
   const f = wallFields(wall)
   return f.y === y && f.m === m && f.d === d ? wall : undefined
