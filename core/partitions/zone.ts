@@ -12,6 +12,16 @@ export const DAY = 24 * HOUR
  */
 export type Wall = number
 
+/** Zones without offset changes: no need to look for any. */
+const FIXED_ZONES: ReadonlySet<string> = new Set([
+  'UTC',
+  'Etc/UTC',
+  'GMT',
+  'Etc/GMT',
+  'Etc/Universal',
+  'Etc/Zulu',
+])
+
 interface YearOffsets {
   /** The offset (local = utc + offset, in ms) at the year's first instant (UTC). */
   readonly first: number
@@ -108,6 +118,11 @@ export class Zone {
     const start = Date.UTC(year, 0, 1)
     const end = Date.UTC(year + 1, 0, 1)
     const first = this.intlOffset(start)
+    if (FIXED_ZONES.has(this.name)) {
+      found = { first, changes: [] }
+      this.years.set(year, found)
+      return found
+    }
     const changes: Array<{ at: number; offset: number }> = []
     let previous = first
     let at = start
