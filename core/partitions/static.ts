@@ -61,16 +61,16 @@ export class StaticPartitionsDefinition extends PartitionsBase {
     return `static partitions (${this.keyList.length} keys)`
   }
 
-  size(): number {
+  size(_ctx?: PartitionsContext): number {
     return this.keyList.length
   }
 
-  keyAt(index: number): string {
+  keyAt(index: number, _ctx?: PartitionsContext): string {
     this.checkIndex(index, this.keyList.length)
     return this.keyList[index]!
   }
 
-  indexOf(key: string): number {
+  indexOf(key: string, _ctx?: PartitionsContext): number {
     return lookup(this, this.index, this.keyList, key)
   }
 
