@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors.js'
 import {
   isPartitionsDefinition,
+  type KeySpace,
   type PartitionContext,
   PartitionsBase,
   type PartitionsContext,
@@ -139,6 +140,22 @@ export class MultiPartitionsDefinition extends PartitionsBase {
     return this.coordinates(index, ctx, radices)
       .map((c, i) => this.dimensions[i]!.definition.keyAt(c, ctx))
       .join(KEY_SEPARATOR)
+  }
+
+  /** The radices are computed once, not per key. */
+  override space(ctx: PartitionsContext): KeySpace {
+    const radices = this.radices(ctx)
+    const size = radices.reduce((a, b) => a * b, 1)
+    const spaces = this.dimensions.map((d) => d.definition.space(ctx))
+    return {
+      size,
+      keyAt: (index) => {
+        this.checkIndex(index, size)
+        return this.coordinates(index, ctx, radices)
+          .map((c, i) => spaces[i]!.keyAt(c))
+          .join(KEY_SEPARATOR)
+      },
+    }
   }
 
   indexOf(key: string, ctx: PartitionsContext): number {

@@ -1,5 +1,10 @@
 import { ConfigError, suggest } from '../errors.js'
-import { type PartitionContext, PartitionsBase, type PartitionsContext } from './definitions.js'
+import {
+  type KeySpace,
+  type PartitionContext,
+  PartitionsBase,
+  type PartitionsContext,
+} from './definitions.js'
 import { PartitionKeyError } from './errors.js'
 
 /** `|` joins the keys of multi partitions; a key containing it could not be split back. */
@@ -125,6 +130,18 @@ export class DynamicPartitionsDefinition extends PartitionsBase {
     const keys = this.keyList(ctx)
     this.checkIndex(index, keys.length)
     return keys[index]!
+  }
+
+  /** The keys are looked up once, not per key. */
+  override space(ctx: PartitionsContext): KeySpace {
+    const keys = this.keyList(ctx)
+    return {
+      size: keys.length,
+      keyAt: (index) => {
+        this.checkIndex(index, keys.length)
+        return keys[index]!
+      },
+    }
   }
 
   indexOf(key: string, ctx: PartitionsContext): number {

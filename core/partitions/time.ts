@@ -1,6 +1,7 @@
 import { type CronSpec, lastTicks, nextTicks, parseCron } from '../cron.js'
 import { ConfigError } from '../errors.js'
 import {
+  type KeySpace,
   nowMs,
   type PartitionContext,
   PartitionsBase,
@@ -130,6 +131,18 @@ export class TimePartitionsDefinition extends PartitionsBase {
 
   indexOf(key: string, ctx: PartitionsContext): number {
     return this.checkedIndex(key, this.size(ctx), ctx)
+  }
+
+  /** The size is computed once, not per key (listing a year of hours). */
+  override space(ctx: PartitionsContext): KeySpace {
+    const size = this.size(ctx)
+    return {
+      size,
+      keyAt: (index) => {
+        this.checkIndex(index, size)
+        return this.calendar.format(index)
+      },
+    }
   }
 
   protected details(index: number, key: string): PartitionContext {

@@ -15,7 +15,7 @@ import {
   timeWindowMapping,
 } from '../../core/partitions/mapping.js'
 import { multiPartitions } from '../../core/partitions/multi.js'
-import { staticPartitions } from '../../core/partitions/static.js'
+import { dynamicPartitions, staticPartitions } from '../../core/partitions/static.js'
 import { PartitionSubset } from '../../core/partitions/subset.js'
 import { dailyPartitions, hourlyPartitions } from '../../core/partitions/time.js'
 
@@ -370,5 +370,44 @@ describe('mappings checked when the graph is built', () => {
         undefined,
       ),
     ).toBe(undefined)
+  })
+})
+
+describe('mappings with an inner mapping, dynamic partitions', () => {
+  it('multi to one dimension with a time window: each date|region needs the day before', () => {
+    const multi = multiPartitions({ date: daily, region })
+    const m = multiToSingleDimensionMapping({
+      dimension: 'date',
+      mapping: timeWindowMapping({ startOffset: -1, endOffset: -1 }),
+    })
+    expect(m.check(multi, daily)).toBeUndefined()
+    expect(upstream(m, multi, daily, ['2026-01-05|us', '2026-01-09|eu'])).toEqual([
+      '2026-01-04',
+      '2026-01-08',
+    ])
+    expect(downstream(m, daily, multi, ['2026-01-04'])).toEqual([
+      '2026-01-05|us',
+      '2026-01-05|eu',
+      '2026-01-05|ap',
+    ])
+    // with the wrong partitions inside: the check says why
+    expect(m.check(multi, region)).toContain('relates two time partitioned assets')
+  })
+
+  it('dynamic partitions of one name map by identity; static x dynamic multi partitions by dimension', () => {
+    const customers = dynamicPartitions('customers')
+    const c = { now: 0, dynamic: () => ['acme', 'globex', 'initech'] }
+    expect(upstream(identityMapping(), customers, customers, ['globex'], c)).toEqual(['globex'])
+    expect(identityMapping().check(customers, dynamicPartitions('vendors'))).toContain(
+      'their partitions differ',
+    )
+    const multi = multiPartitions({ region, customer: customers })
+    expect(multi.keys(c).slice(0, 4)).toEqual(['us|acme', 'eu|acme', 'ap|acme', 'us|globex'])
+    const m = multiToSingleDimensionMapping({ dimension: 'customer' })
+    expect(downstream(m, customers, multi, ['initech'], c)).toEqual([
+      'us|initech',
+      'eu|initech',
+      'ap|initech',
+    ])
   })
 })
