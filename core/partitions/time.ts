@@ -221,7 +221,12 @@ export class TimePartitionsDefinition extends PartitionsBase {
   }
 }
 
-/** Hourly partitions: `YYYY-MM-DD-HH:mm`; the two keys of a repeated hour carry their UTC offset. */
+/**
+ * Hourly partitions: `YYYY-MM-DD-HH:mm`; the two keys of a repeated hour carry their UTC offset.
+ * Each is 60 real minutes from a local hour boundary, so an hour skipped by DST has no partition
+ * and a repeated one has two. (In the one zone whose DST shift is 30 minutes, Australia/Lord_Howe,
+ * keys after a shift fall on the half hour: still distinct and true to the local time.)
+ */
 export function hourlyPartitions(options: TimePartitionsOptions): TimePartitionsDefinition {
   const { zone, start, end, endOffset } = checkOptions('hourlyPartitions', options)
   // the first local hour boundary at or after start (zones whose offset is not whole hours, too)

@@ -92,6 +92,16 @@ describe('hourly partitions across daylight saving', () => {
     })
   })
 
+  it('a zone half an hour off UTC has its hours on the local hour', () => {
+    const def = hourlyPartitions({ start: '2026-01-01', timezone: 'Asia/Kolkata' })
+    expect(def.keys(at('2025-12-31T21:30:00Z'))).toEqual([
+      '2026-01-01-00:00',
+      '2026-01-01-01:00',
+      '2026-01-01-02:00',
+    ])
+    expect(iso(def.partitionWindow('2026-01-01-00:00').start)).toBe('2025-12-31T18:30:00Z')
+  })
+
   it('index 999,999 (a century on) is arithmetic and round-trips', () => {
     const def = hourlyPartitions({ start: '2000-01-01', timezone: 'Europe/Berlin' })
     const ctx = at('2200-01-01T00:00:00Z')
