@@ -255,7 +255,7 @@ export function staticMapping(
     to: StaticPartitionsDefinition,
     fromSide: 0 | 1,
   ) => {
-    const wanted = new Set(from.keysOf(subset, { now: 0 }))
+    const wanted = new Set(from.keysOf(subset.clip(from.size()), { now: 0 }))
     const out: number[] = []
     for (const pair of pairs) if (wanted.has(pair[fromSide])) out.push(to.indexOf(pair[1 - fromSide]!))
     return PartitionSubset.fromIndices(out)

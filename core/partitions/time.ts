@@ -119,7 +119,8 @@ export class TimePartitionsDefinition extends PartitionsBase {
   }
 
   size(ctx: PartitionsContext): number {
-    const closed = Math.max(0, this.calendar.indexAt(nowMs(ctx.now)))
+    // the partition holding `now` has not closed: the ones before it have (negative before the start)
+    const closed = this.calendar.indexAt(nowMs(ctx.now))
     const count = Math.max(0, closed + this.endOffset)
     return this.endCount === undefined ? count : Math.min(count, this.endCount)
   }

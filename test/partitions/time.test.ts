@@ -135,6 +135,11 @@ describe('daily, weekly and monthly partitions', () => {
       '2026-01-04',
     ])
     expect(dailyPartitions({ ...opts, endOffset: -1 }).keys(ctx)).toEqual(['2026-01-01', '2026-01-02'])
+    // before the start, even the partition in progress is not the first one
+    expect(dailyPartitions({ ...opts, endOffset: 1 }).size(at('2025-12-30T12:00:00Z'))).toBe(0)
+    expect(dailyPartitions({ ...opts, endOffset: 1 }).keys(at('2026-01-01T12:00:00Z'))).toEqual([
+      '2026-01-01',
+    ])
     // at exactly midnight the day before has just closed
     expect(dailyPartitions(opts).size(at('2026-01-04T00:00:00Z'))).toBe(3)
     expect(dailyPartitions(opts).size(at('2026-01-03T23:59:59Z'))).toBe(2)
