@@ -141,6 +141,59 @@ export {
   materialize,
   type StepResult,
 } from './core/materialize.js'
+export {
+  type DynamicPartitionsLookup,
+  isPartitionsDefinition,
+  type KeySpace,
+  type ParsedPartitionKey,
+  type PartitionContext,
+  type PartitionsContext,
+  type PartitionsDefinition,
+  type TimeWindow,
+} from './core/partitions/definitions.js'
+export { PartitionKeyError } from './core/partitions/errors.js'
+export {
+  allPartitionsMapping,
+  defaultMapping,
+  identityMapping,
+  isPartitionMapping,
+  lastPartitionMapping,
+  type MultiToSingleDimensionMappingOptions,
+  multiPartitionMapping,
+  multiToSingleDimensionMapping,
+  type PartitionedAsset,
+  type PartitionMapping,
+  type PartitionsSide,
+  resolvePartitionMapping,
+  staticMapping,
+  type TimeWindowMappingOptions,
+  timeWindowMapping,
+} from './core/partitions/mapping.js'
+export {
+  type DimensionDefinition,
+  MultiPartitionsDefinition,
+  multiPartitions,
+  type PartitionDimension,
+} from './core/partitions/multi.js'
+export {
+  DynamicPartitionsDefinition,
+  dynamicPartitions,
+  StaticPartitionsDefinition,
+  staticPartitions,
+} from './core/partitions/static.js'
+export { PartitionSubset } from './core/partitions/subset.js'
+export {
+  type CronPartitionsOptions,
+  cronPartitions,
+  dailyPartitions,
+  hourlyPartitions,
+  monthlyPartitions,
+  type TimeCadence,
+  TimePartitionsDefinition,
+  type TimePartitionsOptions,
+  type WeeklyPartitionsOptions,
+  weeklyPartitions,
+} from './core/partitions/time.js'
 export { type Recovery, recoverRuns } from './core/recovery.js'
 export type { RetentionConfig } from './core/retention.js'
 export { retryDelay } from './core/retry.js'

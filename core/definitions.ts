@@ -2,6 +2,12 @@ import { z } from 'zod/v4'
 import { ConfigError, didYouMean } from './errors.js'
 import type { JsonObject } from './json.js'
 import {
+  isPartitionsDefinition,
+  type PartitionContext,
+  type PartitionsDefinition,
+} from './partitions/definitions.js'
+import { isPartitionMapping, type PartitionMapping } from './partitions/mapping.js'
+import {
   type ConfigOutput,
   type ConfigSchema,
   isConfigSchema,
@@ -49,6 +55,8 @@ export interface AssetContext<C = unknown> {
   readonly signal: AbortSignal
   /** Metadata of each dep's materialization this run builds on (undefined if never materialized). */
   readonly upstream: Readonly<Record<string, Metadata | undefined>>
+  /** The partition this step materializes: set for a partitioned asset, undefined otherwise. */
+  readonly partition?: PartitionContext
   log(message: string, level?: LogLevel): void
   /** Reports progress; views show a bar and a rate. `total` may be omitted when unknown. */
   progress(done: number, total?: number): void
@@ -58,6 +66,18 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
   /** Unique; letters, digits, `_`, `-`, `.`, with `/`-separated prefixes (`media/copy`). */
   key: string
   deps?: readonly string[]
+  /**
+   * Splits the asset into partitions (`dailyPartitions({ start })`, `staticPartitions([...])`,
+   * `multiPartitions({...})`); each run materializes some of them.
+   */
+  partitions?: PartitionsDefinition
+  /**
+   * How this asset's partitions relate to a dep's, by dep key, where the default does not fit or
+   * does not exist (default: the same partition between the same partitions, overlapping windows
+   * between time partitions, every partition of a dep for an unpartitioned asset). Checked when
+   * the graph is built: a mapping that cannot relate the two is a `ConfigError` naming both.
+   */
+  partitionMappings?: Readonly<Record<string, PartitionMapping>>
   group?: string
   tags?: Readonly<Record<string, string>>
   description?: string
@@ -94,6 +114,9 @@ export interface AssetDefinition {
   readonly [ASSET]: true
   readonly key: string
   readonly deps: readonly string[]
+  readonly partitions: PartitionsDefinition | undefined
+  /** Explicit mappings by dep key (only deps listed in `deps`). */
+  readonly partitionMappings: Readonly<Record<string, PartitionMapping>>
   readonly group: string
   readonly tags: Readonly<Record<string, string>>
   readonly description: string | undefined
@@ -144,6 +167,21 @@ const specSchema = z
         'must be letters, digits, `_`, `-`, `.`, starting with a letter or `_`, with `/` between parts',
       ),
     deps: z.array(z.string()).optional(),
+    partitions: z
+      .custom<PartitionsDefinition>(
+        isPartitionsDefinition,
+        'must be a partitions definition, like dailyPartitions({ start }) or staticPartitions([...])',
+      )
+      .optional(),
+    partitionMappings: z
+      .record(
+        z.string(),
+        z.custom<PartitionMapping>(
+          isPartitionMapping,
+          'must be a partition mapping, like timeWindowMapping({ startOffset: -1, endOffset: -1 })',
+        ),
+      )
+      .optional(),
     group: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
     tags: z.record(z.string(), z.string()).optional(),
     description: z.string().optional(),
@@ -179,10 +217,19 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     if (seen.has(dep)) throw new ConfigError(`asset \`${s.key}\` lists dep \`${dep}\` twice; list it once.`)
     seen.add(dep)
   }
+  for (const dep of Object.keys(s.partitionMappings ?? {})) {
+    if (!seen.has(dep)) {
+      throw new ConfigError(
+        `asset \`${s.key}\` maps the partitions of \`${dep}\`, which is not one of its deps.${didYouMean(dep, deps)} Add it to deps or remove it from partitionMappings.`,
+      )
+    }
+  }
   return Object.freeze({
     [ASSET]: true as const,
     key: s.key,
     deps: Object.freeze([...deps]),
+    partitions: s.partitions,
+    partitionMappings: Object.freeze({ ...(s.partitionMappings ?? {}) }),
     group: s.group ?? DEFAULT_GROUP,
     tags: Object.freeze({ ...(s.tags ?? {}) }),
     description: s.description,

@@ -1,6 +1,7 @@
 import { DirectedGraph } from 'graphology'
 import type { AssetDefinition } from './definitions.js'
 import { didYouMean, GraphError } from './errors.js'
+import { type PartitionMapping, resolvePartitionMapping } from './partitions/mapping.js'
 
 /**
  * The asset graph: nodes are asset keys, an edge runs from a dep to the asset that needs it.
@@ -40,6 +41,10 @@ export class AssetGraph {
         }
         graph.addDirectedEdge(dep, def.key)
       }
+    }
+    // partitions: every dependency between partitioned assets has a mapping that fits (ConfigError)
+    for (const def of assets.values()) {
+      for (const dep of def.deps) resolvePartitionMapping(def, assets.get(dep)!, def.partitionMappings[dep])
     }
     return new AssetGraph(graph, assets, topologicalOrder(assets))
   }
@@ -84,6 +89,19 @@ export class AssetGraph {
 
   dependents(key: string): string[] {
     return this.graph.outNeighbors(key)
+  }
+
+  /**
+   * How `key`'s partitions relate to those of its dep `dep` (explicit or default; checked when
+   * the graph was built); undefined when the dep is unpartitioned.
+   */
+  partitionMapping(key: string, dep: string): PartitionMapping | undefined {
+    const def = this.assets.get(key)
+    const upstream = this.assets.get(dep)
+    if (!def || !upstream || !def.deps.includes(dep)) {
+      throw new GraphError(`asset \`${key}\` has no dep \`${dep}\`.`)
+    }
+    return resolvePartitionMapping(def, upstream, def.partitionMappings[dep])
   }
 }
 
