@@ -48,7 +48,9 @@ describe('asset checks in the CLI', () => {
     writeFileSync(join(dir, 'bad'), '')
     const failed = await cli(dir, 'run', '--plain')
     expect(failed.code, failed.stderr).toBe(1)
-    expect(failed.stdout).toMatch(/table\s+check has_rows FAILED \(blocking: what is downstream is skipped\)\s+rows=0/)
+    expect(failed.stdout).toMatch(
+      /table\s+check has_rows FAILED \(blocking: what is downstream is skipped\)\s+rows=0/,
+    )
     expect(failed.stdout).toMatch(/other\s+check always_warns failed \(warning\)/)
     expect(failed.stdout).toMatch(/report\s+skipped: check table:has_rows failed/)
     const runId = /run (\S+) failure/.exec(failed.stdout)![1]!
@@ -62,7 +64,10 @@ describe('asset checks in the CLI', () => {
       ['table', 'at_least', 'passed'],
       ['table', 'has_rows', 'FAILED'],
     ])
-    const json = (await cli(dir, 'checks', 'table', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l))
+    const json = (await cli(dir, 'checks', 'table', '--json')).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(json.map((r) => [r.check, r.passed, r.runId, r.partitionKey])).toEqual([
       ['at_least', true, runId, null],
       ['has_rows', false, runId, null],
@@ -84,7 +89,10 @@ describe('asset checks in the CLI', () => {
     rmSync(join(dir, 'bad'))
     const retried = await cli(dir, 'retry', runId, '--json')
     expect(retried.code, retried.stderr).toBe(0)
-    const events = retried.stdout.trim().split('\n').map((l) => JSON.parse(l))
+    const events = retried.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     const evaluated = events.filter((e) => e.type === 'check:evaluated')
     expect(evaluated.map((e) => [e.asset, e.check, e.passed])).toEqual([
       ['table', 'has_rows', true],
@@ -102,6 +110,24 @@ describe('asset checks in the CLI', () => {
     const noCheck = await cli(dir, 'run', '--plain', '--set', 'checks.table.nope.min=1')
     expect(noCheck.code).toBe(2)
     expect(noCheck.stderr).toMatch(/asset `table` has no check `nope`/)
+  })
+
+  it('validate names a check on an unknown asset and a bad check config; both exit 2', async () => {
+    const dir = project(
+      CONFIG.replace("asset: 'other', name: 'always_warns'", "asset: 'otehr', name: 'always_warns'"),
+    )
+    const unknown = await cli(dir, 'validate')
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(
+      /check `always_warns` is on asset `otehr`, which is not defined. Did you mean `other`\?/,
+    )
+    const bad = project(
+      CONFIG.replace('assets: [', "config: { checks: { table: { at_least: { min: 'x' } } } },\n  assets: ["),
+    )
+    const invalid = await cli(bad, 'validate')
+    expect(invalid.code).toBe(2)
+    expect(invalid.stderr).toMatch(/config for check `table:at_least` is invalid: min:/)
+    expect((await cli(project(CONFIG), 'validate')).code).toBe(0)
   })
 
   it('the default refresh: a failing count check leaves the promoted index untouched', async () => {
