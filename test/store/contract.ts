@@ -1418,8 +1418,11 @@ export function storeContract(name: string, target: ContractTarget): void {
             await using store = await older.open(location)
             expect(await store.getRun('r1')).toMatchObject({ id: 'r1', status: 'success', plan: ['a'] })
             expect(await store.runHolds('r1')).toEqual([])
-            // and it works as a current store
+            // and it works as a current store, check results included
             expect((await store.createRun(newRun('r2'))).created).toBe(true)
+            const checks = [checkResult('r2', 'a', 'not_empty')]
+            await store.write({ events: [], steps: [], attempts: [], materializations: [], checks })
+            expect(await store.latestCheckResults('a')).toMatchObject(checks)
           })
         }
       })
