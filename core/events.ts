@@ -72,6 +72,8 @@ export interface RunEventMap {
     failed: number
     skipped: number
     canceled: number
+    /** Blocking checks that failed (each fails the run); absent when none did. */
+    checksFailed?: number
   }
   log: { step: string | null; level: LogLevel; message: string }
 }

@@ -756,6 +756,7 @@ export class Execution {
       status,
       durationMs: endedAt - this.startedAt,
       ...counts,
+      ...(this.checksStopped > 0 ? { checksFailed: this.checksStopped } : {}),
     })
     this.resolveDone({
       status,

@@ -133,6 +133,9 @@ export function plainReporter(
           event.failed ? `${event.failed} failed` : '',
           event.skipped ? `${event.skipped} skipped` : '',
           event.canceled ? `${event.canceled} canceled` : '',
+          event.checksFailed
+            ? `${event.checksFailed} blocking check${event.checksFailed === 1 ? '' : 's'} failed`
+            : '',
         ].filter(Boolean)
         line(
           event,

@@ -67,6 +67,8 @@ export interface RunEnd {
   failed: number
   skipped: number
   canceled: number
+  /** Blocking checks that failed. */
+  checksFailed?: number
 }
 
 export interface ViewState {
@@ -235,6 +237,7 @@ export function reduce(state: ViewState, event: RunEvent): ViewState {
           failed: event.failed,
           skipped: event.skipped,
           canceled: event.canceled,
+          ...(event.checksFailed ? { checksFailed: event.checksFailed } : {}),
         },
       }
     case 'asset:materialized':

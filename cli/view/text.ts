@@ -163,6 +163,7 @@ export function summaryLines(state: ViewState): string[] {
     end.failed ? `${end.failed} failed` : '',
     end.skipped ? `${end.skipped} skipped` : '',
     end.canceled ? `${end.canceled} canceled` : '',
+    end.checksFailed ? `${end.checksFailed} blocking check${end.checksFailed === 1 ? '' : 's'} failed` : '',
   ].filter(Boolean)
   const status = end.status === 'canceled' && state.canceling ? `canceled (${state.canceling})` : end.status
   const lines = [`${status} · ${counts.join(', ')} · ${formatDuration(end.durationMs)} · run ${state.runId}`]

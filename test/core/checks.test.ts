@@ -116,6 +116,8 @@ describe('asset checks', () => {
     })
     expect(result.status).toBe('failure')
     expect(result.steps.leaf!.status).toBe('succeeded')
+    const [end] = await store.getEvents(result.runId, { types: ['run:end'] })
+    expect(end).toMatchObject({ status: 'failure', succeeded: 1, failed: 0, skipped: 0, checksFailed: 1 })
   })
 
   it('a warning (severity warn, or not blocking) is recorded and stops nothing', async () => {
