@@ -51,6 +51,8 @@ export interface ExecuteOptions {
   checks?: ReadonlyMap<string, readonly CheckDefinition[]>
   /** Validated run config of the checks that declare a schema, keyed `asset:name`. */
   checkConfig?: ReadonlyMap<string, unknown>
+  /** Blocking checks that failed in this run before a pause (a resumed run still ends `failure`). */
+  checksFailedBefore?: number
   /** Steps already settled in this run (a paused run being resumed): they are not run again. */
   initial?: ReadonlyMap<
     string,
@@ -151,6 +153,7 @@ export class Execution {
       progress: { lastEmit: Number.NEGATIVE_INFINITY, pending: undefined },
     }))
     this.byKey = new Map(this.steps.map((s) => [s.key, s]))
+    this.checksStopped = options.checksFailedBefore ?? 0
     for (const step of this.steps) {
       const settled = options.initial?.get(step.key)
       if (settled && settled.status !== 'pending') Object.assign(step, settled)

@@ -273,6 +273,10 @@ async function executeRun(
       initial,
       checks: checks.byAsset,
       checkConfig: checks.config,
+      // a run resumed after a pause: the blocking checks that failed before it still fail it
+      checksFailedBefore: initial
+        ? (await store.checkResultsOfRun(runId)).filter((c) => !c.passed && stopsDownstream(c)).length
+        : 0,
     })
     outcome = await execution.run()
     await recorder.flush()

@@ -4,7 +4,7 @@ import { assetCheck } from '../../core/checks.js'
 import { ConfigError } from '../../core/errors.js'
 import type { RunEvent } from '../../core/events.js'
 import type { JsonObject } from '../../core/json.js'
-import { materialize } from '../../core/materialize.js'
+import { materialize, resumeRun } from '../../core/materialize.js'
 import { openStore } from '../../core/store/open.js'
 import { noop } from '../helpers.js'
 
@@ -118,6 +118,30 @@ describe('asset checks', () => {
     expect(result.steps.leaf!.status).toBe('succeeded')
     const [end] = await store.getEvents(result.runId, { types: ['run:end'] })
     expect(end).toMatchObject({ status: 'failure', succeeded: 1, failed: 0, skipped: 0, checksFailed: 1 })
+  })
+
+  it('a run paused after a blocking check failed still ends failure when resumed', async () => {
+    await using store = await openStore(':memory:')
+    // `leaf` fails its blocking check; `slow` asks for a pause while it runs; `after` is left pending
+    const assets = [
+      noop('leaf'),
+      noop('slow', [], {
+        materialize: async (ctx) => {
+          await store.requestPause(ctx.runId, Date.now())
+          return new Promise((r) => setTimeout(() => r({ ok: true }), 200))
+        },
+      }),
+      noop('after', ['slow']),
+    ]
+    const checks = [
+      assetCheck({ asset: 'leaf', name: 'never', blocking: true, evaluate: () => ({ passed: false }) }),
+    ]
+    const paused = await materialize(assets, { store, checks, cancelPollMs: 20 })
+    expect(paused.status).toBe('paused')
+    expect(paused.checks).toMatchObject([{ check: 'never', passed: false }])
+    const resumed = await resumeRun(assets, paused.runId, { store, checks })
+    expect(resumed?.steps.after?.status).toBe('succeeded')
+    expect(resumed?.status).toBe('failure')
   })
 
   it('a warning (severity warn, or not blocking) is recorded and stops nothing', async () => {
