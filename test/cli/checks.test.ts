@@ -74,6 +74,16 @@ describe('asset checks in the CLI', () => {
     ])
     expect(json[1]).toMatchObject({ severity: 'error', blocking: true, metadata: { rows: 0 } })
 
+    const status = await cli(dir, 'status')
+    expect(status.stdout).toMatch(/checks: 2 of 3 failing: other:always_warns, table:has_rows/)
+    expect(JSON.parse((await cli(dir, 'status', '--json')).stdout).checks).toMatchObject({
+      total: 3,
+      failing: [
+        { asset: 'other', check: 'always_warns', blocking: false },
+        { asset: 'table', check: 'has_rows', blocking: true, runId },
+      ],
+    })
+
     const show = await cli(dir, 'show', runId)
     expect(show.code, show.stderr).toBe(0)
     expect(show.stdout).toMatch(/report\s+skipped\s+check table:has_rows failed/)
@@ -109,7 +119,9 @@ describe('asset checks in the CLI', () => {
     expect(typo.stderr).toMatch(/`checks.table.at_least` has no field `mni`. Did you mean `min`\?/)
     const plan = await cli(dir, 'run', '--dry-run', '--set', 'checks.table.at_least.min=2')
     expect(plan.code, plan.stderr).toBe(0)
-    expect(plan.stdout).toMatch(/check has_rows \(blocking\)\n\s+check at_least \(blocking\)\s+config \{"min":2\}/)
+    expect(plan.stdout).toMatch(
+      /check has_rows \(blocking\)\n\s+check at_least \(blocking\)\s+config \{"min":2\}/,
+    )
     expect(plan.stdout).toMatch(/check always_warns \(warn\)/)
     const noCheck = await cli(dir, 'run', '--plain', '--set', 'checks.table.nope.min=1')
     expect(noCheck.code).toBe(2)
