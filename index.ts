@@ -13,6 +13,13 @@ export type {
 } from './assets/backends.js'
 export { catalog, type ExportCatalogOptions, exportCatalog } from './assets/catalog.js'
 export {
+  type IndexCheckOptions,
+  type IndexCountWithinOptions,
+  indexCountWithin,
+  indexNotEmpty,
+  snapshotVerifies,
+} from './assets/checks.js'
+export {
   type CleanOptions,
   type CleanRowsResult,
   type CleanRule,
@@ -79,6 +86,14 @@ export {
   TAG,
 } from './aws/service.js'
 export { AWS_VARIABLES, type AwsSettings, awsSettings } from './aws/settings.js'
+export {
+  type AssetCheckSpec,
+  assetCheck,
+  type CheckContext,
+  type CheckDefinition,
+  type CheckOutcome,
+  type CheckSeverity,
+} from './core/checks.js'
 export { type Clock, ManualClock, systemClock } from './core/clock.js'
 export {
   type AlertEvent,
@@ -135,6 +150,7 @@ export type { JsonObject, JsonValue } from './core/json.js'
 export type { LaunchExit, LaunchedRun, LaunchRequest, RunLauncher } from './core/launcher.js'
 export {
   buildGraph,
+  type CheckResult,
   type MaterializationResult,
   type MaterializeOptions,
   type MaterializeResult,
@@ -203,6 +219,7 @@ export type { ExecutorStore, ReadOnlyStore, RunStore } from './core/store/run-st
 export type {
   AttemptRecord,
   BackupRecord,
+  CheckResultRecord,
   CommittedTick,
   CreateRunResult,
   EventFilter,

@@ -14,6 +14,8 @@ import {
   ec2Replicas,
   ec2Runner,
   ecsRunner,
+  indexCountWithin,
+  indexNotEmpty,
   localProcessRunner,
   postgresSettings,
   promote,
@@ -23,6 +25,7 @@ import {
   s3AliasStore,
   schedule,
   snapshot,
+  snapshotVerifies,
   whenMaterialized,
 } from 'refresh'
 
@@ -49,6 +52,14 @@ export default defineConfig({
     snapshot({ retry: { maxAttempts: 2, delayMs: 1000 } }), // verified by sha256; keeps the last 3
     replicas(), // rolled one at a time, each checked by real queries; rolled back on failure
     promote({ retry: { maxAttempts: 1 } }), // never retried blindly: a failed promote needs a look
+  ],
+  // evaluated right after their asset materializes; a failed one skips what is downstream
+  // (snapshot, replicas, promote), so the promoted index stays as it was. `refresh checks` lists
+  // the latest results; `--set checks.reindex.count_within.maxDropPercent=50` accepts a big drop
+  checks: [
+    indexNotEmpty(), // reindex: at least one document
+    indexCountWithin({ maxDropPercent: 10 }), // reindex: at most 10% fewer documents than promoted
+    snapshotVerifies(), // snapshot: every file matches its manifest's sha256
   ],
   config: {
     replicas: { replicas: 2 },
@@ -125,6 +136,8 @@ export default defineConfig({
             })
       return {
         resources: { aws },
+        // the EBS snapshot is verified (encrypted, complete) by its backend: no local files to hash
+        checks: [indexNotEmpty(), indexCountWithin({ dataDir, alias })],
         assets: [
           copy({ dataDir, source: aws.exportUrl }), // NDJSON(.gz) objects; a retry resumes
           clean({ dataDir }),

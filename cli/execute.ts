@@ -102,6 +102,7 @@ export async function executeRun(
     try {
       const result = await materialize(resolved.assets, {
         store,
+        checks: resolved.checks,
         selection: request.selection && request.selection.length > 0 ? request.selection : undefined,
         fromFailure: request.fromFailure,
         config,

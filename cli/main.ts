@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander'
 import { type ErrorCode, errorCode } from '../core/errors.js'
 import { registerAssets } from './commands/assets.js'
 import { registerCancel } from './commands/cancel.js'
+import { registerChecks } from './commands/checks.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerDoctor } from './commands/doctor.js'
 import { registerGc } from './commands/gc.js'
@@ -46,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   registerCancel(program, ctx)
   registerRuns(program, ctx)
   registerShow(program, ctx)
+  registerChecks(program, ctx)
   registerLogs(program, ctx)
   registerAssets(program, ctx)
   registerGraph(program, ctx)

@@ -1,4 +1,5 @@
-import type { AssetDefinition } from '../core/definitions.js'
+import type { CheckDefinition } from '../core/checks.js'
+import { type AssetDefinition, CHECKS_CONFIG_KEY } from '../core/definitions.js'
 import { ConfigError, didYouMean } from '../core/errors.js'
 
 /** One `--set asset.path=value`, its value already coerced to the type the schema expects. */
@@ -13,8 +14,14 @@ export interface Override {
  * with (keys may contain dots); the rest is a path into the asset's zod config schema, and the
  * string value is coerced to what the schema expects there (number, boolean, enum, JSON for
  * arrays and objects). The schema itself validates the result later, with the run's config.
+ * `--set checks.ASSET.CHECK.field=value` sets an asset check's config the same way (unless an
+ * asset is named `checks`): it lands in the run config as `checks: { ASSET: { CHECK: {...} } }`.
  */
-export function parseOverrides(flags: readonly string[], assets: readonly AssetDefinition[]): Override[] {
+export function parseOverrides(
+  flags: readonly string[],
+  assets: readonly AssetDefinition[],
+  checks: readonly CheckDefinition[] = [],
+): Override[] {
   const byKey = new Map(assets.map((a) => [a.key, a]))
   return flags.map((flag) => {
     const eq = flag.indexOf('=')
@@ -25,6 +32,9 @@ export function parseOverrides(flags: readonly string[], assets: readonly AssetD
     }
     const target = flag.slice(0, eq)
     const text = flag.slice(eq + 1)
+    if (target.startsWith(`${CHECKS_CONFIG_KEY}.`) && !byKey.has(CHECKS_CONFIG_KEY)) {
+      return checkOverride(flag, target, text, checks)
+    }
     const def = [...byKey.values()]
       .filter((a) => target.startsWith(`${a.key}.`))
       .sort((a, b) => b.key.length - a.key.length)[0]
@@ -44,27 +54,79 @@ export function parseOverrides(flags: readonly string[], assets: readonly AssetD
         `--set ${flag}: asset \`${def.key}\` declares no config schema; add \`config: z.object({...})\` to it first.`,
       )
     }
-    let schema: unknown = def.config
-    for (const [i, part] of path.entries()) {
-      const fields = objectShape(schema)
-      if (fields === undefined) {
-        // a record, an unknown shape, or a deeper path than the schema declares: leave it to zod
-        schema = undefined
-        break
-      }
-      const next = fields[part]
-      if (next === undefined) {
-        const where = [def.key, ...path.slice(0, i)].join('.')
-        throw new ConfigError(
-          `--set ${flag}: \`${where}\` has no field \`${part}\`.${didYouMean(part, Object.keys(fields))} Fields: ${Object.keys(fields).join(', ')}.`,
-        )
-      }
-      schema = next
+    return { asset: def.key, path, value: coerced(flag, target, text, def.config, def.key, path) }
+  })
+}
+
+/** `--set checks.ASSET.CHECK.path=value`: the asset is the longest key with checks that fits. */
+function checkOverride(
+  flag: string,
+  target: string,
+  text: string,
+  checks: readonly CheckDefinition[],
+): Override {
+  const rest = target.slice(CHECKS_CONFIG_KEY.length + 1)
+  const assetsWithChecks = [...new Set(checks.map((c) => c.asset))]
+  const asset = assetsWithChecks
+    .filter((a) => rest.startsWith(`${a}.`))
+    .sort((a, b) => b.length - a.length)[0]
+  if (asset === undefined) {
+    const name = rest.split('.')[0] ?? ''
+    throw new ConfigError(
+      `--set ${flag}: write it as checks.ASSET.CHECK.field=value; \`${name}\` has no checks.${didYouMean(name, assetsWithChecks)}${assetsWithChecks.length ? ` Assets with checks: ${assetsWithChecks.join(', ')}.` : ''}`,
+    )
+  }
+  const [name, ...path] = rest.slice(asset.length + 1).split('.')
+  const own = checks.filter((c) => c.asset === asset)
+  const check = own.find((c) => c.name === name)
+  if (!check) {
+    throw new ConfigError(
+      `--set ${flag}: asset \`${asset}\` has no check \`${name}\`.${didYouMean(
+        name ?? '',
+        own.map((c) => c.name),
+      )} Its checks: ${own.map((c) => c.name).join(', ')}.`,
+    )
+  }
+  if (path.length === 0 || path.some((p) => p === '')) {
+    throw new ConfigError(
+      `--set ${flag}: name a field of check \`${asset}:${check.name}\` (checks.${asset}.${check.name}.field=value).`,
+    )
+  }
+  if (!check.config) {
+    throw new ConfigError(`--set ${flag}: check \`${asset}:${check.name}\` declares no config schema.`)
+  }
+  const value = coerced(flag, target, text, check.config, `${CHECKS_CONFIG_KEY}.${asset}.${check.name}`, path)
+  return { asset: CHECKS_CONFIG_KEY, path: [asset, check.name, ...path], value }
+}
+
+/** The value of one flag, coerced to what the schema expects at `path` (an unknown field named). */
+function coerced(
+  flag: string,
+  target: string,
+  text: string,
+  root: unknown,
+  label: string,
+  path: string[],
+): unknown {
+  let schema: unknown = root
+  for (const [i, part] of path.entries()) {
+    const fields = objectShape(schema)
+    if (fields === undefined) {
+      // a record, an unknown shape, or a deeper path than the schema declares: leave it to zod
+      schema = undefined
+      break
     }
-    const value = coerce(text, schema, (expected) => {
-      throw new ConfigError(`--set ${flag}: \`${target}\` expects ${expected}, not \`${text}\`.`)
-    })
-    return { asset: def.key, path, value }
+    const next = fields[part]
+    if (next === undefined) {
+      const where = [label, ...path.slice(0, i)].join('.')
+      throw new ConfigError(
+        `--set ${flag}: \`${where}\` has no field \`${part}\`.${didYouMean(part, Object.keys(fields))} Fields: ${Object.keys(fields).join(', ')}.`,
+      )
+    }
+    schema = next
+  }
+  return coerce(text, schema, (expected) => {
+    throw new ConfigError(`--set ${flag}: \`${target}\` expects ${expected}, not \`${text}\`.`)
   })
 }
 

@@ -1,3 +1,4 @@
+import { CHECKS_CONFIG_KEY, checkId, checksByAsset, resolveCheckConfig } from '../core/checks.js'
 import type { ResolvedConfig } from '../core/config.js'
 import { resolveRunConfig } from '../core/definitions.js'
 import { didYouMean } from '../core/errors.js'
@@ -7,8 +8,8 @@ import type { Io } from './io.js'
 
 /**
  * `refresh run --dry-run`: the plan a run would execute, in order, with each step's deps and its
- * validated run config (defaults applied). Checks what a run checks before it starts: the graph,
- * the selection, the run config.
+ * validated run config (defaults applied) and its asset checks. Checks what a run checks before it
+ * starts: the graph, the selection, the run config, the checks and theirs.
  */
 export function printPlan(
   resolved: ResolvedConfig,
@@ -17,10 +18,23 @@ export function printPlan(
   io: Io,
   json: boolean,
 ): void {
-  const { graph, text, keys, runConfig } = checkPlan(resolved, selection, config)
+  const { graph, text, keys, runConfig, checks, checkConfig } = checkPlan(resolved, selection, config)
   const steps = keys.map((key) => {
     const def = graph.assets.get(key)!
-    return { key, deps: [...def.deps], group: def.group, pool: def.pool ?? null, config: runConfig[key] }
+    const own = (checks.get(key) ?? []).map((c) => ({
+      name: c.name,
+      blocking: c.blocking,
+      severity: c.severity,
+      config: checkConfig.get(checkId(key, c.name)) ?? null,
+    }))
+    return {
+      key,
+      deps: [...def.deps],
+      group: def.group,
+      pool: def.pool ?? null,
+      config: runConfig[key],
+      checks: own,
+    }
   })
   if (json) {
     io.out(JSON.stringify({ selection: text, environment: resolved.environment ?? null, steps }))
@@ -36,6 +50,12 @@ export function printPlan(
     const cfg = s.config && Object.keys(s.config).length ? `  config ${JSON.stringify(s.config)}` : ''
     const pool = s.pool ? `  pool ${s.pool}` : ''
     io.out(`${String(i + 1).padStart(3)}. ${s.key.padEnd(width)}  ${deps}${pool}${cfg}`)
+    for (const c of s.checks) {
+      const kind = c.blocking && c.severity === 'error' ? 'blocking' : c.severity
+      io.out(
+        `     ${' '.repeat(width)}  check ${c.name} (${kind})${c.config ? `  config ${JSON.stringify(c.config)}` : ''}`,
+      )
+    }
   })
 }
 
@@ -50,5 +70,10 @@ export function checkPlan(resolved: ResolvedConfig, selection: string[], config:
   const runConfig = resolveRunConfig(graph.assets, keys, config, (key) =>
     didYouMean(key, graph.assets.keys()),
   )
-  return { graph, text, keys, runConfig }
+  const checks = checksByAsset(resolved.checks, graph.assets)
+  const checkConfig = resolveCheckConfig(
+    checks,
+    graph.has(CHECKS_CONFIG_KEY) ? undefined : runConfig[CHECKS_CONFIG_KEY],
+  )
+  return { graph, text, keys, runConfig, checks, checkConfig }
 }

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute } from 'node:path'
 import { z } from 'zod/v4'
+import { type CheckDefinition, isCheckDefinition } from './checks.js'
 import { withConfigDir } from './config-dir.js'
 import { type AssetDefinition, formatIssues, isAssetDefinition, uncalledFactory } from './definitions.js'
 import { ConfigError } from './errors.js'
@@ -12,6 +13,11 @@ export interface EnvironmentConfig {
   /** Run guards: at most N runs at a time touching a selection, for every entry point. */
   guards?: RunGuardConfig[]
   assets?: AssetDefinition[]
+  /**
+   * Asset checks (`assetCheck`, or helpers like `indexNotEmpty()`), evaluated right after each
+   * materialization of their asset; an environment's list replaces the top level's.
+   */
+  checks?: CheckDefinition[]
   /** Run config per asset key, merged over the top-level `config`. */
   config?: Record<string, Record<string, unknown>>
   resources?: Record<string, unknown>
@@ -39,7 +45,7 @@ export interface RefreshConfig extends EnvironmentConfig {
    * environment variables (`aws`) costs nothing, and cannot fail, when another one runs.
    */
   environments?: Record<string, EnvironmentConfig | (() => EnvironmentConfig)>
-  /** Notifications (run failure, a long run, a failing sensor, a replica rollback, maintenance). */
+  /** Notifications (run failure, a long run, a failing sensor, a replica rollback, a failed check, maintenance). */
   alerts?: AlertsConfig
   /**
    * How long runs and ticks are kept: the daemon prunes older ones once a day, and `refresh prune`
@@ -54,6 +60,7 @@ export const ALERT_EVENTS = [
   'run_overdue',
   'sensor_failing',
   'replica_rollback',
+  'check_failed',
   'maintenance_on',
   'maintenance_off',
 ] as const
@@ -77,6 +84,9 @@ export function defineConfig<const C extends RefreshConfig>(config: C): C {
 const assetSchema = z.custom<AssetDefinition>(isAssetDefinition, {
   message: 'must be an asset made with asset({...})',
 })
+const checkSchema = z.custom<CheckDefinition>(isCheckDefinition, {
+  message: 'must be an asset check made with assetCheck({...})',
+})
 const poolsSchema = z.record(
   z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'pool names are letters, digits, `_`, `-`, `.`'),
   z.number().int().min(1),
@@ -86,6 +96,7 @@ const runConfigSchema = z.record(z.string(), z.record(z.string(), z.unknown()))
 const environmentSchema = z
   .object({
     assets: z.array(assetSchema).optional(),
+    checks: z.array(checkSchema).optional(),
     config: runConfigSchema.optional(),
     resources: z.record(z.string(), z.unknown()).optional(),
     pools: poolsSchema.optional(),
@@ -206,6 +217,7 @@ function checkAssetList(assets: unknown, path: string, source: string): void {
 /** The config with one environment's block laid over the top level (config < environment). */
 export interface ResolvedConfig {
   assets: AssetDefinition[]
+  checks: CheckDefinition[]
   config: Record<string, Record<string, unknown>>
   resources: Record<string, unknown>
   pools: Record<string, number>
@@ -261,6 +273,7 @@ export function resolveEnvironment(
     merged[key] = { ...(merged[key] ?? {}), ...value }
   return {
     assets: env.assets ?? config.assets,
+    checks: env.checks ?? config.checks ?? [],
     config: merged,
     resources: { ...(config.resources ?? {}), ...(env.resources ?? {}) },
     pools: { ...(config.pools ?? {}), ...(env.pools ?? {}) },

@@ -262,8 +262,15 @@ export function formatIssues(error: { readonly issues: readonly SchemaIssue[] })
 }
 
 /**
+ * The run config key asset checks keep their config under, beside the assets' keys:
+ * `{ checks: { ASSET: { CHECK: {...} } } }` (see `resolveCheckConfig`).
+ */
+export const CHECKS_CONFIG_KEY = 'checks'
+
+/**
  * Validates each planned asset's run config with its schema. Returns the parsed config (defaults
- * applied) per asset. Config for a key that is not an asset is an error (a typo would be ignored).
+ * applied) per asset. Config for a key that is not an asset is an error (a typo would be ignored),
+ * except `checks`, the asset checks' config, passed through as given.
  */
 export function resolveRunConfig(
   assets: ReadonlyMap<string, AssetDefinition>,
@@ -273,6 +280,7 @@ export function resolveRunConfig(
 ): Record<string, unknown> {
   const given = raw ?? {}
   for (const key of Object.keys(given)) {
+    if (key === CHECKS_CONFIG_KEY && !assets.has(key)) continue
     if (!assets.has(key)) {
       throw new ConfigError(`config is given for \`${key}\`, which is not an asset.${suggestFrom(key)}`)
     }
@@ -282,6 +290,11 @@ export function resolveRunConfig(
   // config given for an asset outside the plan is checked too (and not used): a wrong field is
   // wrong whatever runs, and would otherwise surface only on the run that includes it
   for (const key of [...planned, ...Object.keys(given).filter((k) => !planned.has(k))]) {
+    if (key === CHECKS_CONFIG_KEY && !assets.has(key)) {
+      // the checks' config is validated with the checks (`resolveCheckConfig`), kept as given
+      out[key] = given[key]
+      continue
+    }
     const def = assets.get(key)!
     const value = given[key]
     if (!def.config) {
@@ -297,7 +310,7 @@ export function resolveRunConfig(
     if (!parsed.success) {
       throw new ConfigError(`config for asset \`${key}\` is invalid: ${formatIssues(parsed)}`)
     }
-    checkNoDroppedFields(key, value, parsed.data, def.config)
+    checkNoDroppedFields(`asset \`${key}\``, value, parsed.data, def.config)
     if (planned.has(key)) out[key] = parsed.data
   }
   return out
@@ -309,7 +322,7 @@ export function resolveRunConfig(
  * the schema returned is refused, naming the fields there are; a schema that keeps unknown fields
  * (`.passthrough()`) keeps accepting them.
  */
-function checkNoDroppedFields(key: string, given: unknown, parsed: unknown, schema: unknown): void {
+export function checkNoDroppedFields(what: string, given: unknown, parsed: unknown, schema: unknown): void {
   if (!isPlainObject(given) || !isPlainObject(parsed)) return
   const dropped = Object.keys(given).filter((field) => !(field in parsed))
   if (dropped.length === 0) return
@@ -317,7 +330,7 @@ function checkNoDroppedFields(key: string, given: unknown, parsed: unknown, sche
   const fields = Object.keys(isPlainObject(shape) ? shape : parsed)
   const field = dropped[0]!
   throw new ConfigError(
-    `config for asset \`${key}\` has no field \`${field}\`.${didYouMean(field, fields)} Its fields: ${fields.join(', ') || 'none'}.`,
+    `config for ${what} has no field \`${field}\`.${didYouMean(field, fields)} Its fields: ${fields.join(', ') || 'none'}.`,
   )
 }
 

@@ -33,10 +33,30 @@ export interface RunEventMap {
   'step:success': { step: string; attempt: number; durationMs: number; metadata: Metadata }
   /** The step failed for good (last attempt, or a `NonRetriableError`). */
   'step:failure': { step: string; attempt: number; durationMs: number; error: ErrorInfo; retriable: boolean }
-  /** The step did not run because `upstream` failed (or was skipped). */
-  'step:skipped': { step: string; upstream: string }
+  /**
+   * The step did not run because `upstream` failed (or was skipped), or because `check`, a
+   * blocking check of `upstream`, failed.
+   */
+  'step:skipped': { step: string; upstream: string; check?: string }
   'step:canceled': { step: string; attempt: number }
   'asset:materialized': { step: string; asset: string; attempt: number; metadata: Metadata }
+  /**
+   * An asset check was evaluated on the materialization `step` just made. A check that threw has
+   * `passed: false` and its `error`. `stops`: it failed, blocking with severity `error`.
+   */
+  'check:evaluated': {
+    step: string
+    asset: string
+    check: string
+    partition: string | null
+    passed: boolean
+    severity: 'warn' | 'error'
+    blocking: boolean
+    stops: boolean
+    durationMs: number
+    metadata: Metadata
+    error: ErrorInfo | null
+  }
   /** Cancellation was requested (by a signal or by another process through the store). */
   'run:canceling': { reason: string }
   /** A pause was requested: no new step starts; running steps finish. */
@@ -52,6 +72,8 @@ export interface RunEventMap {
     failed: number
     skipped: number
     canceled: number
+    /** Blocking checks that failed (each fails the run); absent when none did. */
+    checksFailed?: number
   }
   log: { step: string | null; level: LogLevel; message: string }
 }
@@ -78,6 +100,7 @@ export const RUN_EVENT_TYPES: readonly RunEventType[] = [
   'step:skipped',
   'step:canceled',
   'asset:materialized',
+  'check:evaluated',
   'run:canceling',
   'run:pausing',
   'run:paused',

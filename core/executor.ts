@@ -1,5 +1,6 @@
 import { hostname } from 'node:os'
 import { performance } from 'node:perf_hooks'
+import { type CheckDefinition, checkId, stopsDownstream } from './checks.js'
 import type { Clock } from './clock.js'
 import {
   type AssetContext,
@@ -25,7 +26,7 @@ import type { JsonObject } from './json.js'
 import type { RunRecorder } from './recorder.js'
 import { retryDelay } from './retry.js'
 import type { ExecutorStore } from './store/run-store.js'
-import { HEARTBEAT_INTERVAL_MS, type StepStatus } from './store/types.js'
+import { type CheckResultRecord, HEARTBEAT_INTERVAL_MS, type StepStatus } from './store/types.js'
 
 export interface ExecuteOptions {
   runId: string
@@ -46,6 +47,12 @@ export interface ExecuteOptions {
   recorder: RunRecorder
   /** How often the owner polls the store for a cancel request from another process. */
   cancelPollMs: number
+  /** Asset checks by asset key, evaluated in order right after each materialization of their asset. */
+  checks?: ReadonlyMap<string, readonly CheckDefinition[]>
+  /** Validated run config of the checks that declare a schema, keyed `asset:name`. */
+  checkConfig?: ReadonlyMap<string, unknown>
+  /** Blocking checks that failed in this run before a pause (a resumed run still ends `failure`). */
+  checksFailedBefore?: number
   /** Steps already settled in this run (a paused run being resumed): they are not run again. */
   initial?: ReadonlyMap<
     string,
@@ -62,15 +69,19 @@ export interface StepState {
   startedAt: number | null
   endedAt: number | null
   error: ErrorInfo | null
-  /** For a skipped step: the failed step it was skipped for. */
+  /** For a skipped step: the failed step it was skipped for (`asset:check` when a check stopped it). */
   reason: string | null
   metadata: Metadata | null
+  /** A succeeded step whose blocking check failed: that check's name (its dependents are skipped). */
+  stoppedBy?: string | null
 }
 
 export interface ExecutionOutcome {
   /** `paused`: stopped at a pause request; pending steps stay pending for a resume. */
   status: 'success' | 'failure' | 'canceled' | 'paused'
   steps: readonly StepState[]
+  /** The asset checks evaluated, in order. */
+  checks: ReadonlyArray<Omit<CheckResultRecord, 'id'>>
   startedAt: number
   endedAt: number
 }
@@ -111,6 +122,8 @@ export class Execution {
   private pausing = false
   private cancelReason = ''
   private finished = false
+  private checksStopped = 0
+  private readonly checkResults: Array<Omit<CheckResultRecord, 'id'>> = []
   private startedAt = 0
   private resolveDone!: (outcome: ExecutionOutcome) => void
   private poolTimer: NodeJS.Timeout | undefined
@@ -140,6 +153,7 @@ export class Execution {
       progress: { lastEmit: Number.NEGATIVE_INFINITY, pending: undefined },
     }))
     this.byKey = new Map(this.steps.map((s) => [s.key, s]))
+    this.checksStopped = options.checksFailedBefore ?? 0
     for (const step of this.steps) {
       const settled = options.initial?.get(step.key)
       if (settled && settled.status !== 'pending') Object.assign(step, settled)
@@ -363,7 +377,9 @@ export class Execution {
       .finally(() => {
         this.running--
         this.releasePool(step)
-        if (step.status === 'succeeded') {
+        if (step.status === 'succeeded' && step.stoppedBy) {
+          this.skipDownstream(step, step.stoppedBy)
+        } else if (step.status === 'succeeded') {
           for (const d of step.dependents) {
             const dependent = this.steps[d]!
             if (--dependent.remaining === 0 && dependent.status === 'pending') this.ready.push(d)
@@ -439,11 +455,14 @@ export class Execution {
         this.record(step)
         recorder.materialization({ asset: step.key, runId, attempt, ts: now, metadata, partitionKey: null })
         this.emit({ type: 'asset:materialized', step: step.key, asset: step.key, attempt, metadata })
+        // checks come before the step's success, so that a view shows the step with its checks
+        const checks = this.o.checks?.get(step.key)
+        if (checks !== undefined && checks.length > 0) await this.evaluateChecks(step, checks, metadata)
         this.emit({
           type: 'step:success',
           step: step.key,
           attempt,
-          durationMs: now - step.startedAt!,
+          durationMs: clock.now() - step.startedAt!,
           metadata,
         })
         return
@@ -516,6 +535,96 @@ export class Execution {
     }
   }
 
+  /**
+   * Evaluates the asset's checks on the materialization its step just made, one after another.
+   * A check that throws (or returns something else than `{ passed }`) counts as failed with its
+   * error. The first failed blocking check of severity `error` marks the step stopped: its
+   * dependents are skipped naming the check, and the run ends `failure`.
+   */
+  private async evaluateChecks(
+    step: InternalStep,
+    checks: readonly CheckDefinition[],
+    metadata: Metadata,
+  ): Promise<void> {
+    const { clock, recorder, runId } = this.o
+    const controller = new AbortController()
+    step.abort = controller
+    try {
+      for (const check of checks) {
+        const started = clock.now()
+        let passed = false
+        let resultMetadata: Metadata = {}
+        let error: ErrorInfo | null = null
+        try {
+          if (controller.signal.aborted) throw controller.signal.reason
+          const value: unknown = await raceAbort(
+            Promise.resolve().then(() =>
+              check.evaluate({
+                runId,
+                asset: step.key,
+                check: check.name,
+                partition: null,
+                metadata,
+                config: this.o.checkConfig?.get(checkId(step.key, check.name)) ?? {},
+                resources: this.o.resources as AssetContext['resources'],
+                signal: controller.signal,
+                log: (message: string, level: LogLevel = 'info') => {
+                  this.emit({ type: 'log', step: step.key, level, message: String(message) })
+                },
+              }),
+            ),
+            controller.signal,
+          )
+          if (!isPlainObject(value) || typeof value.passed !== 'boolean') {
+            throw new NonRetriableError(
+              `check \`${checkId(step.key, check.name)}\` must return { passed: boolean, metadata? }`,
+            )
+          }
+          resultMetadata = value.metadata === undefined ? {} : toMetadata(value.metadata)
+          passed = value.passed
+        } catch (failure) {
+          error = toErrorInfo(failure)
+        }
+        const now = clock.now()
+        const stops = !passed && stopsDownstream(check)
+        const result = {
+          runId,
+          asset: step.key,
+          check: check.name,
+          partitionKey: null,
+          passed,
+          severity: check.severity,
+          blocking: check.blocking,
+          ts: now,
+          metadata: resultMetadata,
+          error,
+        }
+        this.checkResults.push(result)
+        recorder.check(result)
+        this.emit({
+          type: 'check:evaluated',
+          step: step.key,
+          asset: step.key,
+          check: check.name,
+          partition: null,
+          passed,
+          severity: check.severity,
+          blocking: check.blocking,
+          stops,
+          durationMs: now - started,
+          metadata: resultMetadata,
+          error,
+        })
+        if (stops && !step.stoppedBy) {
+          step.stoppedBy = check.name
+          this.checksStopped++
+        }
+      }
+    } finally {
+      step.abort = undefined
+    }
+  }
+
   private async context(step: InternalStep, attempt: number, signal: AbortSignal): Promise<AssetContext> {
     const upstream: Record<string, Metadata | undefined> = {}
     for (const dep of step.def.deps) upstream[dep] = await this.upstreamMetadata(dep)
@@ -579,17 +688,24 @@ export class Execution {
     this.emit({ type: 'step:canceled', step: step.key, attempt: step.attempts })
   }
 
-  /** A failed step skips everything downstream of it that has not run; siblings go on. */
-  private skipDownstream(failed: InternalStep): void {
+  /**
+   * A failed step (or a succeeded one whose blocking `check` failed) skips everything downstream
+   * of it that has not run; siblings go on.
+   */
+  private skipDownstream(failed: InternalStep, check?: string): void {
     const queue = [...failed.dependents]
     while (queue.length > 0) {
       const step = this.steps[queue.pop()!]!
       if (step.status !== 'pending') continue
       step.status = 'skipped'
-      step.reason = failed.key
+      step.reason = check === undefined ? failed.key : checkId(failed.key, check)
       step.endedAt = this.o.clock.now()
       this.record(step)
-      this.emit({ type: 'step:skipped', step: step.key, upstream: failed.key })
+      this.emit(
+        check === undefined
+          ? { type: 'step:skipped', step: step.key, upstream: failed.key }
+          : { type: 'step:skipped', step: step.key, upstream: failed.key, check },
+      )
       queue.push(...step.dependents)
     }
   }
@@ -621,10 +737,21 @@ export class Execution {
     const endedAt = this.o.clock.now()
     if (paused && pending > 0) {
       this.o.recorder.emit({ type: 'run:paused', runId: this.o.runId, ts: endedAt, pending, ...counts })
-      this.resolveDone({ status: 'paused', steps: this.steps, startedAt: this.startedAt, endedAt })
+      this.resolveDone({
+        status: 'paused',
+        steps: this.steps,
+        checks: this.checkResults,
+        startedAt: this.startedAt,
+        endedAt,
+      })
       return
     }
-    const status = this.canceling ? 'canceled' : counts.failed + counts.skipped > 0 ? 'failure' : 'success'
+    // a blocking check that failed fails the run, even when nothing is downstream of its asset
+    const status = this.canceling
+      ? 'canceled'
+      : counts.failed + counts.skipped + this.checksStopped > 0
+        ? 'failure'
+        : 'success'
     this.o.recorder.emit({
       type: 'run:end',
       runId: this.o.runId,
@@ -632,8 +759,15 @@ export class Execution {
       status,
       durationMs: endedAt - this.startedAt,
       ...counts,
+      ...(this.checksStopped > 0 ? { checksFailed: this.checksStopped } : {}),
     })
-    this.resolveDone({ status, steps: this.steps, startedAt: this.startedAt, endedAt })
+    this.resolveDone({
+      status,
+      steps: this.steps,
+      checks: this.checkResults,
+      startedAt: this.startedAt,
+      endedAt,
+    })
   }
 
   get cancelMessage(): string {

@@ -1,4 +1,12 @@
 import { availableParallelism, hostname } from 'node:os'
+import {
+  CHECKS_CONFIG_KEY,
+  type CheckDefinition,
+  checksByAsset,
+  parseSkipReason,
+  resolveCheckConfig,
+  stopsDownstream,
+} from './checks.js'
 import { type Clock, systemClock } from './clock.js'
 import {
   type AssetDefinition,
@@ -33,8 +41,13 @@ export interface MaterializeOptions {
   /** Which assets to run (see the selection syntax); default every asset. An array is a union. */
   selection?: string | readonly string[]
   resources?: Record<string, unknown>
-  /** Run config per asset key, validated by each asset's schema before the run starts. */
+  /**
+   * Run config per asset key, validated by each asset's schema before the run starts; the asset
+   * checks' config under `checks`: `{ checks: { ASSET: { CHECK: {...} } } }`.
+   */
   config?: Record<string, unknown>
+  /** Asset checks (`assetCheck`), evaluated right after each materialization of their asset. */
+  checks?: readonly CheckDefinition[]
   /** Steps at once within the run (default: the number of CPUs, at least 4). */
   concurrency?: number
   /** Limits of the named pools the selected assets use, shared by every run on the store. */
@@ -77,7 +90,8 @@ export type StepResult = StepResultBase &
   (
     | { status: 'succeeded'; metadata: Metadata; error?: undefined }
     | { status: 'failed'; error: ErrorInfo }
-    | { status: 'skipped'; upstream: string; error?: undefined }
+    /** `check`: the blocking check of `upstream` that failed, when a check stopped this step. */
+    | { status: 'skipped'; upstream: string; check?: string; error?: undefined }
     | { status: 'canceled'; error?: undefined }
     | { status: 'pending' | 'running' | 'retrying'; error?: undefined }
   )
@@ -87,6 +101,18 @@ export interface MaterializationResult {
   ts: number
   attempt: number
   metadata: Metadata
+}
+
+/** One evaluation of an asset check in a run. */
+export interface CheckResult {
+  asset: string
+  check: string
+  partition: string | null
+  passed: boolean
+  severity: 'warn' | 'error'
+  blocking: boolean
+  metadata: Metadata
+  error: ErrorInfo | null
 }
 
 export interface MaterializeResult {
@@ -104,6 +130,8 @@ export interface MaterializeResult {
   materializations: Record<string, MaterializationResult>
   /** Steps not executed because the parent run's lineage already materialized them. */
   reused: Record<string, { runId: string; metadata: Metadata }>
+  /** The asset checks this run evaluated, in order. */
+  checks: CheckResult[]
   /** Why the run was canceled, when it was. */
   cancelReason: string | undefined
 }
@@ -138,6 +166,7 @@ export async function materialize(
     const config = resolveRunConfig(graph.assets, plan.keys, options.config ?? plan.parent?.config, (key) =>
       didYouMean(key, graph.assets.keys()),
     )
+    const checks = resolveChecks(graph, options.checks, config)
     const pools = checkPools(graph, plan.keys, options.pools ?? {})
 
     const holds = holdsFor(graph, options.guards ?? [], plan.keys)
@@ -175,7 +204,13 @@ export async function materialize(
       await clock.sleep(options.guardPollMs ?? 250, options.signal)
       now = clock.now()
     }
-    return await executeRun(store, graph, plan, { runId, now, config, pools, concurrency, clock }, options)
+    return await executeRun(
+      store,
+      graph,
+      plan,
+      { runId, now, config, checks, pools, concurrency, clock },
+      options,
+    )
   } finally {
     if (ownStore) await store.close()
   }
@@ -185,6 +220,7 @@ interface Started {
   runId: string
   now: number
   config: Record<string, unknown>
+  checks: ResolvedChecks
   pools: Record<string, number>
   concurrency: number
   clock: Clock
@@ -197,7 +233,7 @@ async function executeRun(
   store: RunStore,
   graph: AssetGraph,
   plan: Plan,
-  { runId, now, config, pools, concurrency, clock, initial }: Started,
+  { runId, now, config, checks, pools, concurrency, clock, initial }: Started,
   options: Omit<MaterializeOptions, 'store'>,
 ): Promise<MaterializeResult> {
   const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
@@ -235,6 +271,12 @@ async function executeRun(
       recorder,
       cancelPollMs: options.cancelPollMs ?? 250,
       initial,
+      checks: checks.byAsset,
+      checkConfig: checks.config,
+      // a run resumed after a pause: the blocking checks that failed before it still fail it
+      checksFailedBefore: initial
+        ? (await store.checkResultsOfRun(runId)).filter((c) => !c.passed && stopsDownstream(c)).length
+        : 0,
     })
     outcome = await execution.run()
     await recorder.flush()
@@ -265,6 +307,16 @@ async function executeRun(
         .map((s) => [s.key, { runId, ts: s.endedAt!, attempt: s.attempts, metadata: s.metadata! }]),
     ),
     reused: Object.fromEntries(plan.reused),
+    checks: outcome.checks.map((c) => ({
+      asset: c.asset,
+      check: c.check,
+      partition: c.partitionKey,
+      passed: c.passed,
+      severity: c.severity,
+      blocking: c.blocking,
+      metadata: c.metadata,
+      error: c.error,
+    })),
     cancelReason: outcome.status === 'canceled' ? execution.cancelMessage : undefined,
   }
 }
@@ -318,7 +370,7 @@ async function runRecorded(
   if (from === 'paused' && run.status !== 'paused') {
     throw new ConfigError(`run ${run.id} is ${run.status}; only a paused run can be resumed.`)
   }
-  const { config, pools, concurrency } = checkStoredRun(graph, run, options)
+  const { config, checks, pools, concurrency } = checkStoredRun(graph, run, options)
   const initial = await settledSteps(store, run.id)
   const now = clock.now()
   const owner = { pid: process.pid, host: hostname() }
@@ -331,7 +383,7 @@ async function runRecorded(
     store,
     graph,
     await storedPlan(store, run),
-    { runId: run.id, now, config, pools, concurrency, clock, initial },
+    { runId: run.id, now, config, checks, pools, concurrency, clock, initial },
     options,
   )
 }
@@ -368,6 +420,7 @@ function checkStoredRun(graph: AssetGraph, run: RunRecord, options: LaunchOption
   )
   return {
     config,
+    checks: resolveChecks(graph, options.checks, config),
     pools: checkPools(graph, run.plan, options.pools ?? {}),
     concurrency: checkConcurrency(options.concurrency),
   }
@@ -467,7 +520,10 @@ async function planReexecution(
   const candidates: Array<[string, string]> = Object.entries(parent.reused)
   for (const step of await store.getSteps(parent.id))
     if (step.status === 'succeeded') candidates.push([step.key, parent.id])
+  const stopped = await stoppedByChecks(store, new Set(candidates.map(([, runId]) => runId)))
   for (const [key, runId] of candidates) {
+    // a materialization a blocking check failed on is made again (and checked again): see below
+    if (stopped.has(`${runId}\u0000${key}`)) continue
     const m = await store.runMaterialization(runId, key)
     // a materialization pruned since is simply run again
     if (m) reused.set(key, { runId, metadata: m.metadata })
@@ -485,6 +541,43 @@ async function planReexecution(
     throw new ConfigError(`every step of run ${parent.id} already succeeded; there is nothing to re-execute.`)
   }
   return { selection: parent.selection, keys, reused, parent }
+}
+
+interface ResolvedChecks {
+  byAsset: Map<string, CheckDefinition[]>
+  /** Validated config of the checks that declare a schema, keyed `asset:name`. */
+  config: Map<string, unknown>
+}
+
+/** The run's checks by asset, and their config validated from the run config's `checks`. */
+function resolveChecks(
+  graph: AssetGraph,
+  checks: readonly CheckDefinition[] | undefined,
+  config: Record<string, unknown>,
+): ResolvedChecks {
+  if (checks !== undefined && !Array.isArray(checks)) {
+    throw new ConfigError('checks must be an array of asset checks made with assetCheck({...}).')
+  }
+  const byAsset = checksByAsset(checks ?? [], graph.assets)
+  const raw = graph.has(CHECKS_CONFIG_KEY) ? undefined : config[CHECKS_CONFIG_KEY]
+  return { byAsset, config: resolveCheckConfig(byAsset, raw) }
+}
+
+/**
+ * Re-execution from failure and checks: a step whose materialization a blocking check failed on
+ * succeeded, but its dependents never ran on it. Its materialization is not reused: the asset runs
+ * again, and its checks with it, before anything downstream (the data is fixed upstream, or a
+ * `--set` relaxed the check). Dagster re-runs only the check; running the asset again means a
+ * check never passes on data made before the fix. Returns `runId\0asset` pairs.
+ */
+async function stoppedByChecks(store: RunStore, runIds: ReadonlySet<string>): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (const runId of runIds) {
+    for (const r of await store.checkResultsOfRun(runId)) {
+      if (!r.passed && stopsDownstream(r)) out.add(`${runId}\u0000${r.asset}`)
+    }
+  }
+  return out
 }
 
 function checkPools(
@@ -523,8 +616,12 @@ function toStepResult(s: StepState): StepResult {
       return { ...base, status: 'succeeded', metadata: s.metadata ?? {} }
     case 'failed':
       return { ...base, status: 'failed', error: s.error! }
-    case 'skipped':
-      return { ...base, status: 'skipped', upstream: s.reason ?? '' }
+    case 'skipped': {
+      const { upstream, check } = parseSkipReason(s.reason ?? '')
+      return check === undefined
+        ? { ...base, status: 'skipped', upstream }
+        : { ...base, status: 'skipped', upstream, check }
+    }
     case 'canceled':
       return { ...base, status: 'canceled' }
     default:

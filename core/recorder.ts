@@ -1,6 +1,6 @@
 import type { RunEvent, RunEventListener } from './events.js'
 import type { ExecutorStore } from './store/run-store.js'
-import type { AttemptRecord, MaterializationRecord, WriteBatch } from './store/types.js'
+import type { AttemptRecord, CheckResultRecord, MaterializationRecord, WriteBatch } from './store/types.js'
 
 type StepRow = WriteBatch['steps'][number]
 
@@ -8,7 +8,8 @@ type StepRow = WriteBatch['steps'][number]
  * Sits between the executor and the store. Emitted events, step and attempt rows (coalesced:
  * latest state wins) and materializations gather into a batch that is committed in one
  * transaction at the end of the current turn of the event loop, so a burst of events costs one
- * commit and a step's success and its materialization always land together. Listeners (the
+ * commit and a step's success and its materialization always land together (and a check's result
+ * with the event that announces it). Listeners (the
  * views, the reporters) get each event once the batch that holds it is committed: nothing is
  * shown as done before it is durable. One write is in flight at a time; what is emitted meanwhile
  * goes into the next batch.
@@ -18,6 +19,7 @@ export class RunRecorder {
   private steps = new Map<string, StepRow>()
   private attempts = new Map<string, AttemptRecord>()
   private materializations: Array<Omit<MaterializationRecord, 'id'>> = []
+  private checks: Array<Omit<CheckResultRecord, 'id'>> = []
   private scheduled: NodeJS.Immediate | undefined
   private writing: Promise<void> | undefined
   /** The first error a listener threw; the run goes on and `materialize` reports it at the end. */
@@ -54,12 +56,18 @@ export class RunRecorder {
     this.schedule()
   }
 
+  check(row: Omit<CheckResultRecord, 'id'>): void {
+    this.checks.push(row)
+    this.schedule()
+  }
+
   private get empty(): boolean {
     return (
       this.events.length === 0 &&
       this.steps.size === 0 &&
       this.attempts.size === 0 &&
-      this.materializations.length === 0
+      this.materializations.length === 0 &&
+      this.checks.length === 0
     )
   }
 
@@ -91,11 +99,13 @@ export class RunRecorder {
       steps: [...this.steps.values()],
       attempts: [...this.attempts.values()],
       materializations: this.materializations,
+      checks: this.checks,
     }
     this.events = []
     this.steps = new Map()
     this.attempts = new Map()
     this.materializations = []
+    this.checks = []
     const writing = this.store.write(batch)
     this.writing = writing
     try {
@@ -124,6 +134,7 @@ export class RunRecorder {
     for (const [key, row] of this.attempts) attempts.set(key, row)
     this.attempts = attempts
     this.materializations = [...batch.materializations, ...this.materializations]
+    this.checks = [...(batch.checks ?? []), ...this.checks]
   }
 
   private deliver(events: readonly RunEvent[]): void {

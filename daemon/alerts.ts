@@ -230,7 +230,14 @@ interface WatchState {
 /** What alerting reads and writes: finished runs, their steps, ticks, and its own state in settings. */
 export type AlertStore = Pick<
   RunStore,
-  'isOpen' | 'runsEndedAfter' | 'getSteps' | 'listRuns' | 'listTicks' | 'getSetting' | 'putSetting'
+  | 'isOpen'
+  | 'runsEndedAfter'
+  | 'getSteps'
+  | 'checkResultsOfRun'
+  | 'listRuns'
+  | 'listTicks'
+  | 'getSetting'
+  | 'putSetting'
 >
 
 export interface AlertWatcherOptions {
@@ -268,11 +275,35 @@ export class AlertWatcher {
     const { store, config } = this.o
     const state = await this.load(now)
     const found: Alert[] = []
-    // runs that ended in failure since the cursor (in the order they ended)
-    const ended = (await store.runsEndedAfter(['failure'], state.endedAt)).filter(
+    // runs that ended since the cursor (in the order they ended): failures, and failed checks of
+    // any run (a warning leaves its run a success)
+    const ended = (await store.runsEndedAfter(['success', 'failure'], state.endedAt)).filter(
       (r) => !(r.endedAt === state.endedAt && state.ids.includes(r.id)),
     )
     for (const run of ended) {
+      const checks = (await store.checkResultsOfRun(run.id)).filter((c) => !c.passed)
+      if (checks.length > 0) {
+        const list = checks
+          .map((c) => {
+            const kind =
+              c.blocking && c.severity === 'error'
+                ? 'blocking'
+                : c.severity === 'warn'
+                  ? 'warning'
+                  : 'not blocking'
+            return `${c.asset}:${c.check} (${kind}${c.error ? `: ${firstLine(c.error.message)}` : ''})`
+          })
+          .join(', ')
+        found.push(
+          runAlert(
+            'check_failed',
+            run,
+            `run ${run.id} (${run.selection}): check${checks.length > 1 ? 's' : ''} failed: ${list}`,
+            now,
+          ),
+        )
+      }
+      if (run.status !== 'failure') continue
       const failed = (await store.getSteps(run.id)).filter((s) => s.status === 'failed')
       const rollback = failed.find(
         (s) => s.key === (this.o.replicasKey ?? 'replicas') && /rolled back/.test(s.error?.message ?? ''),
@@ -288,9 +319,12 @@ export class AlertWatcher {
         )
       }
       const step = failed[0]
+      const stopped = checks.find((c) => c.blocking && c.severity === 'error')
       const why = step
         ? `step ${step.key} failed: ${firstLine(step.error?.message ?? '')}`
-        : firstLine(run.error?.message ?? 'failed')
+        : stopped
+          ? `check ${stopped.asset}:${stopped.check} failed`
+          : firstLine(run.error?.message ?? 'failed')
       found.push(runAlert('run_failure', run, `run ${run.id} (${run.selection}) failed: ${why}`, now))
     }
     if (ended.length > 0) {

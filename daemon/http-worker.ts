@@ -164,6 +164,12 @@ const m = {
     help: 'Age of the promoted index (the latest materialization of the promote asset)',
     registers: [registry],
   }),
+  checks: new Gauge({
+    name: 'refresh_check_failing',
+    help: 'An asset check by its latest results: 1 failing (in any partition), 0 passing',
+    labelNames: ['asset', 'check'],
+    registers: [registry],
+  }),
   iteration: new Gauge({
     name: 'refresh_daemon_last_iteration_age_seconds',
     help: 'Seconds since the daemon loop last completed an iteration',
@@ -203,6 +209,8 @@ function apply(s: MetricsSnapshot): void {
   }
   m.pools.reset()
   for (const [pool, n] of Object.entries(s.pools)) m.pools.set({ pool }, n)
+  m.checks.reset()
+  for (const c of s.checks) m.checks.set({ asset: c.asset, check: c.check }, c.failing ? 1 : 0)
   if (s.promotedAt === null) registry.removeSingleMetric('refresh_promoted_index_age_seconds')
   else {
     if (!registry.getSingleMetric('refresh_promoted_index_age_seconds')) registry.registerMetric(m.promoted)

@@ -47,6 +47,8 @@ export interface MetricsSnapshot {
   lease: { holder: string; expiresAt: number } | null
   pools: Record<string, number>
   promotedAt: number | null
+  /** Each asset check by its latest results: failing when one of them (any partition) failed. */
+  checks: Array<{ asset: string; check: string; failing: boolean }>
 }
 
 export interface HealthSnapshot {
@@ -136,6 +138,12 @@ async function collect(): Promise<MetricsSnapshot> {
   const pools: Record<string, number> = {}
   for (const slot of await s.poolUsage()) pools[slot.pool] = (pools[slot.pool] ?? 0) + 1
   const lease = await s.getLease('daemon')
+  const checks = new Map<string, { asset: string; check: string; failing: boolean }>()
+  for (const r of await s.latestCheckResults()) {
+    const key = `${r.asset}\u0000${r.check}`
+    const seen = checks.get(key)
+    checks.set(key, { asset: r.asset, check: r.check, failing: (seen?.failing ?? false) || !r.passed })
+  }
   return {
     at: now,
     runs: await s.countRuns(),
@@ -148,6 +156,7 @@ async function collect(): Promise<MetricsSnapshot> {
     lease: lease ? { holder: lease.holder, expiresAt: lease.expiresAt } : null,
     pools,
     promotedAt: data.promoteKey ? ((await s.latestMaterialization(data.promoteKey))?.ts ?? null) : null,
+    checks: [...checks.values()],
   }
 }
 

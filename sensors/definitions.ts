@@ -1,4 +1,5 @@
 import { z } from 'zod/v4'
+import { stopsDownstream } from '../core/checks.js'
 import { formatIssues, type LogLevel } from '../core/definitions.js'
 import { ConfigError } from '../core/errors.js'
 import { parseSelection } from '../core/selection.js'
@@ -170,6 +171,17 @@ export function whenMaterialized(
       const after = ctx.cursor === null ? 0 : Number(ctx.cursor)
       const newest = await ctx.store.latestMaterialization(asset)
       if (!newest || newest.id <= after) return { skip: `no new materialization of ${asset}` }
+      // a materialization a blocking check failed on is not launched on: its run stopped what is
+      // downstream of it on purpose (a retry of that run makes it again and checks it again)
+      const stopped = (await ctx.store.checkResultsOfRun(newest.runId)).find(
+        (c) => c.asset === asset && !c.passed && stopsDownstream(c),
+      )
+      if (stopped) {
+        return {
+          skip: `${asset} of run ${newest.runId} failed its blocking check ${stopped.check}; not launching ${launch} on it`,
+          cursor: String(newest.id),
+        }
+      }
       // already covered: every launched root was materialized after this materialization
       const latest = await ctx.store.latestMaterializations()
       const stale = launchRoots.some((root) => (latest.get(root)?.id ?? 0) < newest.id)

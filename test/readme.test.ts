@@ -210,6 +210,24 @@ async function runConfig(block: Block, dir: string): Promise<void> {
     // as written, with fewer catalog rows (a million take a while)
     await ok(['run', '--plain', '--set', 'catalog.rows=3000'])
     expect(existsSync(join(dir, '.refresh/data/current.json'))).toBe(true)
+  } else if (block.heading === 'Asset checks') {
+    await ok(['validate'])
+    const small = ['--set', 'catalog.rows=3000', '--set', 'replicas.replicas=1']
+    const first = await ok(['run', '--plain', ...small])
+    expect(first.stdout).toMatch(/clean\s+check kept_most_rows passed/)
+    const alias = readFileSync(join(dir, '.refresh/data/current.json'), 'utf8')
+    const stopped = await cli(dir, [
+      'run',
+      '--plain',
+      ...small,
+      '--set',
+      'checks.clean.kept_most_rows.minKeptPercent=101',
+    ])
+    expect(stopped.code, stopped.stdout).toBe(1)
+    expect(stopped.stdout).toMatch(/promote\s+skipped: check clean:kept_most_rows failed/)
+    expect(readFileSync(join(dir, '.refresh/data/current.json'), 'utf8')).toBe(alias)
+    const checks = await ok(['checks', 'clean'])
+    expect(checks.stdout).toMatch(/clean\s+kept_most_rows\s+FAILED/)
   } else if (block.heading === 'Sensors, schedules and the daemon') {
     await ok(['validate'])
     await ok(['sensors'])

@@ -252,6 +252,7 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
     const { launchRun } = await import('../../core/materialize.js')
     const result = await launchRun(resolved.assets, runId, {
       store,
+      checks: resolved.checks,
       resources: resolved.resources,
       pools: resolved.pools,
       concurrency: resolved.concurrency,

@@ -278,6 +278,7 @@ async function resumeCommand(runId: string, options: Options, io: Io): Promise<n
     const { resumeRun } = await import('../../core/materialize.js')
     const result = await resumeRun(resolved.assets, run.id, {
       store,
+      checks: resolved.checks,
       resources: resolved.resources,
       pools: resolved.pools,
       concurrency: resolved.concurrency,

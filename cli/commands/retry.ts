@@ -76,7 +76,7 @@ async function retryCommand(runId: string, options: RetryOptions, io: Io): Promi
     storeLocation,
     {
       fromFailure,
-      overrides: parseOverrides(options.set ?? [], resolved.assets),
+      overrides: parseOverrides(options.set ?? [], resolved.assets, resolved.checks),
       concurrency,
       output: outputMode(options, io),
       force: options.force === true,

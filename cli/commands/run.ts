@@ -65,7 +65,10 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
   ])
   const loaded = await loadConfig(file)
   const resolved = resolveEnvironment(loaded.config, options.env, loaded.file)
-  const config = applyOverrides(resolved.config, parseOverrides(options.set ?? [], resolved.assets))
+  const config = applyOverrides(
+    resolved.config,
+    parseOverrides(options.set ?? [], resolved.assets, resolved.checks),
+  )
   const { checkPlan, printPlan } = await import('../plan.js')
   if (options.dryRun) {
     printPlan(resolved, selection, config, io, options.json === true)

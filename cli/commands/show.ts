@@ -1,4 +1,6 @@
 import type { Command } from 'commander'
+import { parseSkipReason } from '../../core/checks.js'
+import type { CheckResultRecord } from '../../core/store/types.js'
 import {
   addStoreOptions,
   type Cell,
@@ -25,7 +27,7 @@ export function registerShow(program: Command, ctx: CliContext): void {
       .description("a run's steps as a timeline: start offset, duration, attempts, status, error, metadata")
       .argument('<run-id>', 'the run (a unique prefix of its id works)'),
   )
-    .option('--json', 'the run, its steps, attempts and materializations as one JSON object')
+    .option('--json', 'the run, its steps, attempts, materializations and check results as one JSON object')
     .addHelpText('after', '\nExamples:\n  refresh show 01m83v10zz4pxmqvqy\n  refresh show 01m83v --json\n')
     .action(async (runId: string, options: ShowOptions) => {
       ctx.code = await showCommand(runId, options, ctx.io)
@@ -40,11 +42,21 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
   const steps = await store.getSteps(run.id)
   const attempts = await store.getAttempts(run.id)
   const produced = new Map((await store.materializationsForRun(run.id)).map((m) => [m.asset, m]))
+  const checks = await store.checkResultsOfRun(run.id)
   const shown = shownRun(run, await interruptedRuns(store))
   if (options.json) {
     const interrupted =
       shown.reason === null ? {} : { interrupted: { reason: shown.reason, lastSeenAt: shown.endedAt } }
-    io.out(JSON.stringify({ run, ...interrupted, steps, attempts, materializations: [...produced.values()] }))
+    io.out(
+      JSON.stringify({
+        run,
+        ...interrupted,
+        steps,
+        attempts,
+        materializations: [...produced.values()],
+        checks,
+      }),
+    )
     return 0
   }
   const start = run.startedAt ?? run.createdAt
@@ -87,9 +99,11 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
     let detail: Cell = ''
     const m = produced.get(step.key)
     if (step.status === 'succeeded') detail = m ? metadataCell('', m.metadata) : ''
-    else if (step.status === 'skipped') detail = step.reason ? `upstream ${step.reason} failed` : ''
+    else if (step.status === 'skipped') detail = step.reason ? skippedDetail(step.reason) : ''
     else if (step.error) detail = `${step.error.name}: ${firstLine(step.error.message)}`
     rows.push([step.key, step.status, offset, duration, bar, tries, detail])
+    // the step's checks, one line each, under it
+    for (const c of checks.filter((r) => r.asset === step.key)) rows.push(['', ...checkRow(c)])
     // earlier failed attempts, one line each, under the step
     for (const a of own.slice(0, -1)) {
       if (a.error)
@@ -113,6 +127,24 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
     io.out(`re-execute from failure: refresh retry ${run.id}`)
   }
   return 0
+}
+
+function skippedDetail(reason: string): string {
+  const { upstream, check } = parseSkipReason(reason)
+  return check === undefined ? `upstream ${upstream} failed` : `check ${upstream}:${check} failed`
+}
+
+/** A check result as the cells after the step's: its verdict, then its name and detail. */
+function checkRow(c: CheckResultRecord): Cell[] {
+  const verdict = c.passed
+    ? 'passed'
+    : c.blocking && c.severity === 'error'
+      ? 'FAILED'
+      : c.severity === 'warn'
+        ? 'warned'
+        : 'failed'
+  const detail = c.error ? `${c.error.name}: ${firstLine(c.error.message)}` : formatMetadata(c.metadata, 4)
+  return [`check ${verdict}`, '', '', '', '', `${c.check}${detail ? `  ${detail}` : ''}`]
 }
 
 /** Where a step ran within the run, as a bar of BAR cells. */

@@ -148,6 +148,19 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   const last = (await store.listRuns({ status: ['success', 'failure', 'canceled'], limit: 1 }))[0]
   const lastRun = last ? describeRun(last, (await store.failedSteps([last.id])).get(last.id) ?? null) : null
   const alertFailures = (await readFailures(store)).slice(0, 3)
+  const latestChecks = await store.latestCheckResults()
+  const checks = {
+    total: latestChecks.length,
+    failing: latestChecks
+      .filter((c) => !c.passed)
+      .map((c) => ({
+        asset: c.asset,
+        check: c.check,
+        partition: c.partitionKey,
+        blocking: c.blocking && c.severity === 'error',
+        runId: c.runId,
+      })),
+  }
 
   if (options.json) {
     io.out(
@@ -166,6 +179,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           lastPrune: pruned,
           promoted,
           lastRun,
+          checks,
           alertFailures,
         },
         null,
@@ -261,6 +275,16 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     io.out(
       `last run: ${lastRun.id} ${lastRun.status}${lastRun.failedStep ? ` at ${lastRun.failedStep}` : ''} (${lastRun.selection}) in ${lastRun.durationMs === null ? '-' : formatDuration(lastRun.durationMs)}, ended ${formatDateTime(lastRun.endedAt ?? now)}  \`refresh show ${lastRun.id}\``,
     )
+  if (checks.total > 0) {
+    const failing = checks.failing.map(
+      (c) => `${c.asset}:${c.check}${c.partition ? ` [${c.partition}]` : ''}`,
+    )
+    io.out(
+      failing.length === 0
+        ? `checks: all ${checks.total} passing (latest results; \`refresh checks\`)`
+        : `checks: ${failing.length} of ${checks.total} failing: ${failing.join(', ')}  \`refresh checks\``,
+    )
+  }
   if (alertFailures.length > 0) {
     const f = alertFailures[0]!
     io.out(

@@ -72,9 +72,13 @@ async function validateCommand(options: ValidateOptions, io: Io): Promise<number
     const where = name === undefined ? '' : ` (environment \`${name}\`)`
     const graph = buildGraph(resolved.assets)
     try {
-      resolveRunConfig(graph.assets, graph.order, resolved.config, (key) =>
+      const config = resolveRunConfig(graph.assets, graph.order, resolved.config, (key) =>
         didYouMean(key, graph.assets.keys()),
       )
+      // asset checks name defined assets, once each, and their config fits their schemas
+      const { checksByAsset, resolveCheckConfig, CHECKS_CONFIG_KEY } = await import('../../core/checks.js')
+      const byAsset = checksByAsset(resolved.checks, graph.assets)
+      resolveCheckConfig(byAsset, graph.has(CHECKS_CONFIG_KEY) ? undefined : config[CHECKS_CONFIG_KEY])
     } catch (error) {
       if (error instanceof ConfigError && where)
         throw new ConfigError(`${error.message}${where}`, { cause: error })

@@ -79,8 +79,24 @@ export function plainReporter(
         )
         break
       case 'step:skipped':
-        line(event, `${step(event.step)} skipped: upstream ${event.upstream} failed`)
+        line(
+          event,
+          event.check === undefined
+            ? `${step(event.step)} skipped: upstream ${event.upstream} failed`
+            : `${step(event.step)} skipped: check ${event.upstream}:${event.check} failed`,
+        )
         break
+      case 'check:evaluated': {
+        const verdict = event.passed
+          ? 'passed'
+          : event.stops
+            ? 'FAILED (blocking: what is downstream is skipped)'
+            : `failed (${event.severity === 'warn' ? 'warning' : 'not blocking'})`
+        const meta = formatMetadata(event.metadata)
+        const error = event.error ? `: ${event.error.name}: ${firstLine(event.error.message)}` : ''
+        line(event, `${step(event.step)} check ${event.check} ${verdict}${error}${meta ? `  ${meta}` : ''}`)
+        break
+      }
       case 'step:canceled':
         line(event, `${step(event.step)} canceled`)
         break
@@ -117,6 +133,9 @@ export function plainReporter(
           event.failed ? `${event.failed} failed` : '',
           event.skipped ? `${event.skipped} skipped` : '',
           event.canceled ? `${event.canceled} canceled` : '',
+          event.checksFailed
+            ? `${event.checksFailed} blocking check${event.checksFailed === 1 ? '' : 's'} failed`
+            : '',
         ].filter(Boolean)
         line(
           event,

@@ -24,7 +24,7 @@ export type StepPhase =
     }
   | { status: 'succeeded'; attempts: number; durationMs: number; metadata: Metadata }
   | { status: 'failed'; attempts: number; durationMs: number; error: string }
-  | { status: 'skipped'; upstream: string }
+  | { status: 'skipped'; upstream: string; check?: string }
   | { status: 'canceled'; attempts: number }
 
 export type StepStatusText = StepPhase['status']
@@ -36,9 +36,22 @@ export interface StepProgress {
   rate: number | null
 }
 
+/** One asset check evaluated on a step's materialization. */
+export interface CheckView {
+  name: string
+  passed: boolean
+  severity: 'warn' | 'error'
+  /** It failed, blocking with severity error: what is downstream was skipped. */
+  stops: boolean
+  /** The error it threw, first line. */
+  error: string | null
+}
+
 export interface StepView {
   key: string
   phase: StepPhase
+  /** The asset checks evaluated on this step's materialization, in order. */
+  checks?: CheckView[]
   /** Start of the first attempt. */
   startedAt: number | null
   endedAt: number | null
@@ -54,6 +67,8 @@ export interface RunEnd {
   failed: number
   skipped: number
   canceled: number
+  /** Blocking checks that failed. */
+  checksFailed?: number
 }
 
 export interface ViewState {
@@ -165,7 +180,27 @@ export function reduce(state: ViewState, event: RunEvent): ViewState {
         error: `${event.error.name}: ${firstLine(event.error.message)}`,
       })
     case 'step:skipped':
-      return finish(state, event.step, event.ts, { status: 'skipped', upstream: event.upstream })
+      return finish(
+        state,
+        event.step,
+        event.ts,
+        event.check === undefined
+          ? { status: 'skipped', upstream: event.upstream }
+          : { status: 'skipped', upstream: event.upstream, check: event.check },
+      )
+    case 'check:evaluated':
+      return update(state, event.step, (s) => ({
+        checks: [
+          ...(s.checks ?? []),
+          {
+            name: event.check,
+            passed: event.passed,
+            severity: event.severity,
+            stops: event.stops,
+            error: event.error ? firstLine(event.error.message) : null,
+          },
+        ],
+      }))
     case 'step:canceled':
       return finish(state, event.step, event.ts, { status: 'canceled', attempts: event.attempt })
     case 'log':
@@ -202,6 +237,7 @@ export function reduce(state: ViewState, event: RunEvent): ViewState {
           failed: event.failed,
           skipped: event.skipped,
           canceled: event.canceled,
+          ...(event.checksFailed ? { checksFailed: event.checksFailed } : {}),
         },
       }
     case 'asset:materialized':

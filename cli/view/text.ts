@@ -28,15 +28,33 @@ export function stateText(step: StepView, now: number): string {
       const seconds = Math.max(0, Math.ceil((p.retryAt - now) / 1000))
       return `retrying in ${seconds} s (attempt ${p.attempt + 1}/${p.maxAttempts})`
     }
-    case 'succeeded':
-      return p.attempts > 1 ? `succeeded (attempt ${p.attempts})` : 'succeeded'
+    case 'succeeded': {
+      const checks = checksText(step)
+      const text = p.attempts > 1 ? `succeeded (attempt ${p.attempts})` : 'succeeded'
+      return checks ? `${text}, ${checks}` : text
+    }
     case 'failed':
       return `failed after ${p.attempts} attempt${p.attempts === 1 ? '' : 's'}`
     case 'skipped':
-      return `skipped (${p.upstream} failed)`
+      return p.check === undefined
+        ? `skipped (${p.upstream} failed)`
+        : `skipped (check ${p.upstream}:${p.check} failed)`
     case 'canceled':
       return 'canceled'
   }
+}
+
+/** The step's checks in a few words: `checks 2/3 passed (failed: not_empty)`; empty without checks. */
+export function checksText(step: StepView): string {
+  const checks = step.checks ?? []
+  if (checks.length === 0) return ''
+  const failed = checks.filter((c) => !c.passed)
+  const passed = checks.length - failed.length
+  if (failed.length === 0) return `checks ${passed}/${checks.length} passed`
+  const names = failed.map((c) =>
+    c.stops ? `${c.name} (blocking)` : c.severity === 'warn' ? `${c.name} (warn)` : c.name,
+  )
+  return `checks ${passed}/${checks.length} passed, failed: ${names.join(', ')}`
 }
 
 /** Time spent so far (running) or in all (finished); empty before the step starts. */
@@ -145,6 +163,7 @@ export function summaryLines(state: ViewState): string[] {
     end.failed ? `${end.failed} failed` : '',
     end.skipped ? `${end.skipped} skipped` : '',
     end.canceled ? `${end.canceled} canceled` : '',
+    end.checksFailed ? `${end.checksFailed} blocking check${end.checksFailed === 1 ? '' : 's'} failed` : '',
   ].filter(Boolean)
   const status = end.status === 'canceled' && state.canceling ? `canceled (${state.canceling})` : end.status
   const lines = [`${status} · ${counts.join(', ')} · ${formatDuration(end.durationMs)} · run ${state.runId}`]

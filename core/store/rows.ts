@@ -3,6 +3,7 @@ import type { RunEvent } from '../events.js'
 import { type JsonObject, parseJson } from '../json.js'
 import type {
   AttemptRecord,
+  CheckResultRecord,
   InstigatorKind,
   InstigatorState,
   InstigatorStatus,
@@ -144,6 +145,22 @@ export function toMaterialization(row: Row): MaterializationRecord {
     ts: row.ts as number,
     metadata: parseJson<JsonObject>(row.metadata as string, {}),
     partitionKey: (row.partition_key as string | null) ?? null,
+  }
+}
+
+export function toCheckResult(row: Row): CheckResultRecord {
+  return {
+    id: row.id as number,
+    runId: row.run_id as string,
+    asset: row.asset_key as string,
+    check: row.check_name as string,
+    partitionKey: (row.partition_key as string | null) ?? null,
+    passed: Number(row.passed) === 1,
+    severity: row.severity as CheckResultRecord['severity'],
+    blocking: Number(row.blocking) === 1,
+    ts: row.ts as number,
+    metadata: parseJson<JsonObject>(row.metadata as string, {}),
+    error: parseJson<ErrorInfo | null>(row.error as string | null, null),
   }
 }
 

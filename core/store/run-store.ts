@@ -2,6 +2,7 @@ import { type ErrorInfo, StoreError } from '../errors.js'
 import type {
   AttemptRecord,
   BackupRecord,
+  CheckResultRecord,
   CommittedTick,
   CreateRunResult,
   EventFilter,
@@ -142,6 +143,13 @@ export interface RunStore extends AsyncDisposable {
   /** The materialization an asset got in a given run, if any. */
   runMaterialization(runId: string, asset: string): Promise<MaterializationRecord | undefined>
   materializationsForRun(runId: string): Promise<MaterializationRecord[]>
+  /**
+   * The latest result of each asset check (per partition), by asset, check and partition; only
+   * `asset`'s checks when given. Results are written with a run's events (`write`'s `checks`).
+   */
+  latestCheckResults(asset?: string): Promise<CheckResultRecord[]>
+  /** Every check result a run recorded, in the order they were evaluated. */
+  checkResultsOfRun(runId: string): Promise<CheckResultRecord[]>
 
   // ---- pools -----------------------------------------------------------------------------------
 
@@ -273,7 +281,7 @@ export interface RunStore extends AsyncDisposable {
   // ---- moving history between stores ------------------------------------------------------------
 
   /**
-   * The store's whole history (runs, steps, attempts, events, materializations, sensor and
+   * The store's whole history (runs, steps, attempts, events, materializations, check results, sensor and
    * schedule states with their cursors, ticks, run keys, holds, parked requests, settings), table
    * by table in `HISTORY_TABLES` order, in chunks, ids kept. The maintenance gate comes as the
    * settings row `maintenance`.
@@ -294,14 +302,15 @@ export interface RunStore extends AsyncDisposable {
    * - it ended `success` or `canceled` before `policy.endedBefore`, or `failure` before
    *   `policy.failedEndedBefore` (a queued, started or paused run never is);
    * - it holds no latest materialization: for no (asset, partition key) is its materialization
-   *   the newest one;
+   *   the newest one; nor a latest check result: for no (asset, check, partition key) is its
+   *   result the newest one;
    * - it is not one of `policy.keepRunIds`;
    * - no pending parked request replays from it (its `parentRunId`);
    * - it does not hold the store's newest event (event ids are never handed out twice: readers
    *   that follow `maxEventId` keep their place);
    * - every run re-executed from it (`parentRunId`) is prunable too: a kept run keeps its lineage,
    *   whose materializations it may reuse.
-   * With a run go its steps, attempts, events, holds and materializations; its run key stays
+   * With a run go its steps, attempts, events, holds, materializations and check results; its run key stays
    * taken, so a repeated request is still skipped. A tick is prunable when it ended before
    * `policy.endedBefore` and is not an instigator's latest tick (the newest tick of all always is
    * one, so tick ids are never handed out twice either).
@@ -348,6 +357,8 @@ export const READ_METHODS = [
   'latestMaterializations',
   'runMaterialization',
   'materializationsForRun',
+  'latestCheckResults',
+  'checkResultsOfRun',
   'runsEndedAfter',
   'getInstigator',
   'listTicks',

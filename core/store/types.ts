@@ -73,6 +73,23 @@ export interface MaterializationRecord {
   partitionKey: string | null
 }
 
+/** One evaluation of an asset check: kept with its run and partition; the latest per check is queryable. */
+export interface CheckResultRecord {
+  id: number
+  runId: string
+  asset: string
+  check: string
+  /** The partition of the materialization checked (null: the asset is not partitioned). */
+  partitionKey: string | null
+  passed: boolean
+  severity: 'warn' | 'error'
+  blocking: boolean
+  ts: number
+  metadata: JsonObject
+  /** What the check threw (it then counts as failed). */
+  error: ErrorInfo | null
+}
+
 /** An event as read back from the store: what was emitted, plus its sequence number. */
 export type StoredEvent = RunEvent & { id: number }
 
@@ -144,6 +161,8 @@ export interface WriteBatch {
   >
   attempts: AttemptRecord[]
   materializations: Array<Omit<MaterializationRecord, 'id'>>
+  /** Asset check results, written with the events that announce them. */
+  checks?: Array<Omit<CheckResultRecord, 'id'>>
 }
 
 export interface RunFilter {
@@ -278,6 +297,7 @@ export const HISTORY_TABLES = [
   'attempts',
   'events',
   'materializations',
+  'check_results',
   'instigators',
   'ticks',
   'run_keys',
@@ -299,6 +319,7 @@ export function historyOrder(runsOrder: string): Record<HistoryTable, string> {
     attempts: 'run_id, step_key, attempt',
     events: 'id',
     materializations: 'id',
+    check_results: 'id',
     instigators: 'name',
     ticks: 'id',
     run_keys: 'origin, run_key',

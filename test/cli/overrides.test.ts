@@ -3,6 +3,7 @@ import { z as z4 } from 'zod'
 import * as zm from 'zod/mini'
 import { z as z3 } from 'zod/v3'
 import { applyOverrides, parseOverrides } from '../../cli/overrides.js'
+import { assetCheck } from '../../core/checks.js'
 import type { AssetDefinition } from '../../core/definitions.js'
 import { isRefreshError } from '../../core/errors.js'
 import { parseWithSchema } from '../../core/schema.js'
@@ -130,5 +131,58 @@ describe('--set with zod 4 mini schemas', () => {
     expect(parseOverrides(['source.rows=7', 'source.on=yes'], assets).map((o) => o.value)).toEqual([7, true])
     expect(errorOf(['source.nosuch=1'], assets)).toContain('`source` has no field `nosuch`.')
     expect(errorOf(['source.rows=many'], assets)).toContain('expects a number')
+  })
+})
+
+describe('--set checks.ASSET.CHECK.field=value', () => {
+  const assets = [noop('media'), noop('media.v2'), noop('other')]
+  const checks = [
+    assetCheck({
+      asset: 'media.v2',
+      name: 'within',
+      config: z4.object({ maxDropPercent: z4.number().default(10), strict: z4.boolean().default(false) }),
+      evaluate: () => ({ passed: true }),
+    }),
+    assetCheck({ asset: 'media', name: 'plain', evaluate: () => ({ passed: true }) }),
+  ]
+  const fail = (flag: string, list: readonly AssetDefinition[] = assets) => {
+    try {
+      parseOverrides([flag], list, checks)
+    } catch (error) {
+      expect(isRefreshError(error)).toBe(true)
+      return (error as Error).message
+    }
+    throw new Error('expected an error')
+  }
+
+  it('finds the longest asset key with checks, coerces by the check’s schema, and nests the value', () => {
+    const overrides = parseOverrides(
+      ['checks.media.v2.within.maxDropPercent=-5', 'checks.media.v2.within.strict=true'],
+      assets,
+      checks,
+    )
+    expect(overrides).toEqual([
+      { asset: 'checks', path: ['media.v2', 'within', 'maxDropPercent'], value: -5 },
+      { asset: 'checks', path: ['media.v2', 'within', 'strict'], value: true },
+    ])
+    expect(applyOverrides({ other: {} }, overrides)).toEqual({
+      other: {},
+      checks: { 'media.v2': { within: { maxDropPercent: -5, strict: true } } },
+    })
+  })
+
+  it('names what is wrong: the asset, the check, the field, the value', () => {
+    expect(fail('checks.other.x.y=1')).toMatch(/`other` has no checks. .*Assets with checks: media.v2, media/)
+    expect(fail('checks.media.v2.whithin.maxDropPercent=1')).toMatch(
+      /has no check `whithin`. Did you mean `within`\?/,
+    )
+    expect(fail('checks.media.v2.within.maxDrop=1')).toMatch(
+      /has no field `maxDrop`. Did you mean `maxDropPercent`\?/,
+    )
+    expect(fail('checks.media.v2.within.maxDropPercent=lots')).toMatch(/expects a number, not `lots`/)
+    expect(fail('checks.media.plain.x=1')).toMatch(/check `media:plain` declares no config schema/)
+    expect(fail('checks.media.v2.within=1')).toMatch(/name a field of check `media.v2:within`/)
+    // an asset named `checks` keeps its own --set
+    expect(fail('checks.rows=x', [...assets, noop('checks')])).toMatch(/declares no config schema/)
   })
 })

@@ -12,11 +12,15 @@ afterAll(async () => {
   await server?.stop()
 })
 
-const CONFIG = `import { asset, defineConfig, sensor } from 'refresh'
+const CONFIG = `import { asset, assetCheck, defineConfig, sensor } from 'refresh'
 export default defineConfig({
   assets: [
     asset({ key: 'a', materialize: () => ({ rows: 1 }) }),
     asset({ key: 'b', deps: ['a'], materialize: () => ({ rows: 2 }) }),
+  ],
+  checks: [
+    assetCheck({ asset: 'a', name: 'warns', severity: 'warn', evaluate: () => ({ passed: false, metadata: { n: 1 } }) }),
+    assetCheck({ asset: 'b', name: 'passes', blocking: true, evaluate: () => ({ passed: true }) }),
   ],
   sensors: [sensor({ name: 'watch', defaultStatus: 'off', evaluate: () => ({ skip: 'nothing' }) })],
 })
@@ -51,6 +55,13 @@ describe('refresh store copy', () => {
     await using toStore = await openStore(url)
     expect(await toStore.countEvents()).toBe(await fromStore.countEvents())
     expect(await toStore.latestMaterializations()).toEqual(await fromStore.latestMaterializations())
+    // check results keep their verdicts and flags across the two stores' column types
+    const checks = await toStore.latestCheckResults()
+    expect(checks).toEqual(await fromStore.latestCheckResults())
+    expect(checks.map((c) => [c.asset, c.check, c.passed, c.blocking, c.severity])).toEqual([
+      ['a', 'warns', false, false, 'warn'],
+      ['b', 'passes', true, true, 'error'],
+    ])
     expect((await toStore.getInstigator('watch'))?.status).toBe('on')
 
     // a store with runs is not a copy target: exit 2, nothing added

@@ -192,6 +192,48 @@ describe('run view (ink)', () => {
     expect(text).toContain(`re-execute from failure: refresh retry ${runId}`)
   })
 
+  it('checks: a step shows its checks, a failed blocking one names what it skipped', () => {
+    const check = (at: number, name: string, passed: boolean, stops: boolean): [number, Body] => [
+      at,
+      {
+        type: 'check:evaluated',
+        step: 'copy',
+        asset: 'copy',
+        check: name,
+        partition: null,
+        passed,
+        severity: 'error',
+        blocking: stops,
+        stops,
+        durationMs: 1,
+        metadata: {},
+        error: null,
+      },
+    ]
+    const state = stateOf([
+      ...running,
+      ...events(
+        [
+          2400,
+          { type: 'asset:materialized', step: 'copy', asset: 'copy', attempt: 1, metadata: { rows: 0 } },
+        ],
+        check(2401, 'not_empty', false, true),
+        check(2402, 'fresh', true, false),
+        [2403, { type: 'step:success', step: 'copy', attempt: 1, durationMs: 1502, metadata: { rows: 0 } }],
+        [2404, { type: 'step:skipped', step: 'clean', upstream: 'copy', check: 'not_empty' }],
+        [2405, { type: 'step:skipped', step: 'index', upstream: 'clean' }],
+      ),
+    ])
+    expect(state.steps[1]!.checks).toEqual([
+      { name: 'not_empty', passed: false, severity: 'error', stops: true, error: null },
+      { name: 'fresh', passed: true, severity: 'error', stops: false, error: null },
+    ])
+    const text = frame(state, T0 + 2600)
+    expect(text).toMatch(/✓ copy\s+1\.50 s succeeded, checks 1\/2 passed, failed: not_empty \(blocking\)/)
+    expect(text).toMatch(/⊘ clean\s+skipped \(check copy:not_empty failed\)/)
+    expect(text).toMatch(/⊘ index\s+skipped \(clean failed\)/)
+  })
+
   it('summary of a successful run: counts, duration and run id, no retry command', () => {
     const done = events(
       [1000, { type: 'step:success', step: 'copy', attempt: 2, durationMs: 99, metadata: {} }],

@@ -2,11 +2,13 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { assetCheck } from '../../core/checks.js'
 import { newRunId } from '../../core/ids.js'
+import { materialize } from '../../core/materialize.js'
 import { openStore } from '../../core/store/open.js'
 import type { RunStore } from '../../core/store/run-store.js'
 import { AlertWatcher, readFailures } from '../../daemon/alerts.js'
-import { tempDir } from '../helpers.js'
+import { noop, tempDir } from '../helpers.js'
 
 const servers: Server[] = []
 afterEach(async () => {
@@ -97,6 +99,47 @@ describe('AlertWatcher (a real store file, a local webhook)', () => {
     await again.poll(Date.now())
     await again.drain()
     expect(hook.calls).toHaveLength(2)
+  })
+
+  it('reports failed checks (a warning of a successful run too) as check_failed; a blocking one also fails the run', async () => {
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
+    const hook = await webhook()
+    const watcher = new AlertWatcher({ store, config: { webhook: { url: hook.url } } })
+    await watcher.poll(Date.now() - 1)
+    const assets = [noop('table'), noop('report', ['table'])]
+    const warn = assetCheck({
+      asset: 'table',
+      name: 'fresh',
+      severity: 'warn',
+      evaluate: () => ({ passed: false }),
+    })
+    const warned = await materialize(assets, { store, checks: [warn] })
+    expect(warned.status).toBe('success')
+    const passing = await materialize(assets, {
+      store,
+      checks: [assetCheck({ asset: 'table', name: 'fresh', evaluate: () => ({ passed: true }) })],
+    })
+    expect(passing.status).toBe('success')
+    const blocking = assetCheck({
+      asset: 'table',
+      name: 'has_rows',
+      blocking: true,
+      evaluate: () => {
+        throw new Error('no table')
+      },
+    })
+    const stopped = await materialize(assets, { store, checks: [blocking] })
+    expect(stopped.status).toBe('failure')
+    await watcher.poll(Date.now() + 1)
+    await watcher.drain()
+    expect(hook.calls.map((c) => [c.event, c.runId])).toEqual([
+      ['check_failed', warned.runId],
+      ['check_failed', stopped.runId],
+      ['run_failure', stopped.runId],
+    ])
+    expect(hook.calls[0]!.text).toMatch(/check failed: table:fresh \(warning\)/)
+    expect(hook.calls[1]!.text).toMatch(/table:has_rows \(blocking: no table\)/)
+    expect(hook.calls[2]!.text).toMatch(/failed: check table:has_rows failed/)
   })
 
   it('reports a sensor after N failed ticks in a row, once per streak of N', async () => {

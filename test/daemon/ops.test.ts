@@ -10,7 +10,7 @@ import { openStore } from '../../core/store/open.js'
 import { CLI, ROOT, run, tempDir } from '../helpers.js'
 
 const CONFIG = `
-import { asset, defineConfig } from 'refresh'
+import { asset, assetCheck, defineConfig } from 'refresh'
 const wait = (ms) => new Promise((r) => setTimeout(r, ms))
 const url = process.env.WEBHOOK_URL
 const argv = process.env.ALERT_ARGV ? JSON.parse(process.env.ALERT_ARGV) : undefined
@@ -20,6 +20,10 @@ export default defineConfig({
     asset({ key: 'slow', deps: ['copy'], async materialize() { await wait(Number(process.env.SLOW_MS ?? 0)); return { rows: 1 } } }),
     asset({ key: 'broken', materialize() { throw new Error('upstream catalog unreachable') } }),
   ],
+  ...(process.env.FAILING_CHECK ? { checks: [
+    assetCheck({ asset: 'slow', name: 'warns', severity: 'warn', evaluate: () => ({ passed: false }) }),
+    assetCheck({ asset: 'slow', name: 'passes', evaluate: () => ({ passed: true }) }),
+  ] } : {}),
   ...(url || argv ? { alerts: {
     ...(url ? { webhook: { url } } : {}),
     ...(argv ? { command: { argv } } : {}),
@@ -193,6 +197,16 @@ describe('refresh daemon --http (real processes)', () => {
     })
     lock.kill('SIGKILL')
     await until(async () => (await get(daemon.url, '/healthz')).status === 200)
+  })
+
+  it('/metrics has each asset check by its latest result: 1 failing, 0 passing', async () => {
+    const dir = project()
+    const env = { FAILING_CHECK: '1' }
+    expect((await run([CLI, 'run', 'slow+', '--plain'], { cwd: dir, env })).code).toBe(0)
+    const daemon = await startDaemon(dir, [], env)
+    const body = (await get(daemon.url, '/metrics')).body
+    expect(metric(body, /refresh_check_failing\{asset="slow",check="warns"\}/)).toBe(1)
+    expect(metric(body, /refresh_check_failing\{asset="slow",check="passes"\}/)).toBe(0)
   })
 
   it('serves the last values marked stale when the store does not answer within the timeout', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { assetCheck } from '../../core/checks.js'
 import { ManualClock } from '../../core/clock.js'
 import { AssetGraph } from '../../core/graph.js'
 import { launchRun, materialize } from '../../core/materialize.js'
@@ -228,6 +229,34 @@ describe('sensors', () => {
     })
     // evaluated again: the same materialization is not requested twice
     expect((await tickSensor(s, e)).tick.status).toBe('skipped')
+    expect(await store.listRuns({ status: 'queued' })).toHaveLength(1)
+  })
+
+  it('whenMaterialized does not launch on a materialization a blocking check failed on', async () => {
+    await using store = await openStore(':memory:')
+    const s = whenMaterialized('reindex', { name: 'snapshot_after_reindex', launch: 'snapshot+' })
+    const e = env(store)
+    let documents = 0
+    const checks = [
+      assetCheck({
+        asset: 'reindex',
+        name: 'not_empty',
+        blocking: true,
+        evaluate: () => ({ passed: documents > 0 }),
+      }),
+    ]
+    const stopped = await materialize(assets, { store, checks })
+    expect(stopped.steps.snapshot).toMatchObject({ status: 'skipped', check: 'not_empty' })
+    const tick = await tickSensor(s, e)
+    expect(tick.tick.status).toBe('skipped')
+    expect(tick.tick.skipReason).toBe(
+      `reindex of run ${stopped.runId} failed its blocking check not_empty; not launching snapshot+ on it`,
+    )
+    expect(await store.listRuns({ status: 'queued' })).toHaveLength(0)
+    // a partial run whose check passes is launched on as before
+    documents = 5
+    await materialize(assets, { store, checks, selection: 'reindex' })
+    expect((await tickSensor(s, e)).tick.status).toBe('success')
     expect(await store.listRuns({ status: 'queued' })).toHaveLength(1)
   })
 

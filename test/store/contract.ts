@@ -9,7 +9,14 @@ import { describe, expect, it } from 'vitest'
 import { errorCode } from '../../core/errors.js'
 import type { RunEvent } from '../../core/events.js'
 import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
-import type { NewRun, NewTick, PrunePolicy, RunRequest, RunStatus } from '../../core/store/types.js'
+import type {
+  CheckResultRecord,
+  NewRun,
+  NewTick,
+  PrunePolicy,
+  RunRequest,
+  RunStatus,
+} from '../../core/store/types.js'
 import { ROOT, run, tempDir } from '../helpers.js'
 
 export interface ContractTarget {
@@ -119,6 +126,63 @@ async function endedRun(
     })),
   })
   expect(await store.finishRun(id, status, endedAt)).toBe(true)
+}
+
+/** A check result of run `runId` as the executor writes it. */
+function checkResult(
+  runId: string,
+  asset: string,
+  check: string,
+  extra: Partial<Omit<CheckResultRecord, 'id' | 'runId' | 'asset' | 'check'>> = {},
+): Omit<CheckResultRecord, 'id'> {
+  return {
+    runId,
+    asset,
+    check,
+    partitionKey: null,
+    passed: true,
+    severity: 'error',
+    blocking: true,
+    ts: 5,
+    metadata: {},
+    error: null,
+    ...extra,
+  }
+}
+
+/** A started run with only check results written (and the event that announces each). */
+async function runWithChecks(
+  store: RunStore,
+  id: string,
+  checks: Array<Omit<CheckResultRecord, 'id'>>,
+  endedAt?: number,
+): Promise<void> {
+  await store.createRun(
+    newRun(id, { status: 'started', owner: { pid: 1, host: 'h' }, now: (endedAt ?? 20) - 10 }),
+  )
+  await store.write({
+    events: checks.map((c) => ({
+      type: 'check:evaluated' as const,
+      runId: id,
+      ts: c.ts,
+      step: c.asset,
+      asset: c.asset,
+      check: c.check,
+      partition: c.partitionKey,
+      passed: c.passed,
+      severity: c.severity,
+      blocking: c.blocking,
+      stops: !c.passed && c.blocking && c.severity === 'error',
+      durationMs: 0,
+      metadata: c.metadata,
+      error: c.error,
+    })),
+    steps: [],
+    attempts: [],
+    materializations: [],
+    checks,
+  })
+  if (endedAt !== undefined) await store.finishRun(id, 'success', endedAt)
 }
 
 /** Runs `pruneBatch` until it deletes nothing; what each batch deleted. */
@@ -312,6 +376,80 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(read.map(({ id: _, ...e }) => e)).toEqual(events)
         expect(read[1]).toHaveProperty('step', null)
         expect(read[0]).not.toHaveProperty('step')
+      })
+    })
+
+    describe('asset check results', () => {
+      it('writes results with their events in one batch; reads a run’s in order and the latest per check', async () => {
+        await using store = await open()
+        const error = { name: 'Error', message: 'index gone' }
+        await runWithChecks(store, 'r1', [
+          checkResult('r1', 'reindex', 'not_empty', { passed: false, metadata: { documents: 0 }, ts: 5 }),
+          checkResult('r1', 'reindex', 'count_within', { severity: 'warn', blocking: false, ts: 6 }),
+          checkResult('r1', 'snapshot', 'verifies', { passed: false, error, ts: 7 }),
+          checkResult('r1', 'daily', 'fresh', { partitionKey: '2026-01-01', ts: 8 }),
+        ])
+        await runWithChecks(store, 'r2', [
+          checkResult('r2', 'reindex', 'not_empty', { metadata: { documents: 9 }, ts: 15 }),
+          checkResult('r2', 'daily', 'fresh', { partitionKey: '2026-01-02', passed: false, ts: 16 }),
+        ])
+        const r1 = await store.checkResultsOfRun('r1')
+        expect(r1.map((r) => [r.asset, r.check, r.passed])).toEqual([
+          ['reindex', 'not_empty', false],
+          ['reindex', 'count_within', true],
+          ['snapshot', 'verifies', false],
+          ['daily', 'fresh', true],
+        ])
+        expect(r1[0]).toEqual({
+          id: r1[0]!.id,
+          runId: 'r1',
+          asset: 'reindex',
+          check: 'not_empty',
+          partitionKey: null,
+          passed: false,
+          severity: 'error',
+          blocking: true,
+          ts: 5,
+          metadata: { documents: 0 },
+          error: null,
+        })
+        expect(r1[1]).toMatchObject({ severity: 'warn', blocking: false })
+        expect(r1[2]!.error).toEqual(error)
+        expect(r1.map((r) => r.id)).toEqual([...r1.map((r) => r.id)].sort((a, b) => a - b))
+        expect(await store.getEvents('r1', { types: ['check:evaluated'] })).toHaveLength(4)
+
+        // the latest per (asset, check, partition): r2's not_empty replaced r1's; each day its own
+        const latest = await store.latestCheckResults()
+        expect(latest.map((r) => [r.asset, r.check, r.partitionKey, r.runId, r.passed])).toEqual([
+          ['daily', 'fresh', '2026-01-01', 'r1', true],
+          ['daily', 'fresh', '2026-01-02', 'r2', false],
+          ['reindex', 'count_within', null, 'r1', true],
+          ['reindex', 'not_empty', null, 'r2', true],
+          ['snapshot', 'verifies', null, 'r1', false],
+        ])
+        expect((await store.latestCheckResults('reindex')).map((r) => [r.check, r.runId])).toEqual([
+          ['count_within', 'r1'],
+          ['not_empty', 'r2'],
+        ])
+        expect(await store.latestCheckResults('nothing')).toEqual([])
+        expect(await store.checkResultsOfRun('unknown')).toEqual([])
+      })
+
+      it('a batch with a bad row writes none of its check results', async () => {
+        await using store = await open()
+        await store.createRun(newRun('r1', { status: 'started', owner: { pid: 1, host: 'h' } }))
+        const bad = { ...checkResult('r1', 'a', 'c'), severity: 'fatal' as 'error' }
+        await expect(
+          store.write({
+            events: [{ type: 'log', runId: 'r1', ts: 1, step: null, level: 'info', message: 'x' }],
+            steps: [],
+            attempts: [],
+            materializations: [],
+            checks: [checkResult('r1', 'a', 'ok'), bad],
+          }),
+        ).rejects.toThrow()
+        expect(await store.checkResultsOfRun('r1')).toEqual([])
+        expect(await store.countEvents('r1')).toBe(0)
       })
     })
 
@@ -997,6 +1135,38 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.listRuns()).map((r) => r.id).sort()).toEqual(['newest', 'newest-2', 'p2', 'p3'])
       })
 
+      it('the latest result of each check is kept, and the run that holds it; older results go with their run', async () => {
+        await using store = await open()
+        await runWithChecks(store, 'c1', [checkResult('c1', 'a', 'x'), checkResult('c1', 'a', 'y')], 1 * DAY)
+        await runWithChecks(store, 'c2', [checkResult('c2', 'a', 'x')], 2 * DAY)
+        await endedRun(store, 'newest', 'success', 90 * DAY)
+        // c1 holds the latest `y`, c2 the latest `x`: both kept
+        expect((await store.pruneCandidates(POLICY)).runs.count).toBe(0)
+        await runWithChecks(store, 'c3', [checkResult('c3', 'a', 'y', { partitionKey: 'p' })], 3 * DAY)
+        await runWithChecks(store, 'c4', [checkResult('c4', 'a', 'y')], 4 * DAY)
+        await endedRun(store, 'newest-2', 'success', 91 * DAY)
+        // c1 holds nothing latest now; c3 holds partition p's latest `y`
+        expect((await store.pruneCandidates(POLICY)).runs).toEqual({
+          count: 1,
+          oldest: 1 * DAY,
+          newest: 1 * DAY,
+        })
+        await pruneAll(store, POLICY, 100)
+        expect((await store.listRuns()).map((r) => r.id).sort()).toEqual([
+          'c2',
+          'c3',
+          'c4',
+          'newest',
+          'newest-2',
+        ])
+        expect(await store.checkResultsOfRun('c1')).toEqual([])
+        expect((await store.latestCheckResults('a')).map((r) => [r.check, r.partitionKey, r.runId])).toEqual([
+          ['x', null, 'c2'],
+          ['y', null, 'c4'],
+          ['y', 'p', 'c3'],
+        ])
+      })
+
       it('the run holding the newest event is kept, so event ids are never handed out twice', async () => {
         await using store = await open()
         await endedRun(store, 'only', 'success', 1 * DAY, { events: 3 })
@@ -1064,6 +1234,8 @@ export function storeContract(name: string, target: ContractTarget): void {
             'interruptedRuns',
             'latestMaterialization',
             'latestMaterializations',
+            'latestCheckResults',
+            'checkResultsOfRun',
             'listRuns',
             'listTicks',
             'materializationsForRun',
@@ -1159,6 +1331,10 @@ export function storeContract(name: string, target: ContractTarget): void {
           materializations: [
             { asset: 'a', runId: 'r1', attempt: 1, ts: 3, metadata: { rows: 7 }, partitionKey: null },
           ],
+          checks: [
+            checkResult('r1', 'a', 'not_empty', { passed: false, metadata: { rows: 7 } }),
+            checkResult('r1', 'a', 'fresh', { severity: 'warn', blocking: false, partitionKey: 'p1' }),
+          ],
         })
         await source.finishRun('r1', 'failure', 4)
         await source.createRun(newRun('r2', { parentRunId: 'r1', holds: [{ key: 'h', limit: 1 }] }))
@@ -1176,6 +1352,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           attempts: 1,
           events: 2,
           materializations: 1,
+          check_results: 2,
           ticks: 1,
         })
         expect((await target.listRuns()).map((r) => [r.id, r.status, r.parentRunId])).toEqual([
@@ -1186,6 +1363,8 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(await target.getSteps('r1')).toEqual(await source.getSteps('r1'))
         expect(await target.getAttempts('r1')).toEqual(await source.getAttempts('r1'))
         expect(await target.latestMaterializations()).toEqual(await source.latestMaterializations())
+        expect(await target.checkResultsOfRun('r1')).toEqual(await source.checkResultsOfRun('r1'))
+        expect(await target.latestCheckResults()).toEqual(await source.latestCheckResults())
         expect(await target.runHolds('r2')).toEqual([{ key: 'h', limit: 1 }])
         expect(await target.listInstigators()).toEqual(await source.listInstigators())
         expect(await target.listTicks('s')).toEqual(await source.listTicks('s'))
@@ -1207,6 +1386,17 @@ export function storeContract(name: string, target: ContractTarget): void {
         })
         const [fresh] = await target.getEvents('r3')
         expect(fresh!.id).toBeGreaterThan(Math.max(...(await source.getEvents('r1')).map((e) => e.id)))
+        await target.write({
+          events: [],
+          steps: [],
+          attempts: [],
+          materializations: [],
+          checks: [checkResult('r3', 'a', 'not_empty')],
+        })
+        const [freshCheck] = await target.checkResultsOfRun('r3')
+        expect(freshCheck!.id).toBeGreaterThan(
+          Math.max(...(await source.checkResultsOfRun('r1')).map((c) => c.id)),
+        )
         expect((await target.queuedRuns()).map((r) => r.id)).toEqual(['r2'])
         // into a store that has runs: refused, nothing written
         const again = await target.importHistory(source.exportHistory()).then(
@@ -1228,8 +1418,11 @@ export function storeContract(name: string, target: ContractTarget): void {
             await using store = await older.open(location)
             expect(await store.getRun('r1')).toMatchObject({ id: 'r1', status: 'success', plan: ['a'] })
             expect(await store.runHolds('r1')).toEqual([])
-            // and it works as a current store
+            // and it works as a current store, check results included
             expect((await store.createRun(newRun('r2'))).created).toBe(true)
+            const checks = [checkResult('r2', 'a', 'not_empty')]
+            await store.write({ events: [], steps: [], attempts: [], materializations: [], checks })
+            expect(await store.latestCheckResults('a')).toMatchObject(checks)
           })
         }
       })

@@ -1,6 +1,7 @@
 import pg from 'pg'
 import { afterAll, beforeAll } from 'vitest'
 import { openStore } from '../../core/store/open.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../../core/store/postgres/migrations.js'
 import { startPostgres, type TestPostgres } from '../postgres.js'
 import { storeContract } from './contract.js'
 
@@ -35,4 +36,30 @@ storeContract('Postgres', {
   },
   openAgain: (location) => openStore(location),
   openImpatient: (location) => openStore(location, { busyTimeoutMs: 50 }),
+  olderSchemas: {
+    // every released schema before the current one, made as that release made it
+    versions: Array.from({ length: SCHEMA_VERSION - 1 }, (_, v) => v + 1),
+    async create(version) {
+      const location = await server.freshUrl()
+      const schema = new URL(location).searchParams.get('schema')!
+      const client = new pg.Client({ connectionString: server.url })
+      await client.connect()
+      try {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`)
+        await client.query(`SET search_path TO "${schema}"`)
+        for (let v = 0; v < version; v++) await client.query(MIGRATIONS[v]!)
+        await client.query(
+          'CREATE TABLE refresh_schema (version integer NOT NULL, migrated_at bigint NOT NULL)',
+        )
+        await client.query('INSERT INTO refresh_schema VALUES ($1, 1)', [version])
+        await client.query(
+          `INSERT INTO runs (id, status, selection, plan, created_at, ended_at) VALUES ('r1', 'success', '*', '["a"]', 1, 2)`,
+        )
+      } finally {
+        await client.end()
+      }
+      return location
+    },
+    open: (location) => openStore(location),
+  },
 })

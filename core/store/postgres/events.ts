@@ -1,7 +1,16 @@
 import type { RunEvent } from '../../events.js'
-import { eventOfRow, eventPayload, type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
+import {
+  eventOfRow,
+  eventPayload,
+  type Row,
+  toAttempt,
+  toCheckResult,
+  toMaterialization,
+  toStep,
+} from '../rows.js'
 import type {
   AttemptRecord,
+  CheckResultRecord,
   EventFilter,
   MaterializationRecord,
   StepRecord,
@@ -43,6 +52,19 @@ const S = statements('events', {
   runMaterialization:
     'SELECT * FROM materializations WHERE run_id = $1 AND asset_key = $2 ORDER BY id DESC LIMIT 1',
   runMaterializations: 'SELECT * FROM materializations WHERE run_id = $1 ORDER BY id',
+  insertCheckResults: `INSERT INTO check_results (run_id, asset_key, check_name, partition_key, passed, severity,
+       blocking, ts, metadata, error)
+     SELECT run_id, asset_key, check_name, partition_key, passed, severity, blocking, ts, metadata, error
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], $7::smallint[],
+       $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
+       AS c(run_id, asset_key, check_name, partition_key, passed, severity, blocking, ts, metadata, error, ord)
+     ORDER BY ord`,
+  // the newest row of each (asset, check, partition): one range of check_results_latest each
+  latestCheckResults: `SELECT DISTINCT ON (asset_key, check_name, partition_key) * FROM check_results
+     ORDER BY asset_key, check_name, partition_key NULLS FIRST, id DESC`,
+  latestAssetCheckResults: `SELECT DISTINCT ON (check_name, partition_key) * FROM check_results
+     WHERE asset_key = $1 ORDER BY check_name, partition_key NULLS FIRST, id DESC`,
+  runCheckResults: 'SELECT * FROM check_results WHERE run_id = $1 ORDER BY id',
 })
 
 /** What a run writes as it goes: step and attempt states, events, materializations; and their reads. */
@@ -59,7 +81,8 @@ export class EventsSql {
       b.events.length === 0 &&
       b.steps.length === 0 &&
       b.attempts.length === 0 &&
-      b.materializations.length === 0
+      b.materializations.length === 0 &&
+      (b.checks?.length ?? 0) === 0
     ) {
       return
     }
@@ -103,6 +126,21 @@ export class EventsSql {
           m.map((x) => x.ts),
           m.map((x) => JSON.stringify(x.metadata)),
           m.map((x) => x.partitionKey),
+        ])
+      }
+      const checks = b.checks ?? []
+      if (checks.length > 0) {
+        await c.run(S.insertCheckResults, [
+          checks.map((x) => x.runId),
+          checks.map((x) => x.asset),
+          checks.map((x) => x.check),
+          checks.map((x) => x.partitionKey),
+          checks.map((x) => (x.passed ? 1 : 0)),
+          checks.map((x) => x.severity),
+          checks.map((x) => (x.blocking ? 1 : 0)),
+          checks.map((x) => x.ts),
+          checks.map((x) => JSON.stringify(x.metadata)),
+          checks.map((x) => (x.error ? JSON.stringify(x.error) : null)),
         ])
       }
       await this.insertEventsLocked(c, b.events)
@@ -191,5 +229,18 @@ export class EventsSql {
 
   async materializationsForRun(runId: string): Promise<MaterializationRecord[]> {
     return (await this.db.rows(S.runMaterializations, [runId])).map(toMaterialization)
+  }
+
+  /** The latest result of every check (of one asset), per partition. */
+  async latestCheckResults(asset?: string): Promise<CheckResultRecord[]> {
+    const rows =
+      asset === undefined
+        ? await this.db.rows(S.latestCheckResults)
+        : await this.db.rows(S.latestAssetCheckResults, [asset])
+    return rows.map(toCheckResult)
+  }
+
+  async checkResultsOfRun(runId: string): Promise<CheckResultRecord[]> {
+    return (await this.db.rows(S.runCheckResults, [runId])).map(toCheckResult)
   }
 }

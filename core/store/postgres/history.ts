@@ -7,7 +7,13 @@ import { quoteIdent } from './migrations.js'
 const ORDER = historyOrder('seq')
 
 /** Tables whose `id` is handed out by a sequence: moved past the copied ids afterwards. */
-const SEQUENCED: readonly HistoryTable[] = ['events', 'materializations', 'ticks', 'parked_requests']
+const SEQUENCED: readonly HistoryTable[] = [
+  'events',
+  'materializations',
+  'check_results',
+  'ticks',
+  'parked_requests',
+]
 
 /** A store's history out and in (`refresh store copy`), table by table, ids kept. */
 export class HistorySql {

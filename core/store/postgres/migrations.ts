@@ -192,6 +192,26 @@ export const MIGRATIONS: readonly string[] = [
     updated_at bigint NOT NULL
   );
   `,
+  // 2: asset check results, one row per evaluation, with its run and partition; the latest per
+  // (asset, check, partition) is one index range each. passed and blocking are 0/1 integers, as
+  // SQLite keeps them, so that `refresh store copy` moves rows as they are either way.
+  `
+  CREATE TABLE check_results (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    asset_key text NOT NULL,
+    check_name text NOT NULL,
+    partition_key text,
+    passed smallint NOT NULL,
+    severity text NOT NULL CHECK (severity IN ('warn','error')),
+    blocking smallint NOT NULL,
+    ts bigint NOT NULL,
+    metadata text NOT NULL,
+    error text
+  );
+  CREATE INDEX check_results_latest ON check_results (asset_key, check_name, partition_key, id);
+  CREATE INDEX check_results_run ON check_results (run_id, id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -12,7 +12,8 @@ import { type Conn, type Db, statements } from './db.js'
 /**
  * What keeps an old finished run `r`, lineage aside (see `RunStore.pruneCandidates`): named by the
  * caller ($3), holding the newest event ($4), replayed from by a pending parked request, or holding
- * the latest materialization of an asset and partition (one index seek each).
+ * the latest materialization of an asset and partition or the latest result of a check (one index
+ * seek each).
  */
 const NOT_KEPT = `
   NOT (r.id = ANY($3::text[]))
@@ -22,7 +23,12 @@ const NOT_KEPT = `
   AND NOT EXISTS (
     SELECT 1 FROM materializations m WHERE m.run_id = r.id AND NOT EXISTS (
       SELECT 1 FROM materializations n
-      WHERE n.asset_key = m.asset_key AND n.partition_key IS NOT DISTINCT FROM m.partition_key AND n.id > m.id))`
+      WHERE n.asset_key = m.asset_key AND n.partition_key IS NOT DISTINCT FROM m.partition_key AND n.id > m.id))
+  AND NOT EXISTS (
+    SELECT 1 FROM check_results k WHERE k.run_id = r.id AND NOT EXISTS (
+      SELECT 1 FROM check_results l
+      WHERE l.asset_key = k.asset_key AND l.check_name = k.check_name
+        AND l.partition_key IS NOT DISTINCT FROM k.partition_key AND l.id > k.id))`
 
 const OLD_ENOUGH = `(
   (r.status IN ('success', 'canceled') AND r.ended_at < $1)
@@ -70,6 +76,7 @@ const S = statements('retention', {
   deleteHolds: 'DELETE FROM run_holds WHERE run_id = $1',
   deleteSlots: 'DELETE FROM pool_slots WHERE run_id = $1',
   deleteMaterializations: 'DELETE FROM materializations WHERE run_id = $1',
+  deleteCheckResults: 'DELETE FROM check_results WHERE run_id = $1',
   deleteRun: 'DELETE FROM runs WHERE id = $1',
   deleteTicks: `DELETE FROM ticks WHERE id IN (
        SELECT t.id FROM ticks t WHERE ${TICK_PRUNABLE} ORDER BY t.ended_at, t.id LIMIT $2)`,
@@ -146,6 +153,7 @@ export class RetentionSql {
           deleted.attempts += await c.run(S.deleteAttempts, [id])
           deleted.steps += await c.run(S.deleteSteps, [id])
           deleted.materializations += await c.run(S.deleteMaterializations, [id])
+          await c.run(S.deleteCheckResults, [id])
           await c.run(S.deleteHolds, [id])
           await c.run(S.deleteSlots, [id])
           deleted.runs += await c.run(S.deleteRun, [id])

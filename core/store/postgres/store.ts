@@ -293,6 +293,12 @@ export class PostgresStore implements RunStore {
   materializationsForRun(runId: string) {
     return this.events.materializationsForRun(runId)
   }
+  latestCheckResults(asset?: string) {
+    return this.events.latestCheckResults(asset)
+  }
+  checkResultsOfRun(runId: string) {
+    return this.events.checkResultsOfRun(runId)
+  }
 
   // ---- pools -------------------------------------------------------------------------------------
 

@@ -1,8 +1,17 @@
 import type Database from 'better-sqlite3'
 import type { RunEvent } from '../../events.js'
-import { eventOfRow, eventPayload, type Row, toAttempt, toMaterialization, toStep } from '../rows.js'
+import {
+  eventOfRow,
+  eventPayload,
+  type Row,
+  toAttempt,
+  toCheckResult,
+  toMaterialization,
+  toStep,
+} from '../rows.js'
 import type {
   AttemptRecord,
+  CheckResultRecord,
   EventFilter,
   MaterializationRecord,
   StepRecord,
@@ -44,6 +53,18 @@ export class EventsSql {
       runMaterialization:
         'SELECT * FROM materializations WHERE run_id = ? AND asset_key = ? ORDER BY id DESC LIMIT 1',
       runMaterializations: 'SELECT * FROM materializations WHERE run_id = ? ORDER BY id',
+      insertCheckResult: `INSERT INTO check_results (run_id, asset_key, check_name, partition_key, passed, severity,
+           blocking, ts, metadata, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      // the newest row of each (asset, check, partition): one range of check_results_latest each
+      latestCheckResults: `SELECT c.* FROM check_results c
+         JOIN (SELECT max(id) AS id FROM check_results GROUP BY asset_key, check_name, partition_key) latest
+           ON latest.id = c.id
+         ORDER BY c.asset_key, c.check_name, c.partition_key NULLS FIRST`,
+      latestAssetCheckResults: `SELECT c.* FROM check_results c
+         JOIN (SELECT max(id) AS id FROM check_results WHERE asset_key = ?
+               GROUP BY check_name, partition_key) latest ON latest.id = c.id
+         ORDER BY c.check_name, c.partition_key NULLS FIRST`,
+      runCheckResults: 'SELECT * FROM check_results WHERE run_id = ? ORDER BY id',
     })
     this.s = s
     const writeTx = db.transaction((b: WriteBatch) => {
@@ -80,6 +101,20 @@ export class EventsSql {
           m.partitionKey,
         )
       }
+      for (const c of b.checks ?? []) {
+        s.insertCheckResult.run(
+          c.runId,
+          c.asset,
+          c.check,
+          c.partitionKey,
+          c.passed ? 1 : 0,
+          c.severity,
+          c.blocking ? 1 : 0,
+          c.ts,
+          JSON.stringify(c.metadata),
+          c.error ? JSON.stringify(c.error) : null,
+        )
+      }
       this.insertEvents(b.events)
     })
     this.writeTx = (batch) => writeTx.immediate(batch)
@@ -91,7 +126,8 @@ export class EventsSql {
       batch.events.length === 0 &&
       batch.steps.length === 0 &&
       batch.attempts.length === 0 &&
-      batch.materializations.length === 0
+      batch.materializations.length === 0 &&
+      (batch.checks?.length ?? 0) === 0
     ) {
       return
     }
@@ -175,5 +211,17 @@ export class EventsSql {
 
   materializationsForRun(runId: string): MaterializationRecord[] {
     return (this.s.runMaterializations.all(runId) as Row[]).map(toMaterialization)
+  }
+
+  /** The latest result of every check (of one asset), per partition. */
+  latestCheckResults(asset?: string): CheckResultRecord[] {
+    const rows = (
+      asset === undefined ? this.s.latestCheckResults.all() : this.s.latestAssetCheckResults.all(asset)
+    ) as Row[]
+    return rows.map(toCheckResult)
+  }
+
+  checkResultsOfRun(runId: string): CheckResultRecord[] {
+    return (this.s.runCheckResults.all(runId) as Row[]).map(toCheckResult)
   }
 }

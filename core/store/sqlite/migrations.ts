@@ -200,6 +200,25 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX materializations_latest ON materializations (asset_key, partition_key, id);
   CREATE INDEX ticks_ended ON ticks (ended_at);
   `,
+  // 7: asset check results, one row per evaluation, with its run and partition; the latest per
+  // (asset, check, partition) is one index range each.
+  `
+  CREATE TABLE check_results (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    asset_key TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    partition_key TEXT,
+    passed INTEGER NOT NULL,
+    severity TEXT NOT NULL CHECK (severity IN ('warn','error')),
+    blocking INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    error TEXT
+  );
+  CREATE INDEX check_results_latest ON check_results (asset_key, check_name, partition_key, id);
+  CREATE INDEX check_results_run ON check_results (run_id, id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

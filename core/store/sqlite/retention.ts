@@ -13,7 +13,8 @@ import { statements } from './rows.js'
 /**
  * What keeps an old finished run `r`, lineage aside (see `RunStore.pruneCandidates`): named by the
  * caller, holding the newest event, replayed from by a pending parked request, or holding the
- * latest materialization of an asset and partition (one seek in `materializations_latest` each).
+ * latest materialization of an asset and partition or the latest result of a check (one seek in
+ * `materializations_latest` or `check_results_latest` each).
  */
 const NOT_KEPT = `
   r.id NOT IN (SELECT value FROM json_each(@keep))
@@ -23,7 +24,12 @@ const NOT_KEPT = `
   AND NOT EXISTS (
     SELECT 1 FROM materializations m WHERE m.run_id = r.id AND NOT EXISTS (
       SELECT 1 FROM materializations n
-      WHERE n.asset_key = m.asset_key AND n.partition_key IS m.partition_key AND n.id > m.id))`
+      WHERE n.asset_key = m.asset_key AND n.partition_key IS m.partition_key AND n.id > m.id))
+  AND NOT EXISTS (
+    SELECT 1 FROM check_results k WHERE k.run_id = r.id AND NOT EXISTS (
+      SELECT 1 FROM check_results l
+      WHERE l.asset_key = k.asset_key AND l.check_name = k.check_name
+        AND l.partition_key IS k.partition_key AND l.id > k.id))`
 
 const OLD_ENOUGH = `(
   (r.status IN ('success', 'canceled') AND r.ended_at < @before)
@@ -87,6 +93,7 @@ export class RetentionSql {
       deleteHolds: 'DELETE FROM run_holds WHERE run_id = ?',
       deleteSlots: 'DELETE FROM pool_slots WHERE run_id = ?',
       deleteMaterializations: 'DELETE FROM materializations WHERE run_id = ?',
+      deleteCheckResults: 'DELETE FROM check_results WHERE run_id = ?',
       deleteRun: 'DELETE FROM runs WHERE id = ?',
       deleteTicks: `DELETE FROM ticks WHERE id IN (
            SELECT t.id FROM ticks t WHERE ${TICK_PRUNABLE} ORDER BY t.ended_at, t.id LIMIT @limit)`,
@@ -147,6 +154,7 @@ export class RetentionSql {
             deleted.attempts += this.s.deleteAttempts.run(id).changes
             deleted.steps += this.s.deleteSteps.run(id).changes
             deleted.materializations += this.s.deleteMaterializations.run(id).changes
+            this.s.deleteCheckResults.run(id)
             this.s.deleteHolds.run(id)
             this.s.deleteSlots.run(id)
             deleted.runs += this.s.deleteRun.run(id).changes

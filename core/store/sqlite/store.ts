@@ -286,6 +286,12 @@ export class SqliteStore implements RunStore {
   materializationsForRun(runId: string) {
     return this.call(() => this.events.materializationsForRun(runId))
   }
+  latestCheckResults(asset?: string) {
+    return this.call(() => this.events.latestCheckResults(asset))
+  }
+  checkResultsOfRun(runId: string) {
+    return this.call(() => this.events.checkResultsOfRun(runId))
+  }
 
   // ---- pools -------------------------------------------------------------------------------------
 
