@@ -19,6 +19,7 @@ import type {
   NewTick,
   ParkedReplay,
   ParkedRequest,
+  PartitionEvent,
   PoolSlot,
   PruneDeleted,
   PrunePlan,
@@ -35,6 +36,7 @@ import type {
   RunStatus,
   StepRecord,
   StoredEvent,
+  StoredPartitionStatus,
   TickClaim,
   TickRecord,
   WriteBatch,
@@ -137,7 +139,8 @@ export interface RunStore extends AsyncDisposable {
   maxEventId(): Promise<number>
   /** Runs that ended (a `run:end` event) after event `afterId`, oldest first. */
   runEndsAfter(afterId: number, limit?: number): Promise<Array<{ eventId: number; runId: string }>>
-  latestMaterialization(asset: string): Promise<MaterializationRecord | undefined>
+  /** An asset's latest materialization; with `partitionKey`, the latest of that partition. */
+  latestMaterialization(asset: string, partitionKey?: string): Promise<MaterializationRecord | undefined>
   /** The latest materialization of every asset that has one, keyed by asset. */
   latestMaterializations(): Promise<Map<string, MaterializationRecord>>
   /** The materialization an asset got in a given run, if any. */
@@ -150,6 +153,33 @@ export interface RunStore extends AsyncDisposable {
   latestCheckResults(asset?: string): Promise<CheckResultRecord[]>
   /** Every check result a run recorded, in the order they were evaluated. */
   checkResultsOfRun(runId: string): Promise<CheckResultRecord[]>
+
+  // ---- partitions --------------------------------------------------------------------------------
+
+  /** The keys of the dynamic partitions definition `name`, in the order they were added. */
+  dynamicPartitionKeys(name: string): Promise<string[]>
+  /** How many keys were ever removed from `name`: a status folded over another count is rebuilt. */
+  dynamicPartitionsVersion(name: string): Promise<number>
+  /** Adds the keys `name` does not have yet, in order (one transaction); returns those added. */
+  addDynamicPartitions(name: string, keys: readonly string[], now: number): Promise<string[]>
+  /** Removes the keys `name` has (one transaction); returns those removed. */
+  removeDynamicPartitions(name: string, keys: readonly string[], now: number): Promise<string[]>
+  /**
+   * The partition events of `assets` after event `after`, in id order, at most `limit`: each
+   * materialization and each failed step, with its run's partition key.
+   */
+  partitionEvents(after: number, assets: readonly string[], limit: number): Promise<PartitionEvent[]>
+  /** The partition keys of `asset` that a queued or started run has yet to finish. */
+  partitionsInFlight(asset: string): Promise<string[]>
+  /** Every partition key `asset` has a materialization of (for a status rebuilt from scratch). */
+  materializedPartitions(asset: string): Promise<string[]>
+  /** The folded partition status of `asset`, if one was saved. */
+  getPartitionStatus(asset: string): Promise<StoredPartitionStatus | undefined>
+  /**
+   * Saves a folded status if the saved one is still at `expectedCursor` (null: none saved yet);
+   * false when another reader saved first (its status is as good: read it again).
+   */
+  savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null): Promise<boolean>
 
   // ---- pools -----------------------------------------------------------------------------------
 
@@ -359,6 +389,8 @@ export const READ_METHODS = [
   'materializationsForRun',
   'latestCheckResults',
   'checkResultsOfRun',
+  'dynamicPartitionKeys',
+  'getPartitionStatus',
   'runsEndedAfter',
   'getInstigator',
   'listTicks',

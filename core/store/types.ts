@@ -304,6 +304,8 @@ export const HISTORY_TABLES = [
   'run_holds',
   'parked_requests',
   'settings',
+  'dynamic_partitions',
+  'dynamic_partition_removals',
 ] as const
 
 export type HistoryTable = (typeof HISTORY_TABLES)[number]
@@ -326,6 +328,8 @@ export function historyOrder(runsOrder: string): Record<HistoryTable, string> {
     run_holds: 'run_id, hold',
     parked_requests: 'id',
     settings: 'key',
+    dynamic_partitions: 'seq',
+    dynamic_partition_removals: 'removed_seq',
   }
 }
 
@@ -442,3 +446,32 @@ export type PrunePlan = Record<PruneKind, PruneCount>
 
 /** What one prune batch deleted, per kind. */
 export type PruneDeleted = Record<PruneKind, number>
+
+/** A partitioned step's outcome, as partition statuses are folded from (see `RunStore.partitionEvents`). */
+export interface PartitionEvent {
+  /** The event's id: the cursor a status is folded up to. */
+  id: number
+  asset: string
+  /** The run's partition key (null for an unpartitioned run: it stands for every partition). */
+  partitionKey: string | null
+  kind: 'materialized' | 'failed'
+  runId: string
+  ts: number
+}
+
+/** The range-compressed partition subsets of one asset, as `PartitionSubset.toJSON()` writes them. */
+export interface PartitionStatusSubsets {
+  materialized: number[]
+  failed: number[]
+  stale: number[]
+}
+
+/** An asset's partition status as folded so far: up to the event `cursor`, over the key space `version`. */
+export interface StoredPartitionStatus {
+  asset: string
+  cursor: number
+  /** What the indices are over (the definition and its dynamic keys); another version is rebuilt. */
+  version: string
+  status: PartitionStatusSubsets
+  updatedAt: number
+}

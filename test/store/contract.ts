@@ -273,6 +273,138 @@ export function storeContract(name: string, target: ContractTarget): void {
         },
       )
 
+      it('keeps dynamic partitions in the order added, and counts removals', async () => {
+        await using store = await open()
+        expect(await store.dynamicPartitionKeys('providers')).toEqual([])
+        expect(await store.addDynamicPartitions('providers', ['flickr', 'smk', 'flickr'], 1)).toEqual([
+          'flickr',
+          'smk',
+        ])
+        expect(await store.addDynamicPartitions('providers', ['smk', 'met'], 2)).toEqual(['met'])
+        expect(await store.addDynamicPartitions('shards', ['s1'], 2)).toEqual(['s1'])
+        expect(await store.dynamicPartitionKeys('providers')).toEqual(['flickr', 'smk', 'met'])
+        expect(await store.dynamicPartitionsVersion('providers')).toBe(0)
+        expect(await store.removeDynamicPartitions('providers', ['smk', 'nope'], 3)).toEqual(['smk'])
+        expect(await store.dynamicPartitionKeys('providers')).toEqual(['flickr', 'met'])
+        const version = await store.dynamicPartitionsVersion('providers')
+        expect(version).toBeGreaterThan(0)
+        // a key added again goes to the end
+        expect(await store.addDynamicPartitions('providers', ['smk'], 4)).toEqual(['smk'])
+        expect(await store.dynamicPartitionKeys('providers')).toEqual(['flickr', 'met', 'smk'])
+        expect(await store.dynamicPartitionsVersion('providers')).toBe(version)
+        expect(await store.dynamicPartitionKeys('shards')).toEqual(['s1'])
+        expect(await readOnlyView(store).dynamicPartitionKeys('shards')).toEqual(['s1'])
+      })
+
+      it('reads partition events after a cursor, latest materializations per partition, in-flight partitions', async () => {
+        await using store = await open()
+        const step = (runId: string, key: string, status: 'succeeded' | 'failed' | 'running') => ({
+          runId,
+          key,
+          status,
+          attempts: 1,
+          startedAt: 1,
+          endedAt: status === 'running' ? null : 2,
+          error: null,
+          reason: null,
+        })
+        await store.createRun(
+          newRun('p1', {
+            plan: ['a'],
+            partitionKey: '2026-01-01',
+            status: 'started',
+            owner: { pid: 1, host: 'h' },
+          }),
+        )
+        await store.createRun(
+          newRun('p2', {
+            plan: ['a'],
+            partitionKey: '2026-01-02',
+            status: 'started',
+            owner: { pid: 1, host: 'h' },
+          }),
+        )
+        await store.createRun(
+          newRun('p3', {
+            plan: ['a'],
+            partitionKey: '2026-01-03',
+            status: 'started',
+            owner: { pid: 1, host: 'h' },
+          }),
+        )
+        const before = await store.maxEventId()
+        await store.write({
+          events: [
+            {
+              type: 'asset:materialized',
+              runId: 'p1',
+              ts: 2,
+              step: 'a',
+              asset: 'a',
+              attempt: 1,
+              metadata: { n: 1 },
+            },
+            { type: 'log', runId: 'p1', ts: 2, step: 'a', level: 'info', message: 'not a partition event' },
+            {
+              type: 'step:failure',
+              runId: 'p2',
+              ts: 3,
+              step: 'a',
+              attempt: 1,
+              durationMs: 1,
+              error: { name: 'Error', message: 'x' },
+              retriable: false,
+            },
+            {
+              type: 'asset:materialized',
+              runId: 'p1',
+              ts: 4,
+              step: 'b',
+              asset: 'b',
+              attempt: 1,
+              metadata: {},
+            },
+          ],
+          steps: [step('p1', 'a', 'succeeded'), step('p2', 'a', 'failed'), step('p3', 'a', 'running')],
+          attempts: [],
+          materializations: [
+            { asset: 'a', runId: 'p1', attempt: 1, ts: 2, metadata: { n: 1 }, partitionKey: '2026-01-01' },
+          ],
+        })
+        const events = await store.partitionEvents(before, ['a'], 100)
+        expect(events.map((e) => [e.asset, e.partitionKey, e.kind, e.runId])).toEqual([
+          ['a', '2026-01-01', 'materialized', 'p1'],
+          ['a', '2026-01-02', 'failed', 'p2'],
+        ])
+        expect(await store.partitionEvents(events[0]!.id, ['a'], 100)).toHaveLength(1)
+        expect(await store.partitionEvents(before, ['a', 'b'], 1)).toHaveLength(1)
+        expect(await store.partitionEvents(before, ['a', 'b'], 100)).toHaveLength(3)
+        expect((await store.latestMaterialization('a', '2026-01-01'))?.metadata).toEqual({ n: 1 })
+        expect(await store.latestMaterialization('a', '2026-01-02')).toBeUndefined()
+        expect(await store.materializedPartitions('a')).toEqual(['2026-01-01'])
+        expect(await store.partitionsInFlight('a')).toEqual(['2026-01-03'])
+      })
+
+      it('saves a folded partition status compare-and-set on its cursor', async () => {
+        await using store = await open()
+        const status = (cursor: number, materialized: number[]) => ({
+          asset: 'a',
+          cursor,
+          version: 'daily:v1',
+          status: { materialized, failed: [], stale: [] },
+          updatedAt: cursor,
+        })
+        expect(await store.getPartitionStatus('a')).toBeUndefined()
+        expect(await store.savePartitionStatus(status(5, [0, 3]), null)).toBe(true)
+        // a second first save loses: the first one is there
+        expect(await store.savePartitionStatus(status(6, [0, 9]), null)).toBe(false)
+        expect(await store.savePartitionStatus(status(9, [0, 4]), 5)).toBe(true)
+        // a reader that folded from the old cursor loses to the newer save
+        expect(await store.savePartitionStatus(status(7, [0, 1]), 5)).toBe(false)
+        expect(await store.getPartitionStatus('a')).toEqual(status(9, [0, 4]))
+        expect((await readOnlyView(store).getPartitionStatus('a'))?.cursor).toBe(9)
+      })
+
       it('writes a batch atomically and reads events back in order, filtered', async () => {
         await using store = await open()
         await store.createRun(newRun('r', { status: 'started', owner: { pid: 1, host: 'h' } }))
@@ -1224,8 +1356,10 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(Object.keys(view).sort()).toEqual(
           [
             'countRuns',
+            'dynamicPartitionKeys',
             'findRun',
             'getAttempts',
+            'getPartitionStatus',
             'getEvents',
             'getInstigator',
             'getMaintenance',

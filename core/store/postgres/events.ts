@@ -48,6 +48,8 @@ const S = statements('events', {
   maxEventId: 'SELECT max(id) AS id FROM events',
   runEndsAfter: `SELECT id, run_id FROM events WHERE id > $1 AND type = 'run:end' ORDER BY id LIMIT $2`,
   latestMaterialization: 'SELECT * FROM materializations WHERE asset_key = $1 ORDER BY id DESC LIMIT 1',
+  latestPartitionMaterialization:
+    'SELECT * FROM materializations WHERE asset_key = $1 AND partition_key = $2 ORDER BY id DESC LIMIT 1',
   latestMaterializations: `SELECT DISTINCT ON (asset_key) * FROM materializations ORDER BY asset_key, id DESC`,
   runMaterialization:
     'SELECT * FROM materializations WHERE run_id = $1 AND asset_key = $2 ORDER BY id DESC LIMIT 1',
@@ -208,8 +210,14 @@ export class EventsSql {
     return rows.map((r) => ({ eventId: r.id, runId: r.run_id }))
   }
 
-  async latestMaterialization(asset: string): Promise<MaterializationRecord | undefined> {
-    const row = await this.db.row(S.latestMaterialization, [asset])
+  async latestMaterialization(
+    asset: string,
+    partitionKey?: string,
+  ): Promise<MaterializationRecord | undefined> {
+    const row =
+      partitionKey === undefined
+        ? await this.db.row(S.latestMaterialization, [asset])
+        : await this.db.row(S.latestPartitionMaterialization, [asset, partitionKey])
     return row ? toMaterialization(row) : undefined
   }
 

@@ -6,13 +6,15 @@ import { quoteIdent } from './migrations.js'
 
 const ORDER = historyOrder('seq')
 
-/** Tables whose `id` is handed out by a sequence: moved past the copied ids afterwards. */
-const SEQUENCED: readonly HistoryTable[] = [
-  'events',
-  'materializations',
-  'check_results',
-  'ticks',
-  'parked_requests',
+/** Tables whose key is handed out by a sequence (and that column): moved past the copied keys afterwards. */
+const SEQUENCED: ReadonlyArray<readonly [HistoryTable, string]> = [
+  ['events', 'id'],
+  ['materializations', 'id'],
+  ['check_results', 'id'],
+  ['ticks', 'id'],
+  ['parked_requests', 'id'],
+  ['dynamic_partitions', 'seq'],
+  ['dynamic_partition_removals', 'removed_seq'],
 ]
 
 /** A store's history out and in (`refresh store copy`), table by table, ids kept. */
@@ -107,10 +109,10 @@ export class HistorySql {
           }
           counts[table] += batch.length
         }
-        for (const table of SEQUENCED) {
+        for (const [table, column] of SEQUENCED) {
           await client.query(
-            `SELECT setval(pg_get_serial_sequence($1, 'id'), greatest((SELECT max(id) FROM ${quoteIdent(table)}), 1))`,
-            [table],
+            `SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${quoteIdent(column)}) FROM ${quoteIdent(table)}), 1))`,
+            [table, column],
           )
         }
         await client.query('COMMIT')

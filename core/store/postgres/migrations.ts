@@ -212,6 +212,33 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX check_results_latest ON check_results (asset_key, check_name, partition_key, id);
   CREATE INDEX check_results_run ON check_results (run_id, id);
   `,
+  // 3: partitions: the keys of dynamic partitions definitions (in the order added) and their
+  // removals (a status folded before a removal is rebuilt), each asset's folded partition status
+  // with its cursor, and the partition events it is folded from, per asset in id order.
+  `
+  CREATE TABLE dynamic_partitions (
+    seq bigserial PRIMARY KEY,
+    name text NOT NULL,
+    partition_key text NOT NULL,
+    added_at bigint NOT NULL,
+    UNIQUE (name, partition_key)
+  );
+  CREATE TABLE dynamic_partition_removals (
+    removed_seq bigserial PRIMARY KEY,
+    name text NOT NULL,
+    partition_key text NOT NULL,
+    removed_at bigint NOT NULL
+  );
+  CREATE INDEX dynamic_partition_removals_name ON dynamic_partition_removals (name, removed_seq);
+  CREATE TABLE partition_status (
+    asset_key text PRIMARY KEY,
+    cursor bigint NOT NULL,
+    version text NOT NULL,
+    status text NOT NULL,
+    updated_at bigint NOT NULL
+  );
+  CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -23,6 +23,7 @@ import type {
   RunRecord,
   RunRequest,
   RunStatus,
+  StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
 import { ClaimsSql } from './claims.js'
@@ -32,6 +33,7 @@ import { HistorySql } from './history.js'
 import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate, quoteIdent, SCHEMA_VERSION } from './migrations.js'
+import { PartitionsSql } from './partitions.js'
 import { RequestsSql } from './requests.js'
 import { RetentionSql } from './retention.js'
 import { RunsSql } from './runs.js'
@@ -109,6 +111,7 @@ export class PostgresStore implements RunStore {
   private readonly requests: RequestsSql
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
+  private readonly partitions: PartitionsSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -126,6 +129,7 @@ export class PostgresStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
+    this.partitions = new PartitionsSql(db)
     this.claims = new ClaimsSql(db, this.maintenance)
     this.history = new HistorySql(db, displayName)
     this.retention = new RetentionSql(db)
@@ -281,8 +285,8 @@ export class PostgresStore implements RunStore {
   runEndsAfter(afterId: number, limit?: number) {
     return this.events.runEndsAfter(afterId, limit)
   }
-  latestMaterialization(asset: string) {
-    return this.events.latestMaterialization(asset)
+  latestMaterialization(asset: string, partitionKey?: string) {
+    return this.events.latestMaterialization(asset, partitionKey)
   }
   latestMaterializations() {
     return this.events.latestMaterializations()
@@ -298,6 +302,36 @@ export class PostgresStore implements RunStore {
   }
   checkResultsOfRun(runId: string) {
     return this.events.checkResultsOfRun(runId)
+  }
+
+  // ---- partitions --------------------------------------------------------------------------------
+
+  dynamicPartitionKeys(name: string) {
+    return this.partitions.dynamicPartitionKeys(name)
+  }
+  dynamicPartitionsVersion(name: string) {
+    return this.partitions.dynamicPartitionsVersion(name)
+  }
+  addDynamicPartitions(name: string, keys: readonly string[], now: number) {
+    return this.partitions.addDynamicPartitions(name, keys, now)
+  }
+  removeDynamicPartitions(name: string, keys: readonly string[], now: number) {
+    return this.partitions.removeDynamicPartitions(name, keys, now)
+  }
+  partitionEvents(after: number, assets: readonly string[], limit: number) {
+    return this.partitions.partitionEvents(after, assets, limit)
+  }
+  partitionsInFlight(asset: string) {
+    return this.partitions.partitionsInFlight(asset)
+  }
+  materializedPartitions(asset: string) {
+    return this.partitions.materializedPartitions(asset)
+  }
+  getPartitionStatus(asset: string) {
+    return this.partitions.getPartitionStatus(asset)
+  }
+  savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null) {
+    return this.partitions.savePartitionStatus(next, expectedCursor)
   }
 
   // ---- pools -------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ export class EventsSql {
       maxEventId: 'SELECT max(id) AS id FROM events',
       runEndsAfter: `SELECT id, run_id FROM events WHERE id > ? AND type = 'run:end' ORDER BY id LIMIT ?`,
       latestMaterialization: 'SELECT * FROM materializations WHERE asset_key = ? ORDER BY id DESC LIMIT 1',
+      latestPartitionMaterialization:
+        'SELECT * FROM materializations WHERE asset_key = ? AND partition_key = ? ORDER BY id DESC LIMIT 1',
       latestMaterializations: `SELECT m.* FROM materializations m
          JOIN (SELECT max(id) AS id FROM materializations GROUP BY asset_key) latest ON latest.id = m.id`,
       runMaterialization:
@@ -190,8 +192,12 @@ export class EventsSql {
     return rows.map((r) => ({ eventId: r.id, runId: r.run_id }))
   }
 
-  latestMaterialization(asset: string): MaterializationRecord | undefined {
-    const row = this.s.latestMaterialization.get(asset) as Row | undefined
+  latestMaterialization(asset: string, partitionKey?: string): MaterializationRecord | undefined {
+    const row = (
+      partitionKey === undefined
+        ? this.s.latestMaterialization.get(asset)
+        : this.s.latestPartitionMaterialization.get(asset, partitionKey)
+    ) as Row | undefined
     return row ? toMaterialization(row) : undefined
   }
 

@@ -32,6 +32,7 @@ import type {
   RunRecord,
   RunRequest,
   RunStatus,
+  StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
 import { ClaimsSql } from './claims.js'
@@ -40,6 +41,7 @@ import { HistorySql } from './history.js'
 import { LeasesSql } from './leases.js'
 import { MaintenanceSql } from './maintenance.js'
 import { checkAndMigrate } from './migrations.js'
+import { PartitionsSql } from './partitions.js'
 import { RequestsSql } from './requests.js'
 import { RetentionSql } from './retention.js'
 import { RunsSql } from './runs.js'
@@ -73,6 +75,7 @@ export class SqliteStore implements RunStore {
   private readonly requests: RequestsSql
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
+  private readonly partitions: PartitionsSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -94,6 +97,7 @@ export class SqliteStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
+    this.partitions = new PartitionsSql(db)
     this.claims = new ClaimsSql(db, this.requests)
     this.history = new HistorySql(db, location)
     this.retention = new RetentionSql(db)
@@ -274,8 +278,8 @@ export class SqliteStore implements RunStore {
   runEndsAfter(afterId: number, limit?: number) {
     return this.call(() => this.events.runEndsAfter(afterId, limit))
   }
-  latestMaterialization(asset: string) {
-    return this.call(() => this.events.latestMaterialization(asset))
+  latestMaterialization(asset: string, partitionKey?: string) {
+    return this.call(() => this.events.latestMaterialization(asset, partitionKey))
   }
   latestMaterializations() {
     return this.call(() => this.events.latestMaterializations())
@@ -291,6 +295,36 @@ export class SqliteStore implements RunStore {
   }
   checkResultsOfRun(runId: string) {
     return this.call(() => this.events.checkResultsOfRun(runId))
+  }
+
+  // ---- partitions --------------------------------------------------------------------------------
+
+  dynamicPartitionKeys(name: string) {
+    return this.call(() => this.partitions.dynamicPartitionKeys(name))
+  }
+  dynamicPartitionsVersion(name: string) {
+    return this.call(() => this.partitions.dynamicPartitionsVersion(name))
+  }
+  addDynamicPartitions(name: string, keys: readonly string[], now: number) {
+    return this.call(() => this.partitions.addDynamicPartitions(name, keys, now))
+  }
+  removeDynamicPartitions(name: string, keys: readonly string[], now: number) {
+    return this.call(() => this.partitions.removeDynamicPartitions(name, keys, now))
+  }
+  partitionEvents(after: number, assets: readonly string[], limit: number) {
+    return this.call(() => this.partitions.partitionEvents(after, assets, limit))
+  }
+  partitionsInFlight(asset: string) {
+    return this.call(() => this.partitions.partitionsInFlight(asset))
+  }
+  materializedPartitions(asset: string) {
+    return this.call(() => this.partitions.materializedPartitions(asset))
+  }
+  getPartitionStatus(asset: string) {
+    return this.call(() => this.partitions.getPartitionStatus(asset))
+  }
+  savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null) {
+    return this.call(() => this.partitions.savePartitionStatus(next, expectedCursor))
   }
 
   // ---- pools -------------------------------------------------------------------------------------
