@@ -14,6 +14,8 @@ export interface RunEventMap {
     reused: Record<string, string>
     parentRunId: string | null
     concurrency: number
+    /** The partition the run builds of its partitioned assets (absent: an unpartitioned run). */
+    partition?: string
   }
   /** An attempt of a step began. */
   'step:start': { step: string; attempt: number; maxAttempts: number }

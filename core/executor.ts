@@ -23,6 +23,7 @@ import type { RunEvent } from './events.js'
 import type { AssetGraph } from './graph.js'
 import { MinHeap } from './graph.js'
 import type { JsonObject } from './json.js'
+import { type RunPartition, upstreamPartition } from './partition-runs.js'
 import type { RunRecorder } from './recorder.js'
 import { retryDelay } from './retry.js'
 import type { ExecutorStore } from './store/run-store.js'
@@ -35,6 +36,8 @@ export interface ExecuteOptions {
   plan: readonly string[]
   /** Metadata of steps reused from the parent run's lineage (re-execution from failure). */
   reused: ReadonlyMap<string, Metadata>
+  /** The partition this run builds of its partitioned assets (none: an unpartitioned run). */
+  partition?: RunPartition
   config: Readonly<Record<string, unknown>>
   resources: Readonly<Record<string, unknown>>
   concurrency: number
@@ -453,7 +456,14 @@ export class Execution {
           error: null,
         })
         this.record(step)
-        recorder.materialization({ asset: step.key, runId, attempt, ts: now, metadata, partitionKey: null })
+        recorder.materialization({
+          asset: step.key,
+          runId,
+          attempt,
+          ts: now,
+          metadata,
+          partitionKey: this.partitionOf(step.key),
+        })
         this.emit({ type: 'asset:materialized', step: step.key, asset: step.key, attempt, metadata })
         // checks come before the step's success, so that a view shows the step with its checks
         const checks = this.o.checks?.get(step.key)
@@ -563,7 +573,7 @@ export class Execution {
                 runId,
                 asset: step.key,
                 check: check.name,
-                partition: null,
+                partition: this.partitionOf(step.key),
                 metadata,
                 config: this.o.checkConfig?.get(checkId(step.key, check.name)) ?? {},
                 resources: this.o.resources as AssetContext['resources'],
@@ -591,7 +601,7 @@ export class Execution {
           runId,
           asset: step.key,
           check: check.name,
-          partitionKey: null,
+          partitionKey: this.partitionOf(step.key),
           passed,
           severity: check.severity,
           blocking: check.blocking,
@@ -606,7 +616,7 @@ export class Execution {
           step: step.key,
           asset: step.key,
           check: check.name,
-          partition: null,
+          partition: this.partitionOf(step.key),
           passed,
           severity: check.severity,
           blocking: check.blocking,
@@ -627,9 +637,11 @@ export class Execution {
 
   private async context(step: InternalStep, attempt: number, signal: AbortSignal): Promise<AssetContext> {
     const upstream: Record<string, Metadata | undefined> = {}
-    for (const dep of step.def.deps) upstream[dep] = await this.upstreamMetadata(dep)
+    for (const dep of step.def.deps) upstream[dep] = await this.upstreamMetadata(dep, step.key)
     const key = step.key
+    const partition = this.o.partition?.contexts.get(key)
     return {
+      ...(partition ? { partition } : {}),
       runId: this.o.runId,
       key,
       attempt,
@@ -645,13 +657,24 @@ export class Execution {
     }
   }
 
-  /** A dep's metadata: from this run, from the reused lineage, else its latest materialization. */
-  private async upstreamMetadata(dep: string): Promise<Metadata | undefined> {
+  /**
+   * A dep's metadata: from this run, from the reused lineage, else its latest materialization (in
+   * a partitioned run, the latest of the dep's partition that this one reads, when it is one).
+   */
+  private async upstreamMetadata(dep: string, key: string): Promise<Metadata | undefined> {
     const inRun = this.byKey.get(dep)
     if (inRun !== undefined) return inRun.metadata ?? undefined
     const reused = this.o.reused.get(dep)
     if (reused !== undefined) return reused
-    return (await this.o.store.latestMaterialization(dep))?.metadata
+    const partition = this.o.partition
+      ? upstreamPartition(this.o.graph, key, dep, this.o.partition)
+      : undefined
+    return (await this.o.store.latestMaterialization(dep, partition))?.metadata
+  }
+
+  /** The partition key of this run's step `key` (null for an unpartitioned asset or run). */
+  private partitionOf(key: string): string | null {
+    return this.o.partition?.contexts.has(key) ? this.o.partition.key : null
   }
 
   /** Progress is throttled per step to one event per 100 ms; the latest value is never lost. */

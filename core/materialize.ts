@@ -29,6 +29,7 @@ import { Execution, type StepState } from './executor.js'
 import { AssetGraph } from './graph.js'
 import { holdsFor, type RunGuardConfig } from './guards.js'
 import { newRunId } from './ids.js'
+import { type RunPartition, runPartition } from './partition-runs.js'
 import { RunRecorder } from './recorder.js'
 import { resolveSelection } from './selection.js'
 import { isRunStore, openStore } from './store/open.js'
@@ -54,6 +55,11 @@ export interface MaterializeOptions {
   pools?: Record<string, number>
   /** Re-execute a failed or canceled run: its succeeded steps are reused, the rest run again. */
   fromFailure?: string
+  /**
+   * The partition to build of the selection's partitioned assets (they share one definition); a
+   * re-execution builds its parent's. Required when the selection has a partitioned asset.
+   */
+  partition?: string
   /** Aborting it cancels the run: no new steps, running attempts aborted, status `canceled`. */
   signal?: AbortSignal
   tags?: Record<string, string>
@@ -121,6 +127,8 @@ export interface MaterializeResult {
   status: 'success' | 'failure' | 'canceled' | 'paused'
   parentRunId: string | null
   selection: string
+  /** The partition the run built of its partitioned assets (null: an unpartitioned run). */
+  partition: string | null
   startedAt: number
   endedAt: number
   durationMs: number
@@ -172,6 +180,7 @@ export async function materialize(
     const holds = holdsFor(graph, options.guards ?? [], plan.keys)
     const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
     let now = clock.now()
+    const partition = await runPartition(graph, plan.keys, partitionOf(plan, options.partition), store, now)
     const runId = newRunId(now)
     let waitingFor: string | undefined
     for (;;) {
@@ -187,6 +196,7 @@ export async function materialize(
         tags: options.tags ?? {},
         parentRunId: plan.parent?.id,
         rootRunId: plan.parent ? (plan.parent.rootRunId ?? plan.parent.id) : undefined,
+        ...(partition ? { partitionKey: partition.key } : {}),
         now,
         owner: { pid: process.pid, host: hostname() },
       })
@@ -208,12 +218,23 @@ export async function materialize(
       store,
       graph,
       plan,
-      { runId, now, config, checks, pools, concurrency, clock },
+      { runId, now, config, checks, pools, concurrency, clock, partition },
       options,
     )
   } finally {
     if (ownStore) await store.close()
   }
+}
+
+/** The partition a new run builds: the one asked for, or its parent's for a re-execution. */
+function partitionOf(plan: Plan, asked: string | undefined): string | undefined {
+  const inherited = plan.parent?.partitionKey ?? undefined
+  if (asked !== undefined && inherited !== undefined && asked !== inherited) {
+    throw new ConfigError(
+      `run ${plan.parent!.id} built partition ${inherited}; its re-execution builds it again, not ${asked}: drop --partition, or start a new run of ${asked}.`,
+    )
+  }
+  return asked ?? inherited
 }
 
 interface Started {
@@ -226,6 +247,7 @@ interface Started {
   clock: Clock
   /** Steps settled before a pause, when resuming. */
   initial?: ConstructorParameters<typeof Execution>[0]['initial']
+  partition?: RunPartition | undefined
 }
 
 /** Executes a run already recorded as started by this process, and closes (or pauses) it. */
@@ -233,7 +255,7 @@ async function executeRun(
   store: RunStore,
   graph: AssetGraph,
   plan: Plan,
-  { runId, now, config, checks, pools, concurrency, clock, initial }: Started,
+  { runId, now, config, checks, pools, concurrency, clock, initial, partition }: Started,
   options: Omit<MaterializeOptions, 'store'>,
 ): Promise<MaterializeResult> {
   const reusedIds = Object.fromEntries([...plan.reused].map(([key, r]) => [key, r.runId]))
@@ -247,6 +269,7 @@ async function executeRun(
     reused: reusedIds,
     parentRunId: plan.parent?.id ?? null,
     concurrency,
+    ...(partition ? { partition: partition.key } : {}),
   })
   if (initial) {
     const pending = plan.keys.filter((key) => (initial.get(key)?.status ?? 'pending') === 'pending')
@@ -260,6 +283,7 @@ async function executeRun(
       graph,
       plan: plan.keys,
       reused: new Map([...plan.reused].map(([key, r]) => [key, r.metadata])),
+      ...(partition ? { partition } : {}),
       config,
       resources: options.resources ?? {},
       concurrency,
@@ -297,6 +321,7 @@ async function executeRun(
     status: outcome.status,
     parentRunId: plan.parent?.id ?? null,
     selection: plan.selection,
+    partition: partition?.key ?? null,
     startedAt: outcome.startedAt,
     endedAt: outcome.endedAt,
     durationMs: outcome.endedAt - outcome.startedAt,
@@ -374,6 +399,8 @@ async function runRecorded(
   const initial = await settledSteps(store, run.id)
   const now = clock.now()
   const owner = { pid: process.pid, host: hostname() }
+  // checked before the run is claimed: a key that no longer exists leaves it queued, not stuck
+  const partition = await runPartition(graph, run.plan, run.partitionKey ?? undefined, store, now)
   const claimed =
     from === 'queued'
       ? await store.claimQueuedRun(run.id, owner, now)
@@ -383,7 +410,7 @@ async function runRecorded(
     store,
     graph,
     await storedPlan(store, run),
-    { runId: run.id, now, config, checks, pools, concurrency, clock, initial },
+    { runId: run.id, now, config, checks, pools, concurrency, clock, initial, partition },
     options,
   )
 }
