@@ -33,6 +33,8 @@ export interface ExecuteRequest {
   force?: boolean
   /** `false` (`--no-wait`): fail at once when a run guard of the config is full. */
   wait?: boolean
+  /** `--partition KEY`: the partition to build of the selection's partitioned assets. */
+  partition?: string
 }
 
 /**
@@ -105,6 +107,7 @@ export async function executeRun(
         checks: resolved.checks,
         selection: request.selection && request.selection.length > 0 ? request.selection : undefined,
         fromFailure: request.fromFailure,
+        ...(request.partition !== undefined ? { partition: request.partition } : {}),
         config,
         resources: resolved.resources,
         pools: resolved.pools,

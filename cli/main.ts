@@ -11,6 +11,7 @@ import { registerGc } from './commands/gc.js'
 import { registerGraph } from './commands/graph.js'
 import { registerLogs } from './commands/logs.js'
 import { registerMaintenance } from './commands/maintenance.js'
+import { registerPartitions } from './commands/partitions.js'
 import { registerPromote } from './commands/promote.js'
 import { registerPrune } from './commands/prune.js'
 import { registerQuery } from './commands/query.js'
@@ -48,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
   registerRuns(program, ctx)
   registerShow(program, ctx)
   registerChecks(program, ctx)
+  registerPartitions(program, ctx)
   registerLogs(program, ctx)
   registerAssets(program, ctx)
   registerGraph(program, ctx)

@@ -15,6 +15,7 @@ export interface RunOptions {
   dryRun?: boolean
   force?: boolean
   wait?: boolean
+  partition?: string
 }
 
 export function registerRun(program: Command, ctx: CliContext): void {
@@ -34,6 +35,10 @@ export function registerRun(program: Command, ctx: CliContext): void {
       'run config override, typed by the asset schema (repeatable)',
       collect,
     )
+    .option(
+      '--partition <key>',
+      'the partition to build of the selected partitioned assets (`refresh partitions ASSET` lists them)',
+    )
     .option('--concurrency <n>', 'steps at once within the run')
     .option('--plain', 'one plain line per event (the default when stdout is not a terminal)')
     .option('--json', 'one JSON event per line')
@@ -42,7 +47,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--no-wait', 'fail at once (exit 1) instead of waiting when a run guard of the config is full')
     .addHelpText(
       'after',
-      '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run catalog --set catalog.rows=500 --dry-run\n  refresh run copy,clean --json\n',
+      '\nExamples:\n  refresh run\n  refresh run clean+ --concurrency 2\n  refresh run catalog --set catalog.rows=500 --dry-run\n  refresh run copy,clean --json\n  refresh run daily_events+ --partition 2026-11-24\n',
     )
     .action(async (selection: string[], options: RunOptions) => {
       ctx.code = await runCommand(selection, options, ctx.io)
@@ -89,6 +94,7 @@ export async function runCommand(selection: string[], options: RunOptions, io: I
       output: outputMode(options, io),
       force: options.force === true,
       wait: options.wait !== false,
+      ...(options.partition !== undefined ? { partition: options.partition } : {}),
     },
     io,
   )

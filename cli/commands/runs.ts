@@ -69,6 +69,7 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
           status: shown.status,
           ...(shown.reason === null ? {} : { interrupted: shown.reason }),
           selection: r.selection,
+          partition: r.partitionKey,
           startedAt: r.startedAt,
           endedAt: shown.endedAt,
           durationMs: r.startedAt !== null && shown.endedAt !== null ? shown.endedAt - r.startedAt : null,
@@ -96,7 +97,10 @@ async function runsCommand(options: RunsOptions, io: Io): Promise<number> {
     return [
       r.id,
       shown.status,
-      truncate(r.parentRunId ? `${r.selection} (retry)` : r.selection, 32),
+      truncate(
+        `${r.selection}${r.partitionKey ? ` [${r.partitionKey}]` : ''}${r.parentRunId ? ' (retry)' : ''}`,
+        32,
+      ),
       formatDateTime(started),
       duration,
       failed.get(r.id) ?? '',

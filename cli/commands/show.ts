@@ -63,7 +63,8 @@ async function showCommand(idOrPrefix: string, options: ShowOptions, io: Io): Pr
   const end = shown.endedAt ?? Date.now()
   const span = Math.max(1, end - start)
   const parent = run.parentRunId ? ` · re-execution of ${run.parentRunId}` : ''
-  io.out(`run ${run.id} · ${shown.status} · ${run.selection}${parent}`)
+  const partition = run.partitionKey ? ` · partition ${run.partitionKey}` : ''
+  io.out(`run ${run.id} · ${shown.status} · ${run.selection}${partition}${parent}`)
   io.out(
     `started ${formatDateTime(start)} · ${shown.endedAt !== null ? `took ${formatDuration(end - start)}` : `running for ${formatDuration(end - start)}`}`,
   )

@@ -31,9 +31,10 @@ export function plainReporter(
         width = Math.max(8, ...event.steps.map((s) => s.length))
         const reused = Object.keys(event.reused)
         const parent = event.parentRunId ? ` re-executing ${event.parentRunId} from failure,` : ''
+        const partition = event.partition ? ` partition ${event.partition},` : ''
         line(
           event,
-          `run ${runId} started:${parent} ${event.steps.length} step${event.steps.length === 1 ? '' : 's'} (${event.selection})${reused.length ? `; reusing ${reused.join(', ')}` : ''}`,
+          `run ${runId} started:${parent}${partition} ${event.steps.length} step${event.steps.length === 1 ? '' : 's'} (${event.selection})${reused.length ? `; reusing ${reused.join(', ')}` : ''}`,
         )
         break
       }

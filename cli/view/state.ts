@@ -74,6 +74,8 @@ export interface RunEnd {
 export interface ViewState {
   runId: string | null
   selection: string
+  /** The partition the run builds (null: an unpartitioned run). */
+  partition: string | null
   parentRunId: string | null
   /** Steps taken from the parent run's lineage instead of executing. */
   reused: string[]
@@ -92,6 +94,7 @@ export interface ViewState {
 export const initialViewState: ViewState = {
   runId: null,
   selection: '',
+  partition: null,
   parentRunId: null,
   reused: [],
   startedAt: null,
@@ -116,6 +119,7 @@ export function reduce(state: ViewState, event: RunEvent): ViewState {
         ...initialViewState,
         runId: event.runId,
         selection: event.selection,
+        partition: event.partition ?? null,
         parentRunId: event.parentRunId,
         reused: Object.keys(event.reused),
         startedAt: event.ts,

@@ -151,7 +151,8 @@ export function headerText(state: ViewState): string {
   const n = state.steps.length
   const parent = state.parentRunId ? `, re-executing ${state.parentRunId} from failure` : ''
   const reused = state.reused.length ? `; reusing ${state.reused.join(', ')}` : ''
-  return `run ${state.runId} · ${n} step${n === 1 ? '' : 's'} (${state.selection})${parent}${reused}`
+  const partition = state.partition ? ` · partition ${state.partition}` : ''
+  return `run ${state.runId} · ${n} step${n === 1 ? '' : 's'} (${state.selection})${partition}${parent}${reused}`
 }
 
 /** The closing lines: counts, duration, run id, and the retry command when something failed. */
