@@ -213,7 +213,12 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
   const deps = s.deps ?? []
   const seen = new Set<string>()
   for (const dep of deps) {
-    if (dep === s.key) throw new ConfigError(`asset \`${s.key}\` depends on itself; remove it from its deps.`)
+    // a partitioned asset may read its own earlier partitions (a chain: each day builds on the day before)
+    if (dep === s.key && !(s.partitions && s.partitionMappings?.[dep])) {
+      throw new ConfigError(
+        `asset \`${s.key}\` depends on itself; remove it from its deps, or, for a partitioned asset that reads its own earlier partitions, map them: \`partitionMappings: { '${s.key}': timeWindowMapping({ startOffset: -1, endOffset: -1 }) }\`.`,
+      )
+    }
     if (seen.has(dep)) throw new ConfigError(`asset \`${s.key}\` lists dep \`${dep}\` twice; list it once.`)
     seen.add(dep)
   }

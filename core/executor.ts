@@ -163,7 +163,7 @@ export class Execution {
     }
     for (const step of this.steps) {
       for (const dep of step.def.deps) {
-        const d = index.get(dep)
+        const d = dep === step.key ? undefined : index.get(dep)
         if (d !== undefined) {
           // a dep that already succeeded (before a pause) does not hold its dependents back
           if (this.steps[d]!.status !== 'succeeded') step.remaining++
@@ -662,13 +662,17 @@ export class Execution {
    * a partitioned run, the latest of the dep's partition that this one reads, when it is one).
    */
   private async upstreamMetadata(dep: string, key: string): Promise<Metadata | undefined> {
-    const inRun = this.byKey.get(dep)
+    // its own earlier partitions: what the mapping names, never this step itself
+    const self = dep === key
+    const inRun = self ? undefined : this.byKey.get(dep)
     if (inRun !== undefined) return inRun.metadata ?? undefined
-    const reused = this.o.reused.get(dep)
+    const reused = self ? undefined : this.o.reused.get(dep)
     if (reused !== undefined) return reused
+    if (self && !this.o.partition) return undefined
     const partition = this.o.partition
       ? upstreamPartition(this.o.graph, key, dep, this.o.partition)
       : undefined
+    if (partition === null) return undefined
     return (await this.o.store.latestMaterialization(dep, partition))?.metadata
   }
 

@@ -39,7 +39,8 @@ export class AssetGraph {
             `asset \`${def.key}\` depends on \`${dep}\`, which is not defined.${didYouMean(dep, assets.keys())}`,
           )
         }
-        graph.addDirectedEdge(dep, def.key)
+        // a partitioned asset reading its own earlier partitions is no edge: it runs once per run
+        if (dep !== def.key) graph.addDirectedEdge(dep, def.key)
       }
     }
     // partitions: every dependency between partitioned assets has a mapping that fits (ConfigError)
@@ -116,6 +117,7 @@ function topologicalOrder(assets: Map<string, AssetDefinition>): string[] {
   const dependents: number[][] = keys.map(() => [])
   keys.forEach((key, i) => {
     for (const dep of assets.get(key)!.deps) {
+      if (dep === key) continue
       indegree[i]!++
       dependents[index.get(dep)!]!.push(i)
     }

@@ -84,17 +84,18 @@ export async function runPartition(
 /**
  * The partition of `dep` that the partition `key` of `asset` reads, when it is exactly one: the
  * same key for a dep of the same definition, else the one its mapping gives. Undefined when the
- * dep is not partitioned or the mapping gives several (the dep's latest materialization is read).
+ * dep is not partitioned or the mapping gives several (the dep's latest materialization is read);
+ * null when it gives none (the first partition of a chain reads no earlier one).
  */
 export function upstreamPartition(
   graph: AssetGraph,
   asset: string,
   dep: string,
   partition: RunPartition,
-): string | undefined {
+): string | null | undefined {
   const up = graph.assets.get(dep)?.partitions
   if (!up) return undefined
-  if (up.signature === partition.definition.signature) return partition.key
+  if (up.signature === partition.definition.signature && dep !== asset) return partition.key
   const mapping = graph.partitionMapping(asset, dep)
   if (!mapping) return undefined
   const index = partition.definition.indexOf(partition.key, partition.ctx)
@@ -104,6 +105,7 @@ export function upstreamPartition(
     up,
     partition.ctx,
   )
+  if (needed.isEmpty) return null
   if (needed.size !== 1) return undefined
   return up.keyAt(needed.first!, partition.ctx)
 }

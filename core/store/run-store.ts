@@ -1,6 +1,8 @@
 import { type ErrorInfo, StoreError } from '../errors.js'
 import type {
   AttemptRecord,
+  BackfillRecord,
+  BackfillSubmitOutcome,
   BackupRecord,
   CheckResultRecord,
   CommittedTick,
@@ -180,6 +182,30 @@ export interface RunStore extends AsyncDisposable {
    * false when another reader saved first (its status is as good: read it again).
    */
   savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null): Promise<boolean>
+
+  // ---- backfills ---------------------------------------------------------------------------------
+
+  /** Records a new backfill (version 1). */
+  createBackfill(record: BackfillRecord): Promise<BackfillRecord>
+  getBackfill(id: string): Promise<BackfillRecord | undefined>
+  /** A backfill by id or unique prefix. */
+  findBackfill(idOrPrefix: string): Promise<BackfillRecord | undefined>
+  /** Newest first (at most `limit`, default 100); with `active`, those still requested or canceling, oldest first. */
+  listBackfills(options?: { active?: boolean; limit?: number }): Promise<BackfillRecord[]>
+  /** Saves a backfill's status and state if it is still at `expectedVersion`; false when it is not. */
+  saveBackfill(next: BackfillRecord, expectedVersion: number, now: number): Promise<boolean>
+  /**
+   * Creates one queued run of a backfill and saves the backfill (its state with the run's
+   * partitions launched) in one transaction, if the backfill is still at `expectedVersion`, the
+   * maintenance gate is off and the run's guards have room: a partition is never launched twice,
+   * nor marked launched without its run.
+   */
+  submitBackfillRun(
+    next: BackfillRecord,
+    expectedVersion: number,
+    run: NewRun,
+    now: number,
+  ): Promise<BackfillSubmitOutcome>
 
   // ---- pools -----------------------------------------------------------------------------------
 
@@ -391,6 +417,8 @@ export const READ_METHODS = [
   'checkResultsOfRun',
   'dynamicPartitionKeys',
   'getPartitionStatus',
+  'getBackfill',
+  'listBackfills',
   'runsEndedAfter',
   'getInstigator',
   'listTicks',

@@ -306,6 +306,7 @@ export const HISTORY_TABLES = [
   'settings',
   'dynamic_partitions',
   'dynamic_partition_removals',
+  'backfills',
 ] as const
 
 export type HistoryTable = (typeof HISTORY_TABLES)[number]
@@ -330,6 +331,7 @@ export function historyOrder(runsOrder: string): Record<HistoryTable, string> {
     settings: 'key',
     dynamic_partitions: 'seq',
     dynamic_partition_removals: 'removed_seq',
+    backfills: 'created_at, id',
   }
 }
 
@@ -475,3 +477,57 @@ export interface StoredPartitionStatus {
   status: PartitionStatusSubsets
   updatedAt: number
 }
+
+export type BackfillStatus = 'requested' | 'canceling' | 'canceled' | 'failed' | 'completed'
+
+/** What a backfill asks for: fixed when it is created. */
+export interface BackfillSpec {
+  /** The selection as given (`daily_events+`). */
+  selection: string
+  /** The asset keys of each run, in plan order. */
+  plan: string[]
+  /** The partitions definition the subsets are over (its `signature`) and, for messages, `describe()`. */
+  partitions: { signature: string; description: string }
+  /** Partitions per run (a run then receives a range); 1 by default. */
+  perRun: number
+  /** Runs of this backfill in flight at once (queued or started); null: no limit of its own. */
+  maxRuns: number | null
+  /** Run config per asset key, as the runs get it. */
+  config: Record<string, unknown>
+  tags: Record<string, string>
+}
+
+/** Where a backfill is: range-compressed subsets of partition indices (`PartitionSubset.toJSON()`). */
+export interface BackfillState {
+  target: number[]
+  /** Partitions a run was created for (in flight or ended). */
+  launched: number[]
+  succeeded: number[]
+  failed: number[]
+  /** Partitions not attempted because a partition they depend on failed (or the backfill was canceled). */
+  skipped: number[]
+  /** The last run-end event folded. */
+  cursor: number
+  /** Why the backfill ended failed without running out (its assets changed in the config). */
+  error?: string
+}
+
+export interface BackfillRecord {
+  id: string
+  status: BackfillStatus
+  spec: BackfillSpec
+  state: BackfillState
+  /** Bumped by every save: saves are compare-and-set on it. */
+  version: number
+  createdAt: number
+  updatedAt: number
+  endedAt: number | null
+}
+
+/** What `submitBackfillRun` did. */
+export type BackfillSubmitOutcome =
+  | { outcome: 'created'; runId: string; version: number }
+  /** A run guard of the config is full, or maintenance mode is on: nothing was created. */
+  | { outcome: 'blocked'; reason: string }
+  /** The backfill was saved by someone else since it was read: read it again. */
+  | { outcome: 'stale' }

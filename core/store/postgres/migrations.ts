@@ -239,6 +239,22 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
+  // 4: backfills: what each asks for (spec) and where it is (state: partition subsets and the
+  // cursor of the run ends folded), saved compare-and-set on version; runs carry their backfill's
+  // id in their tags (refresh/backfill).
+  `
+  CREATE TABLE backfills (
+    id text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('requested','canceling','canceled','failed','completed')),
+    spec text NOT NULL,
+    state text NOT NULL,
+    version bigint NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    ended_at bigint
+  );
+  CREATE INDEX backfills_status ON backfills (status, created_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

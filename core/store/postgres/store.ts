@@ -5,6 +5,7 @@ import type { OpenStoreOptions } from '../open.js'
 import { redactLocation } from '../open.js'
 import type { RunStore } from '../run-store.js'
 import type {
+  BackfillRecord,
   BackupRecord,
   CommittedTick,
   CreateRunResult,
@@ -26,6 +27,7 @@ import type {
   StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
+import { BackfillsSql } from './backfills.js'
 import { ClaimsSql } from './claims.js'
 import { Db, type DbOptions, translate } from './db.js'
 import { EventsSql } from './events.js'
@@ -112,6 +114,7 @@ export class PostgresStore implements RunStore {
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
   private readonly partitions: PartitionsSql
+  private readonly backfills: BackfillsSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -130,6 +133,7 @@ export class PostgresStore implements RunStore {
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
     this.partitions = new PartitionsSql(db)
+    this.backfills = new BackfillsSql(db, this.runs, this.maintenance)
     this.claims = new ClaimsSql(db, this.maintenance)
     this.history = new HistorySql(db, displayName)
     this.retention = new RetentionSql(db)
@@ -332,6 +336,27 @@ export class PostgresStore implements RunStore {
   }
   savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null) {
     return this.partitions.savePartitionStatus(next, expectedCursor)
+  }
+
+  // ---- backfills ---------------------------------------------------------------------------------
+
+  createBackfill(record: BackfillRecord) {
+    return this.backfills.createBackfill(record)
+  }
+  getBackfill(id: string) {
+    return this.backfills.getBackfill(id)
+  }
+  findBackfill(idOrPrefix: string) {
+    return this.backfills.findBackfill(idOrPrefix)
+  }
+  listBackfills(options: { active?: boolean; limit?: number } = {}) {
+    return this.backfills.listBackfills(options)
+  }
+  saveBackfill(next: BackfillRecord, expectedVersion: number, now: number) {
+    return this.backfills.saveBackfill(next, expectedVersion, now)
+  }
+  submitBackfillRun(next: BackfillRecord, expectedVersion: number, run: NewRun, now: number) {
+    return this.backfills.submitBackfillRun(next, expectedVersion, run, now)
   }
 
   // ---- pools -------------------------------------------------------------------------------------

@@ -246,6 +246,22 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
+  // 9: backfills: what each asks for (spec) and where it is (state: partition subsets and the
+  // cursor of the run ends folded), saved compare-and-set on version; runs carry their backfill's
+  // id in their tags (refresh/backfill).
+  `
+  CREATE TABLE backfills (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('requested','canceling','canceled','failed','completed')),
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ended_at INTEGER
+  );
+  CREATE INDEX backfills_status ON backfills (status, created_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -14,6 +14,7 @@ import Database from 'better-sqlite3'
 import { type ErrorInfo, StoreBusyError, StoreError } from '../../errors.js'
 import type { RunStore } from '../run-store.js'
 import type {
+  BackfillRecord,
   BackupRecord,
   CommittedTick,
   CreateRunResult,
@@ -35,6 +36,7 @@ import type {
   StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
+import { BackfillsSql } from './backfills.js'
 import { ClaimsSql } from './claims.js'
 import { EventsSql } from './events.js'
 import { HistorySql } from './history.js'
@@ -76,6 +78,7 @@ export class SqliteStore implements RunStore {
   private readonly ticks: TicksSql
   private readonly leases: LeasesSql
   private readonly partitions: PartitionsSql
+  private readonly backfills: BackfillsSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -98,6 +101,7 @@ export class SqliteStore implements RunStore {
     this.ticks = new TicksSql(db, this.requests)
     this.leases = new LeasesSql(db)
     this.partitions = new PartitionsSql(db)
+    this.backfills = new BackfillsSql(db, this.runs, this.maintenance)
     this.claims = new ClaimsSql(db, this.requests)
     this.history = new HistorySql(db, location)
     this.retention = new RetentionSql(db)
@@ -325,6 +329,27 @@ export class SqliteStore implements RunStore {
   }
   savePartitionStatus(next: StoredPartitionStatus, expectedCursor: number | null) {
     return this.call(() => this.partitions.savePartitionStatus(next, expectedCursor))
+  }
+
+  // ---- backfills ---------------------------------------------------------------------------------
+
+  createBackfill(record: BackfillRecord) {
+    return this.call(() => this.backfills.createBackfill(record))
+  }
+  getBackfill(id: string) {
+    return this.call(() => this.backfills.getBackfill(id))
+  }
+  findBackfill(idOrPrefix: string) {
+    return this.call(() => this.backfills.findBackfill(idOrPrefix))
+  }
+  listBackfills(options: { active?: boolean; limit?: number } = {}) {
+    return this.call(() => this.backfills.listBackfills(options))
+  }
+  saveBackfill(next: BackfillRecord, expectedVersion: number, now: number) {
+    return this.call(() => this.backfills.saveBackfill(next, expectedVersion, now))
+  }
+  submitBackfillRun(next: BackfillRecord, expectedVersion: number, run: NewRun, now: number) {
+    return this.call(() => this.backfills.submitBackfillRun(next, expectedVersion, run, now))
   }
 
   // ---- pools -------------------------------------------------------------------------------------

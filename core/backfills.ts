@@ -1,0 +1,492 @@
+/**
+ * Backfills: a persisted request to materialize a set of partitions of a selection, one run per
+ * partition, submitted as capacity frees.
+ *
+ * `requestBackfill` checks the request (the selection's assets share one partitions definition,
+ * the keys exist) and records it. `advanceBackfill` is one step of driving it, called by the
+ * daemon on every loop (so it reacts to run ends within a loop, not in waves):
+ *   1. folds the run ends since its cursor into its subsets (succeeded, failed);
+ *   2. when canceling, dequeues its queued runs and asks its started ones to cancel, then ends;
+ *   3. marks skipped the partitions that need a partition that failed (through the partition
+ *      mappings between the selection's assets, e.g. a chain where each day reads the day before);
+ *   4. creates runs for the next partitions whose needs are met, while its `maxRuns`, the run
+ *      guards and maintenance mode allow: each run with its partition marked launched in one
+ *      transaction (`submitBackfillRun`), with the partition key as run key under the origin
+ *      `backfill:<id>`, so a crash at any point never launches a partition twice;
+ *   5. ends when every partition is succeeded, failed or skipped and none is in flight:
+ *      `completed`, or `failed` when some did not succeed.
+ * The runs are queued runs, launched by the daemon like any other.
+ */
+import { resolveRunConfig } from './definitions.js'
+import { ConfigError, didYouMean, StoreError } from './errors.js'
+import type { AssetGraph } from './graph.js'
+import type { RunGuardConfig } from './guards.js'
+import { holdsFor } from './guards.js'
+import { newRunId } from './ids.js'
+import { partitionsContext } from './partition-runs.js'
+import { partitionStatus } from './partition-status.js'
+import type { PartitionsContext, PartitionsDefinition } from './partitions/definitions.js'
+import { PartitionSubset } from './partitions/subset.js'
+import { resolveSelection } from './selection.js'
+import type { RunStore } from './store/run-store.js'
+import type { BackfillRecord, BackfillState } from './store/types.js'
+
+/** The tag that names a run's backfill. */
+export const BACKFILL_TAG = 'refresh/backfill'
+
+export interface BackfillRequest {
+  /** Which assets each run materializes (they share one partitions definition). */
+  selection?: string | readonly string[]
+  /** The first and last partition keys (both included). */
+  from?: string
+  to?: string
+  /** These partition keys (instead of, or within, `from`..`to`). */
+  partitions?: readonly string[]
+  /** Only the partitions that some asset of the selection is missing (or failed). */
+  missingOnly?: boolean
+  /** Runs of this backfill in flight at once (default: no limit of its own; guards and the daemon's --max-runs still apply). */
+  maxRuns?: number
+  config?: Record<string, unknown>
+  tags?: Record<string, string>
+}
+
+/** The definition the selection's assets share, or a `ConfigError` saying why there is none. */
+function sharedDefinition(graph: AssetGraph, plan: readonly string[]): PartitionsDefinition {
+  const unpartitioned = plan.filter((k) => !graph.assets.get(k)!.partitions)
+  if (unpartitioned.length > 0) {
+    throw new ConfigError(
+      `a backfill runs partitions, but ${unpartitioned.map((k) => `\`${k}\``).join(', ')} ${unpartitioned.length === 1 ? 'is' : 'are'} not partitioned: select only partitioned assets (and run the others once after it, \`refresh run\`).`,
+    )
+  }
+  const first = graph.assets.get(plan[0]!)!
+  const definition = first.partitions!
+  const other = plan
+    .map((k) => graph.assets.get(k)!)
+    .find((a) => a.partitions!.signature !== definition.signature)
+  if (other) {
+    throw new ConfigError(
+      `a backfill's runs each build one partition, but \`${first.key}\` has ${definition.describe()} and \`${other.key}\` has ${other.partitions!.describe()}: backfill them separately.`,
+    )
+  }
+  return definition
+}
+
+/** Checks a backfill request and records it (status `requested`); the daemon then drives it. */
+export async function requestBackfill(
+  store: RunStore,
+  graph: AssetGraph,
+  request: BackfillRequest,
+  now: number,
+): Promise<BackfillRecord> {
+  const text =
+    request.selection === undefined
+      ? '*'
+      : typeof request.selection === 'string'
+        ? request.selection
+        : request.selection.join(',')
+  const plan = graph.sort(resolveSelection(graph, text))
+  if (plan.length === 0) throw new ConfigError(`the selection \`${text}\` has no asset to backfill.`)
+  const definition = sharedDefinition(graph, plan)
+  const ctx = await partitionsContext(store, [definition], now)
+  if ((request.from === undefined) !== (request.to === undefined)) {
+    throw new ConfigError(
+      'give both --from and --to (the first and the last partition, both included), or neither.',
+    )
+  }
+  let target =
+    request.from !== undefined
+      ? definition.subsetBetween(request.from, request.to!, ctx)
+      : definition.all(ctx)
+  if (request.partitions !== undefined) {
+    const named = definition.subsetOf(request.partitions, ctx)
+    target = request.from !== undefined ? target.intersect(named) : named
+  }
+  if (request.missingOnly) {
+    let wanted = PartitionSubset.empty
+    for (const key of plan) {
+      const status = await partitionStatus(store, graph, key, now)
+      wanted = wanted.union(status.subsets.missing).union(status.subsets.failed)
+    }
+    target = target.intersect(wanted)
+  }
+  if (target.isEmpty) {
+    throw new ConfigError(
+      `nothing to backfill: no partition of ${definition.describe()} matches${request.missingOnly ? ' (--missing-only: every one is materialized)' : ''}.`,
+    )
+  }
+  if (request.maxRuns !== undefined && (!Number.isSafeInteger(request.maxRuns) || request.maxRuns < 1)) {
+    throw new ConfigError(`--max-runs ${String(request.maxRuns)}: expected a whole number of at least 1.`)
+  }
+  const config = resolveRunConfig(graph.assets, plan, request.config, (key) =>
+    didYouMean(key, graph.assets.keys()),
+  )
+  const id = newRunId(now)
+  return store.createBackfill({
+    id,
+    status: 'requested',
+    spec: {
+      selection: text,
+      plan,
+      partitions: { signature: definition.signature, description: definition.describe() },
+      perRun: 1,
+      maxRuns: request.maxRuns ?? null,
+      config,
+      tags: request.tags ?? {},
+    },
+    state: {
+      target: target.toJSON(),
+      launched: [],
+      succeeded: [],
+      failed: [],
+      skipped: [],
+      // run ends before the backfill are not its own
+      cursor: await store.maxEventId(),
+    },
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+    endedAt: null,
+  })
+}
+
+/** A backfill's subsets, decoded. */
+export interface BackfillProgress {
+  target: PartitionSubset
+  launched: PartitionSubset
+  succeeded: PartitionSubset
+  failed: PartitionSubset
+  skipped: PartitionSubset
+  /** Launched and not ended yet. */
+  inFlight: PartitionSubset
+}
+
+export function backfillProgress(state: BackfillState): BackfillProgress {
+  const target = PartitionSubset.fromJSON(state.target)
+  const launched = PartitionSubset.fromJSON(state.launched)
+  const succeeded = PartitionSubset.fromJSON(state.succeeded)
+  const failed = PartitionSubset.fromJSON(state.failed)
+  const skipped = PartitionSubset.fromJSON(state.skipped)
+  return {
+    target,
+    launched,
+    succeeded,
+    failed,
+    skipped,
+    inFlight: launched.difference(succeeded).difference(failed),
+  }
+}
+
+function encode(p: Omit<BackfillProgress, 'inFlight'>, cursor: number): BackfillState {
+  return {
+    target: p.target.toJSON(),
+    launched: p.launched.toJSON(),
+    succeeded: p.succeeded.toJSON(),
+    failed: p.failed.toJSON(),
+    skipped: p.skipped.toJSON(),
+    cursor,
+  }
+}
+
+export interface AdvanceOptions {
+  guards?: readonly RunGuardConfig[]
+  /** At most this many runs created by this call (the daemon's own limit); default 500. */
+  maxNew?: number
+}
+
+export interface AdvanceResult {
+  backfill: BackfillRecord
+  /** Runs created by this call. */
+  created: string[]
+  /** Why no more runs were created, when something held them back (a guard, maintenance). */
+  blocked?: string
+}
+
+/** Runs created per call at most, so that one call stays short (the next call goes on). */
+const MAX_NEW = 500
+
+/** Runs ended per read while folding. */
+const FOLD_BATCH = 1_000
+
+/** One step of driving a backfill (see the file comment). Safe to call from several processes. */
+export async function advanceBackfill(
+  store: RunStore,
+  graph: AssetGraph,
+  id: string,
+  now: number,
+  options: AdvanceOptions = {},
+): Promise<AdvanceResult> {
+  let backfill = await store.getBackfill(id)
+  if (!backfill) throw new StoreError(`no backfill \`${id}\` in ${store.displayName}.`)
+  if (backfill.status !== 'requested' && backfill.status !== 'canceling') return { backfill, created: [] }
+  const definition = definitionOf(graph, backfill)
+  if (typeof definition === 'string') {
+    return { backfill: await finish(store, backfill, 'failed', now, definition), created: [] }
+  }
+  const ctx = await partitionsContext(store, [definition], now)
+  let progress = backfillProgress(backfill.state)
+  let cursor = backfill.state.cursor
+
+  // 1. run ends since the cursor
+  for (;;) {
+    const ends = await store.runEndsAfter(cursor, FOLD_BATCH)
+    for (const end of ends) {
+      cursor = end.eventId
+      const run = await store.getRun(end.runId)
+      if (!run || run.tags[BACKFILL_TAG] !== id || run.partitionKey === null) continue
+      const index = safeIndex(definition, run.partitionKey, ctx)
+      if (index === undefined) continue
+      if (run.status === 'success') progress = { ...progress, succeeded: progress.succeeded.add(index) }
+      else progress = { ...progress, failed: progress.failed.add(index) }
+    }
+    if (ends.length < FOLD_BATCH) break
+  }
+  progress = {
+    ...progress,
+    inFlight: progress.launched.difference(progress.succeeded).difference(progress.failed),
+  }
+
+  // 2. canceling: nothing new; what is queued is dequeued, what runs is asked to stop
+  if (backfill.status === 'canceling') {
+    const live = (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
+      (r) => r.tags[BACKFILL_TAG] === id,
+    )
+    for (const run of live) {
+      if (run.status === 'started') await store.requestCancel(run.id, now)
+      else await store.abandonRun(run.id, 'canceled', `backfill ${id} was canceled`, now)
+    }
+    if (live.length === 0 || live.every((r) => r.status !== 'started')) {
+      // the dequeued runs' ends are folded on the next step: count them canceled now
+      const dequeued = live.flatMap((r) => {
+        const i = r.partitionKey === null ? undefined : safeIndex(definition, r.partitionKey, ctx)
+        return i === undefined ? [] : [i]
+      })
+      const failed = progress.failed.union(PartitionSubset.fromIndices(dequeued))
+      const skipped = progress.target.difference(progress.launched).union(progress.skipped)
+      const next = { ...backfill, state: encode({ ...progress, failed, skipped }, cursor) }
+      return { backfill: await finish(store, next, 'canceled', now), created: [] }
+    }
+    await save(store, backfill, encode(progress, cursor), now)
+    return { backfill: (await store.getBackfill(id))!, created: [] }
+  }
+
+  // 3. partitions that need a partition that failed (or was skipped) are skipped, transitively
+  const needs = dependencyNeeds(graph, backfill.spec.plan, definition, ctx)
+  const notLaunched = () => progress.target.difference(progress.launched).difference(progress.skipped)
+  for (let changed = true; changed; ) {
+    changed = false
+    const bad = progress.failed.union(progress.skipped)
+    if (bad.isEmpty) break
+    for (const [start, end] of notLaunched().ranges()) {
+      for (let i = start; i < end; i++) {
+        if (!needs(i).intersect(bad).isEmpty) {
+          progress = { ...progress, skipped: progress.skipped.add(i) }
+          changed = true
+        }
+      }
+    }
+  }
+
+  // 4. new runs while there is room
+  const created: string[] = []
+  let blocked: string | undefined
+  const room = Math.min(
+    backfill.spec.maxRuns === null
+      ? Number.POSITIVE_INFINITY
+      : backfill.spec.maxRuns - progress.inFlight.size,
+    options.maxNew ?? MAX_NEW,
+  )
+  const holds = holdsFor(graph, options.guards ?? [], backfill.spec.plan)
+  let version = backfill.version
+  let stateBefore = encode(progress, cursor)
+  outer: for (const [start, end] of notLaunched().ranges()) {
+    for (let i = start; i < end && created.length < room; i++) {
+      // a partition waits for the partitions it needs inside the backfill to succeed
+      const pending = needs(i).intersect(progress.target).difference(progress.succeeded)
+      if (!pending.isEmpty) continue
+      const key = definition.keyAt(i, ctx)
+      const next = { ...progress, launched: progress.launched.add(i) }
+      const record = { ...backfill, state: encode(next, cursor) }
+      const runId = newRunId(now)
+      const outcome = await store.submitBackfillRun(
+        record,
+        version,
+        {
+          id: runId,
+          status: 'queued',
+          origin: `backfill:${id}`,
+          runKey: key,
+          selection: backfill.spec.selection,
+          plan: backfill.spec.plan,
+          config: backfill.spec.config,
+          tags: { ...backfill.spec.tags, [BACKFILL_TAG]: id },
+          partitionKey: key,
+          holds,
+          now,
+        },
+        now,
+      )
+      if (outcome.outcome === 'stale') return { backfill: (await store.getBackfill(id))!, created }
+      if (outcome.outcome === 'blocked') {
+        blocked = outcome.reason
+        break outer
+      }
+      created.push(runId)
+      version = outcome.version
+      progress = next
+      stateBefore = record.state
+    }
+    if (created.length >= room) break
+  }
+  backfill = { ...backfill, version }
+  progress = {
+    ...progress,
+    inFlight: progress.launched.difference(progress.succeeded).difference(progress.failed),
+  }
+
+  // 5. the end: every partition succeeded, failed or skipped, none in flight
+  const settled = progress.succeeded.union(progress.failed).union(progress.skipped)
+  if (progress.inFlight.isEmpty && settled.containsAll(progress.target)) {
+    const ok = progress.failed.isEmpty && progress.skipped.isEmpty
+    const next = { ...backfill, state: encode(progress, cursor) }
+    return { backfill: await finish(store, next, ok ? 'completed' : 'failed', now), created }
+  }
+  // saved only when something changed (run ends folded, partitions skipped) beyond the runs' own saves
+  const stored = created.length > 0 ? stateBefore : backfill.state
+  const state = encode(progress, cursor)
+  if (JSON.stringify(stored) !== JSON.stringify(state)) await save(store, backfill, state, now)
+  return { backfill: (await store.getBackfill(id))!, created, ...(blocked ? { blocked } : {}) }
+}
+
+/** Asks a backfill to cancel: no new run; its queued runs are dequeued and its started ones canceled by the daemon. */
+export async function cancelBackfill(store: RunStore, id: string, now: number): Promise<BackfillRecord> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const backfill = await store.findBackfill(id)
+    if (!backfill)
+      throw new StoreError(`no backfill \`${id}\` in ${store.displayName}; \`refresh backfills\` lists them.`)
+    if (backfill.status !== 'requested') return backfill
+    if (await store.saveBackfill({ ...backfill, status: 'canceling' }, backfill.version, now)) {
+      // the queued runs go at once, whoever drives the backfill; the started ones are asked to stop
+      const live = (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
+        (r) => r.tags[BACKFILL_TAG] === backfill.id,
+      )
+      for (const run of live) {
+        if (run.status === 'started') await store.requestCancel(run.id, now)
+        else await store.abandonRun(run.id, 'canceled', `backfill ${backfill.id} was canceled`, now)
+      }
+      return (await store.getBackfill(backfill.id))!
+    }
+  }
+  throw new StoreError(`backfill ${id} kept changing while being canceled; try again.`)
+}
+
+/**
+ * A new backfill of what a backfill did not get done: its failed, skipped and never-launched
+ * partitions (the ones that succeeded are not run again).
+ */
+export async function retryBackfill(
+  store: RunStore,
+  graph: AssetGraph,
+  id: string,
+  now: number,
+): Promise<BackfillRecord> {
+  const backfill = await store.findBackfill(id)
+  if (!backfill)
+    throw new StoreError(`no backfill \`${id}\` in ${store.displayName}; \`refresh backfills\` lists them.`)
+  if (backfill.status === 'requested' || backfill.status === 'canceling') {
+    throw new ConfigError(`backfill ${backfill.id} is still ${backfill.status}; retry it once it has ended.`)
+  }
+  const definition = definitionOf(graph, backfill)
+  if (typeof definition === 'string') throw new ConfigError(definition)
+  const progress = backfillProgress(backfill.state)
+  const left = progress.target.difference(progress.succeeded)
+  if (left.isEmpty)
+    throw new ConfigError(`backfill ${backfill.id} has nothing left to retry: every partition succeeded.`)
+  const ctx = await partitionsContext(store, [definition], now)
+  return requestBackfill(
+    store,
+    graph,
+    {
+      selection: backfill.spec.selection,
+      partitions: definition.keysOf(left, ctx),
+      ...(backfill.spec.maxRuns === null ? {} : { maxRuns: backfill.spec.maxRuns }),
+      config: backfill.spec.config,
+      tags: { ...backfill.spec.tags, 'refresh/retry-of': backfill.id },
+    },
+    now,
+  )
+}
+
+/** The definition a backfill's subsets are over, or why it no longer exists as it was. */
+function definitionOf(graph: AssetGraph, backfill: BackfillRecord): PartitionsDefinition | string {
+  const missing = backfill.spec.plan.find((k) => !graph.has(k))
+  if (missing) return `asset \`${missing}\` of backfill ${backfill.id} is no longer defined in the config.`
+  const definition = graph.assets.get(backfill.spec.plan[0]!)!.partitions
+  if (!definition || definition.signature !== backfill.spec.partitions.signature) {
+    return `the partitions of \`${backfill.spec.plan[0]}\` changed since backfill ${backfill.id} was requested (it was over ${backfill.spec.partitions.description}).`
+  }
+  return definition
+}
+
+/**
+ * The partitions (of the shared definition) that partition `i` needs from other runs: through
+ * each mapping between the selection's assets that is not identity (a self-dependency on earlier
+ * partitions, a window over several), the partitions other than `i` itself.
+ */
+function dependencyNeeds(
+  graph: AssetGraph,
+  plan: readonly string[],
+  definition: PartitionsDefinition,
+  ctx: PartitionsContext,
+): (i: number) => PartitionSubset {
+  const inPlan = new Set(plan)
+  const mappings = plan.flatMap((key) =>
+    graph.assets
+      .get(key)!
+      .deps.filter((dep) => inPlan.has(dep))
+      .flatMap((dep) => {
+        const mapping = graph.partitionMapping(key, dep)
+        return mapping && (mapping.kind !== 'identity' || dep === key) ? [mapping] : []
+      }),
+  )
+  return (i) => {
+    let needed = PartitionSubset.empty
+    for (const m of mappings) {
+      needed = needed.union(m.upstreamFor(PartitionSubset.range(i, i + 1), definition, definition, ctx))
+    }
+    return needed.remove(i)
+  }
+}
+
+function safeIndex(
+  definition: PartitionsDefinition,
+  key: string,
+  ctx: PartitionsContext,
+): number | undefined {
+  try {
+    return definition.indexOf(key, ctx)
+  } catch {
+    return undefined
+  }
+}
+
+async function save(
+  store: RunStore,
+  backfill: BackfillRecord,
+  state: BackfillState,
+  now: number,
+): Promise<void> {
+  // a lost race is fine: whoever saved folded the same run ends
+  await store.saveBackfill({ ...backfill, state }, backfill.version, now)
+}
+
+async function finish(
+  store: RunStore,
+  backfill: BackfillRecord,
+  status: 'completed' | 'failed' | 'canceled',
+  now: number,
+  reason?: string,
+): Promise<BackfillRecord> {
+  const state = reason === undefined ? backfill.state : { ...backfill.state, error: reason }
+  await store.saveBackfill({ ...backfill, status, state, endedAt: now }, backfill.version, now)
+  return (await store.getBackfill(backfill.id))!
+}
