@@ -405,6 +405,72 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await readOnlyView(store).getPartitionStatus('a'))?.cursor).toBe(9)
       })
 
+      it('records backfills, saves them compare-and-set, and creates their runs with their state in one transaction', async () => {
+        await using store = await open()
+        const spec = {
+          selection: 'a',
+          plan: ['a'],
+          partitions: { signature: 'daily', description: 'daily partitions' },
+          perRun: 1,
+          maxRuns: 2,
+          config: {},
+          tags: {},
+        }
+        const state = { target: [0, 5], launched: [], succeeded: [], failed: [], skipped: [], cursor: 0 }
+        const b = await store.createBackfill({
+          id: 'bf01',
+          status: 'requested',
+          spec,
+          state,
+          version: 1,
+          createdAt: 10,
+          updatedAt: 10,
+          endedAt: null,
+        })
+        expect(b).toMatchObject({ id: 'bf01', status: 'requested', version: 1, spec, state })
+        await store.createBackfill({ ...b, id: 'bf02', createdAt: 11 })
+        expect(await store.findBackfill('bf0')).toBeUndefined() // two match
+        expect((await store.findBackfill('bf02'))?.id).toBe('bf02')
+        expect((await store.listBackfills()).map((x) => x.id)).toEqual(['bf02', 'bf01'])
+        const run = (id: string, key: string) => ({
+          id,
+          status: 'queued' as const,
+          origin: 'backfill:bf01',
+          runKey: key,
+          selection: 'a',
+          plan: ['a'],
+          config: {},
+          tags: { 'refresh/backfill': 'bf01' },
+          partitionKey: key,
+          now: 12,
+        })
+        const next = { ...b, state: { ...state, launched: [0, 1] } }
+        expect(await store.submitBackfillRun(next, 1, run('r1', 'k0'), 12)).toEqual({
+          outcome: 'created',
+          runId: 'r1',
+          version: 2,
+        })
+        // a driver that read version 1 loses, and creates nothing
+        expect(await store.submitBackfillRun(next, 1, run('r2', 'k1'), 12)).toEqual({ outcome: 'stale' })
+        expect(await store.getRun('r2')).toBeUndefined()
+        expect(await store.getRun('r1')).toMatchObject({ status: 'queued', partitionKey: 'k0' })
+        expect(await store.getBackfill('bf01')).toMatchObject({ version: 2, state: next.state })
+        // maintenance mode holds new backfill runs back
+        await store.setMaintenanceOn({ reason: 'deploy', by: 't', since: 13, drainTimeoutMs: 0 })
+        expect(await store.submitBackfillRun(next, 2, run('r3', 'k1'), 13)).toMatchObject({
+          outcome: 'blocked',
+        })
+        await store.setMaintenanceOff()
+        expect(await store.getRun('r3')).toBeUndefined()
+        expect(await store.saveBackfill({ ...next, status: 'canceling' }, 1, 15)).toBe(false)
+        expect(await store.saveBackfill({ ...next, status: 'canceling' }, 2, 15)).toBe(true)
+        expect((await store.listBackfills({ active: true })).map((x) => [x.id, x.status])).toEqual([
+          ['bf01', 'canceling'],
+          ['bf02', 'requested'],
+        ])
+        expect((await readOnlyView(store).getBackfill('bf01'))?.status).toBe('canceling')
+      })
+
       it('writes a batch atomically and reads events back in order, filtered', async () => {
         await using store = await open()
         await store.createRun(newRun('r', { status: 'started', owner: { pid: 1, host: 'h' } }))
@@ -1357,6 +1423,8 @@ export function storeContract(name: string, target: ContractTarget): void {
           [
             'countRuns',
             'dynamicPartitionKeys',
+            'getBackfill',
+            'listBackfills',
             'findRun',
             'getAttempts',
             'getPartitionStatus',
