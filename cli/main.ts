@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { type ErrorCode, errorCode } from '../core/errors.js'
 import { registerAssets } from './commands/assets.js'
+import { registerBackfill } from './commands/backfill.js'
 import { registerCancel } from './commands/cancel.js'
 import { registerChecks } from './commands/checks.js'
 import { registerDaemon } from './commands/daemon.js'
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
   registerShow(program, ctx)
   registerChecks(program, ctx)
   registerPartitions(program, ctx)
+  registerBackfill(program, ctx)
   registerLogs(program, ctx)
   registerAssets(program, ctx)
   registerGraph(program, ctx)

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
+import { advanceBackfill, backfillProgress } from '../core/backfills.js'
 import { type Clock, systemClock } from '../core/clock.js'
 import type { LogLevel } from '../core/definitions.js'
 import type { AssetGraph } from '../core/graph.js'
@@ -133,6 +134,8 @@ export class Daemon {
   private wake: (() => void) | undefined
   private holding = false
   private lastRecovery = 0
+  /** Whether this daemon holds the daemon lease (in this iteration): it drives the backfills. */
+  private leading = false
   private readonly evaluating = new Set<string>()
   private readonly pendingTicks: Array<{ def: SensorDefinition; tick: NewTick }> = []
   /** When each schedule is next due, valid while its state row is unchanged. */
@@ -189,6 +192,7 @@ export class Daemon {
     while (!this.stopping) {
       try {
         const leader = await this.holdLease()
+        this.leading = leader
         if (leader || this.o.shared) {
           await this.iterate(env)
           this.lastIteration = this.o.clock.now()
@@ -475,7 +479,50 @@ export class Daemon {
    * Launches the queued runs this daemon claims (of several daemons, one launches each run), up to
    * `maxRuns` of its own at once.
    */
+  /**
+   * One step of every active backfill (the lease holder's work: one driver at a time, though two
+   * would still create each run once): its run ends folded, the runs that fit created.
+   */
+  private async advanceBackfills(): Promise<void> {
+    const { store, clock } = this.o
+    const active = await store.listBackfills({ active: true })
+    for (const backfill of active) {
+      if (this.stopping) return
+      try {
+        const step = await advanceBackfill(store, this.o.graph, backfill.id, clock.now(), {
+          guards: this.o.guards,
+        })
+        const p = backfillProgress(step.backfill.state)
+        if (step.created.length > 0) {
+          this.emit('info', {
+            type: 'backfill:submitted',
+            backfillId: backfill.id,
+            runs: step.created.length,
+            done: p.succeeded.size,
+            failed: p.failed.size,
+            total: p.target.size,
+          })
+        }
+        if (step.backfill.status !== 'requested' && step.backfill.status !== 'canceling') {
+          this.emit(step.backfill.status === 'completed' ? 'info' : 'warn', {
+            type: 'backfill:ended',
+            backfillId: backfill.id,
+            status: step.backfill.status,
+            succeeded: p.succeeded.size,
+            failed: p.failed.size,
+            skipped: p.skipped.size,
+            total: p.target.size,
+          })
+        }
+      } catch (error) {
+        this.emitError(`backfill ${backfill.id} could not advance`, error)
+      }
+    }
+  }
+
   private async launchQueued(): Promise<void> {
+    // the backfills first: the runs they create launch in this same iteration
+    if (this.leading) await this.advanceBackfills()
     if (this.stopping) return
     const room = this.o.maxRuns - this.children.size
     if (room <= 0) return this.sayHeld()

@@ -44,6 +44,17 @@ export interface DaemonEventMap {
   }
   /** `--max-runs` is reached: `queued` launchable runs wait for one of the `running` to end (said once per wait). */
   'runs:held': { queued: number; running: number; maxRuns: number }
+  /** A backfill's runs were created (queued; launched like any other). */
+  'backfill:submitted': { backfillId: string; runs: number; done: number; failed: number; total: number }
+  /** A backfill ended. */
+  'backfill:ended': {
+    backfillId: string
+    status: string
+    succeeded: number
+    failed: number
+    skipped: number
+    total: number
+  }
   /** A launched run's process ended; `status` is the run's, as the store has it. */
   'run:exited': {
     runId: string

@@ -30,6 +30,10 @@ export function describeDaemonEvent(e: DaemonEvent): string {
     }
     case 'run:launched':
       return `launched run ${e.runId} (${e.selection}, from ${e.origin}) as ${e.task ? `ECS task ${e.task.split('/').at(-1)}` : `pid ${e.pid}`}`
+    case 'backfill:submitted':
+      return `backfill ${e.backfillId}: ${e.runs} run(s) submitted; ${e.done} done, ${e.failed} failed of ${e.total}`
+    case 'backfill:ended':
+      return `backfill ${e.backfillId} ${e.status}: ${e.succeeded} succeeded, ${e.failed} failed, ${e.skipped} skipped of ${e.total}`
     case 'runs:held':
       return `${e.queued} queued run(s) wait: ${e.running} of --max-runs ${e.maxRuns} in flight`
     case 'run:exited': {
