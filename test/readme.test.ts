@@ -210,6 +210,24 @@ async function runConfig(block: Block, dir: string): Promise<void> {
     // as written, with fewer catalog rows (a million take a while)
     await ok(['run', '--plain', '--set', 'catalog.rows=3000'])
     expect(existsSync(join(dir, '.refresh/data/current.json'))).toBe(true)
+  } else if (block.heading === 'Partitions and backfills') {
+    await ok(['validate'])
+    const first = await ok(['run', '--partition', '2026-11-01', '--plain'])
+    expect(first.stdout).toMatch(/started: partition 2026-11-01/)
+    expect(first.stdout).toMatch(/running_total succeeded .* total=1000/)
+    const status = await ok(['partitions', 'running_total'])
+    expect(status.stdout).toMatch(/materialized\s+1\s+2026-11-01/)
+    const backfill = await ok([
+      'backfill',
+      'daily_events+',
+      '--from',
+      '2026-11-02',
+      '--to',
+      '2026-11-05',
+      '--json',
+    ])
+    expect(JSON.parse(backfill.stdout)).toMatchObject({ status: 'requested', total: 4 })
+    await ok(['backfills'])
   } else if (block.heading === 'Asset checks') {
     await ok(['validate'])
     const small = ['--set', 'catalog.rows=3000', '--set', 'replicas.replicas=1']
