@@ -88,19 +88,30 @@ export async function partitionStatus(
   const assets = [asset, ...deps.map((d) => d.key)]
   for (;;) {
     const events: PartitionEvent[] = await store.partitionEvents(cursor, assets, BATCH)
+    // materializations of the asset are gathered and applied in one union (a subset of many
+    // ranges is rebuilt once per batch, not once per event); anything else applies them first
+    let pending: number[] = []
+    const flush = () => {
+      if (pending.length === 0) return
+      const added = PartitionSubset.fromIndices(pending)
+      materialized = materialized.union(added)
+      failed = failed.difference(added)
+      stale = stale.difference(added)
+      pending = []
+    }
     for (const e of events) {
+      cursor = e.id
       if (e.asset === asset) {
         const i = e.partitionKey === null ? undefined : indexOf(definition, e.partitionKey)
-        if (i !== undefined) {
-          if (e.kind === 'materialized') {
-            materialized = materialized.add(i)
-            failed = failed.remove(i)
-            stale = stale.remove(i)
-          } else {
-            failed = failed.add(i)
-          }
+        if (i === undefined) continue
+        if (e.kind === 'materialized') pending.push(i)
+        else {
+          flush()
+          failed = failed.add(i)
         }
-      } else if (e.kind === 'materialized' && !materialized.isEmpty) {
+      } else if (e.kind === 'materialized') {
+        flush()
+        if (materialized.isEmpty) continue
         // a dep changed: the materialized partitions that read what changed are stale
         const dep = deps.find((d) => d.key === e.asset)!
         let upstream: PartitionSubset | undefined
@@ -115,8 +126,8 @@ export async function partitionStatus(
           stale = stale.union(affected.intersect(materialized))
         }
       }
-      cursor = e.id
     }
+    flush()
     folded += events.length
     if (events.length < BATCH) break
   }
