@@ -176,6 +176,9 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
                 timezone: i.timezone,
               },
         ),
+        freshness: resolved.assets.flatMap((a) =>
+          a.freshness ? [{ asset: a.key, maxLag: a.freshness.maxLag, maxLagMs: a.freshness.maxLagMs }] : [],
+        ),
         promoteKey: resolved.assets.find(
           (a) => a.key === 'promote' || a.tags.block === 'promote' || 'promote' in a.tags,
         )?.key,
