@@ -478,8 +478,14 @@ ${commands.map((c) => `\`${c}\``).join('  ')}`,
     this.pending.add(job)
   }
 
+  /**
+   * The state, read again from the store whenever this watcher holds nothing unsaved (no change
+   * pending, no delivery in flight): a daemon that gets the lease back after another one held it
+   * goes on from that one's cursor and reported periods, not from its own older copy. Detection
+   * from the stored cursor finds the same alerts again, so re-reading loses nothing.
+   */
   private async load(now: number): Promise<WatchState> {
-    if (this.state) return this.state
+    if (this.state && (this.dirty || this.pending.size > 0)) return this.state
     const row = await this.o.store.getSetting(STATE_KEY)
     if (row) {
       this.state = JSON.parse(row.value) as WatchState

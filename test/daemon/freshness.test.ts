@@ -149,3 +149,28 @@ describe('freshness alerts (a real store file, a local webhook, a manual clock)'
     expect(hook.calls.map((c) => c.event)).toEqual(['asset_stale', 'asset_stale'])
   })
 })
+
+describe('freshness alerts across daemons taking turns with the lease', () => {
+  it('a watcher that gets the lease back goes on from the periods the other one reported', async () => {
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
+    const hook = await webhook()
+    const clock = new ManualClock()
+    const table = noop('table', [], { freshness: { maxLag: '1h' } })
+    await materialize([table], { store, clock })
+    const a = watcher(store, hook.url, [table])
+    const b = watcher(store, hook.url, [table])
+    await clock.advance(HOUR + 1)
+    await poll(a, clock)
+    // b holds the lease now: the period a reported is not reported again
+    await poll(b, clock)
+    expect(hook.calls.map((c) => c.event)).toEqual(['asset_stale'])
+    await materialize([table], { store, clock })
+    await poll(b, clock)
+    await clock.advance(HOUR + 1)
+    await poll(b, clock)
+    expect(hook.calls.map((c) => c.event)).toEqual(['asset_stale', 'asset_fresh', 'asset_stale'])
+    // a takes the lease back: b reported this period already
+    await poll(a, clock)
+    expect(hook.calls).toHaveLength(3)
+  })
+})
