@@ -261,7 +261,11 @@ export interface AlertWatcherOptions {
   /** Sensor names to watch for failing ticks. */
   sensors?: readonly string[]
   /** The assets with a freshness policy (others are ignored): `asset_stale` once per stale period. */
-  assets?: ReadonlyArray<{ readonly key: string; readonly freshness: Freshness | undefined }>
+  assets?: ReadonlyArray<{
+    readonly key: string
+    readonly freshness: Freshness | undefined
+    readonly partitions?: unknown
+  }>
   delivery?: DeliveryOptions
   /** Called with each alert sent and each delivery that failed (the daemon logs them). */
   onSent?: (alert: Alert, failures: AlertFailure[]) => void
@@ -423,8 +427,7 @@ export class AlertWatcher {
             asset: a.key,
             runId: f.runId,
             at: now,
-            text: `asset ${a.key} is fresh again: materialized${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId} (max lag ${f.maxLag})
-${commands.map((c) => `\`${c}\``).join('  ')}`,
+            text: `asset ${a.key} is fresh again: materialized${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId} (max lag ${f.maxLag})\n${commands.map((c) => `\`${c}\``).join('  ')}`,
             commands,
           })
           continue
@@ -432,7 +435,11 @@ ${commands.map((c) => `\`${c}\``).join('  ')}`,
         const id = f.status === 'stale' ? f.materializationId : 0
         if (period === id) continue
         reported[a.key] = id
-        const commands = ['refresh assets', `refresh run ${a.key}`]
+        // a partitioned asset runs one partition at a time: which one is for the operator to pick
+        const commands = [
+          'refresh assets',
+          a.partitions ? `refresh partitions ${a.key}` : `refresh run ${a.key}`,
+        ]
         const why =
           f.status === 'missing'
             ? `never materialized (max lag ${f.maxLag})`
@@ -441,8 +448,7 @@ ${commands.map((c) => `\`${c}\``).join('  ')}`,
           event: 'asset_stale',
           asset: a.key,
           at: now,
-          text: `asset ${a.key} is stale: ${why}
-${commands.map((c) => `\`${c}\``).join('  ')}`,
+          text: `asset ${a.key} is stale: ${why}\n${commands.map((c) => `\`${c}\``).join('  ')}`,
           commands,
         })
       }

@@ -133,6 +133,7 @@ describe('freshness alerts (a real store file, a local webhook, a manual clock)'
     await poll(w, clock)
     expect(hook.calls.map((c) => [c.event, c.asset])).toEqual([['asset_stale', 'by_provider']])
     expect(hook.calls[0]!.text).toMatch('(partition wikimedia)')
+    expect(hook.calls[0]!.commands).toEqual(['refresh assets', 'refresh partitions by_provider'])
   })
 
   it('forgets the period of an asset that lost its policy, without an alert', async () => {
