@@ -144,6 +144,12 @@ export {
   type RunEventOf,
   type RunEventType,
 } from './core/events.js'
+export {
+  assetFreshness,
+  type Freshness,
+  type FreshnessPolicy,
+  type FreshnessState,
+} from './core/freshness.js'
 export { AssetGraph } from './core/graph.js'
 export { holdsFor, type RunGuardConfig } from './core/guards.js'
 export type { JsonObject, JsonValue } from './core/json.js'

@@ -1,3 +1,4 @@
+import type { FreshnessState } from '../core/freshness.js'
 /** Small text helpers shared by the CLI's reporters and commands. */
 
 export function formatDuration(ms: number): string {
@@ -109,4 +110,26 @@ export function formatCounts(counts: Readonly<Record<string, number>>): string {
 export function pruneScope(retention: { olderThan: string; keepFailed: string }): string {
   const failed = retention.keepFailed === retention.olderThan ? '' : ` (failed runs: ${retention.keepFailed})`
   return `older than ${retention.olderThan}${failed}`
+}
+
+/** An asset's freshness in a few words: `fresh (max lag 26h)`, `STALE for 3h00m (max lag 26h)`. */
+export function formatFreshness(state: FreshnessState, now: number): string {
+  switch (state.status) {
+    case 'fresh':
+      return `fresh (max lag ${state.maxLag})`
+    case 'stale':
+      return `STALE for ${formatDuration(now - state.staleSince)} (max lag ${state.maxLag})`
+    case 'missing':
+      return `STALE: never materialized (max lag ${state.maxLag})`
+  }
+}
+
+/** An asset's freshness for `--json`: the state, with its partition as `partition`. */
+export function freshnessJson(state: FreshnessState): Record<string, unknown> {
+  if (state.status === 'missing')
+    return { status: 'stale', reason: 'missing', maxLag: state.maxLag, maxLagMs: state.maxLagMs }
+  const { partitionKey, ...rest } = state
+  return state.status === 'stale'
+    ? { ...rest, reason: 'too_old', partition: partitionKey }
+    : { ...rest, partition: partitionKey }
 }

@@ -3,10 +3,11 @@ import { z } from 'zod/v4'
 import { type CheckDefinition, isCheckDefinition } from './checks.js'
 import { withConfigDir } from './config-dir.js'
 import { type AssetDefinition, formatIssues, isAssetDefinition, uncalledFactory } from './definitions.js'
+import { DURATION_HINT, durationMs } from './duration.js'
 import { ConfigError } from './errors.js'
 import type { RunGuardConfig } from './guards.js'
 import { isRunLauncher, type RunLauncher } from './launcher.js'
-import { DURATION_HINT, durationMs, type RetentionConfig } from './retention.js'
+import type { RetentionConfig } from './retention.js'
 
 /** What an environment block (`--env NAME`) may override. */
 export interface EnvironmentConfig {
@@ -61,6 +62,8 @@ export const ALERT_EVENTS = [
   'sensor_failing',
   'replica_rollback',
   'check_failed',
+  'asset_stale',
+  'asset_fresh',
   'maintenance_on',
   'maintenance_off',
 ] as const

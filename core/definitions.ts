@@ -1,5 +1,6 @@
 import { z } from 'zod/v4'
 import { ConfigError, didYouMean } from './errors.js'
+import { type Freshness, type FreshnessPolicy, readFreshness } from './freshness.js'
 import type { JsonObject } from './json.js'
 import {
   isPartitionsDefinition,
@@ -89,6 +90,12 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
   /** A named concurrency limit shared by all runs and processes on the same store. */
   pool?: string
   /**
+   * How old the latest materialization may get (`{ maxLag: '26h' }`, or ms): past it the asset is
+   * stale (`refresh status`, `refresh assets`, `/metrics`, the daemon's `asset_stale` alert). For
+   * a partitioned asset, the newest materialization of any of its partitions counts.
+   */
+  freshness?: FreshnessPolicy
+  /**
    * Crash recovery: called with the runs of this asset found interrupted (their process died),
    * to stop remote work they left running (ECS tasks, instances). Errors are reported, not thrown.
    */
@@ -124,6 +131,8 @@ export interface AssetDefinition {
   readonly retry: Readonly<RetryPolicy>
   readonly timeoutMs: number | undefined
   readonly pool: string | undefined
+  /** The freshness policy read (`maxLagMs`), undefined when the asset has none. */
+  readonly freshness: Freshness | undefined
   readonly recover: ((runIds: readonly string[]) => Promise<unknown> | unknown) | undefined
   readonly leftoverRuns: (() => Promise<readonly string[]> | readonly string[]) | undefined
   readonly materialize: (
@@ -189,6 +198,8 @@ const specSchema = z
     retry: retrySchema.optional(),
     timeoutMs: z.number().int().positive().optional(),
     pool: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
+    // maxLag is read by `readFreshness`, whose message names the forms it takes
+    freshness: z.object({ maxLag: z.unknown() }).strict().optional(),
     recover: z
       .custom<AssetDefinition['recover']>((v) => typeof v === 'function', 'must be a function')
       .optional(),
@@ -229,6 +240,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
       )
     }
   }
+  const freshness = s.freshness === undefined ? undefined : readFreshness(s.key, s.freshness)
   return Object.freeze({
     [ASSET]: true as const,
     key: s.key,
@@ -242,6 +254,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     retry: Object.freeze({ ...DEFAULT_RETRY, ...stripUndefined(s.retry ?? {}) }),
     timeoutMs: s.timeoutMs,
     pool: s.pool,
+    freshness,
     recover: s.recover,
     leftoverRuns: s.leftoverRuns,
     materialize: s.materialize,

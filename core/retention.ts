@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { DURATION_HINT, durationMs } from './duration.js'
 import { ConfigError } from './errors.js'
 import type { RunStore } from './store/run-store.js'
 import { PRUNE_KINDS, type PruneDeleted, type PrunePolicy } from './store/types.js'
@@ -18,21 +19,6 @@ export interface Retention {
   olderThanMs: number
   keepFailedMs: number
 }
-
-const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const
-const DURATION = /^(\d+)([mhd])$/
-
-/** A duration as `retention` and `refresh prune` take it (`30d`, `12h`, `90m`) in ms, or undefined. */
-export function durationMs(text: string): number | undefined {
-  const match = DURATION.exec(text)
-  if (!match) return undefined
-  const ms = Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]
-  return ms > 0 && Number.isSafeInteger(ms) ? ms : undefined
-}
-
-/** Why a duration is not one, to follow its name (`--older-than 30x: ...`). */
-export const DURATION_HINT =
-  'expected a duration like 30d, 12h or 90m (a whole number above 0, then d, h or m)'
 
 /**
  * Reads a retention policy. `names` say what to call each value in an error: the flags

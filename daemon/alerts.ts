@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { AlertEvent, AlertsConfig } from '../core/config.js'
+import { assetFreshness, type Freshness } from '../core/freshness.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunRecord } from '../core/store/types.js'
 
@@ -12,6 +13,8 @@ export interface Alert {
   runId?: string
   /** The sensor, for `sensor_failing`. */
   name?: string
+  /** The asset, for `asset_stale` and `asset_fresh`. */
+  asset?: string
   /** Exact commands: `refresh show ID`, `refresh retry ID`... */
   commands: string[]
 }
@@ -60,6 +63,7 @@ export function webhookBody(alert: Alert): string {
     event: alert.event,
     runId: alert.runId ?? null,
     name: alert.name ?? null,
+    asset: alert.asset ?? null,
     at: new Date(alert.at).toISOString(),
     commands: alert.commands,
   })
@@ -190,6 +194,7 @@ function runCommand(argv: readonly string[], alert: Alert, timeoutMs: number): P
         REFRESH_ALERT_TEXT: alert.text,
         REFRESH_ALERT_RUN_ID: alert.runId ?? '',
         REFRESH_ALERT_NAME: alert.name ?? '',
+        REFRESH_ALERT_ASSET: alert.asset ?? '',
         REFRESH_ALERT_COMMANDS: alert.commands.join('\n'),
       },
     })
@@ -223,6 +228,13 @@ interface WatchState {
   overdue: string[]
   /** Per sensor, the id of the newest failed tick already reported. */
   sensors: Record<string, number>
+  /**
+   * The assets in a stale period already reported, with the id of the materialization the period
+   * is measured from (0: never materialized). Saved with the outbox, in the same write, so that a
+   * restart (or another daemon taking the lease) does not report the same period again. Absent in
+   * a state saved before freshness existed.
+   */
+  stale?: Record<string, number>
   /** Detected, persisted with the cursor, removed once delivered (or given up on). */
   outbox: Alert[]
 }
@@ -236,6 +248,7 @@ export type AlertStore = Pick<
   | 'checkResultsOfRun'
   | 'listRuns'
   | 'listTicks'
+  | 'latestMaterializations'
   | 'getSetting'
   | 'putSetting'
 >
@@ -247,6 +260,12 @@ export interface AlertWatcherOptions {
   replicasKey?: string
   /** Sensor names to watch for failing ticks. */
   sensors?: readonly string[]
+  /** The assets with a freshness policy (others are ignored): `asset_stale` once per stale period. */
+  assets?: ReadonlyArray<{
+    readonly key: string
+    readonly freshness: Freshness | undefined
+    readonly partitions?: unknown
+  }>
   delivery?: DeliveryOptions
   /** Called with each alert sent and each delivery that failed (the daemon logs them). */
   onSent?: (alert: Alert, failures: AlertFailure[]) => void
@@ -370,9 +389,71 @@ export class AlertWatcher {
         commands: [`refresh ticks ${name}`, `refresh sensors tick ${name}`],
       })
     }
+    found.push(...(await this.freshness(state, now)))
     state.outbox.push(...found)
     if (found.length > 0 || ended.length > 0 || this.dirty) await this.save(state, now)
     for (const alert of state.outbox) this.send(alert)
+  }
+
+  /**
+   * Assets that went stale (`asset_stale`, once per stale period: a period is identified by the
+   * materialization it is measured from) and assets fresh again after a reported period
+   * (`asset_fresh`). A materialization that is already older than the lag starts a new period.
+   */
+  private async freshness(state: WatchState, now: number): Promise<Alert[]> {
+    const assets = (this.o.assets ?? []).filter((a) => a.freshness !== undefined)
+    state.stale ??= {}
+    const reported = state.stale
+    const found: Alert[] = []
+    const watched = new Set(assets.map((a) => a.key))
+    // an asset that lost its policy (or left the config) ends its period without a word
+    for (const key of Object.keys(reported)) {
+      if (!watched.has(key)) {
+        delete reported[key]
+        this.dirty = true
+      }
+    }
+    if (assets.length > 0) {
+      const latest = await this.o.store.latestMaterializations()
+      for (const a of assets) {
+        const f = assetFreshness(a.freshness!, latest.get(a.key), now)
+        const period = reported[a.key]
+        if (f.status === 'fresh') {
+          if (period === undefined) continue
+          delete reported[a.key]
+          const commands = [`refresh show ${f.runId}`, 'refresh assets']
+          found.push({
+            event: 'asset_fresh',
+            asset: a.key,
+            runId: f.runId,
+            at: now,
+            text: `asset ${a.key} is fresh again: materialized${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId} (max lag ${f.maxLag})\n${commands.map((c) => `\`${c}\``).join('  ')}`,
+            commands,
+          })
+          continue
+        }
+        const id = f.status === 'stale' ? f.materializationId : 0
+        if (period === id) continue
+        reported[a.key] = id
+        // a partitioned asset runs one partition at a time: which one is for the operator to pick
+        const commands = [
+          'refresh assets',
+          a.partitions ? `refresh partitions ${a.key}` : `refresh run ${a.key}`,
+        ]
+        const why =
+          f.status === 'missing'
+            ? `never materialized (max lag ${f.maxLag})`
+            : `last materialized ${shortAge(f.ageMs)} ago${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId}, more than the max lag ${f.maxLag}`
+        found.push({
+          event: 'asset_stale',
+          asset: a.key,
+          at: now,
+          text: `asset ${a.key} is stale: ${why}\n${commands.map((c) => `\`${c}\``).join('  ')}`,
+          commands,
+        })
+      }
+    }
+    return found
   }
 
   /** Waits for deliveries in flight (bounded by their retries), for a clean stop. */
@@ -403,8 +484,14 @@ export class AlertWatcher {
     this.pending.add(job)
   }
 
+  /**
+   * The state, read again from the store whenever this watcher holds nothing unsaved (no change
+   * pending, no delivery in flight): a daemon that gets the lease back after another one held it
+   * goes on from that one's cursor and reported periods, not from its own older copy. Detection
+   * from the stored cursor finds the same alerts again, so re-reading loses nothing.
+   */
   private async load(now: number): Promise<WatchState> {
-    if (this.state) return this.state
+    if (this.state && (this.dirty || this.pending.size > 0)) return this.state
     const row = await this.o.store.getSetting(STATE_KEY)
     if (row) {
       this.state = JSON.parse(row.value) as WatchState
@@ -426,7 +513,12 @@ export class AlertWatcher {
 }
 
 function alertId(alert: Alert): string {
-  return `${alert.event}:${alert.runId ?? alert.name ?? ''}:${alert.at}`
+  return `${alert.event}:${alert.asset ?? alert.runId ?? alert.name ?? ''}:${alert.at}`
+}
+
+/** An age in whole hours (or minutes below 2 h), for an alert's text. */
+function shortAge(ms: number): string {
+  return ms >= 2 * 3_600_000 ? `${Math.floor(ms / 3_600_000)}h` : `${Math.floor(ms / 60_000)}m`
 }
 
 function firstLine(text: string): string {

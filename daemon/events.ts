@@ -97,6 +97,8 @@ export interface DaemonEventMap {
   alert: {
     alert: string
     runId: string | null
+    /** The asset, for `asset_stale` and `asset_fresh`. */
+    asset?: string | null
     failures: Array<{ target: string; attempts: number; error: string }>
   }
 }

@@ -53,6 +53,7 @@ function startQuery(): Worker {
       storeLocation: data.storeLocation,
       instigators: data.instigators,
       promoteKey: data.promoteKey,
+      freshness: data.freshness,
       probeBusyMs: data.probeBusyMs,
     } satisfies OpsQueryData,
   })
@@ -170,6 +171,24 @@ const m = {
     labelNames: ['asset', 'check'],
     registers: [registry],
   }),
+  assetStale: new Gauge({
+    name: 'refresh_asset_stale',
+    help: 'An asset with a freshness policy: 1 stale (its latest materialization is older than its max lag, or it has none), 0 fresh',
+    labelNames: ['asset'],
+    registers: [registry],
+  }),
+  assetAge: new Gauge({
+    name: 'refresh_asset_materialization_age_seconds',
+    help: 'Age of the latest materialization (of any partition) of an asset with a freshness policy',
+    labelNames: ['asset'],
+    registers: [registry],
+  }),
+  assetMaxLag: new Gauge({
+    name: 'refresh_asset_max_lag_seconds',
+    help: "An asset's freshness policy: the age past which it is stale",
+    labelNames: ['asset'],
+    registers: [registry],
+  }),
   iteration: new Gauge({
     name: 'refresh_daemon_last_iteration_age_seconds',
     help: 'Seconds since the daemon loop last completed an iteration',
@@ -211,6 +230,14 @@ function apply(s: MetricsSnapshot): void {
   for (const [pool, n] of Object.entries(s.pools)) m.pools.set({ pool }, n)
   m.checks.reset()
   for (const c of s.checks) m.checks.set({ asset: c.asset, check: c.check }, c.failing ? 1 : 0)
+  m.assetStale.reset()
+  m.assetAge.reset()
+  m.assetMaxLag.reset()
+  for (const f of s.freshness) {
+    m.assetStale.set({ asset: f.asset }, f.stale ? 1 : 0)
+    m.assetMaxLag.set({ asset: f.asset }, f.maxLagSeconds)
+    if (f.ageSeconds !== null) m.assetAge.set({ asset: f.asset }, f.ageSeconds)
+  }
   if (s.promotedAt === null) registry.removeSingleMetric('refresh_promoted_index_age_seconds')
   else {
     if (!registry.getSingleMetric('refresh_promoted_index_age_seconds')) registry.registerMetric(m.promoted)

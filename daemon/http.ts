@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { ConfigError } from '../core/errors.js'
 import type { DaemonState, FromHttpWorker, HttpWorkerData, ToHttpWorker } from './http-worker.js'
-import type { OpsInstigator } from './ops-query.js'
+import type { OpsFreshness, OpsInstigator } from './ops-query.js'
 
 export interface OpsHttpOptions {
   host: string
@@ -10,6 +10,8 @@ export interface OpsHttpOptions {
   storeLocation: string
   instigators: OpsInstigator[]
   promoteKey?: string
+  /** The assets with a freshness policy (`refresh_asset_stale` and the age of each). */
+  freshness?: OpsFreshness[]
   /** How long a request waits for the store before answering from the last values (default 1000 ms). */
   timeoutMs?: number
   /** `/healthz` fails when the daemon's last iteration is older than this (default 10 s). */
@@ -51,6 +53,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
     storeLocation: options.storeLocation,
     instigators: options.instigators,
     promoteKey: options.promoteKey,
+    freshness: options.freshness,
     timeoutMs,
     staleAfterMs: options.staleAfterMs ?? 10_000,
     probeBusyMs: Math.max(50, Math.floor(timeoutMs / 2)),

@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { errorCode } from '../core/errors.js'
+import { assetFreshness } from '../core/freshness.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunStatus } from '../core/store/types.js'
@@ -22,12 +23,21 @@ export interface OpsInstigator {
   timezone?: string
 }
 
+/** An asset's freshness policy, as the query thread takes it. */
+export interface OpsFreshness {
+  asset: string
+  maxLag: string
+  maxLagMs: number
+}
+
 export interface OpsQueryData {
   /** The store's location, as `openStore` takes it (it may hold a secret: never printed). */
   storeLocation: string
   instigators: OpsInstigator[]
   /** The asset whose latest materialization is the promoted index, if the config has one. */
   promoteKey?: string
+  /** The assets with a freshness policy: stale or not, and how old, on `/metrics`. */
+  freshness?: OpsFreshness[]
   /** The write probe's busy timeout: a locked store answers "busy" after this long. */
   probeBusyMs: number
 }
@@ -49,6 +59,8 @@ export interface MetricsSnapshot {
   promotedAt: number | null
   /** Each asset check by its latest results: failing when one of them (any partition) failed. */
   checks: Array<{ asset: string; check: string; failing: boolean }>
+  /** Each asset with a freshness policy: stale (never materialized counts), its latest materialization's age. */
+  freshness: Array<{ asset: string; stale: boolean; ageSeconds: number | null; maxLagSeconds: number }>
 }
 
 export interface HealthSnapshot {
@@ -144,6 +156,19 @@ async function collect(): Promise<MetricsSnapshot> {
     const seen = checks.get(key)
     checks.set(key, { asset: r.asset, check: r.check, failing: (seen?.failing ?? false) || !r.passed })
   }
+  const freshness: MetricsSnapshot['freshness'] = []
+  if (data.freshness && data.freshness.length > 0) {
+    const latest = await s.latestMaterializations()
+    for (const f of data.freshness) {
+      const state = assetFreshness(f, latest.get(f.asset), now)
+      freshness.push({
+        asset: f.asset,
+        stale: state.status !== 'fresh',
+        ageSeconds: state.status === 'missing' ? null : state.ageMs / 1000,
+        maxLagSeconds: f.maxLagMs / 1000,
+      })
+    }
+  }
   return {
     at: now,
     runs: await s.countRuns(),
@@ -157,6 +182,7 @@ async function collect(): Promise<MetricsSnapshot> {
     pools,
     promotedAt: data.promoteKey ? ((await s.latestMaterialization(data.promoteKey))?.ts ?? null) : null,
     checks: [...checks.values()],
+    freshness,
   }
 }
 

@@ -4,7 +4,7 @@ import type { MaterializationRecord } from '../../core/store/types.js'
 import { formatDateTime, storeOption, table } from '../common.js'
 import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
-import { formatDuration, formatMetadata } from '../format.js'
+import { formatDuration, formatFreshness, formatMetadata, freshnessJson } from '../format.js'
 import type { CliContext, Io } from '../io.js'
 
 interface AssetsOptions extends ConfigOptions {
@@ -17,7 +17,9 @@ export function registerAssets(program: Command, ctx: CliContext): void {
     program
       .command('assets')
       .summary('assets and their latest materializations')
-      .description('every asset with its group, deps and latest materialization (when, run, metadata)'),
+      .description(
+        'every asset with its group, deps, latest materialization (when, run, metadata) and, for an asset with a freshness policy, whether it is stale',
+      ),
   )
     .addOption(storeOption())
     .option('--json', 'one JSON object per asset')
@@ -39,17 +41,21 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
     latest = await store.latestMaterializations()
   }
   const now = Date.now()
+  const { freshnessOf } = await import('../../core/freshness.js')
+  const freshness = freshnessOf(graph.assets.values(), latest, now)
   if (options.json) {
     for (const key of graph.order) {
       const def = graph.assets.get(key)!
       const m = latest.get(key)
+      const f = freshness.get(key)
       io.out(
         JSON.stringify({
           key,
           group: def.group,
           deps: def.deps,
           description: def.description ?? null,
-          latest: m ? { runId: m.runId, ts: m.ts, metadata: m.metadata } : null,
+          latest: m ? { runId: m.runId, ts: m.ts, metadata: m.metadata, partition: m.partitionKey } : null,
+          freshness: f ? freshnessJson(f) : null,
         }),
       )
     }
@@ -58,12 +64,14 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
   const rows = graph.order.map((key) => {
     const def = graph.assets.get(key)!
     const m = latest.get(key)
+    const f = freshness.get(key)
     return [
       key,
       def.group,
       def.deps.join(', ') || '-',
       m ? formatDateTime(m.ts) : 'never',
       m ? `${formatDuration(now - m.ts)} ago` : '',
+      ...(freshness.size > 0 ? [f ? formatFreshness(f, now) : '-'] : []),
       m?.runId ?? '',
       m
         ? { text: formatMetadata(m.metadata, 4), fit: (max: number) => formatMetadata(m.metadata, 4, max) }
@@ -71,9 +79,14 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
     ]
   })
   // on a narrow terminal the metadata is cut by whole pairs, then the run id, the deps, the age
-  // and the group give way
+  // and the group give way; FRESHNESS (when an asset has a policy) stays: it is what an operator
+  // looks for
   const header = ['ASSET', 'GROUP', 'DEPS', 'MATERIALIZED', 'AGO', 'RUN', 'METADATA']
-  for (const line of table(header, rows, { width: io.columns, flex: 6, drop: [5, 2, 4, 1], flexMin: 10 }))
-    io.out(line)
+  const fit = { width: io.columns, flex: 6, drop: [5, 2, 4, 1], flexMin: 10 }
+  if (freshness.size > 0) {
+    header.splice(5, 0, 'FRESHNESS')
+    Object.assign(fit, { flex: 7, drop: [6, 2, 4, 1] })
+  }
+  for (const line of table(header, rows, fit)) io.out(line)
   return 0
 }

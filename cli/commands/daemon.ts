@@ -108,6 +108,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
         config: alerts,
         replicasKey: resolved.assets.find((a) => a.tags.block === 'replicas')?.key,
         sensors: instigators.filter((i) => i.kind === 'sensor').map((i) => i.name),
+        assets: resolved.assets,
         onSent(alert, failures) {
           report({
             type: 'alert',
@@ -115,6 +116,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
             level: failures.length === 0 ? 'info' : 'warn',
             alert: alert.event,
             runId: alert.runId ?? null,
+            asset: alert.asset ?? null,
             failures: failures.map((f) => ({ target: f.target, attempts: f.attempts, error: f.error })),
           })
         },
@@ -173,6 +175,9 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
                 cron: i.cron,
                 timezone: i.timezone,
               },
+        ),
+        freshness: resolved.assets.flatMap((a) =>
+          a.freshness ? [{ asset: a.key, maxLag: a.freshness.maxLag, maxLagMs: a.freshness.maxLagMs }] : [],
         ),
         promoteKey: resolved.assets.find(
           (a) => a.key === 'promote' || a.tags.block === 'promote' || 'promote' in a.tags,

@@ -1,15 +1,8 @@
 import { hostname, userInfo } from 'node:os'
 import type { Command } from 'commander'
+import { DURATION_HINT, durationMs } from '../../core/duration.js'
 import { ConfigError } from '../../core/errors.js'
-import {
-  DURATION_HINT,
-  durationMs,
-  prunePolicy,
-  pruneStore,
-  type Retention,
-  readRetention,
-  recordPrune,
-} from '../../core/retention.js'
+import { prunePolicy, pruneStore, type Retention, readRetention, recordPrune } from '../../core/retention.js'
 import { PRUNE_KINDS, type PrunePlan } from '../../core/store/types.js'
 import { addStoreOptions, formatDateTime, indented, openListedStore, table } from '../common.js'
 import { loadResolved } from '../config-options.js'

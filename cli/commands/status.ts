@@ -14,7 +14,7 @@ import {
 } from '../common.js'
 import { loadResolved } from '../config-options.js'
 import { storeLocationFor } from '../find-config.js'
-import { formatDuration } from '../format.js'
+import { formatDuration, formatFreshness, freshnessJson } from '../format.js'
 import type { CliContext, Io } from '../io.js'
 
 interface StatusOptions {
@@ -29,7 +29,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
     program
       .command('status')
       .description(
-        'one screen: daemon and lease, maintenance, runs in flight, next ticks, parked requests, the promoted index, the last run',
+        'one screen: daemon and lease, maintenance, runs in flight, next ticks, parked requests, the promoted index, the last run, stale assets',
       ),
   )
     .option('--json', 'one JSON object')
@@ -161,6 +161,11 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
         runId: c.runId,
       })),
   }
+  // assets with a freshness policy, stale ones first
+  const { freshnessOf } = await import('../../core/freshness.js')
+  const freshness = [
+    ...freshnessOf(resolved.assets, await store.latestMaterializations(), now).entries(),
+  ].sort(([, a], [, b]) => Number(a.status === 'fresh') - Number(b.status === 'fresh'))
 
   if (options.json) {
     io.out(
@@ -180,6 +185,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           promoted,
           lastRun,
           checks,
+          freshness: freshness.map(([asset, f]) => ({ asset, ...freshnessJson(f) })),
           alertFailures,
         },
         null,
@@ -283,6 +289,14 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
       failing.length === 0
         ? `checks: all ${checks.total} passing (latest results; \`refresh checks\`)`
         : `checks: ${failing.length} of ${checks.total} failing: ${failing.join(', ')}  \`refresh checks\``,
+    )
+  }
+  if (freshness.length > 0) {
+    const stale = freshness.filter(([, f]) => f.status !== 'fresh')
+    io.out(
+      stale.length === 0
+        ? `freshness: all ${freshness.length} fresh  \`refresh assets\``
+        : `freshness: ${stale.length} of ${freshness.length} stale: ${stale.map(([asset, f]) => `${asset} ${formatFreshness(f, now)}`).join(', ')}  \`refresh assets\``,
     )
   }
   if (alertFailures.length > 0) {

@@ -70,7 +70,7 @@ export function describeDaemonEvent(e: DaemonEvent): string {
     }
     case 'alert':
       return e.failures.length === 0
-        ? `alert sent: ${e.alert}${e.runId ? ` (run ${e.runId})` : ''}`
+        ? `alert sent: ${e.alert}${e.asset ? ` (asset ${e.asset})` : e.runId ? ` (run ${e.runId})` : ''}`
         : e.failures
             .map(
               (f) =>

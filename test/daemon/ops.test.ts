@@ -209,6 +209,35 @@ describe('refresh daemon --http (real processes)', () => {
     expect(metric(body, /refresh_check_failing\{asset="slow",check="passes"\}/)).toBe(0)
   })
 
+  it('/metrics has each asset with a freshness policy: stale 0|1, its age and its max lag', async () => {
+    const dir = project()
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `import { asset, defineConfig } from 'refresh'
+export default defineConfig({
+  assets: [
+    asset({ key: 'recent', freshness: { maxLag: '30d' }, materialize: () => ({}) }),
+    asset({ key: 'old', freshness: { maxLag: 1 }, materialize: () => ({}) }),
+    asset({ key: 'never', freshness: { maxLag: '1h' }, materialize: () => ({}) }),
+    asset({ key: 'plain', materialize: () => ({}) }),
+  ],
+})
+`,
+    )
+    expect((await run([CLI, 'run', 'recent,old,plain', '--plain'], { cwd: dir })).code).toBe(0)
+    const daemon = await startDaemon(dir)
+    const body = (await get(daemon.url, '/metrics')).body
+    expect(metric(body, /refresh_asset_stale\{asset="recent"\}/)).toBe(0)
+    expect(metric(body, /refresh_asset_stale\{asset="old"\}/)).toBe(1)
+    expect(metric(body, /refresh_asset_stale\{asset="never"\}/)).toBe(1)
+    expect(body).not.toMatch(/refresh_asset_stale\{asset="plain"\}/)
+    expect(metric(body, /refresh_asset_materialization_age_seconds\{asset="old"\}/)).toBeGreaterThan(0)
+    expect(metric(body, /refresh_asset_materialization_age_seconds\{asset="recent"\}/)).toBeGreaterThan(0)
+    expect(body).not.toMatch(/refresh_asset_materialization_age_seconds\{asset="never"\}/)
+    expect(metric(body, /refresh_asset_max_lag_seconds\{asset="recent"\}/)).toBe(30 * 86_400)
+    expect(metric(body, /refresh_asset_max_lag_seconds\{asset="old"\}/)).toBe(0.001)
+  })
+
   it('serves the last values marked stale when the store does not answer within the timeout', async () => {
     const dir = project()
     const daemon = await startDaemon(dir, ['--http-timeout-ms', '1'])
@@ -322,6 +351,37 @@ describe('alerts (real daemon, a local webhook)', () => {
       JSON.stringify(await store.getSetting('alerts:state')),
     ])
       expect(text).not.toContain('T0KEN-SECRET')
+  })
+
+  it('a stale asset makes one asset_stale call, not repeated after a restart; the daemon logs it', async () => {
+    const dir = project()
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `import { asset, defineConfig } from 'refresh'
+export default defineConfig({
+  assets: [
+    asset({ key: 'old', freshness: { maxLag: 1 }, materialize: () => ({}) }),
+    asset({ key: 'recent', freshness: { maxLag: '30d' }, materialize: () => ({}) }),
+  ],
+  alerts: { webhook: { url: process.env.WEBHOOK_URL } },
+})
+`,
+    )
+    const hook = await webhook()
+    const env = { WEBHOOK_URL: hook.url }
+    expect((await run([CLI, 'run', '--plain'], { cwd: dir, env })).code).toBe(0)
+    const first = await startDaemon(dir, [], env)
+    await until(() => hook.calls.length === 1)
+    expect(hook.calls[0]).toMatchObject({ event: 'asset_stale', asset: 'old', runId: null })
+    expect(hook.calls[0]!.text).toMatch(/asset old is stale: last materialized .* more than the max lag 1ms/)
+    await first.waitFor(/alert sent: asset_stale \(asset old\)/)
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    const second = await startDaemon(dir, [], env)
+    // a few iterations of the restarted daemon's watcher
+    await new Promise((r) => setTimeout(r, 2_500))
+    expect(hook.calls).toHaveLength(1)
+    expect(second.output()).not.toContain('asset_stale')
   })
 
   it('webhook down: the run still succeeds, delivery is retried, the failure is recorded and shown by status', async () => {
