@@ -239,6 +239,10 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
+  // 4: a parked request keeps the partition it asked for, replayed with it.
+  `
+  ALTER TABLE parked_requests ADD COLUMN partition_key text;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -246,6 +246,11 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
+  // 9: a parked request keeps the partition it asked for (a partitioned schedule's tick, a sensor's
+  // partitioned request, `refresh run --partition` during maintenance), replayed with it.
+  `
+  ALTER TABLE parked_requests ADD COLUMN partition_key TEXT;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
