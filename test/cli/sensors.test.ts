@@ -96,6 +96,15 @@ export default defineConfig({
     const ticks = await cli('ticks', 'late_files')
     expect(ticks.stdout).toMatch(/success\s+\S{18} \(2026-01-05\)/)
     expect((await cli('runs')).stdout).toMatch(/2026-01-05/)
+    // the daemon's launcher runs `refresh launch RUN_ID`: the run builds the requested partition
+    const runId = /created run (\S+)/.exec(tick.stdout)![1]!
+    const launched = await cli('launch', runId)
+    expect(launched.code, launched.stderr).toBe(0)
+    const shown = JSON.parse((await cli('runs', '--json')).stdout.trim().split('\n')[0]!) as {
+      status: string
+      partition: string
+    }
+    expect(shown).toMatchObject({ status: 'success', partition: '2026-01-05' })
     expect((await cli('schedules')).stdout).toMatch(
       /daily\s+on \(default\)\s+0 1 \* \* \* \(UTC\), partitioned/,
     )
