@@ -103,6 +103,10 @@ describe('daemon: partitioned schedules', () => {
     expect((await store.latestMaterialization('summary'))?.metadata).toEqual({
       start: '2026-11-01T04:00:00.000Z',
     })
+    expect(events.flatMap((e) => (e.type === 'run:launched' ? [e.partition] : []))).toEqual([
+      '2026-10-31',
+      '2026-11-01',
+    ])
     const ticks = (await store.listTicks('nightly')).reverse()
     expect(ticks.map((t) => [new Date(t.tickTime).toISOString(), t.status])).toEqual([
       ['2026-11-01T04:30:00.000Z', 'success'],
