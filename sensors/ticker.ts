@@ -84,7 +84,17 @@ const runRequestSchema = z
   })
   .strict()
 
-const dynamicPartitionsSchema = z.record(z.string(), z.array(z.string().min(1)))
+/** Keys as `refresh partitions add` takes them: `|` joins the dimensions of multi partitions. */
+const dynamicPartitionsSchema = z.record(
+  z.string(),
+  z.array(
+    z
+      .string()
+      .min(1)
+      .max(200)
+      .refine((k) => !k.includes('|'), 'a partition key cannot contain `|`'),
+  ),
+)
 
 /** One outcome of a run request, as a short phrase for logs and listings. */
 export function describeOutcome(o: RequestOutcome): string {

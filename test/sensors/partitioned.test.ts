@@ -349,5 +349,13 @@ describe('sensors requesting partitions', () => {
     const { tick } = await tickSensor(s, e)
     expect(tick.status).toBe('failure')
     expect(tick.error?.message).toMatch(/addDynamicPartitions/)
+    const piped = sensor({
+      name: 'piped',
+      evaluate: () => ({ runs: [], addDynamicPartitions: { providers: ['a|b'] } }),
+    })
+    const second = await tickSensor(piped, e)
+    expect(second.tick.status).toBe('failure')
+    expect(second.tick.error?.message).toMatch(/cannot contain `\|`/)
+    expect(await store.dynamicPartitionKeys('providers')).toEqual([])
   })
 })
