@@ -571,6 +571,7 @@ export class Daemon {
         type: 'run:launched',
         runId: run.id,
         selection: run.selection,
+        partition: run.partitionKey,
         origin: run.origin,
         pid: child.pid,
         task: task ?? null,

@@ -38,6 +38,8 @@ export interface DaemonEventMap {
   'run:launched': {
     runId: string
     selection: string
+    /** The partition the run builds (null: not a partitioned run). */
+    partition: string | null
     origin: string
     pid: number | undefined
     task: string | null

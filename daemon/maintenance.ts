@@ -228,6 +228,7 @@ async function requestFromParked(env: ReplayEnv, parked: ParkedRequest): Promise
     now: env.clock.now(),
     ...(parked.runKey === null ? {} : { runKey: parked.runKey }),
     ...(parked.guard === null ? {} : { guard: parked.guard }),
+    ...(parked.partitionKey === null ? {} : { partitionKey: parked.partitionKey }),
   }
   if (parked.parentRunId !== null) {
     const plan = await planFromFailure(env.store, graph, parked.parentRunId, env.clock)

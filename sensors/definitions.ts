@@ -11,12 +11,20 @@ import { type CronSpec, nextTicks, parseCron } from './cron.js'
  * What a sensor asks for: a run of a selection, optionally keyed (a key runs once per sensor),
  * with run config per asset laid over the config file's.
  */
-export type SensorRunRequest = Pick<RunRequestSpec, 'selection' | 'runKey' | 'tags'> & {
+export type SensorRunRequest = Pick<RunRequestSpec, 'selection' | 'runKey' | 'tags' | 'partitionKey'> & {
   config?: Record<string, Record<string, unknown>>
 }
 
 export type SensorResult =
-  | { runs: SensorRunRequest[]; cursor?: string | null }
+  | {
+      runs: SensorRunRequest[]
+      cursor?: string | null
+      /**
+       * Keys to add to dynamic partitions definitions (by name), committed with the tick and
+       * before its requests, which may name them.
+       */
+      addDynamicPartitions?: Record<string, string[]>
+    }
   | { skip: string; cursor?: string | null }
 
 export interface SensorContext {
@@ -65,6 +73,11 @@ export interface ScheduleDefinition {
   readonly config: Record<string, Record<string, unknown>> | undefined
   readonly tags: Record<string, string>
   readonly guard: RunGuard | undefined
+  /**
+   * Each tick requests the partition of the selection's time-partitioned assets that has just
+   * closed at the tick time, keyed by the partition key.
+   */
+  readonly partitioned: boolean
   readonly spec: CronSpec
 }
 
@@ -266,10 +279,14 @@ const scheduleSchema = z
     config: runConfigSchema.optional(),
     tags: z.record(z.string(), z.string()).default({}),
     guard: guardSchema.optional(),
+    partitioned: z.boolean().default(false),
   })
   .strict()
 
-/** A cron schedule in an IANA timezone; each tick launches at most once, ever (its time is the run key). */
+/**
+ * A cron schedule in an IANA timezone; each tick launches at most once, ever (its time is the run
+ * key). `partitioned: true`: each tick requests the partition that just closed, keyed by it.
+ */
 export function schedule(spec: {
   name: string
   cron: string
@@ -280,6 +297,7 @@ export function schedule(spec: {
   config?: Record<string, Record<string, unknown>>
   tags?: Record<string, string>
   guard?: GuardSpec
+  partitioned?: boolean
 }): ScheduleDefinition {
   const s = parse(scheduleSchema, spec, `schedule \`${spec?.name ?? '?'}\``)
   let cron: CronSpec
@@ -299,6 +317,7 @@ export function schedule(spec: {
     config: s.config,
     tags: s.tags,
     guard: toGuard(s.name, s.guard),
+    partitioned: s.partitioned,
     spec: cron,
   })
 }

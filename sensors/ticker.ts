@@ -1,10 +1,11 @@
 import { z } from 'zod/v4'
 import type { Clock } from '../core/clock.js'
 import { formatIssues, type LogLevel, resolveRunConfig } from '../core/definitions.js'
-import { didYouMean, toErrorInfo } from '../core/errors.js'
+import { ConfigError, didYouMean, toErrorInfo } from '../core/errors.js'
 import type { AssetGraph } from '../core/graph.js'
 import { holdsFor, type RunGuardConfig } from '../core/guards.js'
 import { newRunId } from '../core/ids.js'
+import { dynamicNames, runPartition } from '../core/partition-runs.js'
 import { resolveSelection } from '../core/selection.js'
 import { type ReadOnlyStore, type RunStore, readOnlyView } from '../core/store/run-store.js'
 import type {
@@ -21,8 +22,10 @@ import type {
   InstigatorDefinition,
   ScheduleDefinition,
   SensorDefinition,
+  SensorResult,
   SensorRunRequest,
 } from './definitions.js'
+import { schedulePartitions } from './selections.js'
 
 /** What evaluating sensors and schedules needs: the store, the asset graph, defaults, time. */
 export interface TickEnv {
@@ -43,9 +46,7 @@ export interface TickResult {
 }
 
 /** Checks what a sensor returned (by hand: this runs for every sensor on every tick). */
-function checkResult(
-  raw: unknown,
-): { runs: SensorRunRequest[]; cursor?: string | null } | { skip: string; cursor?: string | null } {
+function checkResult(raw: unknown): SensorResult {
   const fail = (why: string): never => {
     throw new Error(
       `sensor returned ${JSON.stringify(raw)?.slice(0, 200)}: ${why}; return { runs: [...] } or { skip: 'reason' }`,
@@ -55,8 +56,8 @@ function checkResult(
   const r = raw as Record<string, unknown>
   if (r.cursor !== undefined && r.cursor !== null && typeof r.cursor !== 'string')
     fail('cursor must be a string or null')
-  const keys = Object.keys(r).filter((k) => k !== 'cursor')
-  if (keys.length === 1 && keys[0] === 'skip') {
+  const keys = Object.keys(r).filter((k) => k !== 'cursor' && k !== 'addDynamicPartitions')
+  if (keys.length === 1 && keys[0] === 'skip' && r.addDynamicPartitions === undefined) {
     if (typeof r.skip !== 'string') fail('skip must be a string')
     return r as { skip: string; cursor?: string | null }
   }
@@ -66,7 +67,11 @@ function checkResult(
     const parsed = runRequestSchema.safeParse(run)
     if (!parsed.success) fail(`runs[${i}]: ${formatIssues(parsed.error)}`)
   })
-  return r as { runs: SensorRunRequest[]; cursor?: string | null }
+  if (r.addDynamicPartitions !== undefined) {
+    const parsed = dynamicPartitionsSchema.safeParse(r.addDynamicPartitions)
+    if (!parsed.success) fail(`addDynamicPartitions: ${formatIssues(parsed.error)}`)
+  }
+  return r as SensorResult
 }
 
 const runRequestSchema = z
@@ -75,8 +80,21 @@ const runRequestSchema = z
     runKey: z.string().min(1).optional(),
     config: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
     tags: z.record(z.string(), z.string()).optional(),
+    partitionKey: z.string().min(1).optional(),
   })
   .strict()
+
+/** Keys as `refresh partitions add` takes them: `|` joins the dimensions of multi partitions. */
+const dynamicPartitionsSchema = z.record(
+  z.string(),
+  z.array(
+    z
+      .string()
+      .min(1)
+      .max(200)
+      .refine((k) => !k.includes('|'), 'a partition key cannot contain `|`'),
+  ),
+)
 
 /** One outcome of a run request, as a short phrase for logs and listings. */
 export function describeOutcome(o: RequestOutcome): string {
@@ -154,9 +172,16 @@ export async function evaluateSensor(
     const result = checkResult(raw)
     const cursor = result.cursor === undefined ? undefined : result.cursor
     if ('skip' in result) return done({ status: 'skipped', skipReason: result.skip, cursor })
-    const requests = result.runs.map((r) => buildRequest(env, r, `sensor:${def.name}`, def.guard))
-    if (requests.length === 0) return done({ status: 'skipped', skipReason: 'no runs requested', cursor })
-    return done({ status: 'success', requests, cursor })
+    const added = result.addDynamicPartitions
+    if (added) checkDynamicNames(env.graph, Object.keys(added))
+    const partitions = dynamicKeysWith(env.store, added)
+    const requests: RunRequest[] = []
+    for (const r of result.runs)
+      requests.push(await buildRequest(env, r, `sensor:${def.name}`, def.guard, partitions))
+    const withAdded = added ? { addDynamicPartitions: added } : {}
+    if (requests.length === 0)
+      return done({ status: 'skipped', skipReason: 'no runs requested', cursor, ...withAdded })
+    return done({ status: 'success', requests, cursor, ...withAdded })
   } catch (error) {
     return done({ status: 'failure', error: toErrorInfo(error) })
   } finally {
@@ -187,16 +212,34 @@ export async function tickSchedule(def: ScheduleDefinition, env: TickEnv): Promi
   for (const tickTime of due) {
     let tick: Parameters<typeof commit>[1]
     try {
-      const request = buildRequest(
+      // a partitioned schedule asks for the partition that just closed, keyed by it: a restart or
+      // a catch-up that comes to the same partition again finds its key used
+      const partitions = def.partitioned ? schedulePartitions(def, env.graph) : undefined
+      const partitionKey = partitions?.lastClosedPartition(tickTime)
+      if (partitions && partitionKey === undefined) {
+        tick = {
+          def,
+          startedAt: now,
+          tickTime,
+          status: 'skipped',
+          skipReason: `no partition has closed yet at ${new Date(tickTime).toISOString()} (${partitions.describe()})`,
+          cursor: String(tickTime),
+        }
+        results.push(await commit(env, tick))
+        continue
+      }
+      const request = await buildRequest(
         env,
         {
           selection: def.selection,
-          runKey: new Date(tickTime).toISOString(),
+          runKey: partitionKey ?? new Date(tickTime).toISOString(),
           config: def.config,
           tags: def.tags,
+          ...(partitionKey === undefined ? {} : { partitionKey }),
         },
         `schedule:${def.name}`,
         def.guard,
+        env.store,
       )
       // parked during maintenance under the same missed-tick policy
       request.parkKeep = count
@@ -229,13 +272,47 @@ export function nextScheduleTick(def: ScheduleDefinition, now: number): number |
   return nextTicks(def.spec, now, 1)[0]
 }
 
-function buildRequest(
+/** The names of dynamic partitions definitions a sensor adds keys to must be some asset's. */
+function checkDynamicNames(graph: AssetGraph, names: readonly string[]): void {
+  const known = new Set(
+    [...graph.assets.values()].flatMap((a) => (a.partitions ? dynamicNames(a.partitions) : [])),
+  )
+  for (const name of names) {
+    if (!known.has(name)) {
+      const hint = known.size > 0 ? ` (the graph's: ${[...known].join(', ')})` : ' (the graph has none)'
+      throw new ConfigError(
+        `addDynamicPartitions: no asset has dynamic partitions named \`${name}\`${hint}; name the definition given to dynamicPartitions({ name }).`,
+      )
+    }
+  }
+}
+
+/** The store's dynamic partition keys, with those a tick adds (checked as if already added). */
+function dynamicKeysWith(
+  store: RunStore,
+  added: Record<string, readonly string[]> | undefined,
+): Pick<RunStore, 'dynamicPartitionKeys'> {
+  if (!added) return store
+  return {
+    async dynamicPartitionKeys(name) {
+      const keys = await store.dynamicPartitionKeys(name)
+      const extra = (added[name] ?? []).filter((k) => !keys.includes(k))
+      return [...keys, ...new Set(extra)]
+    },
+  }
+}
+
+async function buildRequest(
   env: TickEnv,
   r: SensorRunRequest,
   origin: string,
   guard: RunGuard | undefined,
-): RunRequest {
+  partitions: Pick<RunStore, 'dynamicPartitionKeys'>,
+): Promise<RunRequest> {
   const plan = env.graph.sort(resolveSelection(env.graph, r.selection))
+  // a key that does not exist fails the tick naming it, not the run later
+  if (r.partitionKey !== undefined)
+    await runPartition(env.graph, plan, r.partitionKey, partitions, env.clock.now())
   const merged: Record<string, Record<string, unknown>> = {}
   for (const [key, value] of Object.entries(env.runConfig)) merged[key] = { ...value }
   for (const [key, value] of Object.entries(r.config ?? {}))
@@ -253,6 +330,7 @@ function buildRequest(
     now: env.clock.now(),
   }
   if (r.runKey !== undefined) request.runKey = r.runKey
+  if (r.partitionKey !== undefined) request.partitionKey = r.partitionKey
   if (guard !== undefined) request.guard = guard
   const holds = holdsFor(env.graph, env.guards ?? [], plan)
   if (holds.length > 0) request.holds = holds

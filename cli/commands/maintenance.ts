@@ -196,7 +196,8 @@ async function maintenanceCommand(action: string, options: Options, io: Io): Pro
         String(p.id),
         formatDateTime(p.createdAt),
         p.origin,
-        truncate(p.selection, 30),
+        // a partitioned request shows its partition with what it selects
+        `${truncate(p.selection, 30)}${p.partitionKey === null ? '' : ` (partition ${p.partitionKey})`}`,
         p.runKey ?? '-',
       ]),
       { width: indented(io.columns), flex: 3, drop: [1], flexMin: 8 },

@@ -134,7 +134,7 @@ async function instigatorsCommand(
               statusIsDefault: isDefault,
               ...(d.kind === 'sensor'
                 ? { intervalSeconds: d.intervalSeconds, description: d.description ?? null }
-                : { cron: d.cron, timezone: d.timezone, selection: d.selection }),
+                : { cron: d.cron, timezone: d.timezone, selection: d.selection, partitioned: d.partitioned }),
               lastTick: last
                 ? { at: last.startedAt, status: last.status, error: last.error?.message ?? null }
                 : null,
@@ -152,7 +152,13 @@ async function instigatorsCommand(
         const nextText = next === null ? '-' : next <= now ? 'due' : formatDateTime(next)
         return d.kind === 'sensor'
           ? [d.name, stateText, `${d.intervalSeconds} s`, lastText, nextText, d.description ?? '']
-          : [d.name, stateText, `${d.cron} (${d.timezone})`, lastText, nextText]
+          : [
+              d.name,
+              stateText,
+              `${d.cron} (${d.timezone})${d.partitioned ? ', partitioned' : ''}`,
+              lastText,
+              nextText,
+            ]
       })
       const header =
         kind === 'sensor'
@@ -203,7 +209,8 @@ async function instigatorsCommand(
         io.out(`${kind} ${def.name}: skipped: ${tick.skipReason}`)
       } else {
         for (const o of outcomes) {
-          io.out(`${kind} ${def.name}: ${describeOutcome(o)}`)
+          const partition = 'runId' in o ? (await store.getRun(o.runId))?.partitionKey : null
+          io.out(`${kind} ${def.name}: ${describeOutcome(o)}${partition ? ` (partition ${partition})` : ''}`)
         }
       }
     }
@@ -237,10 +244,15 @@ async function ticksCommand(name: string, options: Options, io: Io): Promise<num
       io.out(`${name} has not ticked yet.`)
       return EXIT.ok
     }
+    // the partition each run was requested for, beside its id
+    const partitions = new Map<string, string | null>()
+    for (const id of new Set(ticks.flatMap((t) => t.runIds)))
+      partitions.set(id, (await store.getRun(id))?.partitionKey ?? null)
+    const runText = (id: string) => (partitions.get(id) ? `${id} (${partitions.get(id)})` : id)
     const rows = ticks.map((t) => [
       formatDateTime(t.tickTime),
       t.status,
-      t.runIds.join(', ') || '-',
+      t.runIds.map(runText).join(', ') || '-',
       truncate(t.status === 'failure' ? (t.error?.message ?? '') : (t.skipReason ?? ''), 80),
     ])
     for (const line of table(['TICK', 'STATUS', 'RUNS', 'REASON'], rows, { width: io.columns })) io.out(line)

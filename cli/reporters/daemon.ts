@@ -29,7 +29,7 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return `replayed parked request #${e.requestId} (${e.origin}, ${e.selection}): ${text}`
     }
     case 'run:launched':
-      return `launched run ${e.runId} (${e.selection}, from ${e.origin}) as ${e.task ? `ECS task ${e.task.split('/').at(-1)}` : `pid ${e.pid}`}`
+      return `launched run ${e.runId} (${e.selection}${e.partition === null ? '' : `, partition ${e.partition}`}, from ${e.origin}) as ${e.task ? `ECS task ${e.task.split('/').at(-1)}` : `pid ${e.pid}`}`
     case 'backfill:submitted':
       return `backfill ${e.backfillId}: ${e.runs} run(s) submitted; ${e.done} done, ${e.failed} failed of ${e.total}`
     case 'backfill:ended':

@@ -94,6 +94,7 @@ export function toParked(row: Row): ParkedRequest {
     runKey: (row.run_key as string | null) ?? null,
     guard: parseJson<RunGuard | null>(row.guard as string | null, null),
     parentRunId: (row.parent_run_id as string | null) ?? null,
+    partitionKey: (row.partition_key as string | null) ?? null,
     createdAt: row.created_at as number,
     replayedAt: (row.replayed_at as number | null) ?? null,
     replayRunId: (row.replay_run_id as string | null) ?? null,

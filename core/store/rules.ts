@@ -16,7 +16,11 @@ import type {
   TickRecord,
 } from './types.js'
 
-/** What a request under a guard comes to, given the guard's runs in flight and its oldest queued ones. */
+/**
+ * What a request under a guard comes to, given the guard's runs in flight and its oldest queued
+ * ones. A coalescing request folds only into a queued follow-up of its own partition
+ * (`queuedSamePartition`, the oldest first): a follow-up of another partition would not build it.
+ */
 export type GuardDecision =
   | { kind: 'coalesce'; runId: string }
   | { kind: 'skip'; reason: string; blockingRunId: string | null }
@@ -26,9 +30,11 @@ export function guardDecision(
   guard: RunGuard,
   inFlight: readonly string[],
   queued: readonly string[],
+  queuedSamePartition: readonly string[] = queued,
 ): GuardDecision {
   // the pending follow-up has not started: it will see whatever this request was for
-  if (guard.onConflict === 'coalesce' && queued.length > 0) return { kind: 'coalesce', runId: queued[0]! }
+  if (guard.onConflict === 'coalesce' && queuedSamePartition.length > 0)
+    return { kind: 'coalesce', runId: queuedSamePartition[0]! }
   if (guard.onConflict === 'skip' && inFlight.length + queued.length >= guard.concurrency) {
     const blocking = inFlight[0] ?? queued[0] ?? null
     return {
@@ -57,6 +63,8 @@ export function queuedRun(
     tags: r.tags,
     origin: r.origin,
     runKey: r.runKey,
+    // a re-execution builds its parent's partition
+    partitionKey: r.partitionKey ?? parent?.partitionKey ?? undefined,
     now: r.now,
     guard: r.guard?.key,
     guardLimit: r.guard?.concurrency,
@@ -120,6 +128,7 @@ export function resumeRequest(run: RunRecord, now: number): RunRequestSpec & { n
     config: run.config,
     tags: run.tags,
     parentRunId: run.id,
+    partitionKey: run.partitionKey ?? undefined,
     guard:
       run.guard !== null && run.guardLimit !== null
         ? { key: run.guard, concurrency: run.guardLimit, onConflict: 'queue' }

@@ -110,6 +110,8 @@ export interface RunRequestSpec {
   parentRunId?: string
   /** The sensor's or schedule's guard the run counts against. */
   guard?: RunGuard
+  /** The partition the run builds (checked by whoever builds the request, against the plan's definition). */
+  partitionKey?: string
 }
 
 /** A run recorded directly by the process that executes it (or queued): `createRun`. */
@@ -120,7 +122,6 @@ export interface NewRun extends Omit<RunRequestSpec, 'origin' | 'guard'> {
   plan: string[]
   reused?: Record<string, string>
   rootRunId?: string
-  partitionKey?: string
   status: 'queued' | 'started'
   now: number
   owner?: RunOwner
@@ -261,6 +262,8 @@ export interface NewTick {
   error?: ErrorInfo
   /** The new cursor; `undefined` leaves the stored cursor as it is (a failed tick never moves it). */
   cursor?: string | null
+  /** Keys added to dynamic partitions definitions (by name) with the tick, before its requests. */
+  addDynamicPartitions?: Record<string, readonly string[]>
   requests?: RunRequest[]
 }
 

@@ -127,4 +127,21 @@ describe('refresh partitions', () => {
       expect(r.stderr).toMatch(message)
     }
   }, 120_000)
+
+  it('a partitioned run parked during maintenance keeps its partition, shown in status, replayed with it', async () => {
+    const dir = configProject(CONFIG)
+    const cli = (...args: string[]) =>
+      run([CLI, ...args], { cwd: dir, env: { NO_COLOR: '1', COLUMNS: '200' } })
+    expect((await cli('maintenance', 'on', '--reason', 'deploy')).code).toBe(0)
+    const parked = await cli('run', 'events+', '--partition', '2026-11-07', '--plain')
+    expect(parked.code).toBe(3)
+    expect((await cli('maintenance', 'status')).stdout).toMatch(/manual\s+events\+ \(partition 2026-11-07\)/)
+    const off = await cli('maintenance', 'off')
+    expect(off.code, off.stderr).toBe(0)
+    const runs = (await cli('runs', '--json')).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { status: string; partition: string | null })
+    expect(runs.map((r) => [r.status, r.partition])).toEqual([['queued', '2026-11-07']])
+  })
 })

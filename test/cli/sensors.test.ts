@@ -74,4 +74,61 @@ describe('refresh sensors / schedules / ticks', () => {
     expect(ticks.code).toBe(2)
     expect(ticks.stderr).toMatch(/Did you mean `nightly`/)
   })
+
+  it('partitions: a sensor tick and the tick history name the requested partition; partitioned schedules are listed so', async () => {
+    const dir = tempDir()
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `
+import { asset, dailyPartitions, defineConfig, schedule, sensor } from 'refresh'
+const days = dailyPartitions({ start: '2026-01-01' })
+export default defineConfig({
+  assets: [asset({ key: 'events', partitions: days, materialize: (ctx) => ({ day: ctx.partition.key }) })],
+  sensors: [sensor({ name: 'late_files', evaluate: () => ({ runs: [{ selection: 'events', runKey: 'f1', partitionKey: '2026-01-05' }] }) })],
+  schedules: [schedule({ name: 'daily', cron: '0 1 * * *', selection: 'events', partitioned: true })],
+})
+`,
+    )
+    const cli = (...args: string[]) => run([CLI, ...args], { cwd: dir })
+    const tick = await cli('sensors', 'tick', 'late_files')
+    expect(tick.code, tick.stderr).toBe(0)
+    expect(tick.stdout).toMatch(/sensor late_files: created run \S+ \(partition 2026-01-05\)/)
+    const ticks = await cli('ticks', 'late_files')
+    expect(ticks.stdout).toMatch(/success\s+\S{18} \(2026-01-05\)/)
+    expect((await cli('runs')).stdout).toMatch(/2026-01-05/)
+    // the daemon's launcher runs `refresh launch RUN_ID`: the run builds the requested partition
+    const runId = /created run (\S+)/.exec(tick.stdout)![1]!
+    const launched = await cli('launch', runId)
+    expect(launched.code, launched.stderr).toBe(0)
+    const shown = JSON.parse((await cli('runs', '--json')).stdout.trim().split('\n')[0]!) as {
+      status: string
+      partition: string
+    }
+    expect(shown).toMatchObject({ status: 'success', partition: '2026-01-05' })
+    expect((await cli('schedules')).stdout).toMatch(
+      /daily\s+on \(default\)\s+0 1 \* \* \* \(UTC\), partitioned/,
+    )
+    const json = JSON.parse((await cli('schedules', '--json')).stdout.trim()) as { partitioned: boolean }
+    expect(json.partitioned).toBe(true)
+  })
+
+  it('refuses a partitioned schedule over assets of several partitions definitions, naming it, exit 2', async () => {
+    const dir = tempDir()
+    writeFileSync(
+      join(dir, 'refresh.config.ts'),
+      `
+import { asset, dailyPartitions, defineConfig, hourlyPartitions, schedule } from 'refresh'
+export default defineConfig({
+  assets: [
+    asset({ key: 'days', partitions: dailyPartitions({ start: '2026-01-01' }), materialize: () => ({}) }),
+    asset({ key: 'hours', partitions: hourlyPartitions({ start: '2026-01-01' }), materialize: () => ({}) }),
+  ],
+  schedules: [schedule({ name: 'mixed', cron: '0 1 * * *', selection: '*', partitioned: true })],
+})
+`,
+    )
+    const validate = await run([CLI, 'validate'], { cwd: dir })
+    expect(validate.code).toBe(2)
+    expect(validate.stderr).toMatch(/schedule `mixed` is partitioned, but its selection mixes partitions/)
+  })
 })

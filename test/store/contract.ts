@@ -1104,6 +1104,130 @@ export function storeContract(name: string, target: ContractTarget): void {
       })
     })
 
+    describe('partitioned requests', () => {
+      it('a requested run is queued with its partition; a re-execution keeps its parent partition', async () => {
+        await using store = await open()
+        expect(
+          await store.requestRun(request('p1', { partitionKey: '2026-03-08', runKey: '2026-03-08' })),
+        ).toEqual({ outcome: 'created', runId: 'p1' })
+        expect(await store.getRun('p1')).toMatchObject({ status: 'queued', partitionKey: '2026-03-08' })
+        // the same key again is the same run, whatever partition it names
+        expect(
+          await store.requestRun(request('p2', { partitionKey: '2026-03-09', runKey: '2026-03-08' })),
+        ).toEqual({ outcome: 'duplicate', runId: 'p1' })
+        await store.claimQueuedRun('p1', { pid: 1, host: 'h' }, 2_000)
+        await store.finishRun('p1', 'failure', 3_000)
+        expect(await store.requestRun(request('p3', { parentRunId: 'p1' }))).toEqual({
+          outcome: 'created',
+          runId: 'p3',
+        })
+        expect(await store.getRun('p3')).toMatchObject({ parentRunId: 'p1', partitionKey: '2026-03-08' })
+        expect(await store.requestRun(request('u1'))).toMatchObject({ outcome: 'created' })
+        expect((await store.getRun('u1'))?.partitionKey).toBeNull()
+      })
+
+      it('coalesce: a request folds only into the pending follow-up of its own partition', async () => {
+        await using store = await open()
+        const guard = { key: 'snap', concurrency: 1, onConflict: 'coalesce' as const }
+        await store.requestRun(request('r1', { guard, partitionKey: 'a' }))
+        expect(await store.claimQueuedRun('r1', { pid: 1, host: 'h' }, 2_000)).toBe(true)
+        expect(await store.requestRun(request('r2', { guard, partitionKey: 'a' }))).toEqual({
+          outcome: 'created',
+          runId: 'r2',
+        })
+        expect(await store.requestRun(request('r3', { guard, partitionKey: 'b' }))).toEqual({
+          outcome: 'created',
+          runId: 'r3',
+        })
+        expect(await store.requestRun(request('r4', { guard, partitionKey: 'b', runKey: 'k4' }))).toEqual({
+          outcome: 'coalesced',
+          runId: 'r3',
+        })
+        expect(await store.requestRun(request('r5', { guard, partitionKey: 'a' }))).toEqual({
+          outcome: 'coalesced',
+          runId: 'r2',
+        })
+        // an unpartitioned request has its own follow-up too
+        expect(await store.requestRun(request('r6', { guard }))).toEqual({ outcome: 'created', runId: 'r6' })
+        expect(await store.requestRun(request('r7', { guard }))).toEqual({
+          outcome: 'coalesced',
+          runId: 'r6',
+        })
+        expect(
+          (await store.listRuns({ status: 'queued' })).map((r) => [r.id, r.partitionKey]).sort(),
+        ).toEqual([
+          ['r2', 'a'],
+          ['r3', 'b'],
+          ['r6', null],
+        ])
+        // launched in request order, one at a time
+        await store.finishRun('r1', 'success', 3_000)
+        expect((await store.queuedRuns()).map((r) => [r.id, r.launchable])).toEqual([
+          ['r2', true],
+          ['r3', false],
+          ['r6', false],
+        ])
+      })
+
+      it('a parked request keeps its partition and is replayed with it', async () => {
+        await using store = await open()
+        await store.setMaintenanceOn({ reason: 'deploy', by: 'ops@h', since: 1, drainTimeoutMs: 0 })
+        expect(
+          await store.requestRun(
+            request('m1', { origin: 'schedule:daily', runKey: '2026-03-08', partitionKey: '2026-03-08' }),
+          ),
+        ).toMatchObject({ outcome: 'parked' })
+        expect(await store.createRun(newRun('m2', { partitionKey: 'p9' }))).toMatchObject({ created: false })
+        await store.requestRun(request('m3'))
+        await store.setMaintenanceOff()
+        const pending = await store.listParked({ pending: true })
+        expect(pending.map((p) => [p.origin, p.runKey, p.partitionKey])).toEqual([
+          ['schedule:daily', '2026-03-08', '2026-03-08'],
+          ['manual', null, 'p9'],
+          ['sensor:snap', null, null],
+        ])
+        const replays = pending.map((p, i) => ({
+          parkedId: p.id,
+          request: request(`replayed-${i}`, {
+            origin: p.origin,
+            ...(p.runKey === null ? {} : { runKey: p.runKey }),
+            ...(p.partitionKey === null ? {} : { partitionKey: p.partitionKey }),
+          }),
+        }))
+        await store.replayParked(replays, 10)
+        expect((await store.getRun('replayed-0'))?.partitionKey).toBe('2026-03-08')
+        expect((await store.getRun('replayed-1'))?.partitionKey).toBe('p9')
+        expect((await store.getRun('replayed-2'))?.partitionKey).toBeNull()
+      })
+
+      it('a tick adds dynamic partition keys with its requests, atomically', async () => {
+        await using store = await open()
+        const [committed] = await store.commitTicks([
+          tick('providers', {
+            addDynamicPartitions: { providers: ['flickr', 'met'] },
+            requests: [request('d1', { origin: 'sensor:providers', runKey: 'met', partitionKey: 'met' })],
+            cursor: 'c1',
+          }),
+        ])
+        expect(committed!.outcomes).toEqual([{ outcome: 'created', runId: 'd1' }])
+        expect(await store.dynamicPartitionKeys('providers')).toEqual(['flickr', 'met'])
+        expect((await store.getRun('d1'))?.partitionKey).toBe('met')
+        // a tick that fails adds no key
+        await store.createRun(newRun('taken'))
+        await expect(
+          store.commitTicks([
+            tick('providers', {
+              addDynamicPartitions: { providers: ['smk'] },
+              requests: [request('taken', { origin: 'sensor:providers', partitionKey: 'smk' })],
+              cursor: 'c2',
+            }),
+          ]),
+        ).rejects.toThrow()
+        expect(await store.dynamicPartitionKeys('providers')).toEqual(['flickr', 'met'])
+        expect((await store.getInstigator('providers'))?.cursor).toBe('c1')
+      })
+    })
+
     describe('cancel and pause requests', () => {
       it('a started run is asked to cancel through its heartbeat; a queued one is canceled at once', async () => {
         await using store = await open()
@@ -1544,7 +1668,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         await source.commitTicks([tick('s', { cursor: 'c-9' })])
         await source.putSetting('x', '"y"', 6)
         await source.setMaintenanceOn({ reason: 'move', by: 't', since: 7, drainTimeoutMs: 0 })
-        await source.requestRun(request('parked', { origin: 'sensor:p', runKey: 'pk' }))
+        await source.requestRun(request('parked', { origin: 'sensor:p', runKey: 'pk', partitionKey: 'p1' }))
 
         await using target = await open()
         const counts = await target.importHistory(source.exportHistory(1))
@@ -1573,6 +1697,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(await target.getSetting('x')).toEqual({ value: '"y"', updatedAt: 6 })
         expect(await target.getMaintenance()).toEqual(await source.getMaintenance())
         expect(await target.listParked()).toEqual(await source.listParked())
+        expect((await target.listParked()).map((p) => p.partitionKey)).toEqual(['p1'])
         // the copy goes on where the source stopped: keys still used, new ids after the copied ones
         await target.setMaintenanceOff()
         expect(await target.createRun(newRun('again', { origin: 'sensor:s', runKey: 'k1' }))).toEqual({
@@ -1625,6 +1750,10 @@ export function storeContract(name: string, target: ContractTarget): void {
             const checks = [checkResult('r2', 'a', 'not_empty')]
             await store.write({ events: [], steps: [], attempts: [], materializations: [], checks })
             expect(await store.latestCheckResults('a')).toMatchObject(checks)
+            // parked requests keep their partition (SQLite 9, Postgres 4)
+            await store.setMaintenanceOn({ reason: 'm', by: 'b', since: 1, drainTimeoutMs: 0 })
+            await store.requestRun(request('r3', { partitionKey: 'p1' }))
+            expect((await store.listParked()).map((p) => p.partitionKey)).toEqual(['p1'])
           })
         }
       })

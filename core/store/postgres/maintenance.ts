@@ -8,8 +8,8 @@ const S = statements('maintenance', {
   gateShared: 'SELECT state FROM maintenance_gate WHERE id = 1 FOR SHARE',
   gateLocked: 'SELECT state FROM maintenance_gate WHERE id = 1 FOR UPDATE',
   setGate: 'UPDATE maintenance_gate SET state = $1 WHERE id = 1',
-  insertParked: `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  insertParked: `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at, partition_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (origin, run_key) WHERE replayed_at IS NULL DO NOTHING
      RETURNING id`,
   findParkedKey: 'SELECT id FROM parked_requests WHERE origin = $1 AND run_key = $2 AND replayed_at IS NULL',
@@ -75,6 +75,7 @@ export class MaintenanceSql {
       r.guard ? JSON.stringify(r.guard) : null,
       r.parentRunId ?? null,
       r.now,
+      r.partitionKey ?? null,
     ])
     if (inserted) return inserted.id
     return (await c.row<{ id: number }>(S.findParkedKey, [r.origin, r.runKey]))!.id

@@ -239,7 +239,11 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
-  // 4: backfills: what each asks for (spec) and where it is (state: partition subsets and the
+  // 4: a parked request keeps the partition it asked for, replayed with it.
+  `
+  ALTER TABLE parked_requests ADD COLUMN partition_key text;
+  `,
+  // 5: backfills: what each asks for (spec) and where it is (state: partition subsets and the
   // cursor of the run ends folded), saved compare-and-set on version; runs carry their backfill's
   // id in their tags (refresh/backfill).
   `

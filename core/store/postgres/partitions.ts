@@ -1,5 +1,5 @@
 import type { PartitionEvent, StoredPartitionStatus } from '../types.js'
-import { type Db, statements } from './db.js'
+import { type Conn, type Db, statements } from './db.js'
 
 const S = statements('partitions', {
   dynamicKeys: 'SELECT partition_key FROM dynamic_partitions WHERE name = $1 ORDER BY seq',
@@ -45,9 +45,14 @@ export class PartitionsSql {
     return Number((await this.db.row<{ v: number | string }>(S.dynamicVersion, [name]))?.v ?? 0)
   }
 
-  async addDynamicPartitions(name: string, keys: readonly string[], now: number): Promise<string[]> {
+  addDynamicPartitions(name: string, keys: readonly string[], now: number): Promise<string[]> {
+    return this.addDynamicInTx(this.db, name, keys, now)
+  }
+
+  /** `addDynamicPartitions` on the caller's connection (a tick's transaction). */
+  async addDynamicInTx(c: Conn, name: string, keys: readonly string[], now: number): Promise<string[]> {
     const added = new Set(
-      (await this.db.rows<{ partition_key: string }>(S.addDynamic, [name, [...new Set(keys)], now])).map(
+      (await c.rows<{ partition_key: string }>(S.addDynamic, [name, [...new Set(keys)], now])).map(
         (r) => r.partition_key,
       ),
     )

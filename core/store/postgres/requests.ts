@@ -18,6 +18,8 @@ const S = statements('requests', {
   // queued runs go in the order they were requested (runs.seq), across processes too
   guardInFlight: `SELECT id FROM runs WHERE guard = $1 AND status IN ('started', 'paused') ORDER BY seq`,
   guardQueued: `SELECT id FROM runs WHERE guard = $1 AND status = 'queued' ORDER BY seq LIMIT $2`,
+  guardQueuedPartition: `SELECT id FROM runs WHERE guard = $1 AND status = 'queued'
+     AND partition_key IS NOT DISTINCT FROM $2 ORDER BY seq LIMIT 1`,
   holdsOf: 'SELECT run_id, hold, hold_limit FROM run_holds WHERE run_id = ANY($1::text[])',
   holdCounts: `SELECT h.hold AS key, count(*)::int AS n FROM run_holds h JOIN runs r ON r.id = h.run_id
      WHERE h.hold = ANY($1::text[]) AND r.status IN ('started', 'paused') GROUP BY h.hold`,
@@ -66,7 +68,13 @@ export class RequestsSql {
       const queued = (await c.rows<{ id: string }>(S.guardQueued, [guard.key, guard.concurrency])).map(
         (x) => x.id,
       )
-      const decision = guardDecision(guard, inFlight, queued)
+      const samePartition =
+        guard.onConflict === 'coalesce'
+          ? (await c.rows<{ id: string }>(S.guardQueuedPartition, [guard.key, r.partitionKey ?? null])).map(
+              (x) => x.id,
+            )
+          : queued
+      const decision = guardDecision(guard, inFlight, queued, samePartition)
       if (decision.kind === 'coalesce') {
         const taken = await this.runs.claimKey(c, r.origin, r.runKey, decision.runId, r.now)
         if (taken) return { outcome: 'duplicate', runId: taken }

@@ -12,6 +12,7 @@ import type {
 } from '../types.js'
 import { type Conn, type Db, statements } from './db.js'
 import { Lock, lock } from './locks.js'
+import type { PartitionsSql } from './partitions.js'
 import type { RequestsSql } from './requests.js'
 
 const S = statements('ticks', {
@@ -57,10 +58,12 @@ const S = statements('ticks', {
 export class TicksSql {
   private readonly db: Db
   private readonly requests: RequestsSql
+  private readonly partitions: PartitionsSql
 
-  constructor(db: Db, requests: RequestsSql) {
+  constructor(db: Db, requests: RequestsSql, partitions: PartitionsSql) {
     this.db = db
     this.requests = requests
+    this.partitions = partitions
   }
 
   async getInstigator(name: string, c: Conn = this.db): Promise<InstigatorState | undefined> {
@@ -154,6 +157,7 @@ export class TicksSql {
     for (const tick of ticks) {
       const state = current.get(tick.instigator)!
       const outcomes = []
+      await this.addPartitionsInTx(c, tick)
       for (const r of tick.requests ?? []) outcomes.push(await this.requests.requestInTx(c, r))
       const { status, skipReason, runIds } = settleTick(tick, outcomes)
       const cursor = tick.cursor === undefined ? state.cursor : tick.cursor
@@ -221,9 +225,16 @@ export class TicksSql {
     return decided.map((d) => ({ tick: written.get(ids.get(d.row.instigator)!)!, outcomes: d.outcomes }))
   }
 
+  /** The dynamic partition keys a tick adds, before its requests (which may name them). */
+  private async addPartitionsInTx(c: Conn, tick: NewTick): Promise<void> {
+    for (const [name, keys] of Object.entries(tick.addDynamicPartitions ?? {}))
+      await this.partitions.addDynamicInTx(c, name, keys, tick.startedAt)
+  }
+
   private async commitTickInTx(c: Conn, tick: NewTick): Promise<CommittedTick> {
     const current = await this.lockInstigator(c, tick.instigator, tick.kind, tick.startedAt)
     const outcomes = []
+    await this.addPartitionsInTx(c, tick)
     for (const r of tick.requests ?? []) outcomes.push(await this.requests.requestInTx(c, r))
     const { status, skipReason, runIds } = settleTick(tick, outcomes)
     const cursor = tick.cursor === undefined ? current.cursor : tick.cursor

@@ -20,8 +20,8 @@ export class MaintenanceSql {
       putSetting: `INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
       deleteSetting: 'DELETE FROM settings WHERE key = ?',
-      insertParked: `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, created_at)
-         VALUES (@origin, @selection, @config, @tags, @run_key, @guard, @parent_run_id, @created_at)`,
+      insertParked: `INSERT INTO parked_requests (origin, selection, config, tags, run_key, guard, parent_run_id, partition_key, created_at)
+         VALUES (@origin, @selection, @config, @tags, @run_key, @guard, @parent_run_id, @partition_key, @created_at)`,
       findParkedKey:
         'SELECT id FROM parked_requests WHERE origin = ? AND run_key = ? AND replayed_at IS NULL',
       // a schedule's missed policy while parked: only its N most recent pending requests stay
@@ -72,6 +72,7 @@ export class MaintenanceSql {
       run_key: r.runKey ?? null,
       guard: r.guard ? JSON.stringify(r.guard) : null,
       parent_run_id: r.parentRunId ?? null,
+      partition_key: r.partitionKey ?? null,
       created_at: r.now,
     })
     return Number(info.lastInsertRowid)

@@ -246,7 +246,12 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_partition ON events (step_key, id) WHERE type IN ('asset:materialized', 'step:failure');
   `,
-  // 9: backfills: what each asks for (spec) and where it is (state: partition subsets and the
+  // 9: a parked request keeps the partition it asked for (a partitioned schedule's tick, a sensor's
+  // partitioned request, `refresh run --partition` during maintenance), replayed with it.
+  `
+  ALTER TABLE parked_requests ADD COLUMN partition_key TEXT;
+  `,
+  // 10: backfills: what each asks for (spec) and where it is (state: partition subsets and the
   // cursor of the run ends folded), saved compare-and-set on version; runs carry their backfill's
   // id in their tags (refresh/backfill).
   `

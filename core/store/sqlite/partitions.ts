@@ -52,9 +52,12 @@ export class PartitionsSql {
   }
 
   addDynamicPartitions(name: string, keys: readonly string[], now: number): string[] {
-    return this.db
-      .transaction(() => keys.filter((k) => this.s.insertDynamic.run(name, k, now).changes > 0))
-      .immediate()
+    return this.db.transaction(() => this.addDynamicInTx(name, keys, now)).immediate()
+  }
+
+  /** `addDynamicPartitions` inside the caller's transaction (a tick's). */
+  addDynamicInTx(name: string, keys: readonly string[], now: number): string[] {
+    return keys.filter((k) => this.s.insertDynamic.run(name, k, now).changes > 0)
   }
 
   removeDynamicPartitions(name: string, keys: readonly string[], now: number): string[] {

@@ -30,6 +30,8 @@ export class RequestsSql {
       // queued runs go in the order they were requested: insertion order, across processes too
       guardInFlight: `SELECT id FROM runs WHERE guard = ? AND status IN ('started', 'paused') ORDER BY rowid`,
       guardQueued: `SELECT id FROM runs WHERE guard = ? AND status = 'queued' ORDER BY rowid LIMIT ?`,
+      guardQueuedPartition: `SELECT id FROM runs WHERE guard = ? AND status = 'queued' AND partition_key IS ?
+         ORDER BY rowid LIMIT 1`,
       queuedRuns: `SELECT * FROM runs WHERE status = 'queued' ORDER BY rowid LIMIT ?`,
     })
   }
@@ -57,7 +59,13 @@ export class RequestsSql {
       const queued = (this.s.guardQueued.all(guard.key, guard.concurrency) as Array<{ id: string }>).map(
         (x) => x.id,
       )
-      const decision = guardDecision(guard, inFlight, queued)
+      const samePartition =
+        guard.onConflict === 'coalesce'
+          ? (this.s.guardQueuedPartition.all(guard.key, r.partitionKey ?? null) as Array<{ id: string }>).map(
+              (x) => x.id,
+            )
+          : queued
+      const decision = guardDecision(guard, inFlight, queued, samePartition)
       if (decision.kind === 'coalesce') {
         this.runs.claimKey(r.origin, r.runKey, decision.runId, r.now)
         return { outcome: 'coalesced', runId: decision.runId }

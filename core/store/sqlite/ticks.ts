@@ -11,6 +11,7 @@ import type {
   RunStatus,
   TickRecord,
 } from '../types.js'
+import type { PartitionsSql } from './partitions.js'
 import type { RequestsSql } from './requests.js'
 import { statements } from './rows.js'
 
@@ -20,10 +21,12 @@ export class TicksSql {
 
   private readonly db: Database.Database
   private readonly requests: RequestsSql
+  private readonly partitions: PartitionsSql
 
-  constructor(db: Database.Database, requests: RequestsSql) {
+  constructor(db: Database.Database, requests: RequestsSql, partitions: PartitionsSql) {
     this.db = db
     this.requests = requests
+    this.partitions = partitions
     this.s = statements(db, {
       getInstigator: 'SELECT * FROM instigators WHERE name = ?',
       listInstigators: 'SELECT * FROM instigators ORDER BY name',
@@ -91,6 +94,8 @@ export class TicksSql {
 
   private commitTickInTx(tick: NewTick): CommittedTick {
     this.s.upsertInstigator.run({ name: tick.instigator, kind: tick.kind, now: tick.startedAt })
+    for (const [name, keys] of Object.entries(tick.addDynamicPartitions ?? {}))
+      this.partitions.addDynamicInTx(name, keys, tick.startedAt)
     const outcomes = (tick.requests ?? []).map((r) => this.requests.requestInTx(r))
     const { status, skipReason, runIds } = settleTick(tick, outcomes)
     const current = this.getInstigator(tick.instigator)!
