@@ -87,6 +87,18 @@ export {
 } from './aws/service.js'
 export { AWS_VARIABLES, type AwsSettings, awsSettings } from './aws/settings.js'
 export {
+  type AdvanceOptions,
+  type AdvanceResult,
+  advanceBackfill,
+  BACKFILL_TAG,
+  type BackfillProgress,
+  type BackfillRequest,
+  backfillProgress,
+  cancelBackfill,
+  requestBackfill,
+  retryBackfill,
+} from './core/backfills.js'
+export {
   type AssetCheckSpec,
   assetCheck,
   type CheckContext,
@@ -163,6 +175,13 @@ export {
   materialize,
   type StepResult,
 } from './core/materialize.js'
+export { partitionsContext, type RunPartition } from './core/partition-runs.js'
+export {
+  PARTITION_STATUSES,
+  type PartitionStatus,
+  type PartitionStatusName,
+  partitionStatus,
+} from './core/partition-status.js'
 export {
   type DynamicPartitionsLookup,
   isPartitionsDefinition,
@@ -224,6 +243,11 @@ export { type OpenStoreOptions, openStore } from './core/store/open.js'
 export type { ExecutorStore, ReadOnlyStore, RunStore } from './core/store/run-store.js'
 export type {
   AttemptRecord,
+  BackfillRecord,
+  BackfillSpec,
+  BackfillState,
+  BackfillStatus,
+  BackfillSubmitOutcome,
   BackupRecord,
   CheckResultRecord,
   CommittedTick,
@@ -240,6 +264,8 @@ export type {
   NewTick,
   ParkedReplay,
   ParkedRequest,
+  PartitionEvent,
+  PartitionStatusSubsets,
   PoolSlot,
   PruneCount,
   PruneDeleted,
@@ -261,6 +287,7 @@ export type {
   StepRecord,
   StepStatus,
   StoredEvent,
+  StoredPartitionStatus,
   TickRecord,
   TickStatus,
   WriteBatch,
