@@ -567,26 +567,9 @@ export async function cleanRows(
     const result = db
       .prepare(`SELECT count(*) AS rows, min(${id}) AS minId, max(${id}) AS maxId FROM ${o}`)
       .get() as { rows: number; minId: number | null; maxId: number | null }
-    const names = new Map<string, number>()
-    const counts: RuleCount[] = rules.map((rule, i) => {
-      const column = 'column' in rule ? rule.column : 'key' in rule ? rule.key.join(',') : null
-      let name = rule.name ?? (column === null ? rule.rule : `${rule.rule}:${column}`)
-      const seen = names.get(name) ?? 0
-      names.set(name, seen + 1)
-      if (seen > 0) name = `${name}#${seen + 1}`
-      const entry: RuleCount = {
-        name,
-        rule: rule.rule,
-        column,
-        rowsChanged: 0,
-        rowsDropped: sums.get(`d${i}`) ?? deduped.get(i) ?? 0,
-      }
-      compiled.flags.forEach((f, k) => {
-        if (f.rule === i) entry[f.kind] = sums.get(`f${k}`) ?? 0
-      })
+    const counts = ruleCounts(rules, compiled.flags, sums, deduped).map((entry, i) => {
       const list = compiled.lists.get(i)
-      if (list) Object.assign(entry, list.counts)
-      return entry
+      return list ? Object.assign(entry, list.counts) : entry
     })
     const input = sums.get('input') ?? 0
     return { table: out, idColumn, ...result, input, dropped: input - result.rows, rules: counts }
@@ -597,6 +580,38 @@ export async function cleanRows(
     signal?.removeEventListener('abort', discard)
     db.close()
   }
+}
+
+/**
+ * Each rule's counts, as both cleans write them in the step's metadata: named by `name`, else
+ * `<rule>:<column>` (`#2`, `#3`... for a name used again), rows dropped (by the drop rule, or by
+ * `dedupe`) and the flags counted over the kept rows.
+ */
+export function ruleCounts(
+  rules: readonly Rule[],
+  flags: ReadonlyArray<{ rule: number; kind: string }>,
+  sums: ReadonlyMap<string, number>,
+  deduped: ReadonlyMap<number, number>,
+): RuleCount[] {
+  const names = new Map<string, number>()
+  return rules.map((rule, i) => {
+    const column = 'column' in rule ? rule.column : 'key' in rule ? rule.key.join(',') : null
+    let name = rule.name ?? (column === null ? rule.rule : `${rule.rule}:${column}`)
+    const seen = names.get(name) ?? 0
+    names.set(name, seen + 1)
+    if (seen > 0) name = `${name}#${seen + 1}`
+    const entry: RuleCount = {
+      name,
+      rule: rule.rule,
+      column,
+      rowsChanged: 0,
+      rowsDropped: sums.get(`d${i}`) ?? deduped.get(i) ?? 0,
+    }
+    flags.forEach((f, k) => {
+      if (f.rule === i) entry[f.kind] = sums.get(`f${k}`) ?? 0
+    })
+    return entry
+  })
 }
 
 export interface CleanResult {

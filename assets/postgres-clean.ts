@@ -35,7 +35,7 @@ import {
   tableColumns,
   type UserDatabase,
 } from '../core/pg-client.js'
-import { type CleanRule, parseRules, type RuleCount } from './clean.js'
+import { type CleanRule, parseRules, type RuleCount, ruleCounts } from './clean.js'
 import { configError, requireColumns, type TableSchema } from './schema.js'
 
 type Rule = ReturnType<typeof parseRules>[number]
@@ -191,7 +191,7 @@ export async function cleanPostgresTable(options: PostgresCleanOptions): Promise
     const { rows: stats } = await db.client.query<{ rows: string; lo: string | null; hi: string | null }>(
       `SELECT count(*)::text AS rows, min(${id})::text AS lo, max(${id})::text AS hi FROM ${out}`,
     )
-    const counts = ruleCounts(rules, compiled, sums, deduped)
+    const counts = ruleCounts(rules, compiled.flags, sums, deduped)
     const input = sums.get('input') ?? 0
     const rows = Number(stats[0]!.rows)
     const result = {
@@ -464,34 +464,6 @@ function compile(columns: readonly PgColumn[], rules: readonly Rule[]): Compiled
     return v === `t.${quoteIdent(c.name)}` ? v : `(${v})::${c.type}`
   })
   return { select, drop, flags, params, joins, notNull, dropRules }
-}
-
-/** Each rule's counts, named as the local clean names them. */
-function ruleCounts(
-  rules: readonly Rule[],
-  compiled: Compiled,
-  sums: Map<string, number>,
-  deduped: Map<number, number>,
-): RuleCount[] {
-  const names = new Map<string, number>()
-  return rules.map((rule, i) => {
-    const column = 'column' in rule ? rule.column : 'key' in rule ? rule.key.join(',') : null
-    let name = rule.name ?? (column === null ? rule.rule : `${rule.rule}:${column}`)
-    const seen = names.get(name) ?? 0
-    names.set(name, seen + 1)
-    if (seen > 0) name = `${name}#${seen + 1}`
-    const entry: RuleCount = {
-      name,
-      rule: rule.rule,
-      column,
-      rowsChanged: 0,
-      rowsDropped: sums.get(`d${i}`) ?? deduped.get(i) ?? 0,
-    }
-    compiled.flags.forEach((f, k) => {
-      if (f.rule === i) entry[f.kind] = sums.get(`f${k}`) ?? 0
-    })
-    return entry
-  })
 }
 
 function elapsed(started: number): number {

@@ -32,7 +32,7 @@ import {
   tempPath,
   upstreamField,
 } from './layout.js'
-import { configError, requireColumns, tableSchema } from './schema.js'
+import { configError, requireColumns, type TableSchema, tableSchema } from './schema.js'
 
 export interface ReindexOptions extends BlockOptions {
   /** Shards (id ranges, one worker each) unless the run config says otherwise (default 4). */
@@ -336,17 +336,17 @@ function checkFields(source: string, table: string, fields: IndexFields, idColum
   try {
     const schema = tableSchema(db, table)
     if (!schema) return // the workers say which table is missing, as before
-    requireColumns(schema, [idColumn], 'reindex', 'idColumn (from copy)')
-    requireColumns(
-      schema,
-      fieldColumns({ searchable: fields.searchable, stored: [] }),
-      'reindex',
-      'searchable',
-    )
-    requireColumns(schema, fields.stored, 'reindex', 'stored')
+    requireFields(schema, fields, idColumn)
   } finally {
     db.close()
   }
+}
+
+/** The id column and every field of the index are columns of the table (a `ConfigError` naming the one that is not). */
+function requireFields(schema: TableSchema, fields: IndexFields, idColumn: string): void {
+  requireColumns(schema, [idColumn], 'reindex', 'idColumn (from copy)')
+  requireColumns(schema, fieldColumns({ searchable: fields.searchable, stored: [] }), 'reindex', 'searchable')
+  requireColumns(schema, fields.stored, 'reindex', 'stored')
 }
 
 export function shardFile(shard: number): string {
@@ -588,14 +588,7 @@ async function postgresFields(
         `reindex: table ${db.schema}.${table} has no text column to search; name the columns with \`searchable\`.`,
       )
     }
-    requireColumns(schema, [idColumn], 'reindex', 'idColumn (from copy)')
-    requireColumns(
-      schema,
-      fieldColumns({ searchable: fields.searchable, stored: [] }),
-      'reindex',
-      'searchable',
-    )
-    requireColumns(schema, fields.stored, 'reindex', 'stored')
+    requireFields(schema, fields, idColumn)
     return fields
   } finally {
     await db.client.end().catch(() => {})

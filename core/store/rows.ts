@@ -10,6 +10,7 @@ import type {
   Lease,
   MaterializationRecord,
   ParkedRequest,
+  PartitionEvent,
   RunGuard,
   RunRecord,
   RunStatus,
@@ -190,4 +191,23 @@ export function eventPayload(e: RunEvent): string {
   const { type: _type, runId: _run, ts: _ts, ...fields } = e
   if ('step' in e && e.step !== null) delete (fields as { step?: string }).step
   return JSON.stringify(fields)
+}
+
+/** A partition event as both stores read it (`partitionEvents`). */
+export function toPartitionEvent(row: {
+  id: number | string
+  asset: string
+  partition_key: string | null
+  type: string
+  run_id: string
+  ts: number | string
+}): PartitionEvent {
+  return {
+    id: Number(row.id),
+    asset: row.asset,
+    partitionKey: row.partition_key,
+    kind: row.type === 'asset:materialized' ? 'materialized' : 'failed',
+    runId: row.run_id,
+    ts: Number(row.ts),
+  }
 }

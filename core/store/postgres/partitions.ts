@@ -1,3 +1,4 @@
+import { toPartitionEvent } from '../rows.js'
 import type { PartitionEvent, StoredPartitionStatus } from '../types.js'
 import { type Conn, type Db, statements } from './db.js'
 
@@ -77,14 +78,7 @@ export class PartitionsSql {
       run_id: string
       ts: number
     }>(S.events, [after, [...assets], limit])
-    return rows.map((r) => ({
-      id: Number(r.id),
-      asset: r.asset,
-      partitionKey: r.partition_key,
-      kind: r.type === 'asset:materialized' ? 'materialized' : 'failed',
-      runId: r.run_id,
-      ts: Number(r.ts),
-    }))
+    return rows.map(toPartitionEvent)
   }
 
   async partitionsInFlight(asset: string): Promise<string[]> {

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3'
+import { toPartitionEvent } from '../rows.js'
 import type { PartitionEvent, StoredPartitionStatus } from '../types.js'
 import { statements } from './rows.js'
 
@@ -81,14 +82,7 @@ export class PartitionsSql {
       run_id: string
       ts: number
     }>
-    return rows.map((r) => ({
-      id: r.id,
-      asset: r.asset,
-      partitionKey: r.partition_key,
-      kind: r.type === 'asset:materialized' ? 'materialized' : 'failed',
-      runId: r.run_id,
-      ts: r.ts,
-    }))
+    return rows.map(toPartitionEvent)
   }
 
   partitionsInFlight(asset: string): string[] {
