@@ -23,6 +23,7 @@ import type { AssetGraph } from './graph.js'
 import type { RunGuardConfig } from './guards.js'
 import { holdsFor } from './guards.js'
 import { newRunId } from './ids.js'
+import { planFromFailure } from './materialize.js'
 import { partitionsContext } from './partition-runs.js'
 import { partitionStatus } from './partition-status.js'
 import type { PartitionsContext, PartitionsDefinition } from './partitions/definitions.js'
@@ -176,8 +177,13 @@ export function backfillProgress(state: BackfillState): BackfillProgress {
   }
 }
 
-function encode(p: Omit<BackfillProgress, 'inFlight'>, cursor: number): BackfillState {
+function encode(
+  p: Omit<BackfillProgress, 'inFlight'>,
+  cursor: number,
+  resume: readonly string[] = [],
+): BackfillState {
   return {
+    ...(resume.length > 0 ? { resume: [...resume] } : {}),
     target: p.target.toJSON(),
     launched: p.launched.toJSON(),
     succeeded: p.succeeded.toJSON(),
@@ -199,6 +205,16 @@ export interface AdvanceResult {
   created: string[]
   /** Why no more runs were created, when something held them back (a guard, maintenance). */
   blocked?: string
+}
+
+/** The tag that counts a partition's runs in a backfill (1, then 2 for a re-execution after an interruption...). */
+const ATTEMPT_TAG = 'refresh/backfill-attempt'
+/** Runs of one partition at most when crashes interrupt them. */
+const MAX_RESUMES = 3
+
+/** A run that ended failed because its process died (recovered as interrupted), not because an asset failed. */
+function interrupted(run: { status: string; error: { name: string } | null }): boolean {
+  return run.status === 'failure' && run.error?.name === 'InterruptedError'
 }
 
 /** Runs created per call at most, so that one call stays short (the next call goes on). */
@@ -225,6 +241,8 @@ export async function advanceBackfill(
   const ctx = await partitionsContext(store, [definition], now)
   let progress = backfillProgress(backfill.state)
   let cursor = backfill.state.cursor
+  // runs a crash interrupted (their process died: a daemon killed, a host lost), to re-execute
+  const resume = [...(backfill.state.resume ?? [])]
 
   // 1. run ends since the cursor
   for (;;) {
@@ -236,6 +254,7 @@ export async function advanceBackfill(
       const index = safeIndex(definition, run.partitionKey, ctx)
       if (index === undefined) continue
       if (run.status === 'success') progress = { ...progress, succeeded: progress.succeeded.add(index) }
+      else if (interrupted(run) && backfill.status === 'requested') resume.push(run.id)
       else progress = { ...progress, failed: progress.failed.add(index) }
     }
     if (ends.length < FOLD_BATCH) break
@@ -290,22 +309,70 @@ export async function advanceBackfill(
   const created: string[] = []
   let blocked: string | undefined
   const room = Math.min(
+    // the interrupted runs ended: their partitions wait for a re-execution, not for a run
     backfill.spec.maxRuns === null
       ? Number.POSITIVE_INFINITY
-      : backfill.spec.maxRuns - progress.inFlight.size,
+      : backfill.spec.maxRuns - (progress.inFlight.size - resume.length),
     options.maxNew ?? MAX_NEW,
   )
   const holds = holdsFor(graph, options.guards ?? [], backfill.spec.plan)
   let version = backfill.version
-  let stateBefore = encode(progress, cursor)
-  outer: for (const [start, end] of notLaunched().ranges()) {
+  let stateBefore = backfill.state
+  // the interrupted runs first: each re-executed from failure once more (a new run of the same
+  // partition whose parent is the interrupted one), at most MAX_RESUMES times per partition
+  while (resume.length > 0 && created.length < room) {
+    const parentId = resume[0]!
+    const parent = (await store.getRun(parentId))!
+    const attempt = Number(parent.tags[ATTEMPT_TAG] ?? '1')
+    const index = safeIndex(definition, parent.partitionKey!, ctx)!
+    if (attempt >= MAX_RESUMES) {
+      resume.shift()
+      progress = { ...progress, failed: progress.failed.add(index) }
+      continue
+    }
+    const plan = await planFromFailure(store, graph, parentId)
+    const rest = resume.slice(1)
+    const record = { ...backfill, state: encode(progress, cursor, rest) }
+    const runId = newRunId(now)
+    const outcome = await store.submitBackfillRun(
+      record,
+      version,
+      {
+        id: runId,
+        status: 'queued',
+        origin: `backfill:${id}`,
+        runKey: `${parent.partitionKey}#${attempt + 1}`,
+        selection: plan.selection,
+        plan: plan.keys,
+        reused: plan.reused,
+        parentRunId: parentId,
+        rootRunId: parent.rootRunId ?? parentId,
+        config: parent.config,
+        tags: { ...parent.tags, [ATTEMPT_TAG]: String(attempt + 1) },
+        partitionKey: parent.partitionKey!,
+        holds,
+        now,
+      },
+      now,
+    )
+    if (outcome.outcome === 'stale') return { backfill: (await store.getBackfill(id))!, created }
+    if (outcome.outcome === 'blocked') {
+      blocked = outcome.reason
+      break
+    }
+    created.push(runId)
+    version = outcome.version
+    resume.shift()
+    stateBefore = record.state
+  }
+  outer: for (const [start, end] of blocked ? [] : notLaunched().ranges()) {
     for (let i = start; i < end && created.length < room; i++) {
       // a partition waits for the partitions it needs inside the backfill to succeed
       const pending = needs(i).intersect(progress.target).difference(progress.succeeded)
       if (!pending.isEmpty) continue
       const key = definition.keyAt(i, ctx)
       const next = { ...progress, launched: progress.launched.add(i) }
-      const record = { ...backfill, state: encode(next, cursor) }
+      const record = { ...backfill, state: encode(next, cursor, resume) }
       const runId = newRunId(now)
       const outcome = await store.submitBackfillRun(
         record,
@@ -345,14 +412,14 @@ export async function advanceBackfill(
 
   // 5. the end: every partition succeeded, failed or skipped, none in flight
   const settled = progress.succeeded.union(progress.failed).union(progress.skipped)
-  if (progress.inFlight.isEmpty && settled.containsAll(progress.target)) {
+  if (progress.inFlight.isEmpty && resume.length === 0 && settled.containsAll(progress.target)) {
     const ok = progress.failed.isEmpty && progress.skipped.isEmpty
     const next = { ...backfill, state: encode(progress, cursor) }
     return { backfill: await finish(store, next, ok ? 'completed' : 'failed', now), created }
   }
   // saved only when something changed (run ends folded, partitions skipped) beyond the runs' own saves
   const stored = created.length > 0 ? stateBefore : backfill.state
-  const state = encode(progress, cursor)
+  const state = encode(progress, cursor, resume)
   if (JSON.stringify(stored) !== JSON.stringify(state)) await save(store, backfill, state, now)
   return { backfill: (await store.getBackfill(id))!, created, ...(blocked ? { blocked } : {}) }
 }

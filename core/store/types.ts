@@ -513,6 +513,8 @@ export interface BackfillState {
   cursor: number
   /** Why the backfill ended failed without running out (its assets changed in the config). */
   error?: string
+  /** Runs a crash interrupted, to re-execute from failure (their partitions stay in flight). */
+  resume?: string[]
 }
 
 export interface BackfillRecord {

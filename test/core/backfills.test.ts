@@ -139,6 +139,28 @@ describe('backfills', () => {
     expect([p.succeeded.size, p.failed.size, p.skipped.size]).toEqual([6, 1, 3])
   })
 
+  it('re-executes a run that a crash interrupted, from failure, as a child run of the same partition', async () => {
+    await using store = await openStore(':memory:')
+    const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
+    const graph = buildGraph(assets)
+    const b = await requestBackfill(store, graph, { selection: 'events', partitions: ['2026-01-04'] }, NOW)
+    const [first] = (await advanceBackfill(store, graph, b.id, NOW)).created
+    // its process starts it, then dies: recovery closes it as interrupted
+    const { hostname } = await import('node:os')
+    expect(await store.claimQueuedRun(first!, { pid: 2 ** 22 + 12_345, host: hostname() }, NOW)).toBe(true)
+    expect((await store.recoverInterruptedRuns({ now: NOW + 1 })).map((r) => r.runId)).toEqual([first])
+    const step = await advanceBackfill(store, graph, b.id, NOW)
+    expect(step.backfill.status).toBe('requested')
+    expect(step.created).toHaveLength(1)
+    const child = (await store.getRun(step.created[0]!))!
+    expect(child).toMatchObject({ parentRunId: first, partitionKey: '2026-01-04', status: 'queued' })
+    await launchQueued(store, assets)
+    const done = await advanceBackfill(store, graph, b.id, NOW)
+    expect(done.backfill.status).toBe('completed')
+    expect(backfillProgress(done.backfill.state).succeeded.size).toBe(1)
+    expect(backfillProgress(done.backfill.state).failed.size).toBe(0)
+  })
+
   it('cancel dequeues its queued runs and ends canceled', async () => {
     await using store = await openStore(':memory:')
     const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
