@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import type { RunStore } from '../../core/store/run-store.js'
 import type { BackfillRecord } from '../../core/store/types.js'
 import { formatDateTime, storeOption, table } from '../common.js'
 import { addConfigOptions, type ConfigOptions, loadResolved } from '../config-options.js'
@@ -16,6 +17,7 @@ interface BackfillOptions extends ConfigOptions {
   maxRuns?: string
   set?: string[]
   json?: boolean
+  follow?: boolean
 }
 
 export function registerBackfill(program: Command, ctx: CliContext): void {
@@ -51,9 +53,15 @@ export function registerBackfill(program: Command, ctx: CliContext): void {
     ['cancel', 'cancel a backfill: no new run; its queued runs are dequeued, its running runs canceled'],
     ['retry', 'a new backfill of what a backfill did not get done (failed, skipped, never launched)'],
   ] as const) {
-    addConfigOptions(
+    const sub = addConfigOptions(
       backfill.command(name).summary(summary).argument('<id>', 'a backfill id (or a unique prefix)'),
     )
+    if (name === 'show')
+      sub.option(
+        '--follow',
+        'print its progress as it changes until it ends (with --json: one backfill:progress object per change, then backfill:end); exit 0 when it completed, 1 otherwise',
+      )
+    sub
       .addOption(storeOption())
       .option('--json', 'as one JSON object')
       // the parent's options (--json, --store, --config) are parsed by the parent: read both
@@ -151,6 +159,8 @@ async function idCommand(
       throw new StoreError(`no backfill \`${id}\` in ${store.displayName}; \`refresh backfills\` lists them.`)
     backfill = found
   }
+  // awaited here: the store closes when this function returns
+  if (action === 'show' && options.follow) return await follow(store, backfill.id, options, io)
   const d = await describe(backfill, now)
   if (options.json) {
     io.out(JSON.stringify(d))
@@ -173,6 +183,47 @@ async function idCommand(
   )
   if (d.error) io.out(`  ${d.error}`)
   return 0
+}
+
+/** `backfill show --follow`: a line (or a JSON object) each time the progress changes, until it ends. */
+async function follow(
+  store: Pick<RunStore, 'getBackfill'>,
+  id: string,
+  options: BackfillOptions,
+  io: Io,
+): Promise<number> {
+  let last = ''
+  for (;;) {
+    const backfill = (await store.getBackfill(id))!
+    const now = Date.now()
+    const d = await describe(backfill, now)
+    const ended = backfill.status !== 'requested' && backfill.status !== 'canceling'
+    const key = JSON.stringify([d.status, d.succeeded, d.failed, d.running, d.skipped])
+    if (key !== last || ended) {
+      last = key
+      const elapsed = (d.endedAt ?? now) - d.createdAt
+      const rate = d.succeeded > 0 && elapsed > 0 ? (d.succeeded / elapsed) * 1000 : null
+      const etaMs =
+        rate && !ended && d.pending + d.running > 0 ? ((d.pending + d.running) / rate) * 1000 : null
+      if (options.json) {
+        io.out(
+          JSON.stringify({
+            type: ended ? 'backfill:end' : 'backfill:progress',
+            ts: now,
+            ...d,
+            ratePerSecond: rate,
+            etaMs,
+          }),
+        )
+      } else {
+        io.out(
+          `${new Date(now).toISOString().slice(11, 19)} backfill ${d.id} ${d.status}: ${d.succeeded} done, ${d.failed} failed, ${d.running} running, ${d.skipped} skipped of ${d.total}${rate ? ` · ${rate >= 1 ? `${rate.toFixed(1)}/s` : `${(rate * 60).toFixed(1)}/min`}` : ''}${etaMs !== null ? ` · ETA ${formatDuration(etaMs)}` : ''}`,
+        )
+      }
+    }
+    if (ended) return backfill.status === 'completed' ? 0 : 1
+    await new Promise((r) => setTimeout(r, 500))
+  }
 }
 
 async function listCommand(options: BackfillOptions, io: Io): Promise<number> {

@@ -124,7 +124,21 @@ describe('refresh backfill', () => {
     expect(retried.code, retried.stderr).toBe(0)
     const retry = JSON.parse(retried.stdout) as Shown
     expect(retry.total).toBe(1)
-    await until(async () => (await show(retry.id)).status === 'completed', 'the retry to complete', 60_000)
+    // followed to its end: progress objects, then backfill:end, exit 0 as it completed
+    const followed = await run([CLI, 'backfill', 'show', retry.id, '--follow', '--json'], {
+      cwd: dir,
+      env: { NO_COLOR: '1' },
+      timeoutMs: 60_000,
+    })
+    expect(followed.code, followed.stderr).toBe(0)
+    const lines = followed.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Shown & { type: string })
+    expect(lines.at(-1)).toMatchObject({ type: 'backfill:end', status: 'completed', succeeded: 1, total: 1 })
+    expect(lines.slice(0, -1).every((l) => l.type === 'backfill:progress')).toBe(true)
+    const text = await cli('backfill', 'show', retry.id, '--follow')
+    expect(text.stdout).toMatch(/backfill \w+ completed: 1 done, 0 failed, 0 running, 0 skipped of 1/)
 
     // a big one canceled: it ends canceled, and no run of it is left queued
     d.kill('SIGKILL')
