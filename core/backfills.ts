@@ -24,7 +24,7 @@ import type { RunGuardConfig } from './guards.js'
 import { holdsFor } from './guards.js'
 import { newRunId } from './ids.js'
 import { planFromFailure } from './materialize.js'
-import { partitionsContext } from './partition-runs.js'
+import { keySubsetOrUndefined, partitionsContext, rangeKey } from './partition-runs.js'
 import { partitionStatus } from './partition-status.js'
 import type { PartitionsContext, PartitionsDefinition } from './partitions/definitions.js'
 import { PartitionSubset } from './partitions/subset.js'
@@ -47,6 +47,11 @@ export interface BackfillRequest {
   missingOnly?: boolean
   /** Runs of this backfill in flight at once (default: no limit of its own; guards and the daemon's --max-runs still apply). */
   maxRuns?: number
+  /**
+   * Partitions per run (default 1): each run then builds a range of consecutive partitions, which
+   * its assets receive in `ctx.partition.range`. Capped by each asset's `backfillPolicy`.
+   */
+  perRun?: number
   config?: Record<string, unknown>
   tags?: Record<string, string>
 }
@@ -118,6 +123,14 @@ export async function requestBackfill(
   if (request.maxRuns !== undefined && (!Number.isSafeInteger(request.maxRuns) || request.maxRuns < 1)) {
     throw new ConfigError(`--max-runs ${String(request.maxRuns)}: expected a whole number of at least 1.`)
   }
+  if (request.perRun !== undefined && (!Number.isSafeInteger(request.perRun) || request.perRun < 1)) {
+    throw new ConfigError(`--per-run ${String(request.perRun)}: expected a whole number of at least 1.`)
+  }
+  const caps = plan.flatMap((k) => {
+    const policy = graph.assets.get(k)!.backfillPolicy
+    return policy ? [policy.maxPartitionsPerRun] : []
+  })
+  const perRun = Math.min(request.perRun ?? (caps.length > 0 ? Number.POSITIVE_INFINITY : 1), ...caps)
   const config = resolveRunConfig(graph.assets, plan, request.config, (key) =>
     didYouMean(key, graph.assets.keys()),
   )
@@ -129,7 +142,7 @@ export async function requestBackfill(
       selection: text,
       plan,
       partitions: { signature: definition.signature, description: definition.describe() },
-      perRun: 1,
+      perRun,
       maxRuns: request.maxRuns ?? null,
       config,
       tags: request.tags ?? {},
@@ -251,11 +264,12 @@ export async function advanceBackfill(
       cursor = end.eventId
       const run = await store.getRun(end.runId)
       if (!run || run.tags[BACKFILL_TAG] !== id || run.partitionKey === null) continue
-      const index = safeIndex(definition, run.partitionKey, ctx)
-      if (index === undefined) continue
-      if (run.status === 'success') progress = { ...progress, succeeded: progress.succeeded.add(index) }
+      // one partition, or the range of a run of several
+      const built = keySubsetOrUndefined(definition, run.partitionKey, ctx)
+      if (built === undefined) continue
+      if (run.status === 'success') progress = { ...progress, succeeded: progress.succeeded.union(built) }
       else if (interrupted(run) && backfill.status === 'requested') resume.push(run.id)
-      else progress = { ...progress, failed: progress.failed.add(index) }
+      else progress = { ...progress, failed: progress.failed.union(built) }
     }
     if (ends.length < FOLD_BATCH) break
   }
@@ -275,11 +289,12 @@ export async function advanceBackfill(
     }
     if (live.length === 0 || live.every((r) => r.status !== 'started')) {
       // the dequeued runs' ends are folded on the next step: count them canceled now
-      const dequeued = live.flatMap((r) => {
-        const i = r.partitionKey === null ? undefined : safeIndex(definition, r.partitionKey, ctx)
-        return i === undefined ? [] : [i]
-      })
-      const failed = progress.failed.union(PartitionSubset.fromIndices(dequeued))
+      let failed = progress.failed
+      for (const r of live) {
+        const dequeued =
+          r.partitionKey === null ? undefined : keySubsetOrUndefined(definition, r.partitionKey, ctx)
+        if (dequeued) failed = failed.union(dequeued)
+      }
       const skipped = progress.target.difference(progress.launched).union(progress.skipped)
       const next = { ...backfill, state: encode({ ...progress, failed, skipped }, cursor) }
       return { backfill: await finish(store, next, 'canceled', now), created: [] }
@@ -309,10 +324,9 @@ export async function advanceBackfill(
   const created: string[] = []
   let blocked: string | undefined
   const room = Math.min(
-    // the interrupted runs ended: their partitions wait for a re-execution, not for a run
     backfill.spec.maxRuns === null
       ? Number.POSITIVE_INFINITY
-      : backfill.spec.maxRuns - (progress.inFlight.size - resume.length),
+      : backfill.spec.maxRuns - (await liveRuns(store, id)).length,
     options.maxNew ?? MAX_NEW,
   )
   const holds = holdsFor(graph, options.guards ?? [], backfill.spec.plan)
@@ -324,10 +338,10 @@ export async function advanceBackfill(
     const parentId = resume[0]!
     const parent = (await store.getRun(parentId))!
     const attempt = Number(parent.tags[ATTEMPT_TAG] ?? '1')
-    const index = safeIndex(definition, parent.partitionKey!, ctx)!
     if (attempt >= MAX_RESUMES) {
       resume.shift()
-      progress = { ...progress, failed: progress.failed.add(index) }
+      const built = keySubsetOrUndefined(definition, parent.partitionKey!, ctx) ?? PartitionSubset.empty
+      progress = { ...progress, failed: progress.failed.union(built) }
       continue
     }
     const plan = await planFromFailure(store, graph, parentId)
@@ -365,13 +379,26 @@ export async function advanceBackfill(
     resume.shift()
     stateBefore = record.state
   }
+  // the next runs: up to `perRun` consecutive partitions each, whose needs outside the run are met
+  const waiting = (i: number, chunk: PartitionSubset) =>
+    !needs(i).intersect(progress.target).difference(progress.succeeded).difference(chunk).isEmpty
   outer: for (const [start, end] of blocked ? [] : notLaunched().ranges()) {
-    for (let i = start; i < end && created.length < room; i++) {
-      // a partition waits for the partitions it needs inside the backfill to succeed
-      const pending = needs(i).intersect(progress.target).difference(progress.succeeded)
-      if (!pending.isEmpty) continue
-      const key = definition.keyAt(i, ctx)
-      const next = { ...progress, launched: progress.launched.add(i) }
+    for (let i = start; i < end && created.length < room; ) {
+      if (waiting(i, PartitionSubset.empty)) {
+        i++
+        continue
+      }
+      let last = i
+      while (
+        last + 1 < end &&
+        last + 1 - i + 1 <= backfill.spec.perRun &&
+        !waiting(last + 1, PartitionSubset.range(i, last + 1))
+      ) {
+        last++
+      }
+      const chunk = PartitionSubset.range(i, last + 1)
+      const key = rangeKey(definition.keyAt(i, ctx), definition.keyAt(last, ctx))
+      const next = { ...progress, launched: progress.launched.union(chunk) }
       const record = { ...backfill, state: encode(next, cursor, resume) }
       const runId = newRunId(now)
       const outcome = await store.submitBackfillRun(
@@ -401,6 +428,7 @@ export async function advanceBackfill(
       version = outcome.version
       progress = next
       stateBefore = record.state
+      i = last + 1
     }
     if (created.length >= room) break
   }
@@ -476,6 +504,7 @@ export async function retryBackfill(
       selection: backfill.spec.selection,
       partitions: definition.keysOf(left, ctx),
       ...(backfill.spec.maxRuns === null ? {} : { maxRuns: backfill.spec.maxRuns }),
+      perRun: backfill.spec.perRun,
       config: backfill.spec.config,
       tags: { ...backfill.spec.tags, 'refresh/retry-of': backfill.id },
     },
@@ -524,16 +553,11 @@ function dependencyNeeds(
   }
 }
 
-function safeIndex(
-  definition: PartitionsDefinition,
-  key: string,
-  ctx: PartitionsContext,
-): number | undefined {
-  try {
-    return definition.indexOf(key, ctx)
-  } catch {
-    return undefined
-  }
+/** The runs of backfill `id` not ended yet (queued, started or paused). */
+async function liveRuns(store: RunStore, id: string) {
+  return (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
+    (r) => r.tags[BACKFILL_TAG] === id,
+  )
 }
 
 async function save(

@@ -96,6 +96,11 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
    */
   freshness?: FreshnessPolicy
   /**
+   * How a backfill runs this partitioned asset: at most `maxPartitionsPerRun` partitions in one
+   * run (the asset then receives the range in `ctx.partition.range`); default 1, a run each.
+   */
+  backfillPolicy?: { maxPartitionsPerRun: number }
+  /**
    * Crash recovery: called with the runs of this asset found interrupted (their process died),
    * to stop remote work they left running (ECS tasks, instances). Errors are reported, not thrown.
    */
@@ -133,6 +138,7 @@ export interface AssetDefinition {
   readonly pool: string | undefined
   /** The freshness policy read (`maxLagMs`), undefined when the asset has none. */
   readonly freshness: Freshness | undefined
+  readonly backfillPolicy: { readonly maxPartitionsPerRun: number } | undefined
   readonly recover: ((runIds: readonly string[]) => Promise<unknown> | unknown) | undefined
   readonly leftoverRuns: (() => Promise<readonly string[]> | readonly string[]) | undefined
   readonly materialize: (
@@ -200,6 +206,10 @@ const specSchema = z
     pool: z.string().regex(NAME_PATTERN, 'must be letters, digits, `_`, `-`, `.`').optional(),
     // maxLag is read by `readFreshness`, whose message names the forms it takes
     freshness: z.object({ maxLag: z.unknown() }).strict().optional(),
+    backfillPolicy: z
+      .object({ maxPartitionsPerRun: z.number().int().min(1) })
+      .strict()
+      .optional(),
     recover: z
       .custom<AssetDefinition['recover']>((v) => typeof v === 'function', 'must be a function')
       .optional(),
@@ -255,6 +265,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     timeoutMs: s.timeoutMs,
     pool: s.pool,
     freshness,
+    backfillPolicy: s.backfillPolicy ? Object.freeze({ ...s.backfillPolicy }) : undefined,
     recover: s.recover,
     leftoverRuns: s.leftoverRuns,
     materialize: s.materialize,

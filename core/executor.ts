@@ -456,14 +456,11 @@ export class Execution {
           error: null,
         })
         this.record(step)
-        recorder.materialization({
-          asset: step.key,
-          runId,
-          attempt,
-          ts: now,
-          metadata,
-          partitionKey: this.partitionOf(step.key),
-        })
+        // a run of several partitions materializes each of them (each is then the latest of its key)
+        const keys = this.o.partition?.contexts.has(step.key) ? this.o.partition.keys : [null]
+        for (const partitionKey of keys) {
+          recorder.materialization({ asset: step.key, runId, attempt, ts: now, metadata, partitionKey })
+        }
         this.emit({ type: 'asset:materialized', step: step.key, asset: step.key, attempt, metadata })
         // checks come before the step's success, so that a view shows the step with its checks
         const checks = this.o.checks?.get(step.key)

@@ -30,9 +30,49 @@ export async function partitionsContext(
   return { now, dynamic: (name) => keys.get(name) ?? [] }
 }
 
+/** Joins the first and the last key of a run of several partitions: `2026-01-01...2026-01-31`. */
+export const RANGE_SEPARATOR = '...'
+
+/** The key of a run of the partitions `from` to `to` (one key when they are the same). */
+export function rangeKey(from: string, to: string): string {
+  return from === to ? from : `${from}${RANGE_SEPARATOR}${to}`
+}
+
+/** The partitions a run's key stands for: one key, or `FIRST...LAST` (both included). */
+export function keySubset(
+  definition: PartitionsDefinition,
+  key: string,
+  ctx: PartitionsContext,
+): PartitionSubset {
+  const at = key.indexOf(RANGE_SEPARATOR)
+  if (at < 0) {
+    const i = definition.indexOf(key, ctx)
+    return PartitionSubset.range(i, i + 1)
+  }
+  return definition.subsetBetween(key.slice(0, at), key.slice(at + RANGE_SEPARATOR.length), ctx)
+}
+
+/** `keySubset`, or undefined for a key that no longer exists (a dynamic key removed). */
+export function keySubsetOrUndefined(
+  definition: PartitionsDefinition,
+  key: string,
+  ctx: PartitionsContext,
+): PartitionSubset | undefined {
+  try {
+    return keySubset(definition, key, ctx)
+  } catch {
+    return undefined
+  }
+}
+
 /** A run's partition: its key, and the context each partitioned asset of the plan gets. */
 export interface RunPartition {
+  /** One key, or `FIRST...LAST` for a run of several partitions. */
   key: string
+  /** The partitions the run builds (one, or a range). */
+  subset: PartitionSubset
+  /** Their keys, in order. */
+  keys: readonly string[]
   /** The partitioned assets of the plan (all of one definition), and their `ctx.partition`. */
   contexts: ReadonlyMap<string, PartitionContext>
   definition: PartitionsDefinition
@@ -76,9 +116,22 @@ export async function runPartition(
   const ctx = await partitionsContext(store, [definition], now)
   const contexts = new Map<string, PartitionContext>()
   // the same definition for all: checked once (a bad key throws a PartitionKeyError naming the format)
-  const context = definition.partitionContext(key, ctx)
+  const subset = keySubset(definition, key, ctx)
+  const keys = definition.keysOf(subset, ctx)
+  let context: PartitionContext
+  if (keys.length === 1) context = definition.partitionContext(keys[0]!, ctx)
+  else {
+    const first = definition.partitionContext(keys[0]!, ctx)
+    const last = definition.partitionContext(keys.at(-1)!, ctx)
+    context = {
+      key: rangeKey(keys[0]!, keys.at(-1)!),
+      keys: {},
+      ...(first.window && last.window ? { window: { start: first.window.start, end: last.window.end } } : {}),
+      range: { from: keys[0]!, to: keys.at(-1)!, keys },
+    }
+  }
   for (const a of partitioned) contexts.set(a.key, context)
-  return { key, contexts, definition, ctx }
+  return { key: context.key, subset, keys, contexts, definition, ctx }
 }
 
 /**
@@ -95,16 +148,15 @@ export function upstreamPartition(
 ): string | null | undefined {
   const up = graph.assets.get(dep)?.partitions
   if (!up) return undefined
-  if (up.signature === partition.definition.signature && dep !== asset) return partition.key
+  if (up.signature === partition.definition.signature && dep !== asset) {
+    // the same partitions: one key is read as itself; a range, as the dep's latest
+    return partition.keys.length === 1 ? partition.key : undefined
+  }
   const mapping = graph.partitionMapping(asset, dep)
   if (!mapping) return undefined
-  const index = partition.definition.indexOf(partition.key, partition.ctx)
-  const needed = mapping.upstreamFor(
-    PartitionSubset.range(index, index + 1),
-    partition.definition,
-    up,
-    partition.ctx,
-  )
+  let needed = mapping.upstreamFor(partition.subset, partition.definition, up, partition.ctx)
+  // its own earlier partitions: those before the range (the range itself is being built)
+  if (dep === asset) needed = needed.difference(partition.subset)
   if (needed.isEmpty) return null
   if (needed.size !== 1) return undefined
   return up.keyAt(needed.first!, partition.ctx)

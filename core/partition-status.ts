@@ -10,7 +10,7 @@
  */
 import { ConfigError, didYouMean } from './errors.js'
 import type { AssetGraph } from './graph.js'
-import { dynamicNames, partitionsContext } from './partition-runs.js'
+import { dynamicNames, keySubsetOrUndefined, partitionsContext } from './partition-runs.js'
 import type { PartitionsContext, PartitionsDefinition } from './partitions/definitions.js'
 import { PartitionSubset } from './partitions/subset.js'
 import type { RunStore } from './store/run-store.js'
@@ -77,13 +77,6 @@ export async function partitionStatus(
   let materialized = fresh ? PartitionSubset.empty : PartitionSubset.fromJSON(saved.status.materialized)
   let failed = fresh ? PartitionSubset.empty : PartitionSubset.fromJSON(saved.status.failed)
   let stale = fresh ? PartitionSubset.empty : PartitionSubset.fromJSON(saved.status.stale)
-  const indexOf = (d: PartitionsDefinition, key: string): number | undefined => {
-    try {
-      return d.indexOf(key, ctx)
-    } catch {
-      return undefined // a key that no longer exists (a dynamic key removed, an end moved)
-    }
-  }
   let folded = 0
   const assets = [asset, ...deps.map((d) => d.key)]
   for (;;) {
@@ -102,12 +95,19 @@ export async function partitionStatus(
     for (const e of events) {
       cursor = e.id
       if (e.asset === asset) {
-        const i = e.partitionKey === null ? undefined : indexOf(definition, e.partitionKey)
-        if (i === undefined) continue
-        if (e.kind === 'materialized') pending.push(i)
-        else {
+        // one partition, or the range a run of several built
+        const built =
+          e.partitionKey === null ? undefined : keySubsetOrUndefined(definition, e.partitionKey, ctx)
+        if (built === undefined) continue
+        if (e.kind === 'materialized' && built.size === 1) pending.push(built.first!)
+        else if (e.kind === 'materialized') {
           flush()
-          failed = failed.add(i)
+          materialized = materialized.union(built)
+          failed = failed.difference(built)
+          stale = stale.difference(built)
+        } else {
+          flush()
+          failed = failed.union(built)
         }
       } else if (e.kind === 'materialized') {
         flush()
@@ -116,10 +116,7 @@ export async function partitionStatus(
         const dep = deps.find((d) => d.key === e.asset)!
         let upstream: PartitionSubset | undefined
         if (!dep.partitions) upstream = PartitionSubset.all(1)
-        else if (e.partitionKey !== null) {
-          const i = indexOf(dep.partitions, e.partitionKey)
-          if (i !== undefined) upstream = PartitionSubset.range(i, i + 1)
-        }
+        else if (e.partitionKey !== null) upstream = keySubsetOrUndefined(dep.partitions, e.partitionKey, ctx)
         const mapping = graph.partitionMapping(asset, e.asset)
         if (upstream && mapping) {
           const affected = mapping.downstreamFor(upstream, dep.partitions, definition, ctx)
@@ -143,11 +140,12 @@ export async function partitionStatus(
     await store.savePartitionStatus(next, saved ? saved.cursor : null)
   }
   const total = definition.size(ctx)
-  const inFlight = (await store.partitionsInFlight(asset)).flatMap((k) => {
-    const i = indexOf(definition, k)
-    return i === undefined ? [] : [i]
-  })
-  const inProgress = PartitionSubset.fromIndices(inFlight).clip(total)
+  let inProgress = PartitionSubset.empty
+  for (const k of await store.partitionsInFlight(asset)) {
+    const running = keySubsetOrUndefined(definition, k, ctx)
+    if (running) inProgress = inProgress.union(running)
+  }
+  inProgress = inProgress.clip(total)
   const failedShown = failed.difference(inProgress).clip(total)
   const staleShown = stale.difference(inProgress).difference(failedShown).clip(total)
   const materializedShown = materialized

@@ -15,6 +15,7 @@ interface BackfillOptions extends ConfigOptions {
   partitions?: string[]
   missingOnly?: boolean
   maxRuns?: string
+  perRun?: string
   set?: string[]
   json?: boolean
   follow?: boolean
@@ -38,6 +39,10 @@ export function registerBackfill(program: Command, ctx: CliContext): void {
     .option('--to <key>', 'the last partition (included)')
     .option('--partitions <keys>', 'these partition keys, comma-separated (repeatable)', collect)
     .option('--missing-only', 'only the partitions some selected asset is missing (or failed)')
+    .option(
+      '--per-run <n>',
+      "partitions per run: each run builds a range of consecutive partitions (capped by each asset's backfillPolicy)",
+    )
     .option('--max-runs <n>', 'runs of this backfill in flight at once')
     .option('--set <asset.field=value>', 'run config override for every run (repeatable)', collect)
     .option('--json', 'the backfill as one JSON object')
@@ -96,6 +101,12 @@ async function createCommand(selection: string[], options: BackfillOptions, io: 
     if (!Number.isSafeInteger(maxRuns) || maxRuns < 1)
       throw new ConfigError(`--max-runs ${options.maxRuns}: expected a whole number of at least 1.`)
   }
+  let perRun: number | undefined
+  if (options.perRun !== undefined) {
+    perRun = Number(options.perRun)
+    if (!Number.isSafeInteger(perRun) || perRun < 1)
+      throw new ConfigError(`--per-run ${options.perRun}: expected a whole number of at least 1.`)
+  }
   const { resolved, graph, store: s } = await opened(options, io)
   await using store = s
   const [{ applyOverrides, parseOverrides }, { requestBackfill }] = await Promise.all([
@@ -122,6 +133,7 @@ async function createCommand(selection: string[], options: BackfillOptions, io: 
       ...(partitions ? { partitions } : {}),
       ...(options.missingOnly ? { missingOnly: true } : {}),
       ...(maxRuns !== undefined ? { maxRuns } : {}),
+      ...(perRun !== undefined ? { perRun } : {}),
       config,
     },
     Date.now(),
@@ -133,7 +145,7 @@ async function createCommand(selection: string[], options: BackfillOptions, io: 
   const { backfillProgress } = await import('../../core/backfills.js')
   const total = backfillProgress(backfill.state).target.size
   io.out(
-    `backfill ${backfill.id} requested: ${total} partition${total === 1 ? '' : 's'} of ${backfill.spec.partitions.description} (${backfill.spec.selection}), one run each${backfill.spec.maxRuns ? `, at most ${backfill.spec.maxRuns} at once` : ''}`,
+    `backfill ${backfill.id} requested: ${total} partition${total === 1 ? '' : 's'} of ${backfill.spec.partitions.description} (${backfill.spec.selection}), ${backfill.spec.perRun === 1 ? 'one run each' : `up to ${backfill.spec.perRun} per run`}${backfill.spec.maxRuns ? `, at most ${backfill.spec.maxRuns} run(s) at once` : ''}`,
   )
   io.out(`\`refresh daemon\` submits its runs; follow it with \`refresh backfill show ${backfill.id}\`.`)
   return 0
@@ -279,6 +291,7 @@ async function describe(b: BackfillRecord, now = Date.now()) {
     skipped: p.skipped.size,
     pending: p.target.difference(settled).difference(p.inFlight).size,
     maxRuns: b.spec.maxRuns,
+    perRun: b.spec.perRun,
     createdAt: b.createdAt,
     endedAt: b.endedAt,
     durationMs: (b.endedAt ?? now) - b.createdAt,

@@ -37,6 +37,11 @@ export interface PartitionContext {
   readonly keys: Readonly<Record<string, string>>
   /** Time partitions (and multi partitions with a time dimension): the window the key covers. */
   readonly window?: TimeWindow
+  /**
+   * A run of several partitions (a backfill with `--per-run N`): the first and the last key and
+   * every key between them; `key` is then `FIRST...LAST` and `window` spans them all.
+   */
+  readonly range?: { readonly from: string; readonly to: string; readonly keys: readonly string[] }
 }
 
 /** A key, checked against its definition: where it sits in the key space, and what it covers. */

@@ -157,6 +157,7 @@ describe('refresh backfill', () => {
       [['backfill', 'events', '--from', '2026-01-05', '--to', '2026-01-01'], /comes before `2026-01-05`/],
       [['backfill', 'events', '--partitions', '2026-02-30'], /2026-02-30/],
       [['backfill', 'events', '--max-runs', '0'], /--max-runs 0: expected a whole number of at least 1/],
+      [['backfill', 'events', '--per-run', 'two'], /--per-run two: expected a whole number of at least 1/],
       [['backfill', 'evnts'], /evnts/],
       [['backfill', 'show', 'nope'], /no backfill `nope`/],
     ]

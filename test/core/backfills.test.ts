@@ -161,6 +161,73 @@ describe('backfills', () => {
     expect(backfillProgress(done.backfill.state).failed.size).toBe(0)
   })
 
+  it('runs several partitions per run: each run receives its range, each partition is materialized', async () => {
+    await using store = await openStore(':memory:')
+    const ranges: Array<[string | undefined, string | undefined, number, unknown]> = []
+    const assets = [
+      asset({
+        key: 'total',
+        deps: ['total'],
+        partitions: days,
+        partitionMappings: { total: timeWindowMapping({ startOffset: -1, endOffset: -1 }) },
+        materialize(ctx) {
+          const range = ctx.partition!.range
+          ranges.push([range?.from, range?.to, range?.keys.length ?? 1, ctx.upstream.total?.total ?? null])
+          return {
+            total: ((ctx.upstream.total?.total as number | undefined) ?? 0) + (range?.keys.length ?? 1),
+          }
+        },
+      }),
+    ]
+    const graph = buildGraph(assets)
+    const b = await requestBackfill(store, graph, { selection: 'total', perRun: 4 }, NOW)
+    expect(b.spec.perRun).toBe(4)
+    for (let i = 0; i < 10; i++) {
+      const step = await advanceBackfill(store, graph, b.id, NOW)
+      if (step.backfill.status !== 'requested') break
+      await launchQueued(store, assets)
+    }
+    expect((await store.getBackfill(b.id))!.status).toBe('completed')
+    // 4 + 4 + 2 partitions, in order, each range reading the total the one before left
+    expect(ranges).toEqual([
+      ['2026-01-01', '2026-01-04', 4, null],
+      ['2026-01-05', '2026-01-08', 4, 4],
+      ['2026-01-09', '2026-01-10', 2, 8],
+    ])
+    expect((await store.latestMaterialization('total', '2026-01-07'))?.metadata).toEqual({ total: 8 })
+    const runs = await store.listRuns()
+    expect(runs.map((r) => r.partitionKey).sort()).toEqual([
+      '2026-01-01...2026-01-04',
+      '2026-01-05...2026-01-08',
+      '2026-01-09...2026-01-10',
+    ])
+    const { partitionStatus } = await import('../../core/partition-status.js')
+    const status = await partitionStatus(store, graph, 'total', NOW)
+    expect(status.subsets.materialized.size).toBe(10)
+    expect(status.subsets.missing.size).toBe(0)
+  })
+
+  it("caps partitions per run by each asset's backfillPolicy", async () => {
+    await using store = await openStore(':memory:')
+    const assets = [
+      asset({
+        key: 'events',
+        partitions: days,
+        backfillPolicy: { maxPartitionsPerRun: 3 },
+        materialize: () => ({}),
+      }),
+    ]
+    const graph = buildGraph(assets)
+    expect((await requestBackfill(store, graph, { selection: 'events' }, NOW)).spec.perRun).toBe(3)
+    expect((await requestBackfill(store, graph, { selection: 'events', perRun: 2 }, NOW)).spec.perRun).toBe(2)
+    const capped = await requestBackfill(store, graph, { selection: 'events', perRun: 100 }, NOW)
+    expect(capped.spec.perRun).toBe(3)
+    expect((await advanceBackfill(store, graph, capped.id, NOW)).created).toHaveLength(4)
+    await expect(requestBackfill(store, graph, { selection: 'events', perRun: 0 }, NOW)).rejects.toThrow(
+      /--per-run 0/,
+    )
+  })
+
   it('cancel dequeues its queued runs and ends canceled', async () => {
     await using store = await openStore(':memory:')
     const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
