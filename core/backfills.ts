@@ -258,11 +258,13 @@ export async function advanceBackfill(
   const resume = [...(backfill.state.resume ?? [])]
 
   // 1. run ends since the cursor
-  for (;;) {
+  fold: for (;;) {
     const ends = await store.runEndsAfter(cursor, FOLD_BATCH)
     for (const end of ends) {
-      cursor = end.eventId
       const run = await store.getRun(end.runId)
+      // its `run:end` event is written a moment before its status: folded at the next step, in order
+      if (run && (run.status === 'queued' || run.status === 'started' || run.status === 'paused')) break fold
+      cursor = end.eventId
       if (!run || run.tags[BACKFILL_TAG] !== id || run.partitionKey === null) continue
       // one partition, or the range of a run of several
       const built = keySubsetOrUndefined(definition, run.partitionKey, ctx)

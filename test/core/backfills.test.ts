@@ -228,6 +228,41 @@ describe('backfills', () => {
     )
   })
 
+  it("waits for a run's status when its run:end event is in before it", async () => {
+    await using store = await openStore(':memory:')
+    const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
+    const graph = buildGraph(assets)
+    const b = await requestBackfill(store, graph, { selection: 'events', partitions: ['2026-01-02'] }, NOW)
+    const [runId] = (await advanceBackfill(store, graph, b.id, NOW)).created
+    const { hostname } = await import('node:os')
+    await store.claimQueuedRun(runId!, { pid: process.pid, host: hostname() }, NOW)
+    // the executor's run:end is committed, the run's status not yet
+    await store.write({
+      events: [
+        {
+          type: 'run:end',
+          runId: runId!,
+          ts: NOW,
+          status: 'success',
+          durationMs: 1,
+          succeeded: 1,
+          failed: 0,
+          skipped: 0,
+          canceled: 0,
+        },
+      ],
+      steps: [],
+      attempts: [],
+      materializations: [],
+    })
+    const between = await advanceBackfill(store, graph, b.id, NOW)
+    expect(between.backfill.status).toBe('requested')
+    expect(backfillProgress(between.backfill.state).failed.size).toBe(0)
+    await store.finishRun(runId!, 'success', NOW)
+    const after = await advanceBackfill(store, graph, b.id, NOW)
+    expect(after.backfill.status).toBe('completed')
+  })
+
   it('cancel dequeues its queued runs and ends canceled', async () => {
     await using store = await openStore(':memory:')
     const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
