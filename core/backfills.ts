@@ -30,7 +30,7 @@ import type { PartitionsContext, PartitionsDefinition } from './partitions/defin
 import { PartitionSubset } from './partitions/subset.js'
 import { resolveSelection } from './selection.js'
 import type { RunStore } from './store/run-store.js'
-import type { BackfillRecord, BackfillState } from './store/types.js'
+import type { BackfillRecord, BackfillState, NewRun } from './store/types.js'
 
 /** The tag that names a run's backfill. */
 export const BACKFILL_TAG = 'refresh/backfill'
@@ -334,6 +334,31 @@ export async function advanceBackfill(
   const holds = holdsFor(graph, options.guards ?? [], backfill.spec.plan)
   let version = backfill.version
   let stateBefore = backfill.state
+  let stale = false
+  const record = backfill
+  /**
+   * Creates one run with the backfill's next state (one transaction): true when it was created;
+   * false when it was held back (`blocked` says why) or the backfill changed meanwhile (`stale`).
+   */
+  const submit = async (
+    state: BackfillState,
+    run: Omit<NewRun, 'id' | 'status' | 'origin' | 'holds' | 'now'>,
+  ) => {
+    const runId = newRunId(now)
+    const outcome = await store.submitBackfillRun(
+      { ...record, state },
+      version,
+      { ...run, id: runId, status: 'queued', origin: `backfill:${id}`, holds, now },
+      now,
+    )
+    if (outcome.outcome === 'stale') stale = true
+    if (outcome.outcome === 'blocked') blocked = outcome.reason
+    if (outcome.outcome !== 'created') return false
+    created.push(runId)
+    version = outcome.version
+    stateBefore = state
+    return true
+  }
   // the interrupted runs first: each re-executed from failure once more (a new run of the same
   // partition whose parent is the interrupted one), at most MAX_RESUMES times per partition
   while (resume.length > 0 && created.length < room) {
@@ -347,39 +372,20 @@ export async function advanceBackfill(
       continue
     }
     const plan = await planFromFailure(store, graph, parentId)
-    const rest = resume.slice(1)
-    const record = { ...backfill, state: encode(progress, cursor, rest) }
-    const runId = newRunId(now)
-    const outcome = await store.submitBackfillRun(
-      record,
-      version,
-      {
-        id: runId,
-        status: 'queued',
-        origin: `backfill:${id}`,
-        runKey: `${parent.partitionKey}#${attempt + 1}`,
-        selection: plan.selection,
-        plan: plan.keys,
-        reused: plan.reused,
-        parentRunId: parentId,
-        rootRunId: parent.rootRunId ?? parentId,
-        config: parent.config,
-        tags: { ...parent.tags, [ATTEMPT_TAG]: String(attempt + 1) },
-        partitionKey: parent.partitionKey!,
-        holds,
-        now,
-      },
-      now,
-    )
-    if (outcome.outcome === 'stale') return { backfill: (await store.getBackfill(id))!, created }
-    if (outcome.outcome === 'blocked') {
-      blocked = outcome.reason
-      break
-    }
-    created.push(runId)
-    version = outcome.version
+    const made = await submit(encode(progress, cursor, resume.slice(1)), {
+      runKey: `${parent.partitionKey}#${attempt + 1}`,
+      selection: plan.selection,
+      plan: plan.keys,
+      reused: plan.reused,
+      parentRunId: parentId,
+      rootRunId: parent.rootRunId ?? parentId,
+      config: parent.config,
+      tags: { ...parent.tags, [ATTEMPT_TAG]: String(attempt + 1) },
+      partitionKey: parent.partitionKey!,
+    })
+    if (stale) return { backfill: (await store.getBackfill(id))!, created }
+    if (!made) break
     resume.shift()
-    stateBefore = record.state
   }
   // the next runs: up to `perRun` consecutive partitions each, whose needs outside the run are met
   const waiting = (i: number, chunk: PartitionSubset) =>
@@ -401,35 +407,17 @@ export async function advanceBackfill(
       const chunk = PartitionSubset.range(i, last + 1)
       const key = rangeKey(definition.keyAt(i, ctx), definition.keyAt(last, ctx))
       const next = { ...progress, launched: progress.launched.union(chunk) }
-      const record = { ...backfill, state: encode(next, cursor, resume) }
-      const runId = newRunId(now)
-      const outcome = await store.submitBackfillRun(
-        record,
-        version,
-        {
-          id: runId,
-          status: 'queued',
-          origin: `backfill:${id}`,
-          runKey: key,
-          selection: backfill.spec.selection,
-          plan: backfill.spec.plan,
-          config: backfill.spec.config,
-          tags: { ...backfill.spec.tags, [BACKFILL_TAG]: id },
-          partitionKey: key,
-          holds,
-          now,
-        },
-        now,
-      )
-      if (outcome.outcome === 'stale') return { backfill: (await store.getBackfill(id))!, created }
-      if (outcome.outcome === 'blocked') {
-        blocked = outcome.reason
-        break outer
-      }
-      created.push(runId)
-      version = outcome.version
+      const made = await submit(encode(next, cursor, resume), {
+        runKey: key,
+        selection: backfill.spec.selection,
+        plan: backfill.spec.plan,
+        config: backfill.spec.config,
+        tags: { ...backfill.spec.tags, [BACKFILL_TAG]: id },
+        partitionKey: key,
+      })
+      if (stale) return { backfill: (await store.getBackfill(id))!, created }
+      if (!made) break outer
       progress = next
-      stateBefore = record.state
       i = last + 1
     }
     if (created.length >= room) break
