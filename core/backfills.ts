@@ -282,13 +282,7 @@ export async function advanceBackfill(
 
   // 2. canceling: nothing new; what is queued is dequeued, what runs is asked to stop
   if (backfill.status === 'canceling') {
-    const live = (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
-      (r) => r.tags[BACKFILL_TAG] === id,
-    )
-    for (const run of live) {
-      if (run.status === 'started') await store.requestCancel(run.id, now)
-      else await store.abandonRun(run.id, 'canceled', `backfill ${id} was canceled`, now)
-    }
+    const live = await stopRuns(store, id, now)
     if (live.length === 0 || live.every((r) => r.status !== 'started')) {
       // the dequeued runs' ends are folded on the next step: count them canceled now
       let failed = progress.failed
@@ -451,13 +445,7 @@ export async function cancelBackfill(store: RunStore, id: string, now: number): 
     if (backfill.status !== 'requested') return backfill
     if (await store.saveBackfill({ ...backfill, status: 'canceling' }, backfill.version, now)) {
       // the queued runs go at once, whoever drives the backfill; the started ones are asked to stop
-      const live = (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
-        (r) => r.tags[BACKFILL_TAG] === backfill.id,
-      )
-      for (const run of live) {
-        if (run.status === 'started') await store.requestCancel(run.id, now)
-        else await store.abandonRun(run.id, 'canceled', `backfill ${backfill.id} was canceled`, now)
-      }
+      await stopRuns(store, backfill.id, now)
       return (await store.getBackfill(backfill.id))!
     }
   }
@@ -548,6 +536,19 @@ async function liveRuns(store: RunStore, id: string) {
   return (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(
     (r) => r.tags[BACKFILL_TAG] === id,
   )
+}
+
+/**
+ * Stops a canceled backfill's runs: the queued (and paused) ones are dequeued, the started ones
+ * asked to cancel. Returns them as they were.
+ */
+async function stopRuns(store: RunStore, id: string, now: number) {
+  const live = await liveRuns(store, id)
+  for (const run of live) {
+    if (run.status === 'started') await store.requestCancel(run.id, now)
+    else await store.abandonRun(run.id, 'canceled', `backfill ${id} was canceled`, now)
+  }
+  return live
 }
 
 async function save(
