@@ -1,6 +1,11 @@
 import { type ErrorInfo, StoreError } from '../errors.js'
 import type {
   AttemptRecord,
+  AutomationCommit,
+  AutomationEvaluationRecord,
+  AutomationStateRecord,
+  AutomationStatus,
+  AutomationTick,
   BackfillRecord,
   BackfillSubmitOutcome,
   BackupRecord,
@@ -10,6 +15,7 @@ import type {
   EventFilter,
   HistoryChunk,
   HistoryTable,
+  InFlightStep,
   InstigatorKind,
   InstigatorState,
   InstigatorStatus,
@@ -167,10 +173,11 @@ export interface RunStore extends AsyncDisposable {
   /** Removes the keys `name` has (one transaction); returns those removed. */
   removeDynamicPartitions(name: string, keys: readonly string[], now: number): Promise<string[]>
   /**
-   * The partition events of `assets` after event `after`, in id order, at most `limit`: each
-   * materialization and each failed step, with its run's partition key.
+   * The partition events of `assets` (of every asset when null) after event `after`, in id order,
+   * at most `limit`: each materialization and each failed step, with its run's partition key
+   * (null for an unpartitioned run).
    */
-  partitionEvents(after: number, assets: readonly string[], limit: number): Promise<PartitionEvent[]>
+  partitionEvents(after: number, assets: readonly string[] | null, limit: number): Promise<PartitionEvent[]>
   /** The partition keys of `asset` that a queued or started run has yet to finish. */
   partitionsInFlight(asset: string): Promise<string[]>
   /** Every partition key `asset` has a materialization of (for a status rebuilt from scratch). */
@@ -206,6 +213,28 @@ export interface RunStore extends AsyncDisposable {
     run: NewRun,
     now: number,
   ): Promise<BackfillSubmitOutcome>
+
+  // ---- automation --------------------------------------------------------------------------------
+
+  /** The automation cursor, the global switch and every asset's row, in one read. */
+  automationState(): Promise<AutomationStateRecord>
+  /** Turns automation on, off or back to default for one asset, or for all (`asset` null). */
+  setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): Promise<void>
+  /**
+   * Commits an automation tick in one transaction, if the stored cursor is at `expectedTick`:
+   * its run requests (each like `requestRun`: run key, maintenance gate, guard), its evaluations
+   * (with the runs their requests got), the assets' states (`tick.states(outcomes)`) and the new
+   * cursor. Nothing is written when the cursor moved.
+   */
+  commitAutomationTick(tick: AutomationTick): Promise<AutomationCommit>
+  /** An asset's kept evaluations, newest first (at most `limit`, default 20). */
+  automationEvaluations(asset: string, limit?: number): Promise<AutomationEvaluationRecord[]>
+  /** The newest evaluation of every asset that has one, by asset. */
+  latestAutomationEvaluations(): Promise<AutomationEvaluationRecord[]>
+  /** Check results with an id above `afterId`, in id order, at most `limit`. */
+  checkResultsAfter(afterId: number, limit: number): Promise<CheckResultRecord[]>
+  /** The steps of queued and started runs that have yet to finish (pending, running, retrying). */
+  inFlightSteps(): Promise<InFlightStep[]>
 
   // ---- pools -----------------------------------------------------------------------------------
 
@@ -415,6 +444,8 @@ export const READ_METHODS = [
   'materializationsForRun',
   'latestCheckResults',
   'checkResultsOfRun',
+  'automationEvaluations',
+  'latestAutomationEvaluations',
   'dynamicPartitionKeys',
   'getPartitionStatus',
   'getBackfill',

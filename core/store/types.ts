@@ -294,6 +294,91 @@ export interface TickClaim {
  * written: runs before what refers to them. Leases, pool slots and tick claims belong to running
  * processes and are not copied.
  */
+/** Automation on or off, for one asset or for all (`default`: the asset's definition decides, which is on). */
+export type AutomationStatus = 'on' | 'off' | 'default'
+
+/**
+ * Where the automation evaluator stands: the number of its last committed tick, and the last event
+ * and check result it folded. Ticks are committed compare-and-set on `tick`: of two evaluators
+ * (a daemon that lost its lease and the one that took it), one commits each tick.
+ */
+export interface AutomationCursor {
+  tick: number
+  /** The last event (materialization, failed step) folded. */
+  eventId: number
+  /** The last check result folded. */
+  checkId: number
+  /** When the tick was evaluated. */
+  evaluatedAt: number
+}
+
+/** An automated asset's row: its on/off switch and the evaluator's state for it. */
+export interface AutomationAssetRecord {
+  asset: string
+  status: AutomationStatus
+  /** The evaluator's state for the asset (JSON text, opaque to the store); null before its first tick. */
+  state: string | null
+  /** The tick that wrote `state` (0 before any). */
+  tick: number
+  updatedAt: number
+}
+
+/** Everything the evaluator reads back when it starts (or finds that another one committed). */
+export interface AutomationStateRecord {
+  /** null: no tick committed yet. */
+  cursor: AutomationCursor | null
+  /** The global switch (`refresh automation off` with no asset). */
+  status: AutomationStatus
+  assets: AutomationAssetRecord[]
+}
+
+/**
+ * One evaluation of an asset's automation condition, kept when its result or its operands' values
+ * changed since the asset's previous one (the latest 50 per asset are kept).
+ */
+export interface AutomationEvaluationRecord {
+  id: number
+  tick: number
+  asset: string
+  evaluatedAt: number
+  /** How many partitions were true (0 or 1 for an unpartitioned asset), of `total`. */
+  trueCount: number
+  total: number
+  /** The condition tree with each node's value (JSON text written by the evaluator). */
+  tree: string
+  /** The runs the evaluation requested (created, or found by run key, or coalesced into). */
+  runIds: string[]
+}
+
+/** A tick of the automation evaluator, committed atomically (`RunStore.commitAutomationTick`). */
+export interface AutomationTick {
+  /** The tick the stored cursor must be at (null: none committed yet). */
+  expectedTick: number | null
+  cursor: AutomationCursor
+  requests: RunRequest[]
+  /** Evaluations to keep; `requests` are indexes into the tick's `requests`. */
+  evaluations: Array<Omit<AutomationEvaluationRecord, 'id' | 'runIds'> & { requests: number[] }>
+  /**
+   * The assets' new states, computed from the requests' outcomes (a request a guard skipped is
+   * not marked requested): called inside the transaction, after the requests, before it commits.
+   */
+  states(outcomes: readonly RequestOutcome[]): Array<{ asset: string; state: string }>
+  now: number
+}
+
+export type AutomationCommit =
+  | { committed: true; outcomes: RequestOutcome[]; evaluationIds: number[] }
+  /** The stored cursor was not at `expectedTick`: another evaluator committed; nothing was written. */
+  | { committed: false; cursor: AutomationCursor | null }
+
+/** A step of a queued or started run that has yet to finish: its asset (and partition) is in progress. */
+export interface InFlightStep {
+  runId: string
+  asset: string
+  /** The run's partition key or range (null: unpartitioned). */
+  partitionKey: string | null
+}
+
 export const HISTORY_TABLES = [
   'runs',
   'steps',
@@ -310,6 +395,8 @@ export const HISTORY_TABLES = [
   'dynamic_partitions',
   'dynamic_partition_removals',
   'backfills',
+  'automation',
+  'automation_evaluations',
 ] as const
 
 export type HistoryTable = (typeof HISTORY_TABLES)[number]
@@ -335,6 +422,8 @@ export function historyOrder(runsOrder: string): Record<HistoryTable, string> {
     dynamic_partitions: 'seq',
     dynamic_partition_removals: 'removed_seq',
     backfills: 'created_at, id',
+    automation: 'asset',
+    automation_evaluations: 'id',
   }
 }
 
