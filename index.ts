@@ -329,3 +329,23 @@ export {
   sensor,
   whenMaterialized,
 } from './sensors/definitions.js'
+export type { AutomationCondition } from './core/automation.js'
+export {
+  allDepsUpdatedSinceCron,
+  and,
+  anyDepsInProgress,
+  anyDepsMissing,
+  anyDepsUpdated,
+  type CronOptions,
+  checksPassed,
+  cronTickPassed,
+  eager,
+  inProgress,
+  missing,
+  newlyUpdated,
+  not,
+  onCron,
+  onMissing,
+  or,
+  sinceLastRequested,
+} from './sensors/automation/conditions.js'

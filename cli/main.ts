@@ -5,6 +5,7 @@ import { type ErrorCode, errorCode } from '../core/errors.js'
 import { registerAssets } from './commands/assets.js'
 import { registerBackfill } from './commands/backfill.js'
 import { registerCancel } from './commands/cancel.js'
+import { registerAutomation } from './commands/automation.js'
 import { registerChecks } from './commands/checks.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerDoctor } from './commands/doctor.js'
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
   registerRuns(program, ctx)
   registerShow(program, ctx)
   registerChecks(program, ctx)
+  registerAutomation(program, ctx)
   registerPartitions(program, ctx)
   registerBackfill(program, ctx)
   registerLogs(program, ctx)

@@ -1,5 +1,6 @@
 import { z } from 'zod/v4'
 import { ConfigError, didYouMean } from './errors.js'
+import { type AutomationCondition, isAutomationCondition } from './automation.js'
 import { type Freshness, type FreshnessPolicy, readFreshness } from './freshness.js'
 import type { JsonObject } from './json.js'
 import {
@@ -101,6 +102,12 @@ export interface AssetSpec<S extends ConfigSchema | undefined = undefined> {
    */
   backfillPolicy?: { maxPartitionsPerRun: number }
   /**
+   * When the daemon runs this asset on its own (declarative automation): `eager()`, `onCron(...)`,
+   * `onMissing()`, or operands joined with `and`, `or`, `not`; per partition for a partitioned
+   * asset. `refresh automation` says why it did or did not run.
+   */
+  automation?: AutomationCondition
+  /**
    * Crash recovery: called with the runs of this asset found interrupted (their process died),
    * to stop remote work they left running (ECS tasks, instances). Errors are reported, not thrown.
    */
@@ -139,6 +146,7 @@ export interface AssetDefinition {
   /** The freshness policy read (`maxLagMs`), undefined when the asset has none. */
   readonly freshness: Freshness | undefined
   readonly backfillPolicy: { readonly maxPartitionsPerRun: number } | undefined
+  readonly automation: AutomationCondition | undefined
   readonly recover: ((runIds: readonly string[]) => Promise<unknown> | unknown) | undefined
   readonly leftoverRuns: (() => Promise<readonly string[]> | readonly string[]) | undefined
   readonly materialize: (
@@ -210,6 +218,12 @@ const specSchema = z
       .object({ maxPartitionsPerRun: z.number().int().min(1) })
       .strict()
       .optional(),
+    automation: z
+      .custom<AutomationCondition>(
+        isAutomationCondition,
+        'must be an automation condition, like eager(), onCron(\'0 3 * * *\') or and(missing(), not(inProgress()))',
+      )
+      .optional(),
     recover: z
       .custom<AssetDefinition['recover']>((v) => typeof v === 'function', 'must be a function')
       .optional(),
@@ -266,6 +280,7 @@ export function asset<S extends ConfigSchema | undefined = undefined>(spec: Asse
     pool: s.pool,
     freshness,
     backfillPolicy: s.backfillPolicy ? Object.freeze({ ...s.backfillPolicy }) : undefined,
+    automation: s.automation,
     recover: s.recover,
     leftoverRuns: s.leftoverRuns,
     materialize: s.materialize,

@@ -26,6 +26,7 @@ import {
   tickSchedule,
 } from '../sensors/ticker.js'
 import type { DaemonEvent, DaemonEventListener } from './events.js'
+import { AutomationEvaluator } from '../sensors/automation/evaluator.js'
 import { replayParked } from './maintenance.js'
 
 export type { LaunchedRun, RunLauncher } from '../core/launcher.js'
@@ -72,7 +73,19 @@ export interface DaemonOptions {
    * `keepRunIds` returns (what the promoted alias refers to), read afresh before each prune.
    */
   retention?: { policy: Retention; keepRunIds(): Promise<readonly string[]> }
+  /**
+   * How often the assets' automation conditions are evaluated (default 5 s); a new event in the
+   * store (a run materialized, failed, ended) wakes the evaluation sooner.
+   */
+  automationIntervalMs?: number
+  /** The names of each asset's checks (for `checksPassed()`). */
+  checks?: ReadonlyMap<string, readonly string[]>
 }
+
+/** The default `--automation-interval`. */
+export const AUTOMATION_INTERVAL_MS = 5_000
+/** However many events arrive, automation is evaluated at most this often. */
+const AUTOMATION_MIN_GAP_MS = 200
 
 /** How often the daemon prunes when the config has `retention`. */
 export const PRUNE_EVERY_MS = 24 * 3_600_000
@@ -113,8 +126,10 @@ export function preferredDaemon(name: string, daemons: readonly string[]): strin
  * running runs finish within a grace period before canceling them.
  */
 export class Daemon {
-  private readonly o: Required<Omit<DaemonOptions, 'clock' | 'onIteration' | 'retention' | 'environment'>> &
-    Pick<DaemonOptions, 'onIteration' | 'retention' | 'environment'> & { clock: Clock }
+  private readonly o: Required<
+    Omit<DaemonOptions, 'clock' | 'onIteration' | 'retention' | 'environment' | 'checks'>
+  > &
+    Pick<DaemonOptions, 'onIteration' | 'retention' | 'environment' | 'checks'> & { clock: Clock }
   /** The live daemons (their holders, sorted), as last read from their presence leases. */
   private daemons: string[] = []
   /** The sensors and schedules that fall to this daemon among `daemons`. */
@@ -145,6 +160,10 @@ export class Daemon {
   /** The prune in progress, in the background of the loop, and how to stop it. */
   private pruning: { done: Promise<void>; abort: AbortController } | undefined
   private nextPruneCheck = 0
+  /** The assets' automation conditions (undefined when no asset has one). */
+  private readonly automation: AutomationEvaluator | undefined
+  private lastAutomation = Number.NEGATIVE_INFINITY
+  private automationEventId = 0
 
   constructor(options: DaemonOptions) {
     this.o = {
@@ -156,8 +175,18 @@ export class Daemon {
       guards: [],
       shared: options.store.kind !== 'sqlite',
       maxRuns: Number.POSITIVE_INFINITY,
+      automationIntervalMs: AUTOMATION_INTERVAL_MS,
       ...options,
     }
+    const automation = new AutomationEvaluator({
+      store: this.o.store,
+      graph: this.o.graph,
+      runConfig: this.o.runConfig,
+      guards: this.o.guards,
+      checks: this.o.checks,
+      clock: this.o.clock,
+    })
+    this.automation = automation.active ? automation : undefined
   }
 
   get leaseHolder(): string {
@@ -520,9 +549,44 @@ export class Daemon {
     }
   }
 
+  /**
+   * Evaluates the automation conditions when due (every `automationIntervalMs`, or sooner when a
+   * new event came in); the lease holder's work, one evaluator at a time.
+   */
+  private async evaluateAutomation(): Promise<void> {
+    const automation = this.automation
+    if (!automation) return
+    const { store, clock } = this.o
+    const now = clock.now()
+    if (now - this.lastAutomation < AUTOMATION_MIN_GAP_MS) return
+    if (now - this.lastAutomation < this.o.automationIntervalMs) {
+      const newest = await store.maxEventId()
+      if (newest === this.automationEventId) return
+      this.automationEventId = newest
+    }
+    this.lastAutomation = now
+    try {
+      const result = await automation.tick()
+      if (result.tick !== undefined && result.requests.length > 0) {
+        this.emit('info', {
+          type: 'automation:requested',
+          tick: result.tick,
+          runs: result.requests.map((r) => ({
+            assets: r.assets,
+            partitionKey: r.partitionKey,
+            outcome: r.outcome,
+          })),
+        })
+      }
+    } catch (error) {
+      this.emitError('automation could not be evaluated', error)
+    }
+  }
+
   private async launchQueued(): Promise<void> {
-    // the backfills first: the runs they create launch in this same iteration
+    // the backfills first, then automation: the runs they create launch in this same iteration
     if (this.leading) await this.advanceBackfills()
+    if (this.leading && !this.stopping) await this.evaluateAutomation()
     if (this.stopping) return
     const room = this.o.maxRuns - this.children.size
     if (room <= 0) return this.sayHeld()

@@ -46,6 +46,11 @@ export interface DaemonEventMap {
   }
   /** `--max-runs` is reached: `queued` launchable runs wait for one of the `running` to end (said once per wait). */
   'runs:held': { queued: number; running: number; maxRuns: number }
+  /** Automation requested runs (one event per tick that requested some). */
+  'automation:requested': {
+    tick: number
+    runs: Array<{ assets: string[]; partitionKey: string | null; outcome: RequestOutcome }>
+  }
   /** A backfill's runs were created (queued; launched like any other). */
   'backfill:submitted': { backfillId: string; runs: number; done: number; failed: number; total: number }
   /** A backfill ended. */

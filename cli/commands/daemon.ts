@@ -15,6 +15,7 @@ interface DaemonOptions {
   maxRuns?: string
   http?: string
   httpTimeoutMs?: string
+  automationInterval?: string
 }
 
 export function registerDaemon(program: Command, ctx: CliContext): void {
@@ -34,6 +35,11 @@ export function registerDaemon(program: Command, ctx: CliContext): void {
       '60',
     )
     .option('--max-runs <n>', 'launch at most N runs at once (default: no limit)')
+    .option(
+      '--automation-interval <duration>',
+      "how often the assets' automation conditions are evaluated: seconds, or 500ms, 5s, 1m (a new materialization wakes it sooner)",
+      '5s',
+    )
     .option('--http <[host:]port>', 'serve /healthz, /readyz and /metrics (loopback unless a host is given)')
     .option(
       '--http-timeout-ms <n>',
@@ -68,6 +74,7 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     throw new ConfigError(`--grace-seconds ${options.graceSeconds}: expected a number of seconds, like 60.`)
   }
   const maxRuns = parseMaxRuns(options.maxRuns)
+  const automationIntervalMs = parseInterval(options.automationInterval ?? '5s')
   const listen = options.http === undefined ? undefined : await parseHttp(options)
   const { loaded, resolved } = await loadResolved(options, io.cwd)
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
@@ -150,6 +157,8 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
     configFile: loaded.file,
     environment: options.env,
     ...(maxRuns === undefined ? {} : { maxRuns }),
+    automationIntervalMs,
+    checks: checkNames(resolved.checks),
     onEvent: report,
   })
   let http: Awaited<ReturnType<typeof import('../../daemon/http.js').startOpsHttp>> | undefined
@@ -274,4 +283,23 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
     process.off('SIGTERM', onSignal)
     await store.close()
   }
+}
+
+/** `--automation-interval`: `5` (seconds), `500ms`, `5s`, `1m`. */
+function parseInterval(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
+  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm'] : NaN
+  if (!(ms >= 10 && ms <= 3_600_000)) {
+    throw new ConfigError(
+      `--automation-interval ${text}: expected a duration from 10ms to 60m, like 5s, 500ms or 1m (a bare number is seconds).`,
+    )
+  }
+  return Math.round(ms)
+}
+
+/** The names of each asset's checks. */
+function checkNames(checks: ReadonlyArray<{ asset: string; name: string }>): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const c of checks) out.set(c.asset, [...(out.get(c.asset) ?? []), c.name])
+  return out
 }

@@ -218,6 +218,8 @@ export interface RunStore extends AsyncDisposable {
 
   /** The automation cursor, the global switch and every asset's row, in one read. */
   automationState(): Promise<AutomationStateRecord>
+  /** The switches alone (the global one, and the assets' that are not `default`): read every tick. */
+  automationSwitches(): Promise<{ status: AutomationStatus; assets: Record<string, AutomationStatus> }>
   /** Turns automation on, off or back to default for one asset, or for all (`asset` null). */
   setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): Promise<void>
   /**
