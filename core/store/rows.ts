@@ -3,6 +3,10 @@ import type { RunEvent } from '../events.js'
 import { type JsonObject, parseJson } from '../json.js'
 import type {
   AttemptRecord,
+  AutomationAssetRecord,
+  AutomationCursor,
+  AutomationEvaluationRecord,
+  AutomationStatus,
   CheckResultRecord,
   InstigatorKind,
   InstigatorState,
@@ -11,6 +15,7 @@ import type {
   MaterializationRecord,
   ParkedRequest,
   PartitionEvent,
+  RequestOutcome,
   RunGuard,
   RunRecord,
   RunStatus,
@@ -210,4 +215,50 @@ export function toPartitionEvent(row: {
     runId: row.run_id,
     ts: Number(row.ts),
   }
+}
+
+/** The automation table's global row (its status is the global switch, its state the cursor). */
+export const AUTOMATION_GLOBAL = '*'
+
+export function toAutomationAsset(row: Row): AutomationAssetRecord {
+  return {
+    asset: row.asset as string,
+    status: row.status as AutomationStatus,
+    state: (row.state as string | null) ?? null,
+    tick: Number(row.tick),
+    updatedAt: Number(row.updated_at),
+  }
+}
+
+/** The cursor kept in the global row's state (null: no tick committed). */
+export function automationCursorOf(row: Row | undefined): AutomationCursor | null {
+  return parseJson<AutomationCursor | null>((row?.state as string | null | undefined) ?? null, null)
+}
+
+export function toAutomationEvaluation(row: Row): AutomationEvaluationRecord {
+  return {
+    id: Number(row.id),
+    tick: Number(row.tick),
+    asset: row.asset as string,
+    evaluatedAt: Number(row.evaluated_at),
+    trueCount: Number(row.true_count),
+    total: Number(row.total),
+    tree: row.tree as string,
+    runIds: parseJson<string[]>(row.run_ids as string, []),
+  }
+}
+
+/**
+ * The runs an evaluation's requests got (`requests`: indexes into the tick's outcomes), in order,
+ * each once: a created run, the run a key already named, the follow-up a request coalesced into.
+ */
+export function evaluationRunIds(outcomes: readonly RequestOutcome[], requests: readonly number[]): string[] {
+  const ids: string[] = []
+  for (const i of requests) {
+    const o = outcomes[i]
+    if (o === undefined)
+      throw new RangeError(`an evaluation names request ${i}; the tick has ${outcomes.length}`)
+    if ('runId' in o && !ids.includes(o.runId)) ids.push(o.runId)
+  }
+  return ids
 }

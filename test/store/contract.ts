@@ -10,10 +10,13 @@ import { errorCode } from '../../core/errors.js'
 import type { RunEvent } from '../../core/events.js'
 import { type RunStore, readOnlyView } from '../../core/store/run-store.js'
 import type {
+  AutomationCursor,
+  AutomationTick,
   CheckResultRecord,
   NewRun,
   NewTick,
   PrunePolicy,
+  RequestOutcome,
   RunRequest,
   RunStatus,
 } from '../../core/store/types.js'
@@ -1562,6 +1565,8 @@ export function storeContract(name: string, target: ContractTarget): void {
             'latestMaterializations',
             'latestCheckResults',
             'checkResultsOfRun',
+            'automationEvaluations',
+            'latestAutomationEvaluations',
             'listRuns',
             'listTicks',
             'materializationsForRun',
@@ -1569,7 +1574,16 @@ export function storeContract(name: string, target: ContractTarget): void {
             'runsEndedAfter',
           ].sort(),
         )
-        for (const write of ['createRun', 'write', 'abandonRun', 'setMaintenanceOff', 'requestRun', 'close'])
+        for (const write of [
+          'createRun',
+          'write',
+          'abandonRun',
+          'setMaintenanceOff',
+          'requestRun',
+          'commitAutomationTick',
+          'setAutomationStatus',
+          'close',
+        ])
           expect((view as unknown as Record<string, unknown>)[write]).toBeUndefined()
         // @ts-expect-error: the type has no writing method either
         expect(() => view.abandonRun('x', 'failure', 'no', 1)).toThrow(TypeError)
@@ -1621,6 +1635,333 @@ export function storeContract(name: string, target: ContractTarget): void {
       )
     })
 
+    describe('automation', () => {
+      const cursor = (tick: number, extra: Partial<AutomationCursor> = {}): AutomationCursor => ({
+        tick,
+        eventId: tick * 10,
+        checkId: tick * 100,
+        evaluatedAt: 1_000 + tick,
+        ...extra,
+      })
+      const evaluation = (asset: string, tickNumber: number, requests: number[] = []) => ({
+        tick: tickNumber,
+        asset,
+        evaluatedAt: 1_000 + tickNumber,
+        trueCount: requests.length > 0 ? 1 : 0,
+        total: 1,
+        tree: JSON.stringify({ label: 'missing', value: requests.length > 0 }),
+        requests,
+      })
+      /** A tick whose states() records each asset's outcomes (and how often it was called). */
+      const automationTick = (
+        expectedTick: number | null,
+        next: AutomationCursor,
+        extra: Partial<AutomationTick> = {},
+      ): AutomationTick & { seen: RequestOutcome[][] } => {
+        const seen: RequestOutcome[][] = []
+        return {
+          expectedTick,
+          cursor: next,
+          requests: [],
+          evaluations: [],
+          states(outcomes) {
+            seen.push([...outcomes])
+            return [
+              {
+                asset: 'a',
+                state: JSON.stringify({ tick: next.tick, outcomes: outcomes.map((o) => o.outcome) }),
+              },
+            ]
+          },
+          now: 2_000 + next.tick,
+          seen,
+          ...extra,
+        }
+      }
+      const auto = (id: string, extra: Partial<RunRequest> = {}) =>
+        request(id, { origin: 'automation', plan: ['a'], selection: 'a', ...extra })
+
+      it('commits a tick compare-and-set on its cursor: requests, evaluations, states, cursor', async () => {
+        await using store = await open()
+        expect(await store.automationState()).toEqual({ cursor: null, status: 'default', assets: [] })
+        const first = automationTick(null, cursor(1), {
+          requests: [auto('x1', { runKey: 'a:1' }), auto('x2')],
+          evaluations: [evaluation('a', 1, [0]), evaluation('b', 1, [1]), evaluation('c', 1)],
+        })
+        const committed = await store.commitAutomationTick(first)
+        expect(committed).toEqual({
+          committed: true,
+          outcomes: [
+            { outcome: 'created', runId: 'x1' },
+            { outcome: 'created', runId: 'x2' },
+          ],
+          evaluationIds: [expect.any(Number), expect.any(Number), expect.any(Number)],
+        })
+        if (!committed.committed) throw new Error('not committed')
+        expect(first.seen).toEqual([committed.outcomes])
+        expect((await store.getRun('x1'))?.status).toBe('queued')
+        const state = await store.automationState()
+        expect(state).toEqual({
+          cursor: cursor(1),
+          status: 'default',
+          assets: [
+            {
+              asset: 'a',
+              status: 'default',
+              state: JSON.stringify({ tick: 1, outcomes: ['created', 'created'] }),
+              tick: 1,
+              updatedAt: 2_001,
+            },
+          ],
+        })
+        const [ea] = await store.automationEvaluations('a')
+        expect(ea).toEqual({
+          id: committed.evaluationIds[0],
+          tick: 1,
+          asset: 'a',
+          evaluatedAt: 1_001,
+          trueCount: 1,
+          total: 1,
+          tree: JSON.stringify({ label: 'missing', value: true }),
+          runIds: ['x1'],
+        })
+        expect((await store.automationEvaluations('b'))[0]?.runIds).toEqual(['x2'])
+        expect((await store.automationEvaluations('c'))[0]?.runIds).toEqual([])
+
+        // a second evaluator still at no tick (or at an older one) commits nothing at all
+        for (const expected of [null, 0, 2]) {
+          const stale = automationTick(expected, cursor(2), {
+            requests: [auto('y1')],
+            evaluations: [evaluation('a', 2, [0])],
+          })
+          expect(await store.commitAutomationTick(stale)).toEqual({ committed: false, cursor: cursor(1) })
+          expect(stale.seen).toEqual([])
+        }
+        expect(await store.getRun('y1')).toBeUndefined()
+        expect(await store.automationEvaluations('a')).toHaveLength(1)
+        expect(await store.automationState()).toEqual(state)
+
+        // the next tick: the same run key is the first run (its id kept on the evaluation)
+        const second = automationTick(1, cursor(2), {
+          requests: [auto('x3', { runKey: 'a:1' })],
+          evaluations: [evaluation('a', 2, [0])],
+        })
+        const again = await store.commitAutomationTick(second)
+        expect(again).toMatchObject({ committed: true, outcomes: [{ outcome: 'duplicate', runId: 'x1' }] })
+        expect(await store.getRun('x3')).toBeUndefined()
+        expect((await store.automationEvaluations('a')).map((e) => [e.tick, e.runIds])).toEqual([
+          [2, ['x1']],
+          [1, ['x1']],
+        ])
+        expect((await store.automationState()).cursor).toEqual(cursor(2))
+        expect((await store.automationState()).assets[0]).toMatchObject({ asset: 'a', tick: 2 })
+      })
+
+      it('a request in maintenance mode is parked, one a guard skips is skipped; states() sees both', async () => {
+        await using store = await open()
+        const guard = { key: 'auto:a', concurrency: 1, onConflict: 'skip' as const }
+        expect(await store.requestRun(auto('busy', { guard }))).toEqual({ outcome: 'created', runId: 'busy' })
+        expect(await store.claimQueuedRun('busy', { pid: 1, host: 'h' }, 1_500)).toBe(true)
+        const skipping = automationTick(null, cursor(1), {
+          requests: [auto('s1', { guard })],
+          evaluations: [evaluation('a', 1, [0])],
+        })
+        const skipped = await store.commitAutomationTick(skipping)
+        expect(skipped).toMatchObject({
+          committed: true,
+          outcomes: [{ outcome: 'skipped', blockingRunId: 'busy' }],
+        })
+        expect(skipping.seen).toEqual([[expect.objectContaining({ outcome: 'skipped' })]])
+        expect(await store.getRun('s1')).toBeUndefined()
+        expect((await store.automationEvaluations('a'))[0]?.runIds).toEqual([])
+        expect((await store.automationState()).assets[0]?.state).toBe(
+          JSON.stringify({ tick: 1, outcomes: ['skipped'] }),
+        )
+
+        await store.setMaintenanceOn({ reason: 'deploy', by: 'ops@h', since: 1, drainTimeoutMs: 0 })
+        const parking = automationTick(1, cursor(2), {
+          requests: [auto('m1', { runKey: 'a:2' })],
+          evaluations: [evaluation('a', 2, [0])],
+        })
+        const parked = await store.commitAutomationTick(parking)
+        expect(parked).toMatchObject({ committed: true, outcomes: [{ outcome: 'parked' }] })
+        expect(await store.getRun('m1')).toBeUndefined()
+        expect(await store.countParked()).toBe(1)
+        expect((await store.automationEvaluations('a'))[0]?.runIds).toEqual([])
+        expect((await store.automationState()).cursor?.tick).toBe(2)
+      })
+
+      it('a tick whose states() throws writes nothing', async () => {
+        await using store = await open()
+        await store.commitAutomationTick(automationTick(null, cursor(1)))
+        const before = await store.automationState()
+        const failing = automationTick(1, cursor(2), {
+          requests: [auto('f1', { runKey: 'k' })],
+          evaluations: [evaluation('a', 2, [0])],
+          states() {
+            throw new Error('state does not fold')
+          },
+        })
+        await expect(store.commitAutomationTick(failing)).rejects.toThrow('state does not fold')
+        expect(await store.getRun('f1')).toBeUndefined()
+        expect(await store.automationEvaluations('a')).toEqual([])
+        expect(await store.automationState()).toEqual(before)
+        // the run key is still free: the same tick again commits
+        const retried = await store.commitAutomationTick(
+          automationTick(1, cursor(2), { requests: [auto('f2', { runKey: 'k' })] }),
+        )
+        expect(retried).toMatchObject({ committed: true, outcomes: [{ outcome: 'created', runId: 'f2' }] })
+      })
+
+      it('keeps the latest 50 evaluations per asset; the newest of each asset in one read', async () => {
+        await using store = await open()
+        let expected: number | null = null
+        for (let t = 1; t <= 53; t++) {
+          const evaluations = [evaluation('a', t)]
+          if (t % 10 === 0) evaluations.push(evaluation('b', t))
+          await store.commitAutomationTick(automationTick(expected, cursor(t), { evaluations }))
+          expected = t
+        }
+        const kept = await store.automationEvaluations('a', 100)
+        expect(kept).toHaveLength(50)
+        expect(kept[0]?.tick).toBe(53)
+        expect(kept.at(-1)?.tick).toBe(4)
+        expect((await store.automationEvaluations('a')).map((e) => e.tick)).toEqual(
+          Array.from({ length: 20 }, (_, i) => 53 - i),
+        )
+        expect((await store.automationEvaluations('b', 3)).map((e) => e.tick)).toEqual([50, 40, 30])
+        expect((await store.latestAutomationEvaluations()).map((e) => [e.asset, e.tick])).toEqual([
+          ['a', 53],
+          ['b', 50],
+        ])
+        expect(await readOnlyView(store).latestAutomationEvaluations()).toHaveLength(2)
+        expect(await store.automationEvaluations('nothing')).toEqual([])
+      })
+
+      it('switches automation for one asset and for all, keeping the state', async () => {
+        await using store = await open()
+        await store.setAutomationStatus('b', 'off', 5)
+        await store.setAutomationStatus(null, 'off', 6)
+        expect(await store.automationState()).toEqual({
+          cursor: null,
+          status: 'off',
+          assets: [{ asset: 'b', status: 'off', state: null, tick: 0, updatedAt: 5 }],
+        })
+        // a global row with no cursor yet: the first tick still expects none
+        expect(await store.commitAutomationTick(automationTick(null, cursor(1)))).toMatchObject({
+          committed: true,
+        })
+        await store.setAutomationStatus('a', 'on', 7)
+        await store.setAutomationStatus(null, 'default', 8)
+        await store.setAutomationStatus('b', 'default', 9)
+        const state = await store.automationState()
+        expect(state.cursor).toEqual(cursor(1))
+        expect(state.status).toBe('default')
+        expect(state.assets).toEqual([
+          {
+            asset: 'a',
+            status: 'on',
+            state: JSON.stringify({ tick: 1, outcomes: [] }),
+            tick: 1,
+            updatedAt: 7,
+          },
+          { asset: 'b', status: 'default', state: null, tick: 0, updatedAt: 9 },
+        ])
+      })
+
+      it('reads check results after an id, in id order, at most a limit', async () => {
+        await using store = await open()
+        await runWithChecks(store, 'r1', [checkResult('r1', 'a', 'c1'), checkResult('r1', 'b', 'c2')])
+        await runWithChecks(store, 'r2', [checkResult('r2', 'a', 'c1', { passed: false })])
+        const all = await store.checkResultsAfter(0, 100)
+        expect(all.map((c) => [c.runId, c.asset, c.check, c.passed])).toEqual([
+          ['r1', 'a', 'c1', true],
+          ['r1', 'b', 'c2', true],
+          ['r2', 'a', 'c1', false],
+        ])
+        expect(all).toEqual([
+          ...(await store.checkResultsOfRun('r1')),
+          ...(await store.checkResultsOfRun('r2')),
+        ])
+        expect(await store.checkResultsAfter(all[0]!.id, 1)).toEqual([all[1]])
+        expect(await store.checkResultsAfter(all[2]!.id, 10)).toEqual([])
+      })
+
+      it('lists the unfinished steps of queued and started runs; partition events of every asset', async () => {
+        await using store = await open()
+        const owner = { pid: 1, host: 'h' }
+        const step = (runId: string, key: string, status: 'succeeded' | 'failed' | 'running') => ({
+          runId,
+          key,
+          status,
+          attempts: 1,
+          startedAt: 1,
+          endedAt: status === 'running' ? null : 2,
+          error: null,
+          reason: null,
+        })
+        await store.createRun(newRun('q1', { plan: ['a'], partitionKey: 'p1' }))
+        await store.createRun(newRun('s1', { plan: ['a', 'b', 'c'], status: 'started', owner }))
+        await store.createRun(newRun('done', { plan: ['a'], status: 'started', owner }))
+        const before = await store.maxEventId()
+        await store.write({
+          events: [
+            {
+              type: 'asset:materialized',
+              runId: 's1',
+              ts: 2,
+              step: 'a',
+              asset: 'a',
+              attempt: 1,
+              metadata: {},
+            },
+            { type: 'log', runId: 's1', ts: 2, step: 'a', level: 'info', message: 'not a partition event' },
+            {
+              type: 'step:failure',
+              runId: 'done',
+              ts: 3,
+              step: 'a',
+              attempt: 1,
+              durationMs: 1,
+              error: { name: 'Error', message: 'x' },
+              retriable: false,
+            },
+            {
+              type: 'asset:materialized',
+              runId: 's1',
+              ts: 4,
+              step: 'b',
+              asset: 'b',
+              attempt: 1,
+              metadata: {},
+            },
+          ],
+          steps: [step('s1', 'a', 'succeeded'), step('s1', 'b', 'running'), step('done', 'a', 'running')],
+          attempts: [],
+          materializations: [],
+        })
+        await store.finishRun('done', 'failure', 5)
+        expect(
+          (await store.inFlightSteps()).sort((x, y) =>
+            `${x.runId}/${x.asset}`.localeCompare(`${y.runId}/${y.asset}`),
+          ),
+        ).toEqual([
+          { runId: 'q1', asset: 'a', partitionKey: 'p1' },
+          { runId: 's1', asset: 'b', partitionKey: null },
+          { runId: 's1', asset: 'c', partitionKey: null },
+        ])
+        const events = await store.partitionEvents(before, null, 100)
+        expect(events.map((e) => [e.asset, e.kind, e.runId])).toEqual([
+          ['a', 'materialized', 's1'],
+          ['a', 'failed', 'done'],
+          ['b', 'materialized', 's1'],
+        ])
+        expect(await store.partitionEvents(before, null, 2)).toEqual(events.slice(0, 2))
+        expect(await store.partitionEvents(events[1]!.id, null, 100)).toEqual(events.slice(2))
+        expect(await store.partitionEvents(before, ['b'], 100)).toEqual(events.slice(2))
+      })
+    })
+
     describe('moving history', () => {
       it('exports every table and imports it into an empty store, ids, cursors, keys and the gate kept', async () => {
         await using source = await open()
@@ -1669,6 +2010,17 @@ export function storeContract(name: string, target: ContractTarget): void {
         await source.putSetting('x', '"y"', 6)
         await source.setMaintenanceOn({ reason: 'move', by: 't', since: 7, drainTimeoutMs: 0 })
         await source.requestRun(request('parked', { origin: 'sensor:p', runKey: 'pk', partitionKey: 'p1' }))
+        await source.setAutomationStatus('b', 'off', 8)
+        await source.commitAutomationTick({
+          expectedTick: null,
+          cursor: { tick: 3, eventId: 2, checkId: 1, evaluatedAt: 8 },
+          requests: [],
+          evaluations: [
+            { tick: 3, asset: 'a', evaluatedAt: 8, trueCount: 0, total: 1, tree: '{}', requests: [] },
+          ],
+          states: () => [{ asset: 'a', state: '{"s":1}' }],
+          now: 9,
+        })
 
         await using target = await open()
         const counts = await target.importHistory(source.exportHistory(1))
@@ -1680,6 +2032,8 @@ export function storeContract(name: string, target: ContractTarget): void {
           materializations: 1,
           check_results: 2,
           ticks: 1,
+          automation: 3,
+          automation_evaluations: 1,
         })
         expect((await target.listRuns()).map((r) => [r.id, r.status, r.parentRunId])).toEqual([
           ['r2', 'queued', 'r1'],
@@ -1698,6 +2052,9 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(await target.getMaintenance()).toEqual(await source.getMaintenance())
         expect(await target.listParked()).toEqual(await source.listParked())
         expect((await target.listParked()).map((p) => p.partitionKey)).toEqual(['p1'])
+        expect(await target.automationState()).toEqual(await source.automationState())
+        expect((await target.automationState()).cursor?.tick).toBe(3)
+        expect(await target.latestAutomationEvaluations()).toEqual(await source.latestAutomationEvaluations())
         // the copy goes on where the source stopped: keys still used, new ids after the copied ones
         await target.setMaintenanceOff()
         expect(await target.createRun(newRun('again', { origin: 'sensor:s', runKey: 'k1' }))).toEqual({
@@ -1725,6 +2082,19 @@ export function storeContract(name: string, target: ContractTarget): void {
           Math.max(...(await source.checkResultsOfRun('r1')).map((c) => c.id)),
         )
         expect((await target.queuedRuns()).map((r) => r.id)).toEqual(['r2'])
+        const next = await target.commitAutomationTick({
+          expectedTick: 3,
+          cursor: { tick: 4, eventId: 3, checkId: 1, evaluatedAt: 10 },
+          requests: [],
+          evaluations: [
+            { tick: 4, asset: 'a', evaluatedAt: 10, trueCount: 0, total: 1, tree: '{}', requests: [] },
+          ],
+          states: () => [],
+          now: 10,
+        })
+        expect(next.committed && next.evaluationIds[0]).toBeGreaterThan(
+          (await source.latestAutomationEvaluations())[0]!.id,
+        )
         // into a store that has runs: refused, nothing written
         const again = await target.importHistory(source.exportHistory()).then(
           () => undefined,

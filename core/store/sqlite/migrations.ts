@@ -267,6 +267,29 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX backfills_status ON backfills (status, created_at);
   `,
+  // 11: automation: one row per automated asset (its on/off switch and the evaluator's state for
+  // it) and the global row '*' (the global switch, and the evaluator's cursor as JSON with its
+  // tick number, committed compare-and-set); the latest evaluations of each asset, in id order.
+  `
+  CREATE TABLE automation (
+    asset TEXT PRIMARY KEY,
+    status TEXT NOT NULL DEFAULT 'default' CHECK (status IN ('on','off','default')),
+    state TEXT,
+    tick INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE automation_evaluations (
+    id INTEGER PRIMARY KEY,
+    tick INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    evaluated_at INTEGER NOT NULL,
+    true_count INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    tree TEXT NOT NULL,
+    run_ids TEXT NOT NULL DEFAULT '[]'
+  );
+  CREATE INDEX automation_evaluations_asset ON automation_evaluations (asset, id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

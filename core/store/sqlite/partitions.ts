@@ -30,6 +30,10 @@ export class PartitionsSql {
         WHERE e.id > @after AND e.type IN ('asset:materialized', 'step:failure')
           AND e.step_key IN (SELECT value FROM json_each(@assets))
         ORDER BY e.id LIMIT @limit`,
+      allEvents: `SELECT e.id, e.step_key AS asset, r.partition_key, e.type, e.run_id, e.ts
+         FROM events e JOIN runs r ON r.id = e.run_id
+        WHERE e.id > @after AND e.type IN ('asset:materialized', 'step:failure')
+        ORDER BY e.id LIMIT @limit`,
       inFlight: `SELECT DISTINCT s.partition_key FROM steps s JOIN runs r ON r.id = s.run_id
         WHERE s.key = ? AND s.partition_key IS NOT NULL AND r.status IN ('queued', 'started')
           AND s.status IN ('pending', 'running', 'retrying')`,
@@ -73,8 +77,12 @@ export class PartitionsSql {
       .immediate()
   }
 
-  partitionEvents(after: number, assets: readonly string[], limit: number): PartitionEvent[] {
-    const rows = this.s.events.all({ after, assets: JSON.stringify(assets), limit }) as Array<{
+  partitionEvents(after: number, assets: readonly string[] | null, limit: number): PartitionEvent[] {
+    const rows = (
+      assets === null
+        ? this.s.allEvents.all({ after, limit })
+        : this.s.events.all({ after, assets: JSON.stringify(assets), limit })
+    ) as Array<{
       id: number
       asset: string
       partition_key: string | null

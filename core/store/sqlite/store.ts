@@ -14,6 +14,8 @@ import Database from 'better-sqlite3'
 import { type ErrorInfo, StoreBusyError, StoreError } from '../../errors.js'
 import type { RunStore } from '../run-store.js'
 import type {
+  AutomationStatus,
+  AutomationTick,
   BackfillRecord,
   BackupRecord,
   CommittedTick,
@@ -36,6 +38,7 @@ import type {
   StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
+import { AutomationSql } from './automation.js'
 import { BackfillsSql } from './backfills.js'
 import { ClaimsSql } from './claims.js'
 import { EventsSql } from './events.js'
@@ -79,6 +82,7 @@ export class SqliteStore implements RunStore {
   private readonly leases: LeasesSql
   private readonly partitions: PartitionsSql
   private readonly backfills: BackfillsSql
+  private readonly automation: AutomationSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -100,6 +104,7 @@ export class SqliteStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.partitions = new PartitionsSql(db)
     this.backfills = new BackfillsSql(db, this.runs, this.maintenance)
+    this.automation = new AutomationSql(db, this.requests)
     this.ticks = new TicksSql(db, this.requests, this.partitions)
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.requests)
@@ -315,7 +320,7 @@ export class SqliteStore implements RunStore {
   removeDynamicPartitions(name: string, keys: readonly string[], now: number) {
     return this.call(() => this.partitions.removeDynamicPartitions(name, keys, now))
   }
-  partitionEvents(after: number, assets: readonly string[], limit: number) {
+  partitionEvents(after: number, assets: readonly string[] | null, limit: number) {
     return this.call(() => this.partitions.partitionEvents(after, assets, limit))
   }
   partitionsInFlight(asset: string) {
@@ -350,6 +355,30 @@ export class SqliteStore implements RunStore {
   }
   submitBackfillRun(next: BackfillRecord, expectedVersion: number, run: NewRun, now: number) {
     return this.call(() => this.backfills.submitBackfillRun(next, expectedVersion, run, now))
+  }
+
+  // ---- automation --------------------------------------------------------------------------------
+
+  automationState() {
+    return this.call(() => this.automation.automationState())
+  }
+  setAutomationStatus(asset: string | null, status: AutomationStatus, now: number) {
+    return this.call(() => this.automation.setAutomationStatus(asset, status, now))
+  }
+  commitAutomationTick(tick: AutomationTick) {
+    return this.call(() => this.automation.commitAutomationTick(tick))
+  }
+  automationEvaluations(asset: string, limit?: number) {
+    return this.call(() => this.automation.automationEvaluations(asset, limit))
+  }
+  latestAutomationEvaluations() {
+    return this.call(() => this.automation.latestAutomationEvaluations())
+  }
+  checkResultsAfter(afterId: number, limit: number) {
+    return this.call(() => this.automation.checkResultsAfter(afterId, limit))
+  }
+  inFlightSteps() {
+    return this.call(() => this.automation.inFlightSteps())
   }
 
   // ---- pools -------------------------------------------------------------------------------------
