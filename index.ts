@@ -86,6 +86,7 @@ export {
   TAG,
 } from './aws/service.js'
 export { AWS_VARIABLES, type AwsSettings, awsSettings } from './aws/settings.js'
+export type { AutomationCondition } from './core/automation.js'
 export {
   type AdvanceOptions,
   type AdvanceResult,
@@ -317,20 +318,6 @@ export { type StatusChannel, type StatusOptions, statusChannel } from './runners
 export type { Runner, WorkHandle, WorkListener, WorkProgress, WorkResult, WorkUnit } from './runners/types.js'
 export { type IndexFields, MEDIA_FIELDS, type SearchableField } from './search/index-shard.js'
 export {
-  type GuardSpec,
-  onRunStatus,
-  type ScheduleDefinition,
-  type SensorContext,
-  type SensorDefinition,
-  type SensorResult,
-  type SensorRunRequest,
-  schedule,
-  scheduleTicks,
-  sensor,
-  whenMaterialized,
-} from './sensors/definitions.js'
-export type { AutomationCondition } from './core/automation.js'
-export {
   allDepsUpdatedSinceCron,
   and,
   anyDepsInProgress,
@@ -349,3 +336,16 @@ export {
   or,
   sinceLastRequested,
 } from './sensors/automation/conditions.js'
+export {
+  type GuardSpec,
+  onRunStatus,
+  type ScheduleDefinition,
+  type SensorContext,
+  type SensorDefinition,
+  type SensorResult,
+  type SensorRunRequest,
+  schedule,
+  scheduleTicks,
+  sensor,
+  whenMaterialized,
+} from './sensors/definitions.js'

@@ -42,7 +42,9 @@ export interface AutomationCondition {
 }
 
 export function isAutomationCondition(value: unknown): value is AutomationCondition {
-  return typeof value === 'object' && value !== null && (value as { [CONDITION]?: unknown })[CONDITION] === true
+  return (
+    typeof value === 'object' && value !== null && (value as { [CONDITION]?: unknown })[CONDITION] === true
+  )
 }
 
 /** Makes a frozen node (the constructors in sensors/automation/conditions.ts call this). */

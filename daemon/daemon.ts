@@ -16,6 +16,7 @@ import {
   type NewTick,
   type RunRecord,
 } from '../core/store/types.js'
+import { AutomationEvaluator } from '../sensors/automation/evaluator.js'
 import type { InstigatorDefinition, ScheduleDefinition, SensorDefinition } from '../sensors/definitions.js'
 import {
   effectiveStatus,
@@ -26,7 +27,6 @@ import {
   tickSchedule,
 } from '../sensors/ticker.js'
 import type { DaemonEvent, DaemonEventListener } from './events.js'
-import { AutomationEvaluator } from '../sensors/automation/evaluator.js'
 import { replayParked } from './maintenance.js'
 
 export type { LaunchedRun, RunLauncher } from '../core/launcher.js'

@@ -21,7 +21,7 @@ export function registerAutomation(program: Command, ctx: CliContext): void {
       .command('automation')
       .summary("why automated assets did or didn't run; switch automation on or off")
       .description(
-        "`automation`: every asset with an automation condition (`asset({ automation: eager() })`), whether it is on, and its latest evaluation by the daemon. `automation ASSET`: its latest evaluations with the value of every operand of its condition (how many partitions each is true for, and which), and the runs they requested. `automation on|off|default [ASSET...]`: switch automation for these assets, or for all (off for all stops every asset, whatever its own switch), persisted in the store; the daemon reads the switches at its next evaluation.",
+        '`automation`: every asset with an automation condition (`asset({ automation: eager() })`), whether it is on, and its latest evaluation by the daemon. `automation ASSET`: its latest evaluations with the value of every operand of its condition (how many partitions each is true for, and which), and the runs they requested. `automation on|off|default [ASSET...]`: switch automation for these assets, or for all (off for all stops every asset, whatever its own switch), persisted in the store; the daemon reads the switches at its next evaluation.',
       )
       .argument('[asset-or-switch]', 'an asset key, or on / off / default')
       .argument('[assets...]', 'with on/off/default: the assets (none: every asset)'),
@@ -50,11 +50,17 @@ async function openFor(options: AutomationOptions, io: Io) {
   return { resolved, automated, store: await openStore(storeLocation) }
 }
 
-async function checkAutomated(assets: readonly string[], automated: ReadonlyMap<string, unknown>, all: readonly string[]) {
+async function checkAutomated(
+  assets: readonly string[],
+  automated: ReadonlyMap<string, unknown>,
+  all: readonly string[],
+) {
   const { ConfigError, didYouMean } = await import('../../core/errors.js')
   for (const asset of assets) {
     if (automated.has(asset)) continue
-    const known = automated.size ? ` Automated assets: ${[...automated.keys()].join(', ')}.` : ' No asset of the config has one.'
+    const known = automated.size
+      ? ` Automated assets: ${[...automated.keys()].join(', ')}.`
+      : ' No asset of the config has one.'
     throw new ConfigError(
       all.includes(asset)
         ? `\`${asset}\` has no automation condition; give it one (\`asset({ ..., automation: eager() })\`) to automate it.${known}`
@@ -160,10 +166,13 @@ async function showCommand(
     return 0
   }
   if (keys.length === 0) {
-    io.out('no asset of the config has an automation condition; give one `automation: eager()` (or onCron, onMissing).')
+    io.out(
+      'no asset of the config has an automation condition; give one `automation: eager()` (or onCron, onMissing).',
+    )
     return 0
   }
-  if (switches.status === 'off') io.out('automation is off for every asset (`refresh automation on` to resume)')
+  if (switches.status === 'off')
+    io.out('automation is off for every asset (`refresh automation on` to resume)')
   const rows = keys.map((key) => {
     const e = latest.get(key)
     return [
@@ -175,19 +184,29 @@ async function showCommand(
       e ? e.runIds.join(', ') : '',
     ]
   })
-  for (const line of table(['ASSET', 'CONDITION', 'SWITCH', 'LAST CHANGE', 'TRUE', 'RUNS'], rows, { width: io.columns })) {
+  for (const line of table(['ASSET', 'CONDITION', 'SWITCH', 'LAST CHANGE', 'TRUE', 'RUNS'], rows, {
+    width: io.columns,
+  })) {
     io.out(line)
   }
   return 0
 }
 
-function switchText(asset: string, switches: { status: AutomationStatus; assets: Record<string, AutomationStatus> }): string {
+function switchText(
+  asset: string,
+  switches: { status: AutomationStatus; assets: Record<string, AutomationStatus> },
+): string {
   if (switches.status === 'off') return 'off (for every asset)'
   return switches.assets[asset] === 'off' ? 'off' : 'on'
 }
 
 function evaluationHeading(e: AutomationEvaluationRecord): string {
-  const what = e.total === 1 && e.trueCount <= 1 ? (e.trueCount ? 'true' : 'false') : `true for ${e.trueCount} of ${e.total} partitions`
+  const what =
+    e.total === 1 && e.trueCount <= 1
+      ? e.trueCount
+        ? 'true'
+        : 'false'
+      : `true for ${e.trueCount} of ${e.total} partitions`
   const runs = e.runIds.length ? `: requested ${e.runIds.join(', ')}` : ''
   return `tick ${e.tick}, ${formatDateTime(e.evaluatedAt)}: ${what}${runs}`
 }
@@ -196,12 +215,15 @@ function evaluationHeading(e: AutomationEvaluationRecord): string {
 export function treeLines(node: NodeValue, condition: AutomationCondition, indent = ''): string[] {
   const lines: string[] = []
   const walk = (n: NodeValue, c: AutomationCondition | undefined, depth: number) => {
-    const generic = c && (c.kind === 'and' || c.kind === 'or' || c.kind === 'not') && n.label.startsWith(`${c.kind}(`)
+    const generic =
+      c && (c.kind === 'and' || c.kind === 'or' || c.kind === 'not') && n.label.startsWith(`${c.kind}(`)
     const name = generic ? c.kind : n.label
     const mark = n.total === 1 ? (n.trueCount ? '✓' : '✗') : `${n.trueCount}/${n.total}`
     const partitions = n.partitions ? `  ${n.partitions}` : ''
     lines.push(`${indent}${'  '.repeat(depth)}${mark} ${name}${partitions}`)
-    n.children?.forEach((child, i) => walk(child, c?.children[i], depth + 1))
+    n.children?.forEach((child, i) => {
+      walk(child, c?.children[i], depth + 1)
+    })
   }
   walk(node, condition, 0)
   return lines

@@ -288,7 +288,9 @@ async function launchCommand(runId: string, options: DaemonOptions, io: Io): Pro
 /** `--automation-interval`: `5` (seconds), `500ms`, `5s`, `1m`. */
 function parseInterval(text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
-  const ms = match ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm'] : NaN
+  const ms = match
+    ? Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm']
+    : NaN
   if (!(ms >= 10 && ms <= 3_600_000)) {
     throw new ConfigError(
       `--automation-interval ${text}: expected a duration from 10ms to 60m, like 5s, 500ms or 1m (a bare number is seconds).`,

@@ -85,7 +85,11 @@ export function evaluateCondition(root: AutomationCondition, input: EvaluationIn
   return walk(root)
 }
 
-function operandValue(node: AutomationCondition, input: EvaluationInput, all: PartitionSubset): PartitionSubset {
+function operandValue(
+  node: AutomationCondition,
+  input: EvaluationInput,
+  all: PartitionSubset,
+): PartitionSubset {
   const { state } = input
   const anyDep = (of: (dep: DepView) => PartitionSubset) =>
     input.deps.reduce<PartitionSubset>((acc, dep) => acc.union(dep.mapDown(of(dep))), PartitionSubset.empty)

@@ -156,7 +156,9 @@ export class AutomationEvaluator {
       const saved = await store.automationState()
       this.cursor = saved.cursor
       this.global = saved.status
-      this.switches = new Map(saved.assets.filter((a) => a.status !== 'default').map((a) => [a.asset, a.status]))
+      this.switches = new Map(
+        saved.assets.filter((a) => a.status !== 'default').map((a) => [a.asset, a.status]),
+      )
       this.states = new Map()
       for (const row of saved.assets) {
         const state = parseState(row.state)
@@ -252,7 +254,9 @@ export class AutomationEvaluator {
     }
     // check results, when a condition reads them
     let checkId = this.cursor?.checkId ?? 0
-    if (tracked.some((e) => e.condition && conditionNodes(e.condition).some((n) => n.kind === 'checks_passed'))) {
+    if (
+      tracked.some((e) => e.condition && conditionNodes(e.condition).some((n) => n.kind === 'checks_passed'))
+    ) {
       for (;;) {
         const results = await store.checkResultsAfter(checkId, BATCH)
         for (const r of results) {
@@ -308,8 +312,12 @@ export class AutomationEvaluator {
     // evaluate what changed
     const evaluations: AutomationTick['evaluations'] = []
     const requests: RunRequest[] = []
-    const made: Array<{ runKey: string; assets: string[]; partitionKey: string | null; subsets: Map<string, PartitionSubset> }> =
-      []
+    const made: Array<{
+      runKey: string
+      assets: string[]
+      partitionKey: string | null
+      subsets: Map<string, PartitionSubset>
+    }> = []
     const trueSets: Array<{ key: string; subset: PartitionSubset }> = []
     const treeOf = new Map<string, { json: string; evaluation: number }>()
     let evaluated = 0
@@ -364,14 +372,25 @@ export class AutomationEvaluator {
       const request = this.request(group.assets, group.partitionKey, tickNo, now)
       const index = requests.length
       requests.push(request)
-      made.push({ runKey: request.runKey!, assets: group.assets, partitionKey: group.partitionKey, subsets: group.subsets })
+      made.push({
+        runKey: request.runKey!,
+        assets: group.assets,
+        partitionKey: group.partitionKey,
+        subsets: group.subsets,
+      })
       for (const key of group.assets) {
         const kept = treeOf.get(key)
         if (kept) evaluations[kept.evaluation]!.requests.push(index)
       }
     }
-    if (requests.length === 0 && evaluations.length === 0 && changed.size === 0 && folded === 0 &&
-      eventId === (this.cursor?.eventId ?? 0) && checkId === (this.cursor?.checkId ?? 0)) {
+    if (
+      requests.length === 0 &&
+      evaluations.length === 0 &&
+      changed.size === 0 &&
+      folded === 0 &&
+      eventId === (this.cursor?.eventId ?? 0) &&
+      checkId === (this.cursor?.checkId ?? 0)
+    ) {
       return { tick: undefined, evaluated, folded, requests: [] }
     }
     const cursor: AutomationCursor = { tick: tickNo, eventId, checkId, evaluatedAt: now }
@@ -438,7 +457,11 @@ export class AutomationEvaluator {
     trueSets: ReadonlyArray<{ key: string; subset: PartitionSubset }>,
     ctx: PartitionsContext,
   ): Array<{ assets: string[]; partitionKey: string | null; subsets: Map<string, PartitionSubset> }> {
-    const out: Array<{ assets: string[]; partitionKey: string | null; subsets: Map<string, PartitionSubset> }> = []
+    const out: Array<{
+      assets: string[]
+      partitionKey: string | null
+      subsets: Map<string, PartitionSubset>
+    }> = []
     const unpartitioned = trueSets.filter((t) => !this.entries.get(t.key)!.definition)
     if (unpartitioned.length > 0) {
       out.push({
@@ -478,7 +501,9 @@ export class AutomationEvaluator {
   private request(assets: string[], partitionKey: string | null, tick: number, now: number): RunRequest {
     const { graph } = this.o
     const plan = graph.sort(assets)
-    const config = resolveRunConfig(graph.assets, plan, this.o.runConfig, (key) => didYouMean(key, graph.assets.keys()))
+    const config = resolveRunConfig(graph.assets, plan, this.o.runConfig, (key) =>
+      didYouMean(key, graph.assets.keys()),
+    )
     const digest = createHash('sha256').update(plan.join('\n')).digest('hex').slice(0, 12)
     const request: RunRequest = {
       id: newRunId(now),
@@ -537,7 +562,8 @@ export class AutomationEvaluator {
   /** An asset first seen after the first tick: what it has materialized so far, read once. */
   private async materializedSoFar(e: Entry, ctx: PartitionsContext): Promise<PartitionSubset> {
     const { store } = this.o
-    if (!e.definition) return (await store.latestMaterialization(e.key)) ? PartitionSubset.all(1) : PartitionSubset.empty
+    if (!e.definition)
+      return (await store.latestMaterialization(e.key)) ? PartitionSubset.all(1) : PartitionSubset.empty
     const ranges: Array<[number, number]> = []
     for (const key of await store.materializedPartitions(e.key)) {
       const subset = keySubsetOrUndefined(e.definition, key, ctx)

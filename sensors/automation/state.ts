@@ -72,7 +72,10 @@ export function serializeState(s: AssetState): string {
     requested: s.requested.toJSON(),
     news: s.news.toJSON(),
     crons: Object.fromEntries(
-      [...s.crons].map(([id, c]) => [id, { tick: c.tick, handled: c.handled.toJSON(), deps: jsonOf(c.deps) }]),
+      [...s.crons].map(([id, c]) => [
+        id,
+        { tick: c.tick, handled: c.handled.toJSON(), deps: jsonOf(c.deps) },
+      ]),
     ),
     checks: jsonOf(s.checks),
     lastTree: s.lastTree,

@@ -40,6 +40,7 @@ export class AutomationSql {
     this.requests = requests
     this.s = statements(db, {
       all: 'SELECT asset, status, state, tick, updated_at FROM automation ORDER BY asset',
+      switches: `SELECT asset, status FROM automation WHERE status <> 'default'`,
       global: `SELECT state, tick FROM automation WHERE asset = '${AUTOMATION_GLOBAL}'`,
       setStatus: `INSERT INTO automation (asset, status, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (asset) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at`,
@@ -70,6 +71,17 @@ export class AutomationSql {
       status: global ? toAutomationAsset(global).status : 'default',
       assets: rows.filter((r) => r.asset !== AUTOMATION_GLOBAL).map(toAutomationAsset),
     }
+  }
+
+  automationSwitches(): { status: AutomationStatus; assets: Record<string, AutomationStatus> } {
+    const rows = this.s.switches.all() as Array<{ asset: string; status: AutomationStatus }>
+    const assets: Record<string, AutomationStatus> = {}
+    let status: AutomationStatus = 'default'
+    for (const r of rows) {
+      if (r.asset === AUTOMATION_GLOBAL) status = r.status
+      else assets[r.asset] = r.status
+    }
+    return { status, assets }
   }
 
   setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): void {

@@ -362,6 +362,9 @@ export class SqliteStore implements RunStore {
   automationState() {
     return this.call(() => this.automation.automationState())
   }
+  automationSwitches() {
+    return this.call(() => this.automation.automationSwitches())
+  }
   setAutomationStatus(asset: string | null, status: AutomationStatus, now: number) {
     return this.call(() => this.automation.setAutomationStatus(asset, status, now))
   }
