@@ -215,10 +215,16 @@ function evaluationHeading(e: AutomationEvaluationRecord): string {
 export function treeLines(node: NodeValue, condition: AutomationCondition, indent = ''): string[] {
   const lines: string[] = []
   const walk = (n: NodeValue, c: AutomationCondition | undefined, depth: number) => {
+    // not(operand) on one line: `✓ not anyDepsMissing()`
+    const only = n.children?.length === 1 ? n.children[0] : undefined
+    if (c?.kind === 'not' && only && !only.children && n.label === `not(${only.label})`) {
+      lines.push(`${indent}${'  '.repeat(depth)}${markOf(n)} not ${only.label}`)
+      return
+    }
     const generic =
       c && (c.kind === 'and' || c.kind === 'or' || c.kind === 'not') && n.label.startsWith(`${c.kind}(`)
     const name = generic ? c.kind : n.label
-    const mark = n.total === 1 ? (n.trueCount ? '✓' : '✗') : `${n.trueCount}/${n.total}`
+    const mark = markOf(n)
     const partitions = n.partitions ? `  ${n.partitions}` : ''
     lines.push(`${indent}${'  '.repeat(depth)}${mark} ${name}${partitions}`)
     n.children?.forEach((child, i) => {
@@ -227,4 +233,8 @@ export function treeLines(node: NodeValue, condition: AutomationCondition, inden
   }
   walk(node, condition, 0)
   return lines
+}
+
+function markOf(n: NodeValue): string {
+  return n.total === 1 ? (n.trueCount ? '✓' : '✗') : `${n.trueCount}/${n.total}`
 }
