@@ -289,11 +289,6 @@ export interface TickClaim {
   doneAt: number | null
 }
 
-/**
- * The tables a store's history is copied with (`refresh store copy`), in the order they are
- * written: runs before what refers to them. Leases, pool slots and tick claims belong to running
- * processes and are not copied.
- */
 /** Automation on or off, for one asset or for all (`default`: the asset's definition decides, which is on). */
 export type AutomationStatus = 'on' | 'off' | 'default'
 
@@ -379,6 +374,11 @@ export interface InFlightStep {
   partitionKey: string | null
 }
 
+/**
+ * The tables a store's history is copied with (`refresh store copy`), in the order they are
+ * written: runs before what refers to them. Leases, pool slots and tick claims belong to running
+ * processes and are not copied.
+ */
 export const HISTORY_TABLES = [
   'runs',
   'steps',

@@ -34,6 +34,23 @@ describe('refresh store copy', () => {
     for (let i = 0; i < 2; i++) expect((await cli(['run', '--plain'])).code).toBe(0)
     expect((await cli(['sensors', 'on', 'watch'])).code).toBe(0)
     const file = join(dir, '.refresh', 'refresh.db')
+    {
+      // automation's switches, cursor, states and evaluations go along
+      await using store = await openStore(file)
+      await store.setAutomationStatus('b', 'off', 5)
+      await store.setAutomationStatus(null, 'on', 6)
+      const committed = await store.commitAutomationTick({
+        expectedTick: null,
+        cursor: { tick: 7, eventId: 3, checkId: 2, evaluatedAt: 8 },
+        requests: [],
+        evaluations: [
+          { tick: 7, asset: 'a', evaluatedAt: 8, trueCount: 1, total: 1, tree: '{"v":true}', requests: [] },
+        ],
+        states: () => [{ asset: 'a', state: '{"requested":false}' }],
+        now: 9,
+      })
+      expect(committed.committed).toBe(true)
+    }
     const url = await server.freshUrl('copy')
 
     const copy = await cli(['store', 'copy', '--from', file, '--to', url])
@@ -63,6 +80,17 @@ describe('refresh store copy', () => {
       ['b', 'passes', true, true, 'error'],
     ])
     expect((await toStore.getInstigator('watch'))?.status).toBe('on')
+    const automation = await toStore.automationState()
+    expect(automation).toEqual(await fromStore.automationState())
+    expect(automation).toMatchObject({
+      status: 'on',
+      cursor: { tick: 7 },
+      assets: [{ asset: 'a' }, { asset: 'b' }],
+    })
+    expect(await toStore.latestAutomationEvaluations()).toEqual(await fromStore.latestAutomationEvaluations())
+    expect((await toStore.latestAutomationEvaluations()).map((e) => [e.asset, e.tick, e.runIds])).toEqual([
+      ['a', 7, []],
+    ])
 
     // a store with runs is not a copy target: exit 2, nothing added
     const again = await cli(['store', 'copy', '--from', file, '--to', url])

@@ -1791,6 +1791,30 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect((await store.automationState()).cursor?.tick).toBe(2)
       })
 
+      itShared('of two evaluators committing the same tick at once, one commits', async (location) => {
+        await using one = await target.openAgain!(location)
+        await using two = await target.openAgain!(location)
+        for (let t = 1; t <= 5; t++) {
+          const expected = t === 1 ? null : t - 1
+          const results = await Promise.all(
+            [one, two].map((store, i) =>
+              store.commitAutomationTick(
+                automationTick(expected, cursor(t, { eventId: i }), {
+                  requests: [auto(`t${t}-${i}`)],
+                  evaluations: [evaluation('a', t, [0])],
+                }),
+              ),
+            ),
+          )
+          expect(results.filter((r) => r.committed)).toHaveLength(1)
+          const lost = results.find((r) => !r.committed)
+          expect(lost).toEqual({ committed: false, cursor: (await one.automationState()).cursor })
+          expect((await one.listRuns()).filter((r) => r.id.startsWith(`t${t}-`))).toHaveLength(1)
+        }
+        expect(await one.automationEvaluations('a')).toHaveLength(5)
+        expect((await two.automationState()).cursor?.tick).toBe(5)
+      })
+
       it('a tick whose states() throws writes nothing', async () => {
         await using store = await open()
         await store.commitAutomationTick(automationTick(null, cursor(1)))

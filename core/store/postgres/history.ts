@@ -15,6 +15,7 @@ const SEQUENCED: ReadonlyArray<readonly [HistoryTable, string]> = [
   ['parked_requests', 'id'],
   ['dynamic_partitions', 'seq'],
   ['dynamic_partition_removals', 'removed_seq'],
+  ['automation_evaluations', 'id'],
 ]
 
 /** A store's history out and in (`refresh store copy`), table by table, ids kept. */

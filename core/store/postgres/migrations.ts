@@ -259,6 +259,30 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX backfills_status ON backfills (status, created_at);
   `,
+  // 6: automation: one row per automated asset (its on/off switch and the evaluator's state for
+  // it) and the global row '*' (the global switch, and the evaluator's cursor as JSON with its
+  // tick number, committed compare-and-set under the row's lock); the latest evaluations of each
+  // asset, in id order.
+  `
+  CREATE TABLE automation (
+    asset text PRIMARY KEY,
+    status text NOT NULL DEFAULT 'default' CHECK (status IN ('on','off','default')),
+    state text,
+    tick bigint NOT NULL DEFAULT 0,
+    updated_at bigint NOT NULL
+  );
+  CREATE TABLE automation_evaluations (
+    id bigserial PRIMARY KEY,
+    tick bigint NOT NULL,
+    asset text NOT NULL,
+    evaluated_at bigint NOT NULL,
+    true_count integer NOT NULL,
+    total integer NOT NULL,
+    tree text NOT NULL,
+    run_ids text NOT NULL DEFAULT '[]'
+  );
+  CREATE INDEX automation_evaluations_asset ON automation_evaluations (asset, id);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -18,6 +18,10 @@ const S = statements('partitions', {
      FROM events e JOIN runs r ON r.id = e.run_id
     WHERE e.id > $1 AND e.type IN ('asset:materialized', 'step:failure') AND e.step_key = ANY($2::text[])
     ORDER BY e.id LIMIT $3`,
+  allEvents: `SELECT e.id, e.step_key AS asset, r.partition_key, e.type, e.run_id, e.ts
+     FROM events e JOIN runs r ON r.id = e.run_id
+    WHERE e.id > $1 AND e.type IN ('asset:materialized', 'step:failure')
+    ORDER BY e.id LIMIT $2`,
   inFlight: `SELECT DISTINCT s.partition_key FROM steps s JOIN runs r ON r.id = s.run_id
     WHERE s.key = $1 AND s.partition_key IS NOT NULL AND r.status IN ('queued', 'started')
       AND s.status IN ('pending', 'running', 'retrying')`,
@@ -69,7 +73,11 @@ export class PartitionsSql {
     return [...new Set(keys)].filter((k) => removed.has(k))
   }
 
-  async partitionEvents(after: number, assets: readonly string[], limit: number): Promise<PartitionEvent[]> {
+  async partitionEvents(
+    after: number,
+    assets: readonly string[] | null,
+    limit: number,
+  ): Promise<PartitionEvent[]> {
     const rows = await this.db.rows<{
       id: number
       asset: string
@@ -77,7 +85,10 @@ export class PartitionsSql {
       type: string
       run_id: string
       ts: number
-    }>(S.events, [after, [...assets], limit])
+    }>(
+      assets === null ? S.allEvents : S.events,
+      assets === null ? [after, limit] : [after, [...assets], limit],
+    )
     return rows.map(toPartitionEvent)
   }
 

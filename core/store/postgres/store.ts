@@ -5,6 +5,8 @@ import type { OpenStoreOptions } from '../open.js'
 import { redactLocation } from '../open.js'
 import type { RunStore } from '../run-store.js'
 import type {
+  AutomationStatus,
+  AutomationTick,
   BackfillRecord,
   BackupRecord,
   CommittedTick,
@@ -27,6 +29,7 @@ import type {
   StoredPartitionStatus,
   WriteBatch,
 } from '../types.js'
+import { AutomationSql } from './automation.js'
 import { BackfillsSql } from './backfills.js'
 import { ClaimsSql } from './claims.js'
 import { Db, type DbOptions, translate } from './db.js'
@@ -115,6 +118,7 @@ export class PostgresStore implements RunStore {
   private readonly leases: LeasesSql
   private readonly partitions: PartitionsSql
   private readonly backfills: BackfillsSql
+  private readonly automation: AutomationSql
   private readonly maintenance: MaintenanceSql
   private readonly claims: ClaimsSql
   private readonly history: HistorySql
@@ -132,6 +136,7 @@ export class PostgresStore implements RunStore {
     this.requests = new RequestsSql(db, this.runs, this.maintenance)
     this.partitions = new PartitionsSql(db)
     this.backfills = new BackfillsSql(db, this.runs, this.maintenance)
+    this.automation = new AutomationSql(db, this.requests)
     this.ticks = new TicksSql(db, this.requests, this.partitions)
     this.leases = new LeasesSql(db)
     this.claims = new ClaimsSql(db, this.maintenance)
@@ -322,7 +327,7 @@ export class PostgresStore implements RunStore {
   removeDynamicPartitions(name: string, keys: readonly string[], now: number) {
     return this.partitions.removeDynamicPartitions(name, keys, now)
   }
-  partitionEvents(after: number, assets: readonly string[], limit: number) {
+  partitionEvents(after: number, assets: readonly string[] | null, limit: number) {
     return this.partitions.partitionEvents(after, assets, limit)
   }
   partitionsInFlight(asset: string) {
@@ -357,6 +362,30 @@ export class PostgresStore implements RunStore {
   }
   submitBackfillRun(next: BackfillRecord, expectedVersion: number, run: NewRun, now: number) {
     return this.backfills.submitBackfillRun(next, expectedVersion, run, now)
+  }
+
+  // ---- automation --------------------------------------------------------------------------------
+
+  automationState() {
+    return this.automation.automationState()
+  }
+  setAutomationStatus(asset: string | null, status: AutomationStatus, now: number) {
+    return this.automation.setAutomationStatus(asset, status, now)
+  }
+  commitAutomationTick(tick: AutomationTick) {
+    return this.automation.commitAutomationTick(tick)
+  }
+  automationEvaluations(asset: string, limit?: number) {
+    return this.automation.automationEvaluations(asset, limit)
+  }
+  latestAutomationEvaluations() {
+    return this.automation.latestAutomationEvaluations()
+  }
+  checkResultsAfter(afterId: number, limit: number) {
+    return this.automation.checkResultsAfter(afterId, limit)
+  }
+  inFlightSteps() {
+    return this.automation.inFlightSteps()
   }
 
   // ---- pools -------------------------------------------------------------------------------------
