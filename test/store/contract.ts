@@ -1866,6 +1866,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         await using store = await open()
         await store.setAutomationStatus('b', 'off', 5)
         await store.setAutomationStatus(null, 'off', 6)
+        expect(await store.automationSwitches()).toEqual({ status: 'off', assets: { b: 'off' } })
         expect(await store.automationState()).toEqual({
           cursor: null,
           status: 'off',
@@ -1878,6 +1879,7 @@ export function storeContract(name: string, target: ContractTarget): void {
         await store.setAutomationStatus('a', 'on', 7)
         await store.setAutomationStatus(null, 'default', 8)
         await store.setAutomationStatus('b', 'default', 9)
+        expect(await store.automationSwitches()).toEqual({ status: 'default', assets: { a: 'on' } })
         const state = await store.automationState()
         expect(state.cursor).toEqual(cursor(1))
         expect(state.status).toBe('default')

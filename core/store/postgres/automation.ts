@@ -26,6 +26,7 @@ export const EVALUATIONS_KEPT = 50
 
 const S = statements('automation', {
   all: 'SELECT asset, status, state, tick, updated_at FROM automation ORDER BY asset',
+  switches: `SELECT asset, status FROM automation WHERE status <> 'default'`,
   setStatus: `INSERT INTO automation (asset, status, updated_at) VALUES ($1, $2, $3)
      ON CONFLICT (asset) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at`,
   // the global row, created if missing and locked to the end of the tick's transaction: of two
@@ -86,6 +87,17 @@ export class AutomationSql {
       status: global ? toAutomationAsset(global).status : 'default',
       assets: rows.filter((r) => r.asset !== AUTOMATION_GLOBAL).map(toAutomationAsset),
     }
+  }
+
+  async automationSwitches(): Promise<{ status: AutomationStatus; assets: Record<string, AutomationStatus> }> {
+    const rows = await this.db.rows<{ asset: string; status: AutomationStatus }>(S.switches)
+    const assets: Record<string, AutomationStatus> = {}
+    let status: AutomationStatus = 'default'
+    for (const r of rows) {
+      if (r.asset === AUTOMATION_GLOBAL) status = r.status
+      else assets[r.asset] = r.status
+    }
+    return { status, assets }
   }
 
   async setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): Promise<void> {

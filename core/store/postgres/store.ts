@@ -369,6 +369,9 @@ export class PostgresStore implements RunStore {
   automationState() {
     return this.automation.automationState()
   }
+  automationSwitches() {
+    return this.automation.automationSwitches()
+  }
   setAutomationStatus(asset: string | null, status: AutomationStatus, now: number) {
     return this.automation.setAutomationStatus(asset, status, now)
   }
