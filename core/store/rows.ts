@@ -253,12 +253,12 @@ export function toAutomationEvaluation(row: Row): AutomationEvaluationRecord {
  * each once: a created run, the run a key already named, the follow-up a request coalesced into.
  */
 export function evaluationRunIds(outcomes: readonly RequestOutcome[], requests: readonly number[]): string[] {
-  const ids: string[] = []
+  const ids = new Set<string>()
   for (const i of requests) {
     const o = outcomes[i]
     if (o === undefined)
       throw new RangeError(`an evaluation names request ${i}; the tick has ${outcomes.length}`)
-    if ('runId' in o && !ids.includes(o.runId)) ids.push(o.runId)
+    if ('runId' in o) ids.add(o.runId)
   }
-  return ids
+  return [...ids]
 }

@@ -105,6 +105,9 @@ export class AutomationEvaluator {
   private switches = new Map<string, AutomationStatus>()
   private readonly lastInFlight = new Map<string, string>()
   private readonly lastSize = new Map<string, number>()
+  /** Each tracked asset's key-space version, valid for the dynamic removals `versionsFor`. */
+  private readonly versions = new Map<string, string>()
+  private versionsFor = ''
   /** Assets to evaluate at the next tick whatever changes (a request a guard skipped, one over the cap). */
   private readonly retry = new Set<string>()
   private readonly cronTicks = new Map<string, { latest: number; next: number }>()
@@ -189,10 +192,20 @@ export class AutomationEvaluator {
       removals.set(name, await store.dynamicPartitionsVersion(name))
     }
     const sizes = new Map<string, number>()
-    for (const e of tracked) sizes.set(e.key, e.definition ? e.definition.size(ctx) : 1)
+    for (const e of tracked) sizes.set(e.key, e.definition ? this.sizeOf(e.definition, ctx) : 1)
     const fresh = this.cursor === null
+    // the versions change only with a dynamic removal: computed again only then
+    const removalsKey = JSON.stringify([...removals])
+    if (removalsKey !== this.versionsFor) {
+      this.versions.clear()
+      this.versionsFor = removalsKey
+    }
     for (const e of tracked) {
-      const version = this.versionOf(e, removals)
+      let version = this.versions.get(e.key)
+      if (version === undefined) {
+        version = this.versionOf(e, removals)
+        this.versions.set(e.key, version)
+      }
       const state = this.states.get(e.key)
       if (state && state.version === version) continue
       changed.add(e.key)
@@ -299,11 +312,18 @@ export class AutomationEvaluator {
       }
     }
     // assets whose in-progress partitions or key space changed, and the automated assets reading them
+    for (const key of new Set([...inProgress.keys(), ...this.lastInFlight.keys()])) {
+      const running = inProgress.get(key)
+      const text = running && !running.isEmpty ? running.serialize() : undefined
+      if (this.lastInFlight.get(key) === text) continue
+      if (text === undefined) this.lastInFlight.delete(key)
+      else this.lastInFlight.set(key, text)
+      dirty.add(key)
+    }
     for (const e of tracked) {
-      const running = (inProgress.get(e.key) ?? PartitionSubset.empty).serialize()
+      if (!e.definition) continue
       const size = sizes.get(e.key)!
-      if (this.lastInFlight.get(e.key) === running && this.lastSize.get(e.key) === size) continue
-      this.lastInFlight.set(e.key, running)
+      if (this.lastSize.get(e.key) === size) continue
       this.lastSize.set(e.key, size)
       dirty.add(e.key)
     }
@@ -571,6 +591,23 @@ export class AutomationEvaluator {
     }
     return PartitionSubset.fromRanges(ranges)
   }
+
+  /** A definition's size now, computed once per definition per tick (assets share definitions). */
+  private sizeOf(definition: PartitionsDefinition, ctx: PartitionsContext): number {
+    if (this.sizeCtx !== ctx) {
+      this.sizeCache.clear()
+      this.sizeCtx = ctx
+    }
+    let size = this.sizeCache.get(definition)
+    if (size === undefined) {
+      size = definition.size(ctx)
+      this.sizeCache.set(definition, size)
+    }
+    return size
+  }
+
+  private sizeCtx: PartitionsContext | undefined
+  private readonly sizeCache = new Map<PartitionsDefinition, number>()
 
   /** The latest tick of a cron at or before `now` (0 when none in four years). */
   private latestTick(id: string, spec: CronSpec, now: number): number {
