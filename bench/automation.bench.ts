@@ -41,7 +41,13 @@ function counting(store: RunStore): { store: RunStore; calls: () => number; rese
       }
     },
   })
-  return { store: proxy, calls: () => calls, reset: () => void (calls = 0) }
+  return {
+    store: proxy,
+    calls: () => calls,
+    reset: () => {
+      calls = 0
+    },
+  }
 }
 
 function layered(

@@ -1,6 +1,6 @@
 import { z } from 'zod/v4'
-import { ConfigError, didYouMean } from './errors.js'
 import { type AutomationCondition, isAutomationCondition } from './automation.js'
+import { ConfigError, didYouMean } from './errors.js'
 import { type Freshness, type FreshnessPolicy, readFreshness } from './freshness.js'
 import type { JsonObject } from './json.js'
 import {
@@ -221,7 +221,7 @@ const specSchema = z
     automation: z
       .custom<AutomationCondition>(
         isAutomationCondition,
-        'must be an automation condition, like eager(), onCron(\'0 3 * * *\') or and(missing(), not(inProgress()))',
+        "must be an automation condition, like eager(), onCron('0 3 * * *') or and(missing(), not(inProgress()))",
       )
       .optional(),
     recover: z

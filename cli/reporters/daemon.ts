@@ -32,7 +32,10 @@ export function describeDaemonEvent(e: DaemonEvent): string {
       return `launched run ${e.runId} (${e.selection}${e.partition === null ? '' : `, partition ${e.partition}`}, from ${e.origin}) as ${e.task ? `ECS task ${e.task.split('/').at(-1)}` : `pid ${e.pid}`}`
     case 'automation:requested':
       return `automation (tick ${e.tick}): ${e.runs
-        .map((r) => `${r.assets.join(',')}${r.partitionKey === null ? '' : ` [${r.partitionKey}]`} ${describeOutcome(r.outcome)}`)
+        .map(
+          (r) =>
+            `${r.assets.join(',')}${r.partitionKey === null ? '' : ` [${r.partitionKey}]`} ${describeOutcome(r.outcome)}`,
+        )
         .join('; ')}`
     case 'backfill:submitted':
       return `backfill ${e.backfillId}: ${e.runs} run(s) submitted; ${e.done} done, ${e.failed} failed of ${e.total}`

@@ -89,7 +89,10 @@ export class AutomationSql {
     }
   }
 
-  async automationSwitches(): Promise<{ status: AutomationStatus; assets: Record<string, AutomationStatus> }> {
+  async automationSwitches(): Promise<{
+    status: AutomationStatus
+    assets: Record<string, AutomationStatus>
+  }> {
     const rows = await this.db.rows<{ asset: string; status: AutomationStatus }>(S.switches)
     const assets: Record<string, AutomationStatus> = {}
     let status: AutomationStatus = 'default'
