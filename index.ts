@@ -337,6 +337,14 @@ export {
   sinceLastRequested,
 } from './sensors/automation/conditions.js'
 export {
+  AUTOMATION_ORIGIN,
+  AUTOMATION_TAG,
+  AutomationEvaluator,
+  type AutomationOptions,
+  type AutomationRequest,
+  type AutomationTickResult,
+} from './sensors/automation/evaluator.js'
+export {
   type GuardSpec,
   onRunStatus,
   type ScheduleDefinition,

@@ -254,6 +254,28 @@ async function runConfig(block: Block, dir: string): Promise<void> {
     writeFileSync(join(dir, 'exports', '2026-11-23.ndjson'), '')
     const tick = await ok(['sensors', 'tick', 'new_exports'])
     expect(tick.stdout).toContain('sensor new_exports: created run')
+  } else if (block.heading === 'Declarative automation') {
+    await ok(['validate'])
+    await ok(['run', 'events', '--partition', '2026-11-20', '--plain'])
+    const daemon = background([process.execPath, CLI, 'daemon', '--automation-interval', '1s'], dir, {
+      NO_COLOR: '1',
+      REFRESH_CONFIG: '',
+    })
+    try {
+      await waitFor(daemon, /daily_summary \[2026-11-20\] created run/, 'the eager request of daily_summary')
+      await waitFor(daemon, /ended success/, 'the daily_summary run')
+    } finally {
+      daemon.child.kill('SIGTERM')
+      expect(await daemon.exited, daemon.output()).toBe(0)
+    }
+    const why = await ok(['automation', 'daily_summary', '--limit', '5'])
+    expect(why.stdout).toContain('daily_summary: eager(), on')
+    expect(why.stdout).toMatch(/true for 1 of \d+ partitions: requested \w+/)
+    expect(why.stdout).toMatch(/1\/\d+ anyDepsUpdated\(\) {2}2026-11-20/)
+    const all = await ok(['automation'])
+    expect(all.stdout).toMatch(
+      /nightly_report\s+onCron\('0 3 \* \* \*', \{ timezone: 'Europe\/Paris' \}\)\s+on/,
+    )
   } else if (block.heading === 'Runs as ECS tasks') {
     await ok(['validate', '--env', 'aws'])
     // a store file is refused before any AWS call: the tasks could not reach it

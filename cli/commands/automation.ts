@@ -218,7 +218,8 @@ export function treeLines(node: NodeValue, condition: AutomationCondition, inden
     // not(operand) on one line: `✓ not anyDepsMissing()`
     const only = n.children?.length === 1 ? n.children[0] : undefined
     if (c?.kind === 'not' && only && !only.children && n.label === `not(${only.label})`) {
-      lines.push(`${indent}${'  '.repeat(depth)}${markOf(n)} not ${only.label}`)
+      const partitions = n.partitions ? `  ${n.partitions}` : ''
+      lines.push(`${indent}${'  '.repeat(depth)}${markOf(n)} not ${only.label}${partitions}`)
       return
     }
     const generic =
