@@ -4,12 +4,14 @@
  * without double requests, maintenance mode, guards, switches and backfills in flight. Requested
  * runs are executed in-process (`launchRun`), as the daemon's launcher would.
  */
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { requestBackfill } from '../../core/backfills.js'
 import { assetCheck } from '../../core/checks.js'
 import { ManualClock } from '../../core/clock.js'
 import { type AssetDefinition, asset } from '../../core/definitions.js'
 import { buildGraph, launchRun, materialize } from '../../core/materialize.js'
+import { timeWindowMapping } from '../../core/partitions/mapping.js'
+import { dynamicPartitions } from '../../core/partitions/static.js'
 import { dailyPartitions, hourlyPartitions } from '../../core/partitions/time.js'
 import { openStore } from '../../core/store/open.js'
 import type { RunStore } from '../../core/store/run-store.js'
@@ -27,6 +29,7 @@ import {
   or,
 } from '../../sensors/automation/conditions.js'
 import { AUTOMATION_ORIGIN, AutomationEvaluator } from '../../sensors/automation/evaluator.js'
+import { startPostgres, type TestPostgres } from '../postgres.js'
 
 const HOUR = 3_600_000
 const START = Date.UTC(2026, 0, 12, 1) // a Monday, 01:00 UTC
@@ -533,4 +536,97 @@ describe('requests, restarts and the rest of the world', () => {
     expect(kept.map((e) => e.trueCount)).toEqual([0, 1, 0])
     expect(kept[1]!.runIds).toEqual([(tick.requests[0]!.outcome as { runId: string }).runId])
   })
+})
+
+describe('partitions: chains and dynamic keys', () => {
+  it('fills a self-dependent chain day by day, each once its day before is in', async () => {
+    await using store = await openStore(':memory:')
+    const clock = new ManualClock(Date.UTC(2026, 0, 20))
+    const days = dailyPartitions({ start: '2026-01-01', end: '2026-01-06' })
+    const order: string[] = []
+    const assets = [
+      asset({
+        key: 'total',
+        deps: ['total'],
+        partitions: days,
+        partitionMappings: { total: timeWindowMapping({ startOffset: -1, endOffset: -1 }) },
+        automation: eager(),
+        materialize: (ctx) => void order.push(ctx.partition!.key),
+      }),
+    ]
+    const ev = evaluator(store, assets, clock)
+    for (let i = 0; i < 8; i++) {
+      await ev.tick()
+      await launchAll(store, assets, clock)
+    }
+    expect(order).toEqual(['2026-01-01', '2026-01-02', '2026-01-03', '2026-01-04', '2026-01-05'])
+  })
+
+  it('follows keys added to dynamic partitions, and starts over when one is removed', async () => {
+    await using store = await openStore(':memory:')
+    const clock = new ManualClock(START)
+    const customers = dynamicPartitions('customers')
+    const built: string[] = []
+    const assets = [
+      source('orders', customers),
+      asset({
+        key: 'invoices',
+        deps: ['orders'],
+        partitions: customers,
+        automation: eager(),
+        materialize: (ctx) => void built.push(ctx.partition!.key),
+      }),
+    ]
+    await store.addDynamicPartitions('customers', ['acme', 'globex', 'initech'], clock.now())
+    for (const key of ['acme', 'globex', 'initech']) {
+      await materialize(assets, { store, selection: 'orders', partition: key, clock })
+    }
+    const ev = evaluator(store, assets, clock)
+    await ev.tick()
+    await launchAll(store, assets, clock)
+    expect(built.sort()).toEqual(['acme', 'globex', 'initech'])
+    await store.removeDynamicPartitions('customers', ['acme'], clock.now())
+    await store.addDynamicPartitions('customers', ['umbrella'], clock.now())
+    await materialize(assets, { store, selection: 'orders', partition: 'umbrella', clock })
+    await ev.tick()
+    // the indices moved: what was built is read again from the store, nothing runs twice
+    expect(await queued(store)).toEqual(['invoices@umbrella'])
+  })
+})
+
+describe('on a Postgres store', () => {
+  let server: TestPostgres
+  beforeAll(async () => {
+    server = await startPostgres()
+  }, 60_000)
+  afterAll(async () => {
+    await server?.stop()
+  })
+
+  it('follows a chain, parks in maintenance mode, and of two evaluators one commits', async () => {
+    await using store = await openStore(await server.freshUrl('automation'))
+    const clock = new ManualClock(START)
+    const assets = [
+      source('raw'),
+      asset({ key: 'clean', deps: ['raw'], automation: eager(), materialize: () => ({}) }),
+      asset({ key: 'summary', deps: ['clean'], automation: eager(), materialize: () => ({}) }),
+    ]
+    const a = evaluator(store, assets, clock)
+    const b = evaluator(store, assets, clock)
+    await a.tick()
+    await b.tick()
+    await materialize(assets, { store, selection: 'raw', clock })
+    const [ra, rb] = await Promise.all([a.tick(), b.tick()])
+    expect([ra.requests.length, rb.requests.length].sort()).toEqual([0, 1])
+    await launchAll(store, assets, clock)
+    await store.setMaintenanceOn({ reason: 'deploy', by: 'ops@host', since: clock.now(), drainTimeoutMs: 0 })
+    expect((await a.tick()).requests.map((r) => [r.assets, r.outcome.outcome])).toEqual([
+      [['summary'], 'parked'],
+    ])
+    expect((await b.tick()).requests).toEqual([])
+    expect(await store.countParked()).toBe(1)
+    // the evaluation that parked its request is kept (a parked request has no run yet)
+    const kept = await store.automationEvaluations('summary', 5)
+    expect(kept.find((e) => e.trueCount === 1 && e.runIds.length === 0)).toBeDefined()
+  }, 60_000)
 })
