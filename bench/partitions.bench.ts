@@ -207,7 +207,8 @@ created together with its partition's mark in one transaction):
 
 In-process: the runs launched by \`launchRun\` as the daemon's launcher would, without a process per run (the
 daemon starts \`refresh launch RUN_ID\` per run, about 0.3 s each here; the daemon's loop reacts to a run's end
-within its 250 ms interval).
+within its 250 ms interval). The same big backfills through a real daemon, a process per run: "Big backfills
+through the daemon" (bench/backfill-daemon-scale.bench.ts).
 `,
     }
   } finally {

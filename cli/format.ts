@@ -112,7 +112,10 @@ export function pruneScope(retention: { olderThan: string; keepFailed: string })
   return `older than ${retention.olderThan}${failed}`
 }
 
-/** An asset's freshness in a few words: `fresh (max lag 26h)`, `STALE for 3h00m (max lag 26h)`. */
+/**
+ * An asset's freshness in a few words: `fresh (max lag 26h)`, `STALE for 3h00m (max lag 26h)`,
+ * `STALE for 3h00m: partition 2026-11-24 not materialized (max lag 2h)`.
+ */
 export function formatFreshness(state: FreshnessState, now: number): string {
   switch (state.status) {
     case 'fresh':
@@ -121,6 +124,8 @@ export function formatFreshness(state: FreshnessState, now: number): string {
       return `STALE for ${formatDuration(now - state.staleSince)} (max lag ${state.maxLag})`
     case 'missing':
       return `STALE: never materialized (max lag ${state.maxLag})`
+    case 'partition_missing':
+      return `STALE for ${formatDuration(now - state.staleSince)}: partition ${state.partitionKey} not materialized (max lag ${state.maxLag})`
   }
 }
 
@@ -128,6 +133,10 @@ export function formatFreshness(state: FreshnessState, now: number): string {
 export function freshnessJson(state: FreshnessState): Record<string, unknown> {
   if (state.status === 'missing')
     return { status: 'stale', reason: 'missing', maxLag: state.maxLag, maxLagMs: state.maxLagMs }
+  if (state.status === 'partition_missing') {
+    const { partitionKey, ...rest } = state
+    return { ...rest, status: 'stale', reason: 'partition_missing', partition: partitionKey }
+  }
   const { partitionKey, ...rest } = state
   return state.status === 'stale'
     ? { ...rest, reason: 'too_old', partition: partitionKey }

@@ -531,6 +531,56 @@ function dependencyNeeds(
   }
 }
 
+/** What a backfill's runs are doing now, beyond its subsets: what the terminal panel shows. */
+export interface BackfillActivity {
+  /** Partitions in flight whose run has started (or is paused). */
+  running: number
+  /** Partitions in flight whose run is queued (created, not launched yet). */
+  queued: number
+  /** Its most recently created runs, newest first. */
+  recent: Array<{ runId: string; partitionKey: string | null; status: string; createdAt: number }>
+}
+
+/**
+ * Splits a backfill's partitions in flight into running and queued (from its live runs, a run of
+ * several partitions counting each of them), and lists its latest runs. Two store reads: its live
+ * runs, and the newest runs of the store (of which those of this backfill are kept, at most
+ * `recent`). The split follows the backfill's own `inFlight` subset: `queued` is capped by it and
+ * `running` is the rest, so the counts always add up to the backfill's total.
+ */
+export async function backfillActivity(
+  store: RunStore,
+  graph: AssetGraph,
+  backfill: BackfillRecord,
+  now: number,
+  recent = 8,
+): Promise<BackfillActivity> {
+  const inFlight = backfillProgress(backfill.state).inFlight.size
+  const live = await liveRuns(store, backfill.id)
+  const definition = definitionOf(graph, backfill)
+  const ctx = typeof definition === 'string' ? undefined : await partitionsContext(store, [definition], now)
+  const size = (key: string | null) =>
+    key === null || typeof definition === 'string' || !ctx
+      ? 1
+      : (keySubsetOrUndefined(definition, key, ctx)?.size ?? 1)
+  let queued = 0
+  for (const run of live) if (run.status === 'queued') queued += size(run.partitionKey)
+  queued = Math.min(queued, inFlight)
+  const newest = (await store.listRuns({ limit: Math.max(50, recent * 4) }))
+    .filter((r) => r.tags[BACKFILL_TAG] === backfill.id)
+    .slice(0, recent)
+  return {
+    running: inFlight - queued,
+    queued,
+    recent: newest.map((r) => ({
+      runId: r.id,
+      partitionKey: r.partitionKey,
+      status: r.status,
+      createdAt: r.createdAt,
+    })),
+  }
+}
+
 /** The runs of backfill `id` not ended yet (queued, started or paused). */
 async function liveRuns(store: RunStore, id: string) {
   return (await store.listRuns({ status: ['queued', 'started', 'paused'] })).filter(

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { AlertEvent, AlertsConfig } from '../core/config.js'
-import { assetFreshness, type Freshness } from '../core/freshness.js'
+import { type FreshnessAsset, freshnessOf } from '../core/freshness.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunRecord } from '../core/store/types.js'
 
@@ -15,6 +15,8 @@ export interface Alert {
   name?: string
   /** The asset, for `asset_stale` and `asset_fresh`. */
   asset?: string
+  /** For `asset_stale` of a time-partitioned asset: the due partition that is not materialized. */
+  partition?: string
   /** Exact commands: `refresh show ID`, `refresh retry ID`... */
   commands: string[]
 }
@@ -64,6 +66,7 @@ export function webhookBody(alert: Alert): string {
     runId: alert.runId ?? null,
     name: alert.name ?? null,
     asset: alert.asset ?? null,
+    ...(alert.partition !== undefined ? { partition: alert.partition } : {}),
     at: new Date(alert.at).toISOString(),
     commands: alert.commands,
   })
@@ -229,12 +232,13 @@ interface WatchState {
   /** Per sensor, the id of the newest failed tick already reported. */
   sensors: Record<string, number>
   /**
-   * The assets in a stale period already reported, with the id of the materialization the period
-   * is measured from (0: never materialized). Saved with the outbox, in the same write, so that a
-   * restart (or another daemon taking the lease) does not report the same period again. Absent in
-   * a state saved before freshness existed.
+   * The assets in a stale period already reported, with what identifies the period: the id of the
+   * materialization it is measured from (0: never materialized), or for a time-partitioned asset
+   * `partition:KEY`, the due partition not materialized. Saved with the outbox, in the same write,
+   * so that a restart (or another daemon taking the lease) does not report the same period again.
+   * Absent in a state saved before freshness existed.
    */
-  stale?: Record<string, number>
+  stale?: Record<string, number | string>
   /** Detected, persisted with the cursor, removed once delivered (or given up on). */
   outbox: Alert[]
 }
@@ -249,6 +253,7 @@ export type AlertStore = Pick<
   | 'listRuns'
   | 'listTicks'
   | 'latestMaterializations'
+  | 'latestMaterialization'
   | 'getSetting'
   | 'putSetting'
 >
@@ -261,11 +266,7 @@ export interface AlertWatcherOptions {
   /** Sensor names to watch for failing ticks. */
   sensors?: readonly string[]
   /** The assets with a freshness policy (others are ignored): `asset_stale` once per stale period. */
-  assets?: ReadonlyArray<{
-    readonly key: string
-    readonly freshness: Freshness | undefined
-    readonly partitions?: unknown
-  }>
+  assets?: readonly FreshnessAsset[]
   delivery?: DeliveryOptions
   /** Called with each alert sent and each delivery that failed (the daemon logs them). */
   onSent?: (alert: Alert, failures: AlertFailure[]) => void
@@ -414,9 +415,9 @@ export class AlertWatcher {
       }
     }
     if (assets.length > 0) {
-      const latest = await this.o.store.latestMaterializations()
+      const states = await freshnessOf(this.o.store, assets, now)
       for (const a of assets) {
-        const f = assetFreshness(a.freshness!, latest.get(a.key), now)
+        const f = states.get(a.key)!
         const period = reported[a.key]
         if (f.status === 'fresh') {
           if (period === undefined) continue
@@ -432,21 +433,34 @@ export class AlertWatcher {
           })
           continue
         }
-        const id = f.status === 'stale' ? f.materializationId : 0
+        const id =
+          f.status === 'stale'
+            ? f.materializationId
+            : f.status === 'partition_missing'
+              ? `partition:${f.partitionKey}`
+              : 0
         if (period === id) continue
         reported[a.key] = id
-        // a partitioned asset runs one partition at a time: which one is for the operator to pick
+        // a partitioned asset runs one partition at a time: the due one when it is named, else
+        // which one is for the operator to pick
         const commands = [
           'refresh assets',
-          a.partitions ? `refresh partitions ${a.key}` : `refresh run ${a.key}`,
+          f.status === 'partition_missing'
+            ? `refresh run ${a.key} --partition ${f.partitionKey}`
+            : a.partitions
+              ? `refresh partitions ${a.key}`
+              : `refresh run ${a.key}`,
         ]
         const why =
           f.status === 'missing'
             ? `never materialized (max lag ${f.maxLag})`
-            : `last materialized ${shortAge(f.ageMs)} ago${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId}, more than the max lag ${f.maxLag}`
+            : f.status === 'partition_missing'
+              ? `partition ${f.partitionKey} is not materialized ${shortAge(now - f.staleSince + f.maxLagMs)} after its window ended, more than the max lag ${f.maxLag}`
+              : `last materialized ${shortAge(f.ageMs)} ago${f.partitionKey ? ` (partition ${f.partitionKey})` : ''} in run ${f.runId}, more than the max lag ${f.maxLag}`
         found.push({
           event: 'asset_stale',
           asset: a.key,
+          ...(f.status === 'partition_missing' ? { partition: f.partitionKey } : {}),
           at: now,
           text: `asset ${a.key} is stale: ${why}\n${commands.map((c) => `\`${c}\``).join('  ')}`,
           commands,

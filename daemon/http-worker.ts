@@ -173,13 +173,19 @@ const m = {
   }),
   assetStale: new Gauge({
     name: 'refresh_asset_stale',
-    help: 'An asset with a freshness policy: 1 stale (its latest materialization is older than its max lag, or it has none), 0 fresh',
+    help: 'An asset with a freshness policy: 1 stale (its latest materialization is older than its max lag, or it has none; time-partitioned: its due partition is not materialized), 0 fresh',
     labelNames: ['asset'],
+    registers: [registry],
+  }),
+  assetStalePartition: new Gauge({
+    name: 'refresh_asset_stale_partition',
+    help: 'A time-partitioned asset stale because its due partition (the latest closed one whose window ended more than its max lag ago) is not materialized: 1, labeled with that partition',
+    labelNames: ['asset', 'partition'],
     registers: [registry],
   }),
   assetAge: new Gauge({
     name: 'refresh_asset_materialization_age_seconds',
-    help: 'Age of the latest materialization (of any partition) of an asset with a freshness policy',
+    help: 'Age of the latest materialization of an asset with a freshness policy (of any partition; time-partitioned: of its due partition)',
     labelNames: ['asset'],
     registers: [registry],
   }),
@@ -231,10 +237,13 @@ function apply(s: MetricsSnapshot): void {
   m.checks.reset()
   for (const c of s.checks) m.checks.set({ asset: c.asset, check: c.check }, c.failing ? 1 : 0)
   m.assetStale.reset()
+  m.assetStalePartition.reset()
   m.assetAge.reset()
   m.assetMaxLag.reset()
   for (const f of s.freshness) {
     m.assetStale.set({ asset: f.asset }, f.stale ? 1 : 0)
+    if (f.stalePartition !== undefined)
+      m.assetStalePartition.set({ asset: f.asset, partition: f.stalePartition }, 1)
     m.assetMaxLag.set({ asset: f.asset }, f.maxLagSeconds)
     if (f.ageSeconds !== null) m.assetAge.set({ asset: f.asset }, f.ageSeconds)
   }

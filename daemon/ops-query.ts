@@ -6,7 +6,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { errorCode } from '../core/errors.js'
-import { assetFreshness } from '../core/freshness.js'
+import { type FreshnessAsset, freshnessOf } from '../core/freshness.js'
+import { type TimePartitionsSpec, timePartitionsOf } from '../core/partitions/time.js'
 import { openStore } from '../core/store/open.js'
 import type { RunStore } from '../core/store/run-store.js'
 import type { RunStatus } from '../core/store/types.js'
@@ -28,6 +29,8 @@ export interface OpsFreshness {
   asset: string
   maxLag: string
   maxLagMs: number
+  /** A time-partitioned asset's partitions, as declared (rebuilt here): its freshness is per partition. */
+  timePartitions?: TimePartitionsSpec
 }
 
 export interface OpsQueryData {
@@ -60,7 +63,14 @@ export interface MetricsSnapshot {
   /** Each asset check by its latest results: failing when one of them (any partition) failed. */
   checks: Array<{ asset: string; check: string; failing: boolean }>
   /** Each asset with a freshness policy: stale (never materialized counts), its latest materialization's age. */
-  freshness: Array<{ asset: string; stale: boolean; ageSeconds: number | null; maxLagSeconds: number }>
+  freshness: Array<{
+    asset: string
+    stale: boolean
+    ageSeconds: number | null
+    maxLagSeconds: number
+    /** A time-partitioned asset stale because this due partition is not materialized. */
+    stalePartition?: string
+  }>
 }
 
 export interface HealthSnapshot {
@@ -77,6 +87,14 @@ export type QueryReply =
   | { id: number; kind: 'error'; message: string }
 
 const data = workerData as OpsQueryData
+/** The assets with a freshness policy, their time partitions rebuilt once from their specs. */
+const freshnessAssets: Array<FreshnessAsset & { freshness: { maxLag: string; maxLagMs: number } }> = (
+  data.freshness ?? []
+).map((f) => ({
+  key: f.asset,
+  freshness: { maxLag: f.maxLag, maxLagMs: f.maxLagMs },
+  ...(f.timePartitions ? { partitions: timePartitionsOf(f.timePartitions) } : {}),
+}))
 let reader: Promise<RunStore> | undefined
 let writer: Promise<RunStore> | undefined
 let eventCursor: number | undefined
@@ -157,15 +175,17 @@ async function collect(): Promise<MetricsSnapshot> {
     checks.set(key, { asset: r.asset, check: r.check, failing: (seen?.failing ?? false) || !r.passed })
   }
   const freshness: MetricsSnapshot['freshness'] = []
-  if (data.freshness && data.freshness.length > 0) {
-    const latest = await s.latestMaterializations()
-    for (const f of data.freshness) {
-      const state = assetFreshness(f, latest.get(f.asset), now)
+  if (freshnessAssets.length > 0) {
+    const states = await freshnessOf(s, freshnessAssets, now)
+    for (const a of freshnessAssets) {
+      const state = states.get(a.key)!
       freshness.push({
-        asset: f.asset,
+        asset: a.key,
         stale: state.status !== 'fresh',
-        ageSeconds: state.status === 'missing' ? null : state.ageMs / 1000,
-        maxLagSeconds: f.maxLagMs / 1000,
+        ageSeconds:
+          state.status === 'missing' || state.status === 'partition_missing' ? null : state.ageMs / 1000,
+        maxLagSeconds: a.freshness.maxLagMs / 1000,
+        ...(state.status === 'partition_missing' ? { stalePartition: state.partitionKey } : {}),
       })
     }
   }

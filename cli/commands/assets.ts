@@ -35,14 +35,21 @@ async function assetsCommand(options: AssetsOptions, io: Io): Promise<number> {
   const graph = buildGraph(resolved.assets)
   const storeLocation = storeLocationFor(options.store, io.cwd, loaded.dir, resolved.store)
   let latest = new Map<string, MaterializationRecord>()
+  const now = Date.now()
+  const { freshnessOf } = await import('../../core/freshness.js')
   const { isFileLocation, openStore } = await import('../../core/store/open.js')
+  // no store file yet: nothing was materialized
+  let freshness = await freshnessOf(
+    { latestMaterializations: async () => latest, latestMaterialization: async () => undefined },
+    graph.assets.values(),
+    now,
+    latest,
+  )
   if (!isFileLocation(storeLocation) || existsSync(storeLocation)) {
     await using store = await openStore(storeLocation)
     latest = await store.latestMaterializations()
+    freshness = await freshnessOf(store, graph.assets.values(), now, latest)
   }
-  const now = Date.now()
-  const { freshnessOf } = await import('../../core/freshness.js')
-  const freshness = freshnessOf(graph.assets.values(), latest, now)
   if (options.json) {
     for (const key of graph.order) {
       const def = graph.assets.get(key)!

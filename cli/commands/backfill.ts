@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import type { AssetGraph } from '../../core/graph.js'
 import type { RunStore } from '../../core/store/run-store.js'
 import type { BackfillRecord } from '../../core/store/types.js'
 import { formatDateTime, storeOption, table } from '../common.js'
@@ -46,9 +47,13 @@ export function registerBackfill(program: Command, ctx: CliContext): void {
     .option('--max-runs <n>', 'runs of this backfill in flight at once')
     .option('--set <asset.field=value>', 'run config override for every run (repeatable)', collect)
     .option('--json', 'the backfill as one JSON object')
+    .option(
+      '--follow',
+      'then follow it as `backfill show ID --follow` does, until it ends (exit 0 when it completed, 1 otherwise)',
+    )
     .addHelpText(
       'after',
-      '\nExamples:\n  refresh backfill daily_events+ --from 2026-01-01 --to 2026-12-31 --max-runs 8\n  refresh backfill daily_events --partitions 2026-03-01,2026-03-08 --json\n  refresh backfill daily_events --missing-only\n  refresh backfill show 01m8b\n  refresh backfill cancel 01m8b\n  refresh backfill retry 01m8b\n',
+      '\nExamples:\n  refresh backfill daily_events+ --from 2026-01-01 --to 2026-12-31 --max-runs 8\n  refresh backfill daily_events --from 2026-01-01 --to 2026-01-31 --follow\n  refresh backfill daily_events --partitions 2026-03-01,2026-03-08 --json\n  refresh backfill daily_events --missing-only\n  refresh backfill show 01m8b\n  refresh backfill cancel 01m8b\n  refresh backfill retry 01m8b\n',
     )
     .action(async (selection: string[], options: BackfillOptions) => {
       ctx.code = await createCommand(selection, options, ctx.io)
@@ -140,14 +145,20 @@ async function createCommand(selection: string[], options: BackfillOptions, io: 
   )
   if (options.json) {
     io.out(JSON.stringify(await describe(backfill)))
-    return 0
+    return options.follow ? await follow(store, graph, backfill.id, options, io) : 0
   }
   const { backfillProgress } = await import('../../core/backfills.js')
   const total = backfillProgress(backfill.state).target.size
   io.out(
     `backfill ${backfill.id} requested: ${total} partition${total === 1 ? '' : 's'} of ${backfill.spec.partitions.description} (${backfill.spec.selection}), ${backfill.spec.perRun === 1 ? 'one run each' : `up to ${backfill.spec.perRun} per run`}${backfill.spec.maxRuns ? `, at most ${backfill.spec.maxRuns} run(s) at once` : ''}`,
   )
-  io.out(`\`refresh daemon\` submits its runs; follow it with \`refresh backfill show ${backfill.id}\`.`)
+  if (options.follow) {
+    io.out('`refresh daemon` submits its runs; following it (Ctrl-C stops following, not the backfill).')
+    return await follow(store, graph, backfill.id, options, io)
+  }
+  io.out(
+    `\`refresh daemon\` submits its runs; follow it with \`refresh backfill show ${backfill.id} --follow\`.`,
+  )
   return 0
 }
 
@@ -172,7 +183,7 @@ async function idCommand(
     backfill = found
   }
   // awaited here: the store closes when this function returns
-  if (action === 'show' && options.follow) return await follow(store, backfill.id, options, io)
+  if (action === 'show' && options.follow) return await follow(store, graph, backfill.id, options, io)
   const d = await describe(backfill, now)
   if (options.json) {
     io.out(JSON.stringify(d))
@@ -197,44 +208,112 @@ async function idCommand(
   return 0
 }
 
-/** `backfill show --follow`: a line (or a JSON object) each time the progress changes, until it ends. */
+/**
+ * `backfill show --follow` (and `backfill SELECTION --follow`): reads the backfill every half
+ * second until it ends. On a terminal that can redraw, a live panel (counts with a bar, rate over
+ * a sliding window, ETA, its latest runs); else a line per change, or with --json one
+ * `backfill:progress` object per change and `backfill:end`. Ctrl-C only stops following: the
+ * backfill is the daemon's, and goes on. Exits 0 when it completed, 1 when it failed or was
+ * canceled, 130 when interrupted.
+ */
 async function follow(
-  store: Pick<RunStore, 'getBackfill'>,
+  store: RunStore,
+  graph: AssetGraph,
   id: string,
   options: BackfillOptions,
   io: Io,
 ): Promise<number> {
-  let last = ''
-  for (;;) {
-    const backfill = (await store.getBackfill(id))!
-    const now = Date.now()
-    const d = await describe(backfill, now)
-    const ended = backfill.status !== 'requested' && backfill.status !== 'canceling'
-    const key = JSON.stringify([d.status, d.succeeded, d.failed, d.running, d.skipped])
-    if (key !== last || ended) {
-      last = key
-      const elapsed = (d.endedAt ?? now) - d.createdAt
-      const rate = d.succeeded > 0 && elapsed > 0 ? (d.succeeded / elapsed) * 1000 : null
-      const etaMs =
-        rate && !ended && d.pending + d.running > 0 ? ((d.pending + d.running) / rate) * 1000 : null
-      if (options.json) {
-        io.out(
-          JSON.stringify({
-            type: ended ? 'backfill:end' : 'backfill:progress',
-            ts: now,
-            ...d,
-            ratePerSecond: rate,
-            etaMs,
-          }),
-        )
+  const { canRedraw, colorsWanted, EXIT } = await import('../io.js')
+  const { backfillActivity } = await import('../../core/backfills.js')
+  const panel =
+    !options.json && canRedraw(io)
+      ? (await import('../view/backfill-view.js')).mountBackfillView(process.stdout, {
+          color: colorsWanted(io),
+        })
+      : undefined
+  let stopped = false
+  let wake: (() => void) | undefined
+  const onSignal = () => {
+    stopped = true
+    wake?.()
+  }
+  process.on('SIGINT', onSignal)
+  try {
+    let last = ''
+    for (;;) {
+      const backfill = (await store.getBackfill(id))!
+      const now = Date.now()
+      const d = await describe(backfill, now)
+      const ended = backfill.status !== 'requested' && backfill.status !== 'canceling'
+      if (panel) {
+        const activity = await backfillActivity(store, graph, backfill, now)
+        panel.update({
+          ts: now,
+          id: d.id,
+          status: d.status,
+          selection: d.selection,
+          partitions: d.partitions,
+          total: d.total,
+          succeeded: d.succeeded,
+          failed: d.failed,
+          skipped: d.skipped,
+          running: activity.running,
+          queued: activity.queued,
+          notLaunched: d.pending,
+          createdAt: d.createdAt,
+          endedAt: d.endedAt,
+          ...(d.error ? { error: d.error } : {}),
+          recent: activity.recent,
+        })
       } else {
-        io.out(
-          `${new Date(now).toISOString().slice(11, 19)} backfill ${d.id} ${d.status}: ${d.succeeded} done, ${d.failed} failed, ${d.running} running, ${d.skipped} skipped of ${d.total}${rate ? ` · ${rate >= 1 ? `${rate.toFixed(1)}/s` : `${(rate * 60).toFixed(1)}/min`}` : ''}${etaMs !== null ? ` · ETA ${formatDuration(etaMs)}` : ''}`,
+        const key = JSON.stringify([d.status, d.succeeded, d.failed, d.running, d.skipped])
+        if (key !== last || ended) {
+          last = key
+          const elapsed = (d.endedAt ?? now) - d.createdAt
+          const rate = d.succeeded > 0 && elapsed > 0 ? (d.succeeded / elapsed) * 1000 : null
+          const etaMs =
+            rate && !ended && d.pending + d.running > 0 ? ((d.pending + d.running) / rate) * 1000 : null
+          if (options.json) {
+            io.out(
+              JSON.stringify({
+                type: ended ? 'backfill:end' : 'backfill:progress',
+                ts: now,
+                ...d,
+                ratePerSecond: rate,
+                etaMs,
+              }),
+            )
+          } else {
+            io.out(
+              `${new Date(now).toISOString().slice(11, 19)} backfill ${d.id} ${d.status}: ${d.succeeded} done, ${d.failed} failed, ${d.running} running, ${d.skipped} skipped of ${d.total}${rate ? ` · ${rate >= 1 ? `${rate.toFixed(1)}/s` : `${(rate * 60).toFixed(1)}/min`}` : ''}${etaMs !== null ? ` · ETA ${formatDuration(etaMs)}` : ''}`,
+            )
+          }
+        }
+      }
+      if (ended) {
+        await panel?.close()
+        return backfill.status === 'completed' ? EXIT.ok : EXIT.failed
+      }
+      if (!stopped) {
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, 500)
+          wake = () => {
+            clearTimeout(timer)
+            r()
+          }
+        })
+        wake = undefined
+      }
+      if (stopped) {
+        await panel?.close()
+        io.err(
+          `stopped following; backfill ${id} goes on, driven by \`refresh daemon\` (\`refresh backfill cancel ${id}\` stops it).`,
         )
+        return EXIT.interrupted
       }
     }
-    if (ended) return backfill.status === 'completed' ? 0 : 1
-    await new Promise((r) => setTimeout(r, 500))
+  } finally {
+    process.off('SIGINT', onSignal)
   }
 }
 

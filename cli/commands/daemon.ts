@@ -186,7 +186,16 @@ async function daemonCommand(options: DaemonOptions, io: Io): Promise<number> {
               },
         ),
         freshness: resolved.assets.flatMap((a) =>
-          a.freshness ? [{ asset: a.key, maxLag: a.freshness.maxLag, maxLagMs: a.freshness.maxLagMs }] : [],
+          a.freshness
+            ? [
+                {
+                  asset: a.key,
+                  maxLag: a.freshness.maxLag,
+                  maxLagMs: a.freshness.maxLagMs,
+                  ...(a.partitions?.kind === 'time' ? { timePartitions: a.partitions.spec } : {}),
+                },
+              ]
+            : [],
         ),
         promoteKey: resolved.assets.find(
           (a) => a.key === 'promote' || a.tags.block === 'promote' || 'promote' in a.tags,

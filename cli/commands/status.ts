@@ -163,9 +163,9 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
   }
   // assets with a freshness policy, stale ones first
   const { freshnessOf } = await import('../../core/freshness.js')
-  const freshness = [
-    ...freshnessOf(resolved.assets, await store.latestMaterializations(), now).entries(),
-  ].sort(([, a], [, b]) => Number(a.status === 'fresh') - Number(b.status === 'fresh'))
+  const freshness = [...(await freshnessOf(store, resolved.assets, now)).entries()].sort(
+    ([, a], [, b]) => Number(a.status === 'fresh') - Number(b.status === 'fresh'),
+  )
 
   if (options.json) {
     io.out(

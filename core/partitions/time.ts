@@ -51,6 +51,28 @@ export interface CronPartitionsOptions extends TimePartitionsOptions {
 
 export type TimeCadence = 'hourly' | 'daily' | 'weekly' | 'monthly' | 'cron'
 
+/** A time partitions definition as declared: plain data (structured-cloneable to a worker thread). */
+export type TimePartitionsSpec =
+  | { cadence: 'hourly' | 'daily' | 'monthly'; options: TimePartitionsOptions }
+  | { cadence: 'weekly'; options: WeeklyPartitionsOptions }
+  | { cadence: 'cron'; options: CronPartitionsOptions }
+
+/** The definition a spec declares (the same signature as the one it was taken from). */
+export function timePartitionsOf(spec: TimePartitionsSpec): TimePartitionsDefinition {
+  switch (spec.cadence) {
+    case 'hourly':
+      return hourlyPartitions(spec.options)
+    case 'daily':
+      return dailyPartitions(spec.options)
+    case 'weekly':
+      return weeklyPartitions(spec.options)
+    case 'monthly':
+      return monthlyPartitions(spec.options)
+    case 'cron':
+      return cronPartitions(spec.options)
+  }
+}
+
 /**
  * The arithmetic of one cadence over the integers: partition `i` starts at `boundary(i)` and ends
  * at `boundary(i + 1)`, for any `i` (negative ones lie before the first partition, which mappings
@@ -85,6 +107,8 @@ export class TimePartitionsDefinition extends PartitionsBase {
   readonly timezone: string
   /** Partitions past the last closed one (see `TimePartitionsOptions.endOffset`). */
   readonly endOffset: number
+  /** How it was declared: plain data that rebuilds it where the config is not loaded (`timePartitionsOf`). */
+  readonly spec: TimePartitionsSpec
   private readonly calendar: Calendar
 
   constructor(
@@ -94,8 +118,10 @@ export class TimePartitionsDefinition extends PartitionsBase {
     family: string,
     end: number | undefined,
     endOffset: number,
+    spec: TimePartitionsSpec,
   ) {
     super()
+    this.spec = spec
     this.cadence = cadence
     this.timezone = timezone
     this.calendar = calendar
@@ -248,14 +274,20 @@ export function hourlyPartitions(options: TimePartitionsOptions): TimePartitions
       return { index: offset / HOUR }
     },
   }
-  return new TimePartitionsDefinition('hourly', zone.name, calendar, `hourly:${zone.name}`, end, endOffset)
+  return new TimePartitionsDefinition('hourly', zone.name, calendar, `hourly:${zone.name}`, end, endOffset, {
+    cadence: 'hourly',
+    options: { ...options },
+  })
 }
 
 /** Daily partitions: `YYYY-MM-DD`, from local midnight to local midnight (23 or 25 hours on DST days). */
 export function dailyPartitions(options: TimePartitionsOptions): TimePartitionsDefinition {
   const { zone, start, end, endOffset } = checkOptions('dailyPartitions', options)
   const calendar = dayCalendar(zone, firstDay(zone, start), 1, undefined)
-  return new TimePartitionsDefinition('daily', zone.name, calendar, `daily:${zone.name}`, end, endOffset)
+  return new TimePartitionsDefinition('daily', zone.name, calendar, `daily:${zone.name}`, end, endOffset, {
+    cadence: 'daily',
+    options: { ...options },
+  })
 }
 
 /** Weekly partitions: `YYYY-MM-DD` of the week's first day (Sunday unless `weekStartsOn`). */
@@ -277,6 +309,7 @@ export function weeklyPartitions(options: WeeklyPartitionsOptions): TimePartitio
     `weekly:${weekStartsOn}:${zone.name}`,
     end,
     endOffset,
+    { cadence: 'weekly', options: { ...options } },
   )
 }
 
@@ -304,7 +337,18 @@ export function monthlyPartitions(options: TimePartitionsOptions): TimePartition
       return { index }
     },
   }
-  return new TimePartitionsDefinition('monthly', zone.name, calendar, `monthly:${zone.name}`, end, endOffset)
+  return new TimePartitionsDefinition(
+    'monthly',
+    zone.name,
+    calendar,
+    `monthly:${zone.name}`,
+    end,
+    endOffset,
+    {
+      cadence: 'monthly',
+      options: { ...options },
+    },
+  )
 }
 
 /**
@@ -327,6 +371,7 @@ export function cronPartitions(options: CronPartitionsOptions): TimePartitionsDe
     `cron:${options.cron}:${zone.name}`,
     end,
     endOffset,
+    { cadence: 'cron', options: { ...options } },
   )
 }
 

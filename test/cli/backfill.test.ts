@@ -98,6 +98,34 @@ describe('refresh backfill', () => {
     expect(list.stdout).toMatch(new RegExp(`${id}\\s+completed\\s+events\\s+20\\s+20\\s+0\\s+0`))
   }, 180_000)
 
+  it('is followed to its end: `backfill show ID --follow` and `backfill SELECTION --follow`, without a terminal', async () => {
+    const dir = configProject(CONFIG)
+    const cli = (...args: string[]) =>
+      run([CLI, ...args], { cwd: dir, env: { NO_COLOR: '1' }, timeoutMs: 90_000 })
+    const requested = await cli('backfill', 'events', '--from', '2026-01-01', '--to', '2026-01-06', '--json')
+    const { id } = JSON.parse(requested.stdout) as Shown
+    // followed from before the daemon runs anything, to the end the daemon drives it to
+    const showing = cli('backfill', 'show', id, '--follow')
+    await new Promise((r) => setTimeout(r, 1000))
+    daemon(dir, { EVENT_MS: '200' })
+    const followed = await cli('backfill', 'events', '--partitions', '2026-01-10,2026-01-11', '--follow')
+    expect(followed.code, followed.stderr).toBe(0)
+    expect(followed.stdout).toMatch(/following it/)
+    expect(followed.stdout.trim().split('\n').at(-1)).toMatch(
+      /backfill \w+ completed: 2 done, 0 failed, 0 running, 0 skipped of 2\b/,
+    )
+    const shown = await showing
+    expect(shown.code, shown.stderr).toBe(0)
+    const lines = shown.stdout.trim().split('\n')
+    expect(lines[0]).toMatch(
+      new RegExp(`backfill ${id} requested: 0 done, 0 failed, 0 running, 0 skipped of 6`),
+    )
+    expect(lines.at(-1)).toMatch(
+      new RegExp(`backfill ${id} completed: 6 done, 0 failed, 0 running, 0 skipped of 6`),
+    )
+    expect(lines.length).toBeGreaterThan(2)
+  }, 120_000)
+
   it('cancels, retries what did not get done, and refuses bad input', async () => {
     const dir = configProject(CONFIG)
     const cli = (...args: string[]) => run([CLI, ...args], { cwd: dir, env: { NO_COLOR: '1' } })

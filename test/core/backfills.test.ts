@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 import {
   advanceBackfill,
   BACKFILL_TAG,
+  backfillActivity,
   backfillProgress,
   cancelBackfill,
   requestBackfill,
@@ -261,6 +262,47 @@ describe('backfills', () => {
     await store.finishRun(runId!, 'success', NOW)
     const after = await advanceBackfill(store, graph, b.id, NOW)
     expect(after.backfill.status).toBe('completed')
+  })
+
+  it('tells its partitions in flight apart, running and queued, a run of several counting each (backfillActivity)', async () => {
+    await using store = await openStore(':memory:')
+    const assets = [asset({ key: 'events', partitions: days, materialize: () => ({}) })]
+    const graph = buildGraph(assets)
+    const b = await requestBackfill(store, graph, { selection: 'events', perRun: 3, maxRuns: 2 }, NOW)
+    const { created } = await advanceBackfill(store, graph, b.id, NOW)
+    expect(created).toHaveLength(2)
+    let backfill = (await store.getBackfill(b.id))!
+    expect(await backfillActivity(store, graph, backfill, NOW)).toEqual({
+      running: 0,
+      queued: 6,
+      recent: [
+        expect.objectContaining({ partitionKey: '2026-01-04...2026-01-06', status: 'queued' }),
+        expect.objectContaining({ partitionKey: '2026-01-01...2026-01-03', status: 'queued' }),
+      ],
+    })
+    // the first run's process claims it: its 3 partitions are running
+    const first = (await store.listRuns({ status: ['queued'] })).find((r) =>
+      r.partitionKey?.startsWith('2026-01-01'),
+    )!
+    expect(await store.claimQueuedRun(first.id, { pid: process.pid, host: 'h' }, NOW)).toBe(true)
+    backfill = (await store.getBackfill(b.id))!
+    const activity = await backfillActivity(store, graph, backfill, NOW, 1)
+    expect(activity).toMatchObject({ running: 3, queued: 3 })
+    expect(activity.recent).toHaveLength(1)
+    // the runs of another backfill are neither counted nor listed
+    const other = await requestBackfill(
+      store,
+      graph,
+      { selection: 'events', partitions: ['2026-01-10'] },
+      NOW,
+    )
+    expect((await advanceBackfill(store, graph, other.id, NOW)).created).toHaveLength(1)
+    const later = await backfillActivity(store, graph, backfill, NOW)
+    expect(later).toMatchObject({ running: 3, queued: 3 })
+    const ours = new Set(
+      (await store.listRuns()).filter((r) => r.tags[BACKFILL_TAG] === b.id).map((r) => r.id),
+    )
+    expect(later.recent.map((r) => ours.has(r.runId))).toEqual([true, true])
   })
 
   it('cancel dequeues its queued runs and ends canceled', async () => {

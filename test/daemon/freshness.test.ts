@@ -6,6 +6,7 @@ import { ManualClock } from '../../core/clock.js'
 import type { AssetDefinition } from '../../core/definitions.js'
 import { materialize } from '../../core/materialize.js'
 import { staticPartitions } from '../../core/partitions/static.js'
+import { dailyPartitions } from '../../core/partitions/time.js'
 import { openStore } from '../../core/store/open.js'
 import type { RunStore } from '../../core/store/run-store.js'
 import { AlertWatcher } from '../../daemon/alerts.js'
@@ -134,6 +135,56 @@ describe('freshness alerts (a real store file, a local webhook, a manual clock)'
     expect(hook.calls.map((c) => [c.event, c.asset])).toEqual([['asset_stale', 'by_provider']])
     expect(hook.calls[0]!.text).toMatch('(partition wikimedia)')
     expect(hook.calls[0]!.commands).toEqual(['refresh assets', 'refresh partitions by_provider'])
+  })
+
+  it('a time-partitioned asset is stale per partition: its due partition named, once per partition', async () => {
+    await using store = await openStore(join(tempDir(), 'refresh.db'))
+    const hook = await webhook()
+    // 2026-01-01T00:00Z; the first day ends at 01-02 00:00 and is due past 02:00
+    const clock = new ManualClock()
+    const daily = noop('daily', [], {
+      partitions: dailyPartitions({ start: '2026-01-01' }),
+      freshness: { maxLag: '2h' },
+    })
+    const w = watcher(store, hook.url, [daily])
+    // materialized recently, by another partition: the due one is what counts
+    await clock.advance(26 * HOUR)
+    expect((await materialize([daily], { store, clock, partition: '2026-01-01' })).status).toBe('success')
+    await clock.advance(24 * HOUR + 1)
+    await poll(w, clock)
+    expect(hook.calls.map((c) => [c.event, c.asset, c.partition])).toEqual([
+      ['asset_stale', 'daily', '2026-01-02'],
+    ])
+    expect(hook.calls[0]!.text).toMatch(
+      'asset daily is stale: partition 2026-01-02 is not materialized 2h after its window ended, more than the max lag 2h',
+    )
+    expect(hook.calls[0]!.commands).toEqual(['refresh assets', 'refresh run daily --partition 2026-01-02'])
+
+    // still the same partition missing, hours later, and after a restart: not again
+    await clock.advance(5 * HOUR)
+    await poll(w, clock)
+    await poll(watcher(store, hook.url, [daily]), clock)
+    expect(hook.calls).toHaveLength(1)
+
+    const run = await materialize([daily], { store, clock, partition: '2026-01-02' })
+    await poll(w, clock)
+    expect(hook.calls.map((c) => [c.event, c.runId])).toEqual([
+      ['asset_stale', null],
+      ['asset_fresh', run.runId],
+    ])
+    expect(hook.calls[1]!.text).toMatch('(partition 2026-01-02)')
+
+    // the next day falls due unmaterialized: a new period, naming it; then the day after, another
+    await clock.advance(24 * HOUR)
+    await poll(w, clock)
+    await clock.advance(24 * HOUR)
+    await poll(w, clock)
+    expect(hook.calls.map((c) => [c.event, c.partition ?? null])).toEqual([
+      ['asset_stale', '2026-01-02'],
+      ['asset_fresh', null],
+      ['asset_stale', '2026-01-03'],
+      ['asset_stale', '2026-01-04'],
+    ])
   })
 
   it('forgets the period of an asset that lost its policy, without an alert', async () => {

@@ -211,22 +211,47 @@ describe('refresh daemon --http (real processes)', () => {
 
   it('/metrics has each asset with a freshness policy: stale 0|1, its age and its max lag', async () => {
     const dir = project()
+    const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().slice(0, 10)
     writeFileSync(
       join(dir, 'refresh.config.ts'),
-      `import { asset, defineConfig } from 'refresh'
+      `import { asset, dailyPartitions, defineConfig } from 'refresh'
+const days = dailyPartitions({ start: '${day(10)}' })
 export default defineConfig({
   assets: [
     asset({ key: 'recent', freshness: { maxLag: '30d' }, materialize: () => ({}) }),
     asset({ key: 'old', freshness: { maxLag: 1 }, materialize: () => ({}) }),
     asset({ key: 'never', freshness: { maxLag: '1h' }, materialize: () => ({}) }),
     asset({ key: 'plain', materialize: () => ({}) }),
+    // per partition: yesterday (UTC) is due 1 ms after it ended
+    asset({ key: 'daily_done', partitions: days, freshness: { maxLag: 1 }, materialize: () => ({}) }),
+    asset({ key: 'daily_gap', partitions: days, freshness: { maxLag: 1 }, materialize: () => ({}) }),
   ],
 })
 `,
     )
     expect((await run([CLI, 'run', 'recent,old,plain', '--plain'], { cwd: dir })).code).toBe(0)
+    const yesterday = day(1)
+    const built = await run([CLI, 'run', 'daily_done', '--partition', yesterday, '--plain'], { cwd: dir })
+    expect(built.code, built.stderr).toBe(0)
+    // the day before, materialized: it does not stand for the due one
+    expect((await run([CLI, 'run', 'daily_gap', '--partition', day(2), '--plain'], { cwd: dir })).code).toBe(
+      0,
+    )
+    const assets = await run([CLI, 'assets'], { cwd: dir, env: { COLUMNS: '250' } })
+    expect(assets.stdout).toMatch(
+      new RegExp(`daily_gap .*STALE for .*: partition ${yesterday} not materialized \\(max lag 1ms\\)`),
+    )
     const daemon = await startDaemon(dir)
     const body = (await get(daemon.url, '/metrics')).body
+    expect(metric(body, /refresh_asset_stale\{asset="daily_done"\}/)).toBe(0)
+    expect(metric(body, /refresh_asset_stale\{asset="daily_gap"\}/)).toBe(1)
+    expect(
+      metric(
+        body,
+        new RegExp(`refresh_asset_stale_partition\\{asset="daily_gap",partition="${yesterday}"\\}`),
+      ),
+    ).toBe(1)
+    expect(body).not.toMatch(/refresh_asset_stale_partition\{asset="daily_done"/)
     expect(metric(body, /refresh_asset_stale\{asset="recent"\}/)).toBe(0)
     expect(metric(body, /refresh_asset_stale\{asset="old"\}/)).toBe(1)
     expect(metric(body, /refresh_asset_stale\{asset="never"\}/)).toBe(1)
