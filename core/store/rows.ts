@@ -262,3 +262,17 @@ export function evaluationRunIds(outcomes: readonly RequestOutcome[], requests: 
   }
   return [...ids]
 }
+
+/** The switches as `automationSwitches` returns them, from the rows whose status is not `default`. */
+export function automationSwitchesOf(rows: ReadonlyArray<{ asset: string; status: AutomationStatus }>): {
+  status: AutomationStatus
+  assets: Record<string, AutomationStatus>
+} {
+  const assets: Record<string, AutomationStatus> = {}
+  let status: AutomationStatus = 'default'
+  for (const r of rows) {
+    if (r.asset === AUTOMATION_GLOBAL) status = r.status
+    else assets[r.asset] = r.status
+  }
+  return { status, assets }
+}

@@ -1,6 +1,7 @@
 import {
   AUTOMATION_GLOBAL,
   automationCursorOf,
+  automationSwitchesOf,
   evaluationRunIds,
   type Row,
   toAutomationAsset,
@@ -94,13 +95,7 @@ export class AutomationSql {
     assets: Record<string, AutomationStatus>
   }> {
     const rows = await this.db.rows<{ asset: string; status: AutomationStatus }>(S.switches)
-    const assets: Record<string, AutomationStatus> = {}
-    let status: AutomationStatus = 'default'
-    for (const r of rows) {
-      if (r.asset === AUTOMATION_GLOBAL) status = r.status
-      else assets[r.asset] = r.status
-    }
-    return { status, assets }
+    return automationSwitchesOf(rows)
   }
 
   async setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): Promise<void> {

@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3'
 import {
   AUTOMATION_GLOBAL,
   automationCursorOf,
+  automationSwitchesOf,
   evaluationRunIds,
   type Row,
   toAutomationAsset,
@@ -75,13 +76,7 @@ export class AutomationSql {
 
   automationSwitches(): { status: AutomationStatus; assets: Record<string, AutomationStatus> } {
     const rows = this.s.switches.all() as Array<{ asset: string; status: AutomationStatus }>
-    const assets: Record<string, AutomationStatus> = {}
-    let status: AutomationStatus = 'default'
-    for (const r of rows) {
-      if (r.asset === AUTOMATION_GLOBAL) status = r.status
-      else assets[r.asset] = r.status
-    }
-    return { status, assets }
+    return automationSwitchesOf(rows)
   }
 
   setAutomationStatus(asset: string | null, status: AutomationStatus, now: number): void {
