@@ -167,6 +167,14 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
     ([, a], [, b]) => Number(a.status === 'fresh') - Number(b.status === 'fresh'),
   )
 
+  const automated = resolved.assets.filter((a) => a.automation).map((a) => a.key)
+  const switches = automated.length > 0 ? await store.automationSwitches() : undefined
+  const automation = switches && {
+    assets: automated.length,
+    off: switches.status === 'off' ? automated : automated.filter((key) => switches.assets[key] === 'off'),
+    global: switches.status === 'off' ? ('off' as const) : ('on' as const),
+  }
+
   if (options.json) {
     io.out(
       JSON.stringify(
@@ -186,6 +194,7 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
           lastRun,
           checks,
           freshness: freshness.map(([asset, f]) => ({ asset, ...freshnessJson(f) })),
+          automation: automation ?? null,
           alertFailures,
         },
         null,
@@ -297,6 +306,13 @@ async function statusCommand(options: StatusOptions, io: Io): Promise<number> {
       stale.length === 0
         ? `freshness: all ${freshness.length} fresh  \`refresh assets\``
         : `freshness: ${stale.length} of ${freshness.length} stale: ${stale.map(([asset, f]) => `${asset} ${formatFreshness(f, now)}`).join(', ')}  \`refresh assets\``,
+    )
+  }
+  if (automation) {
+    io.out(
+      automation.global === 'off'
+        ? `automation: off for every asset (${automation.assets} automated; \`refresh automation on\` resumes)`
+        : `automation: ${automation.assets - automation.off.length} of ${automation.assets} automated asset(s) on${automation.off.length ? `, off: ${automation.off.join(', ')}` : ''}  \`refresh automation\``,
     )
   }
   if (alertFailures.length > 0) {

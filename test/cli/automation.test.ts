@@ -70,6 +70,7 @@ describe('automation through a real daemon', () => {
 
     // switched off: a new raw runs nothing downstream
     expect((await cli('automation', 'off', 'clean')).stdout).toContain('automation off for clean')
+    expect((await cli('status')).stdout).toContain('automation: 2 of 3 automated asset(s) on, off: clean')
     await new Promise((r) => setTimeout(r, 1_500))
     expect((await cli('run', 'raw')).code).toBe(0)
     await new Promise((r) => setTimeout(r, 3_000))
