@@ -594,12 +594,18 @@ async function liveRuns(store: RunStore, id: string) {
  */
 async function stopRuns(store: RunStore, id: string, now: number) {
   const live = await liveRuns(store, id)
-  for (const run of live) {
-    if (run.status === 'started') await store.requestCancel(run.id, now)
-    else await store.abandonRun(run.id, 'canceled', `backfill ${id} was canceled`, now)
+  // the queued ones in a few transactions (hundreds at a time), not one each
+  const queued = live.filter((run) => run.status === 'queued').map((run) => run.id)
+  for (let i = 0; i < queued.length; i += STOP_BATCH) {
+    await store.abandonRuns(queued.slice(i, i + STOP_BATCH), 'canceled', `backfill ${id} was canceled`, now)
   }
+  // started ones are asked to stop (their owner cancels them); a paused one is canceled at once
+  for (const run of live) if (run.status !== 'queued') await store.requestCancel(run.id, now)
   return live
 }
+
+/** Queued runs of a canceled backfill closed per transaction. */
+const STOP_BATCH = 500
 
 async function save(
   store: RunStore,

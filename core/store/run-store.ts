@@ -133,6 +133,16 @@ export interface RunStore extends AsyncDisposable {
   interruptedRuns(options?: RecoverOptions): Promise<InterruptedRun[]>
   /** Closes a started or queued run that no executor will finish, with its closing events. */
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number): Promise<boolean>
+  /**
+   * `abandonRun` for many runs in one transaction (a canceled backfill's queued runs): returns
+   * those it closed; the others (ended meanwhile, paused) are left as they are.
+   */
+  abandonRuns(
+    runIds: readonly string[],
+    status: 'failure' | 'canceled',
+    reason: string,
+    now: number,
+  ): Promise<string[]>
 
   // ---- steps, attempts, events, materializations ------------------------------------------------
 

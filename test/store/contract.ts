@@ -1324,6 +1324,28 @@ export function storeContract(name: string, target: ContractTarget): void {
         expect(await store.abandonRun('q', 'canceled', 'again', 6)).toBe(false)
         expect((await store.runEndsAfter(0)).map((e) => e.runId)).toEqual(['q'])
       })
+
+      it('abandons many runs in one call, each with its closing events, leaving ended ones alone', async () => {
+        await using store = await open()
+        for (const id of ['a', 'b', 'c', 'd']) await store.createRun(newRun(id))
+        await store.finishRun('c', 'success', 3)
+        const closed = await store.abandonRuns(
+          ['a', 'b', 'c', 'missing', 'd'],
+          'canceled',
+          'backfill x was canceled',
+          5,
+        )
+        expect(closed).toEqual(['a', 'b', 'd'])
+        for (const id of closed) {
+          expect(await store.getRun(id)).toMatchObject({
+            status: 'canceled',
+            error: { message: 'backfill x was canceled' },
+          })
+          expect((await store.getEvents(id, { types: ['run:end'] })).length).toBe(1)
+        }
+        expect((await store.getRun('c'))?.status).toBe('success')
+        expect(await store.abandonRuns([], 'canceled', 'nothing', 6)).toEqual([])
+      })
     })
 
     describe('retention', () => {
@@ -1578,6 +1600,7 @@ export function storeContract(name: string, target: ContractTarget): void {
           'createRun',
           'write',
           'abandonRun',
+          'abandonRuns',
           'setMaintenanceOff',
           'requestRun',
           'commitAutomationTick',

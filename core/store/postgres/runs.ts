@@ -389,22 +389,46 @@ export class RunsSql {
     now: number,
     recheck?: RecoverOptions,
   ): Promise<boolean> {
+    return this.db.tx((c) => this.closeRunIn(c, runId, status, error, now, recheck))
+  }
+
+  abandonRuns(
+    runIds: readonly string[],
+    status: 'failure' | 'canceled',
+    reason: string,
+    now: number,
+  ): Promise<string[]> {
+    const error = abandonedError(status, reason)
     return this.db.tx(async (c) => {
-      const run = await this.lockRun(c, runId)
-      if (run?.status !== 'started' && run?.status !== 'queued') return false
-      if (recheck && interruptedReason(run, recheck) === undefined) return false
-      const errorJson = JSON.stringify(error)
-      const endedAt = error.name === 'InterruptedError' ? Math.min(now, await this.lastSeenAt(c, run)) : now
-      const stepStatus = status === 'canceled' ? 'canceled' : 'failed'
-      await c.run(S.finishRun, [status, endedAt, errorJson, runId])
-      await c.run(S.closeRunningSteps, [stepStatus, endedAt, errorJson, runId])
-      await c.run(S.closeRunningAttempts, [stepStatus, endedAt, errorJson, runId])
-      await c.run(S.cancelPendingSteps, [endedAt, runId])
-      await c.run(S.releaseRunSlots, [runId])
-      const steps = await this.events.getSteps(runId, c)
-      await this.events.insertEvents(c, closingEvents(run, steps, status, error, now, endedAt))
-      return true
+      const closed: string[] = []
+      for (const id of runIds) if (await this.closeRunIn(c, id, status, error, now)) closed.push(id)
+      return closed
     })
+  }
+
+  /** `closeRun` inside the caller's transaction. */
+  private async closeRunIn(
+    c: Conn,
+    runId: string,
+    status: 'failure' | 'canceled',
+    error: ErrorInfo,
+    now: number,
+    recheck?: RecoverOptions,
+  ): Promise<boolean> {
+    const run = await this.lockRun(c, runId)
+    if (run?.status !== 'started' && run?.status !== 'queued') return false
+    if (recheck && interruptedReason(run, recheck) === undefined) return false
+    const errorJson = JSON.stringify(error)
+    const endedAt = error.name === 'InterruptedError' ? Math.min(now, await this.lastSeenAt(c, run)) : now
+    const stepStatus = status === 'canceled' ? 'canceled' : 'failed'
+    await c.run(S.finishRun, [status, endedAt, errorJson, runId])
+    await c.run(S.closeRunningSteps, [stepStatus, endedAt, errorJson, runId])
+    await c.run(S.closeRunningAttempts, [stepStatus, endedAt, errorJson, runId])
+    await c.run(S.cancelPendingSteps, [endedAt, runId])
+    await c.run(S.releaseRunSlots, [runId])
+    const steps = await this.events.getSteps(runId, c)
+    await this.events.insertEvents(c, closingEvents(run, steps, status, error, now, endedAt))
+    return true
   }
 
   // ---- pools -----------------------------------------------------------------------------------

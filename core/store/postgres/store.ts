@@ -270,6 +270,9 @@ export class PostgresStore implements RunStore {
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number) {
     return this.runs.abandonRun(runId, status, reason, now)
   }
+  abandonRuns(runIds: readonly string[], status: 'failure' | 'canceled', reason: string, now: number) {
+    return this.runs.abandonRuns(runIds, status, reason, now)
+  }
 
   // ---- steps, attempts, events, materializations -------------------------------------------------
 

@@ -370,6 +370,17 @@ export class RunsSql {
     return this.closeRun(runId, status, abandonedError(status, reason), now)
   }
 
+  abandonRuns(
+    runIds: readonly string[],
+    status: 'failure' | 'canceled',
+    reason: string,
+    now: number,
+  ): string[] {
+    const error = abandonedError(status, reason)
+    // each close is a savepoint inside the one IMMEDIATE transaction
+    return this.db.transaction(() => runIds.filter((id) => this.closeRun(id, status, error, now))).immediate()
+  }
+
   /**
    * Closes a started (or queued) run that no executor will finish: running steps and attempts end
    * canceled (or failed), unstarted steps canceled, slots are freed, and closing events are written

@@ -263,6 +263,9 @@ export class SqliteStore implements RunStore {
   abandonRun(runId: string, status: 'failure' | 'canceled', reason: string, now: number) {
     return this.call(() => this.runs.abandonRun(runId, status, reason, now))
   }
+  abandonRuns(runIds: readonly string[], status: 'failure' | 'canceled', reason: string, now: number) {
+    return this.call(() => this.runs.abandonRuns(runIds, status, reason, now))
+  }
 
   // ---- steps, attempts, events, materializations -------------------------------------------------
 
