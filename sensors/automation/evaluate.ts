@@ -40,6 +40,8 @@ export interface NodeValue {
   total: number
   /** Partitioned: the true partitions, as up to 3 key ranges (`2026-01-01...2026-01-31`). */
   partitions?: string
+  /** Partitioned, on the root only: every true partition, as `PartitionSubset.toJSON()` ranges. */
+  subset?: number[]
   children?: NodeValue[]
 }
 
@@ -82,7 +84,9 @@ export function evaluateCondition(root: AutomationCondition, input: EvaluationIn
     if (children) tree.children = children
     return { result, tree }
   }
-  return walk(root)
+  const evaluation = walk(root)
+  if (input.space) evaluation.tree.subset = evaluation.result.toJSON()
+  return evaluation
 }
 
 function operandValue(

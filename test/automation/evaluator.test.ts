@@ -12,6 +12,7 @@ import { type AssetDefinition, asset } from '../../core/definitions.js'
 import { buildGraph, launchRun, materialize } from '../../core/materialize.js'
 import { timeWindowMapping } from '../../core/partitions/mapping.js'
 import { dynamicPartitions } from '../../core/partitions/static.js'
+import { PartitionSubset } from '../../core/partitions/subset.js'
 import { dailyPartitions, hourlyPartitions } from '../../core/partitions/time.js'
 import { openStore } from '../../core/store/open.js'
 import type { RunStore } from '../../core/store/run-store.js'
@@ -175,6 +176,8 @@ describe('eager()', () => {
     expect(JSON.parse(latest!.tree).partitions).toBe(
       '2026-01-01...2026-01-02, 2026-01-04...2026-01-05, 2026-01-10',
     )
+    // the whole true subset is kept with the evaluation (the text shows only 3 ranges)
+    expect([...PartitionSubset.fromJSON(JSON.parse(latest!.tree).subset).indices()]).toEqual([0, 1, 3, 4, 9])
     await launchAll(store, assets, clock)
     // an old partition upstream changes: only its partition downstream follows (not only the latest)
     await materialize(assets, { store, selection: 'events', partition: '2026-01-02', clock })
