@@ -242,9 +242,10 @@ export class AutomationEvaluator {
         folded++
         const subset = this.subsetOf(e, ev.partitionKey, ctx)
         if (!subset) continue
+        // a failed step changes no state: it ends something in progress (read below)
         dirty.add(e.key)
-        changed.add(e.key)
         if (ev.kind !== 'materialized') continue
+        changed.add(e.key)
         state.materialized = state.materialized.union(subset)
         state.requested = state.requested.difference(subset)
         state.news = state.news.difference(subset)
