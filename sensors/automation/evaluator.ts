@@ -112,6 +112,10 @@ export class AutomationEvaluator {
   private readonly retry = new Set<string>()
   private readonly cronTicks = new Map<string, { latest: number; next: number }>()
   private readonly guardHolds = new Map<string, ReturnType<typeof holdsFor>>()
+  /** The automated assets and their deps: what a tick folds and evaluates (fixed by the config). */
+  private readonly tracked: readonly Entry[]
+  /** Whether a condition reads check results (only then does a tick read them). */
+  private readonly readsChecks: boolean
 
   constructor(options: AutomationOptions) {
     this.o = options
@@ -133,16 +137,15 @@ export class AutomationEvaluator {
       if (!def.automation) continue
       for (const dep of def.deps) this.entries.get(dep)!.downstream.push(key)
     }
+    this.tracked = [...this.entries.values()].filter((e) => e.condition || e.downstream.length > 0)
+    this.readsChecks = this.tracked.some(
+      (e) => e.condition && conditionNodes(e.condition).some((n) => n.kind === 'checks_passed'),
+    )
   }
 
   /** Whether the config automates any asset. */
   get active(): boolean {
-    return [...this.entries.values()].some((e) => e.condition)
-  }
-
-  /** The assets whose evaluation a tick needs: the automated ones and their deps. */
-  private tracked(): Entry[] {
-    return [...this.entries.values()].filter((e) => e.condition || e.downstream.length > 0)
+    return this.tracked.length > 0
   }
 
   private automatedOn(e: Entry): boolean {
@@ -182,7 +185,8 @@ export class AutomationEvaluator {
       this.global = switches.status
       this.switches = next
     }
-    const tracked = this.tracked()
+    const { tracked } = this
+    const tickNo = (this.cursor?.tick ?? 0) + 1
     const changed = new Set<string>()
     const definitions = tracked.flatMap((e) => (e.definition ? [e.definition] : []))
     const ctx = await partitionsContext(store, definitions, now)
@@ -268,9 +272,7 @@ export class AutomationEvaluator {
     }
     // check results, when a condition reads them
     let checkId = this.cursor?.checkId ?? 0
-    if (
-      tracked.some((e) => e.condition && conditionNodes(e.condition).some((n) => n.kind === 'checks_passed'))
-    ) {
+    if (this.readsChecks) {
       for (;;) {
         const results = await store.checkResultsAfter(checkId, BATCH)
         for (const r of results) {
@@ -372,7 +374,7 @@ export class AutomationEvaluator {
       if (json !== state.lastTree) {
         treeOf.set(key, { json, evaluation: evaluations.length })
         evaluations.push({
-          tick: (this.cursor?.tick ?? 0) + 1,
+          tick: tickNo,
           asset: key,
           evaluatedAt: now,
           trueCount: result.size,
@@ -384,7 +386,6 @@ export class AutomationEvaluator {
         changed.add(key)
       }
     }
-    const tickNo = (this.cursor?.tick ?? 0) + 1
     for (const group of this.groups(trueSets, ctx)) {
       if (requests.length >= (this.o.maxRequestsPerTick ?? MAX_REQUESTS_PER_TICK)) {
         for (const key of group.assets) this.retry.add(key)
@@ -496,7 +497,9 @@ export class AutomationEvaluator {
       const def = this.entries.get(t.key)!.definition
       if (!def) continue
       const id = `${def.signature}\u0000${t.subset.serialize()}`
-      bySet.set(id, [...(bySet.get(id) ?? []), t])
+      const members = bySet.get(id)
+      if (members) members.push(t)
+      else bySet.set(id, [t])
     }
     for (const members of bySet.values()) {
       const def = this.entries.get(members[0]!.key)!.definition!
