@@ -1,4 +1,4 @@
-import { Box, render, Text } from 'ink'
+import { Box, Text } from 'ink'
 import {
   type BackfillSnapshot,
   type BackfillViewState,
@@ -7,6 +7,7 @@ import {
   isFinalStatus,
   observe,
 } from './backfill-state.js'
+import { mountFrames } from './live.js'
 
 const STATUS_COLORS: Record<string, string> = {
   requested: 'cyan',
@@ -75,22 +76,12 @@ export function mountBackfillView(
   const frame = () => (
     <BackfillView state={state} now={Date.now()} columns={stdout.columns || undefined} color={color} />
   )
-  const instance = render(frame(), { stdout, exitOnCtrlC: false, patchConsole: false, maxFps: 10 })
-  const draw = () => instance.rerender(frame())
-  const timer = setInterval(draw, FRAME_MS)
-  let closed = false
+  const live = mountFrames(stdout, frame, { intervalMs: FRAME_MS })
   return {
     update(snapshot) {
       state = observe(state, snapshot)
-      draw()
+      live.draw()
     },
-    async close() {
-      if (closed) return
-      closed = true
-      clearInterval(timer)
-      draw()
-      instance.unmount()
-      await instance.waitUntilExit()
-    },
+    close: live.close,
   }
 }

@@ -1,5 +1,5 @@
-import { render } from 'ink'
 import type { RunEvent } from '../../core/events.js'
+import { mountFrames } from './live.js'
 import { RunView } from './run-view.js'
 import { initialViewState, reduce, type ViewState } from './state.js'
 
@@ -32,35 +32,22 @@ export function mountTtyView(
       color={color}
     />
   )
-  const instance = render(frame(), {
-    stdout,
-    exitOnCtrlC: false,
-    patchConsole: false,
-    maxFps: 1000 / FRAME_MS,
-  })
-  const draw = () => {
-    instance.rerender(frame())
-    dirty = false
-  }
   // elapsed times and retry countdowns move without events, so a running view redraws each frame
-  const timer = setInterval(() => {
-    if (dirty || state.steps.some((s) => s.phase.status === 'running' || s.phase.status === 'retrying'))
-      draw()
-  }, FRAME_MS)
-  let closed = false
+  const live = mountFrames(stdout, frame, {
+    intervalMs: FRAME_MS,
+    due: () => {
+      const due =
+        dirty || state.steps.some((s) => s.phase.status === 'running' || s.phase.status === 'retrying')
+      dirty = false
+      return due
+    },
+  })
   return {
     onEvent(event) {
       state = reduce(state, event)
       dirty = true
     },
-    async close() {
-      if (closed) return
-      closed = true
-      clearInterval(timer)
-      draw()
-      instance.unmount()
-      await instance.waitUntilExit()
-    },
+    close: live.close,
   }
 }
 
