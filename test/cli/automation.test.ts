@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { openStore } from '../../core/store/open.js'
 import { CLI, configProject, type LiveCli, run, startCli, until } from '../helpers.js'
 
-const CONFIG = `import { asset, defineConfig, eager, onMissing } from 'refresh'
+const CONFIG = `import { asset, defineConfig, eager, onCron, onMissing } from 'refresh'
 export default defineConfig({
   assets: [
     asset({ key: 'raw', materialize: () => ({ at: Date.now() }) }),
@@ -103,5 +103,9 @@ describe('automation through a real daemon', () => {
     const bad = await run([CLI, 'automation'], { cwd: badConfig })
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('automation: must be an automation condition')
+    const badCron = configProject(CONFIG.replace('automation: onMissing()', "automation: onCron('at 3')"))
+    const cron = await run([CLI, 'automation'], { cwd: badCron })
+    expect(cron.code).toBe(2)
+    expect(cron.stderr).toContain('cron `at 3` is invalid')
   })
 })
